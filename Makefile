@@ -1,0 +1,58 @@
+# Two commands matter: `make run` and `make test`. Everything else is for contributors.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+HOST ?= 127.0.0.1
+PORT ?= 8000
+msg ?=
+
+# uv is bootstrapped with pip when the machine does not have it.
+UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
+RUN := $(UV) run --locked
+
+.PHONY: help install run dev test test-only check lint format format-check typecheck migrate makemigration clean
+
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
+
+.venv/.installed: pyproject.toml uv.lock
+	@command -v uv >/dev/null 2>&1 || python3 -m uv --version >/dev/null 2>&1 || python3 -m pip install --quiet --user uv
+	$(UV) sync --locked
+	@touch $@
+
+install: .venv/.installed ## Install the locked dependencies into .venv (bootstraps uv)
+
+run: install migrate ## Install, migrate ./app.db and serve on http://$(HOST):$(PORT)
+	$(RUN) uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+
+dev: install migrate ## Serve with auto-reload (fastapi dev)
+	$(RUN) fastapi dev --host $(HOST) --port $(PORT)
+
+migrate: install ## Apply every migration to DATABASE_URL
+	$(RUN) alembic upgrade head
+
+makemigration: install ## Generate a migration from the models: make makemigration msg="add items"
+	@test -n "$(msg)" || { echo 'usage: make makemigration msg="what changed"'; exit 2; }
+	$(RUN) alembic revision --autogenerate -m "$(msg)"
+
+test: install ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
+	@eval "$$($(RUN) python scripts/test_services.py)"; \
+	$(RUN) coverage run -m pytest $(PYTEST_ARGS) && $(RUN) coverage combine -q && $(RUN) coverage report
+
+lint: install ## Lint with ruff
+	$(RUN) ruff check src tests migrations scripts
+
+format: install ## Format with ruff (rewrites files)
+	$(RUN) ruff format src tests migrations scripts
+	$(RUN) ruff check --fix src tests migrations scripts
+
+format-check: install ## Check formatting without changing files
+	$(RUN) ruff format --check src tests migrations scripts
+
+typecheck: install ## Type-check with mypy --strict
+	$(RUN) mypy
+
+check: format-check lint typecheck test ## Everything CI runs: format, lint, types, tests
+
+clean: ## Remove caches and coverage data (keeps .venv and app.db)
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov

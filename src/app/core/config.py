@@ -1,0 +1,138 @@
+"""Settings read from the environment and `.env`, validated once at start-up."""
+
+import json
+from functools import lru_cache
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Environment = Literal["local", "test", "staging", "production"]
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+LogFormat = Literal["auto", "json", "console"]
+
+PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value production refuses
+MIN_PRODUCTION_SECRET_LENGTH = 32
+_PLACEHOLDER_SECRETS = frozenset({"", PLACEHOLDER_SECRET, "changethis", "secret", "changeme"})
+
+StrList = Annotated[list[str], NoDecode]
+
+
+class Settings(BaseSettings):
+    """Every setting of the service; names are the environment variables an operator sets."""
+
+    model_config = SettingsConfigDict(
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        case_sensitive=True,
+        # `REDIS_URL=` as copied from .env.example means "not set", not an empty URL.
+        env_ignore_empty=True,
+    )
+
+    APP_NAME: str = "Production FastAPI Backend"
+    ENVIRONMENT: Environment = "local"
+    DEBUG: bool = False
+
+    LOG_LEVEL: LogLevel = "INFO"
+    LOG_FORMAT: LogFormat = "auto"
+
+    DATABASE_URL: str = Field(
+        default="sqlite+aiosqlite:///./app.db", repr=False
+    )  # may hold a password
+    DATABASE_POOL_SIZE: int = Field(default=5, ge=1)
+    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
+    DATABASE_POOL_TIMEOUT: float = Field(default=30.0, gt=0)
+    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
+    DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=30_000, ge=0)
+    DATABASE_ECHO: bool = False
+
+    REDIS_URL: SecretStr | None = None
+    REDIS_SOCKET_TIMEOUT: float = Field(default=2.0, gt=0)
+
+    HEALTH_CHECK_TIMEOUT: float = Field(default=1.0, gt=0, le=2.5)
+
+    JWT_SECRET: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+
+    DOCS_ENABLED: bool | None = None
+    TRACING_ENABLED: bool = False
+
+    CORS_ALLOW_ORIGINS: StrList = []
+    CORS_ALLOW_CREDENTIALS: bool = False
+    ALLOWED_HOSTS: StrList = ["*"]
+
+    PROBLEM_TYPE_BASE_URL: str = "https://errors.example.invalid/"
+
+    @field_validator("CORS_ALLOW_ORIGINS", "ALLOWED_HOSTS", mode="before")
+    @classmethod
+    def _parse_list(cls, value: Any) -> Any:
+        """Accept a JSON array or a comma-separated string for list settings."""
+        if not isinstance(value, str):
+            return value
+        text = value.strip()
+        if text.startswith("["):
+            return json.loads(text)
+        return [part.strip() for part in text.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _refuse_unsafe_production(self) -> Self:
+        """Name every unsafe production setting at once, so one restart fixes them all."""
+        if self.ENVIRONMENT != "production":
+            return self
+        problems = []
+        secret = self.JWT_SECRET.get_secret_value()
+        if secret.strip().lower() in _PLACEHOLDER_SECRETS:
+            problems.append("JWT_SECRET is missing or a placeholder; set a random secret")
+        elif len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+            problems.append(
+                f"JWT_SECRET is shorter than {MIN_PRODUCTION_SECRET_LENGTH} characters",
+            )
+        if self.DEBUG:
+            problems.append("DEBUG must be false in production")
+        if self.CORS_ALLOW_CREDENTIALS and "*" in self.CORS_ALLOW_ORIGINS:
+            problems.append(
+                "CORS_ALLOW_ORIGINS must list origins, not '*', when CORS_ALLOW_CREDENTIALS is on",
+            )
+        if problems:
+            raise ValueError("unsafe production settings: " + "; ".join(problems))
+        return self
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether `/docs`, `/redoc` and the OpenAPI schema are served."""
+        if self.DOCS_ENABLED is not None:
+            return self.DOCS_ENABLED
+        return self.ENVIRONMENT != "production"
+
+    @property
+    def is_sqlite(self) -> bool:
+        """Whether the database is the embedded SQLite file."""
+        return self.DATABASE_URL.startswith("sqlite")
+
+
+class SettingsError(SystemExit):
+    """Invalid configuration: exits the process with one message that names every bad setting."""
+
+    def __init__(self, error: ValidationError) -> None:
+        lines = [f"  - {_describe(item)}" for item in error.errors()]
+        super().__init__("Invalid configuration:\n" + "\n".join(lines))
+
+
+def _describe(item: Any) -> str:
+    location = ".".join(str(part) for part in item["loc"])
+    message = str(item["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build settings from the environment, exiting with a readable message if they are invalid."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as error:
+        raise SettingsError(error) from None
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """Return the process-wide settings, built on first use (never at import time)."""
+    return load_settings()

@@ -1,0 +1,115 @@
+"""Structured logging: one format for our logs, uvicorn's and SQLAlchemy's."""
+
+import logging
+import sys
+from collections.abc import Mapping, MutableMapping
+from typing import Any, TextIO
+
+import structlog
+from structlog.typing import EventDict, Processor, WrappedLogger
+
+from app.core.config import Settings
+
+REDACTED = "[REDACTED]"
+_SENSITIVE_MARKERS = ("password", "passwd", "secret", "token", "authorization", "cookie", "api_key")
+
+# uvicorn and SQLAlchemy install handlers of their own; ours replace them so every
+# line has one format. uvicorn's access log is replaced by our access log middleware.
+_FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "sqlalchemy.engine", "fastapi")
+_SILENCED_LOGGERS = ("uvicorn.access",)
+
+
+def _is_sensitive(key: str) -> bool:
+    lowered = key.lower()
+    return any(marker in lowered for marker in _SENSITIVE_MARKERS)
+
+
+def _redact(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {
+            key: REDACTED if isinstance(key, str) and _is_sensitive(key) else _redact(item)
+            for key, item in value.items()
+        }
+    return value
+
+
+def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Replace the values of password, token, secret, cookie and authorization keys."""
+    for key, value in event_dict.items():
+        if _is_sensitive(key):
+            event_dict[key] = REDACTED
+        elif isinstance(value, Mapping):
+            event_dict[key] = _redact(value)
+    return event_dict
+
+
+def use_json(log_format: str, stream: TextIO) -> bool:
+    """Decide the output format: JSON unless asked for console or writing to a terminal."""
+    if log_format == "auto":
+        return not stream.isatty()
+    return log_format == "json"
+
+
+def _shared_processors() -> list[Processor]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        redact_secrets,
+    ]
+
+
+def _renderer(as_json: bool, stream: TextIO) -> list[Processor]:
+    if as_json:
+        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
+    return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+
+
+def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
+    """Route structlog and stdlib logging through one formatter on `stream` (stdout)."""
+    stream = stream or sys.stdout
+    level = logging.getLevelNamesMapping()[settings.LOG_LEVEL]
+    shared = _shared_processors()
+
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=shared,
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *_renderer(use_json(settings.LOG_FORMAT, stream), stream),
+        ],
+    )
+    handler = logging.StreamHandler(stream)
+    handler.setFormatter(formatter)
+
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    for name in _FOREIGN_LOGGERS:
+        foreign = logging.getLogger(name)
+        foreign.handlers.clear()
+        foreign.propagate = True
+    for name in _SILENCED_LOGGERS:
+        logging.getLogger(name).disabled = True
+    # SQLAlchemy's own `echo=True` adds a second handler; a level on its logger does not.
+    logging.getLogger("sqlalchemy.engine").setLevel(
+        logging.INFO if settings.DATABASE_ECHO else logging.WARNING,
+    )
+
+    structlog.configure(
+        processors=[*shared, structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        cache_logger_on_first_use=True,
+    )
+
+
+def bind_request_context(**values: Any) -> None:
+    """Start a fresh log context for one request, so nothing leaks from the previous one."""
+    structlog.contextvars.clear_contextvars()
+    structlog.contextvars.bind_contextvars(**values)
+
+
+def current_context() -> MutableMapping[str, Any]:
+    """Return the values bound to the current request's log context."""
+    return structlog.contextvars.get_contextvars()

@@ -1,0 +1,105 @@
+"""The async engine built from settings, and the per-request session dependency."""
+
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from sqlalchemy import event
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+
+from app.core.config import Settings
+
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
+
+
+def _is_sqlite_memory(url: URL) -> bool:
+    return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
+
+
+def _engine_options(settings: Settings, url: URL) -> dict[str, Any]:
+    options: dict[str, Any] = {"pool_pre_ping": True}
+    if url.get_backend_name() == "sqlite" and _is_sqlite_memory(url):
+        return options | {"poolclass": StaticPool}
+    options |= {
+        "pool_size": settings.DATABASE_POOL_SIZE,
+        "max_overflow": settings.DATABASE_MAX_OVERFLOW,
+        "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
+        "pool_recycle": settings.DATABASE_POOL_RECYCLE,
+    }
+    if url.get_driver_name() == "asyncpg":
+        server_settings = {"application_name": settings.APP_NAME[:63]}
+        if settings.DATABASE_STATEMENT_TIMEOUT_MS:
+            server_settings["statement_timeout"] = str(settings.DATABASE_STATEMENT_TIMEOUT_MS)
+        options["connect_args"] = {
+            "server_settings": server_settings,
+            "timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+        }
+    return options
+
+
+def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
+    """Enforce foreign keys, and let SQLAlchemy emit BEGIN so savepoints and DDL are transactional.
+
+    Python's sqlite3 driver otherwise starts transactions only before DML, which breaks
+    SAVEPOINT (used for test isolation and nested transactions) and transactional migrations.
+    """
+    file_database = not _is_sqlite_memory(url)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(dbapi_connection: Any, _: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        if file_database:
+            # WAL lets readers run while one connection writes.
+            cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.close()
+
+    @event.listens_for(engine.sync_engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        connection.exec_driver_sql("BEGIN")
+
+
+def create_engine(settings: Settings) -> AsyncEngine:
+    """Build the async engine for `DATABASE_URL` with the pool options from settings."""
+    url = make_url(settings.DATABASE_URL)
+    engine = create_async_engine(url, **_engine_options(settings, url))
+    if url.get_backend_name() == "sqlite":
+        _configure_sqlite(engine, url)
+    return engine
+
+
+def create_session_factory(bind: Any) -> async_sessionmaker[AsyncSession]:
+    """Return the session factory for an engine (or, in tests, one connection)."""
+    return async_sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def safe_url(database_url: str) -> str:
+    """Return the URL with its password masked, for logs."""
+    return make_url(database_url).render_as_string(hide_password=True)
+
+
+async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
+    """Yield one session per request: commit when the handler succeeds, roll back otherwise."""
+    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
+    async with factory() as session:
+        try:
+            yield session
+        except Exception:
+            await session.rollback()
+            raise
+        await session.commit()
+
+
+# scope="function": commit before the response is sent, so a failed commit is an error
+# response rather than a success the client already received.
+SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

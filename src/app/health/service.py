@@ -1,0 +1,41 @@
+"""Readiness checks: each dependency answers within a timeout or counts as down."""
+
+import asyncio
+from collections.abc import Awaitable
+
+import structlog
+from redis.asyncio import Redis
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from app.health.schemas import CheckStatus
+
+log = structlog.get_logger(__name__)
+
+
+async def _probe(name: str, check: Awaitable[object], timeout: float) -> CheckStatus:
+    try:
+        async with asyncio.timeout(timeout):
+            await check
+    except Exception as exc:  # noqa: BLE001 - any failure means "not ready"
+        log.warning("readiness_check_failed", check=name, error=type(exc).__name__)
+        return "error"
+    return "ok"
+
+
+async def _select_one(engine: AsyncEngine) -> None:
+    async with engine.connect() as connection:
+        await connection.execute(text("SELECT 1"))
+
+
+async def check_dependencies(
+    *, engine: AsyncEngine, redis: Redis | None, timeout: float
+) -> dict[str, CheckStatus]:
+    """Check the database and, when configured, Redis, concurrently."""
+    names = ["db"]
+    probes = [_probe("db", _select_one(engine), timeout)]
+    if redis is not None:
+        names.append("redis")
+        probes.append(_probe("redis", redis.ping(), timeout))
+    results = await asyncio.gather(*probes)
+    return dict(zip(names, results, strict=True))

@@ -1,0 +1,63 @@
+"""Access log: one structured line per request, and `X-Process-Time` on the response."""
+
+import time
+
+import structlog
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+log = structlog.get_logger("app.access")
+
+_SERVER_ERROR = 500
+
+
+def route_template(scope: Scope) -> str | None:
+    """Return the matched route's path template (`/items/{item_id}`), not the raw path."""
+    route = scope.get("route")
+    return getattr(route, "path", None)
+
+
+def client_address(scope: Scope) -> str | None:
+    """Return the client host as the server (or a trusted proxy layer) reported it."""
+    client = scope.get("client")
+    return client[0] if client else None
+
+
+class AccessLogMiddleware:
+    """Log method, route template, status, duration and client of every HTTP request."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        started = time.perf_counter()
+        status = _SERVER_ERROR
+
+        async def send_with_timing(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                elapsed = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+                message["headers"] = [
+                    *message.get("headers", ()),
+                    (b"x-process-time", elapsed.encode("ascii")),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_with_timing)
+        finally:
+            duration_ms = round((time.perf_counter() - started) * 1000, 2)
+            emit = log.error if status >= _SERVER_ERROR else log.info
+            emit(
+                "request",
+                method=scope["method"],
+                route=route_template(scope),
+                path=scope["path"],
+                status=status,
+                duration_ms=duration_ms,
+                client=client_address(scope),
+            )

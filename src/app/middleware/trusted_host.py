@@ -1,0 +1,62 @@
+"""Trusted hosts: refuse requests whose `Host` is not in `ALLOWED_HOSTS` with a 400 problem."""
+
+from collections.abc import Sequence
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from app.core.errors import ProblemRenderer
+
+ENFORCE_DOMAIN_WILDCARD = "Domain wildcard patterns must be like '*.example.com'."
+
+
+def _host_of(scope: Scope) -> str | None:
+    host = Headers(scope=scope).get("host")
+    if not host:
+        return None
+    if host.startswith("["):  # IPv6 literal, maybe with a port
+        return host.split("]", 1)[0].lstrip("[").lower()
+    return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
+
+
+class TrustedHostMiddleware:
+    """Allow only listed hosts; `*.example.com` allows any subdomain of example.com."""
+
+    def __init__(
+        self, app: ASGIApp, allowed_hosts: Sequence[str], renderer: ProblemRenderer
+    ) -> None:
+        for pattern in allowed_hosts:
+            if "*" in pattern[1:] or (
+                pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")
+            ):
+                raise ValueError(ENFORCE_DOMAIN_WILDCARD)
+        self.app = app
+        self.renderer = renderer
+        self.allow_any = "*" in allowed_hosts
+        # IPv6 literals are compared without their brackets, as `_host_of` returns them.
+        self.exact = frozenset(
+            p.strip("[]").lower() for p in allowed_hosts if not p.startswith("*")
+        )
+        self.suffixes = tuple(p[1:].lower() for p in allowed_hosts if p.startswith("*."))
+
+    def is_allowed(self, host: str | None) -> bool:
+        """Whether `host` matches an allowed name or wildcard."""
+        if host is None:
+            return False
+        return host in self.exact or host.endswith(self.suffixes)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.allow_any or scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self.is_allowed(_host_of(scope)):
+            await self.app(scope, receive, send)
+            return
+        response = self.renderer.render(
+            scope,
+            status_code=400,
+            code="invalid_host",
+            title="Bad Request",
+            detail="The Host header does not name this service.",
+        )
+        await response(scope, receive, send)

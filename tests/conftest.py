@@ -1,0 +1,55 @@
+"""Fixtures: one migrated database per backend, the app over ASGI, per-test isolation."""
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.harness import client_for, make_settings, running
+from tests.migrations import migrate, reset_postgres
+from tests.services import postgres_url, redis_url
+
+BACKENDS = ("sqlite", "postgresql")
+
+
+@pytest.fixture(scope="session")
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(scope="session", params=BACKENDS)
+def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
+    """A migrated database: a fresh SQLite file, or the emptied PostgreSQL test database."""
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'test.db'}"
+    else:
+        url = postgres_url()
+        asyncio.run(reset_postgres(url))
+    asyncio.run(migrate(url, "head"))
+    return url
+
+
+@pytest.fixture
+def settings(database_url: str) -> Settings:
+    return make_settings(DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def redis_url_or_skip() -> str:
+    return redis_url()
+
+
+@pytest.fixture
+async def app(settings: Settings) -> AsyncIterator[FastAPI]:
+    async with running(create_app(settings)) as started:
+        yield started
+
+
+@pytest.fixture
+async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    async with client_for(app) as c:
+        yield c

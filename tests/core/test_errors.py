@@ -1,0 +1,229 @@
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Annotated
+
+import pytest
+from fastapi import Body, FastAPI, Header, Query
+from httpx2 import AsyncClient
+from pydantic import BaseModel, Field
+
+from app.core.config import Settings
+from app.core.errors import (
+    AppError,
+    ConflictError,
+    ExternalServiceError,
+    ForbiddenError,
+    NotFoundError,
+    RateLimitedError,
+    ServiceUnavailableError,
+    UnauthorizedError,
+    ValidationFailedError,
+)
+from app.main import create_app
+from tests.harness import client_for, log_lines, make_settings, running
+
+pytestmark = pytest.mark.anyio
+
+PROBLEM = "application/problem+json"
+DOCS_ERRORS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
+
+
+class Address(BaseModel):
+    city: str = Field(min_length=1)
+
+
+class Signup(BaseModel):
+    email: str
+    age: int = Field(ge=0)
+    addresses: list[Address] = []
+
+
+def add_failing_routes(app: FastAPI) -> None:
+    """Routes only tests mount: each one fails in its own way."""
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("password=hunter2 in an internal message")
+
+    @app.get("/app-error/{name}")
+    async def app_error(name: str) -> None:
+        raise APP_ERRORS[name]
+
+    @app.post("/signup")
+    async def signup(
+        body: Annotated[Signup, Body()],
+        limit: Annotated[int, Query(le=100)],
+        x_tenant: Annotated[str, Header()],
+    ) -> None:
+        raise AssertionError("unreachable in these tests")
+
+
+APP_ERRORS: dict[str, AppError] = {
+    "not_found": NotFoundError("Widget 7 was not found."),
+    "conflict": ConflictError("Widget 7 already exists."),
+    "unauthorized": UnauthorizedError("Token expired."),
+    "forbidden": ForbiddenError("Superusers only."),
+    "validation": ValidationFailedError(
+        "Bad combination.", errors=[{"detail": "too early", "pointer": "#/start"}]
+    ),
+    "rate_limited": RateLimitedError("Slow down.", retry_after=30),
+    "unavailable": ServiceUnavailableError("Redis is down.", retry_after=5),
+    "external": ExternalServiceError("The mail provider failed."),
+}
+
+
+async def started(settings: Settings) -> AsyncIterator[AsyncClient]:
+    app = create_app(settings)
+    add_failing_routes(app)
+    async with running(app), client_for(app) as client:
+        yield client
+
+
+@pytest.fixture
+async def client(settings: Settings) -> AsyncIterator[AsyncClient]:
+    async for client in started(settings):
+        yield client
+
+
+async def test_unknown_route_is_a_404_problem(client: AsyncClient) -> None:
+    response = await client.get("/no/such/route")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body == {
+        "type": "about:blank",
+        "title": "Not Found",
+        "status": 404,
+        "detail": "Not Found",
+        "instance": "/no/such/route",
+        "code": "not_found",
+        "request_id": response.headers["x-request-id"],
+    }
+
+
+async def test_wrong_method_is_a_405_problem_with_allow(client: AsyncClient) -> None:
+    response = await client.delete("/health")
+    assert response.status_code == 405
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["allow"] == "GET"
+    assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_unexpected_exception_is_a_generic_500(client: AsyncClient) -> None:
+    with log_lines() as logs:
+        response = await client.get("/boom", headers={"X-Request-ID": "trace-me-1"})
+    assert response.status_code == 500
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["x-request-id"] == "trace-me-1"
+    body = response.json()
+    assert body["code"] == "internal_error"
+    assert body["request_id"] == "trace-me-1"
+    assert "hunter2" not in response.text
+    assert "RuntimeError" not in response.text
+    assert "Traceback" not in response.text
+
+    errors = logs.events("unhandled_exception")
+    assert len(errors) == 1
+    assert errors[0]["request_id"] == "trace-me-1"
+    assert "Traceback" in errors[0]["exception"]
+    assert "RuntimeError" in errors[0]["exception"]
+    access = logs.events("request")
+    assert [(a["status"], a["request_id"]) for a in access] == [(500, "trace-me-1")]
+
+
+async def test_debug_names_the_exception_in_the_500(settings: Settings) -> None:
+    debug_settings = make_settings(DATABASE_URL=settings.DATABASE_URL, DEBUG=True)
+    async for client in started(debug_settings):
+        response = await client.get("/boom")
+    assert response.status_code == 500
+    assert response.json()["exception"].startswith("RuntimeError: ")
+
+
+@pytest.mark.parametrize("name", sorted(APP_ERRORS))
+async def test_app_errors_render_as_problems(client: AsyncClient, name: str) -> None:
+    error = APP_ERRORS[name]
+    response = await client.get(f"/app-error/{name}")
+    assert response.status_code == error.status_code
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["code"] == error.code
+    assert body["title"] == error.title
+    assert body["detail"] == error.detail
+    assert body["type"] == "https://errors.example.invalid/" + error.code.replace("_", "-")
+    assert body["instance"] == f"/app-error/{name}"
+    assert body["request_id"] == response.headers["x-request-id"]
+    for header, value in error.headers.items():
+        assert response.headers[header] == value
+
+
+async def test_error_headers_follow_the_contract(client: AsyncClient) -> None:
+    unauthorized = await client.get("/app-error/unauthorized")
+    assert unauthorized.headers["www-authenticate"] == "Bearer"
+    limited = await client.get("/app-error/rate_limited")
+    assert limited.headers["retry-after"] == "30"
+    unavailable = await client.get("/app-error/unavailable")
+    assert unavailable.headers["retry-after"] == "5"
+    validation = await client.get("/app-error/validation")
+    assert validation.json()["errors"] == [{"detail": "too early", "pointer": "#/start"}]
+
+
+async def test_request_validation_points_at_each_input(client: AsyncClient) -> None:
+    response = await client.post(
+        "/signup?limit=500",
+        json={"email": "a@example.com", "age": -1, "addresses": [{"city": ""}]},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    body = response.json()
+    assert body["code"] == "validation_error"
+    located = {
+        next(value for key, value in item.items() if key != "detail") for item in body["errors"]
+    }
+    assert located == {"#/age", "#/addresses/0/city", "limit", "x-tenant"}
+    kinds = {key for item in body["errors"] for key in item if key != "detail"}
+    assert kinds == {"pointer", "parameter", "header"}
+    assert all(item["detail"] for item in body["errors"])
+    assert "-1" not in json.dumps(body["errors"]), "input values are not echoed back"
+
+
+async def test_malformed_json_is_a_422_problem(client: AsyncClient) -> None:
+    response = await client.post(
+        "/signup?limit=1",
+        content=b'{"email": ',
+        headers={"content-type": "application/json", "x-tenant": "t"},
+    )
+    assert response.status_code == 422
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["errors"][0]["pointer"].startswith("#")
+
+
+async def test_problem_type_base_url_is_configurable(settings: Settings) -> None:
+    custom = make_settings(
+        DATABASE_URL=settings.DATABASE_URL, PROBLEM_TYPE_BASE_URL="https://docs.example.com/errors"
+    )
+    async for client in started(custom):
+        response = await client.get("/app-error/conflict")
+    assert response.json()["type"] == "https://docs.example.com/errors/conflict"
+
+
+def all_error_classes(cls: type[AppError] = AppError) -> list[type[AppError]]:
+    found = [cls]
+    for sub in cls.__subclasses__():
+        found.extend(all_error_classes(sub))
+    return found
+
+
+def test_every_error_code_is_documented() -> None:
+    documented = DOCS_ERRORS.read_text()
+    codes = {cls.code for cls in all_error_classes()} | {
+        "not_found", "method_not_allowed", "invalid_host", "internal_error", "validation_error",
+    }  # fmt: skip
+    missing = sorted(code for code in codes if f"`{code}`" not in documented)
+    assert missing == []
+
+
+def test_unauthorized_keeps_a_custom_challenge() -> None:
+    error = UnauthorizedError(headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
+    assert error.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
+    assert error.detail == "Unauthorized"

@@ -1,0 +1,114 @@
+import io
+import json
+import logging
+
+import pytest
+import structlog
+
+from app.core.logging import REDACTED, configure_logging, use_json
+from tests.harness import make_settings
+
+
+class FakeTerminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+def lines(stream: io.StringIO) -> list[dict[str, object]]:
+    return [json.loads(line) for line in stream.getvalue().splitlines() if line]
+
+
+@pytest.fixture
+def json_stream() -> io.StringIO:
+    stream = io.StringIO()
+    configure_logging(make_settings(LOG_FORMAT="json"), stream=stream)
+    return stream
+
+
+def test_structlog_lines_are_json_with_context(json_stream: io.StringIO) -> None:
+    structlog.contextvars.bind_contextvars(request_id="req-1")
+    try:
+        structlog.get_logger("app.test").info("something_happened", item_id=7)
+    finally:
+        structlog.contextvars.clear_contextvars()
+    [line] = lines(json_stream)
+    assert line["event"] == "something_happened"
+    assert line["item_id"] == 7
+    assert line["request_id"] == "req-1"
+    assert line["level"] == "info"
+    assert line["logger"] == "app.test"
+    assert str(line["timestamp"]).endswith("Z")
+
+
+def test_stdlib_and_uvicorn_logs_share_the_format(json_stream: io.StringIO) -> None:
+    logging.getLogger("uvicorn.error").info("Started server process [%d]", 42)
+    [line] = lines(json_stream)
+    assert line["event"] == "Started server process [42]"
+    assert line["logger"] == "uvicorn.error"
+    assert line["level"] == "info"
+
+
+def test_uvicorn_access_log_is_silenced(json_stream: io.StringIO) -> None:
+    logging.getLogger("uvicorn.access").info('127.0.0.1 - "GET / HTTP/1.1" 200')
+    assert lines(json_stream) == []
+
+
+def test_sqlalchemy_echo_goes_through_the_formatter() -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(LOG_FORMAT="json", DATABASE_ECHO=True), stream=stream)
+    logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 1")
+    assert [line["event"] for line in lines(stream)] == ["SELECT 1"]
+    configure_logging(make_settings(LOG_FORMAT="json"), stream=stream)
+    logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 2")
+    assert [line["event"] for line in lines(stream)] == ["SELECT 1"]
+
+
+def test_secrets_are_redacted(json_stream: io.StringIO) -> None:
+    structlog.get_logger("app.test").info(
+        "login",
+        password="hunter2",
+        refresh_token="abc",
+        headers={"Authorization": "Bearer xyz", "Accept": "text/html"},
+        email="a@example.com",
+    )
+    [line] = lines(json_stream)
+    assert line["password"] == REDACTED
+    assert line["refresh_token"] == REDACTED
+    assert line["headers"] == {"Authorization": REDACTED, "Accept": "text/html"}
+    assert line["email"] == "a@example.com"
+    assert "hunter2" not in json_stream.getvalue()
+
+
+def test_exceptions_are_rendered_into_the_line(json_stream: io.StringIO) -> None:
+    try:
+        raise ValueError("broken")
+    except ValueError:
+        structlog.get_logger("app.test").exception("failed")
+    [line] = lines(json_stream)
+    assert "ValueError: broken" in str(line["exception"])
+
+
+def test_level_filters_lower_levels() -> None:
+    stream = io.StringIO()
+    configure_logging(make_settings(LOG_FORMAT="json", LOG_LEVEL="WARNING"), stream=stream)
+    logging.getLogger("app.plain").info("hidden")
+    logging.getLogger("app.plain").warning("shown")
+    assert [line["event"] for line in lines(stream)] == ["shown"]
+
+
+def test_console_format_on_a_terminal() -> None:
+    terminal = FakeTerminal()
+    configure_logging(make_settings(LOG_FORMAT="auto"), stream=terminal)
+    logging.getLogger("app.plain").warning("readable")
+    output = terminal.getvalue()
+    assert "readable" in output
+    assert not output.lstrip().startswith("{")
+
+
+@pytest.mark.parametrize(
+    ("log_format", "tty", "expected"),
+    [("auto", True, False), ("auto", False, True), ("json", True, True), ("console", False, False)],
+)
+def test_format_choice(log_format: str, tty: bool, expected: bool) -> None:
+    stream = FakeTerminal() if tty else io.StringIO()
+    assert use_json(log_format, stream) is expected

@@ -1,0 +1,75 @@
+"""Building blocks for tests: settings, a running app with isolated data, an in-process client."""
+
+import io
+import json
+import sys
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+from typing import Any
+
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx2 import ASGITransport, AsyncClient
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from app.core.config import Settings
+from app.core.logging import configure_logging
+
+
+def make_settings(**overrides: Any) -> Settings:
+    """Settings for tests: the `test` environment, JSON logs, and no `.env` file."""
+    values: dict[str, Any] = {"ENVIRONMENT": "test", "LOG_FORMAT": "json"}
+    values.update(overrides)
+    return Settings(_env_file=None, **values)
+
+
+@asynccontextmanager
+async def rolled_back(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    """Yield a session factory whose commits are savepoints inside one rolled-back transaction."""
+    async with engine.connect() as connection:
+        transaction = await connection.begin()
+        try:
+            yield async_sessionmaker(
+                bind=connection, expire_on_commit=False, join_transaction_mode="create_savepoint"
+            )
+        finally:
+            await transaction.rollback()
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
+    """Run the app's lifespan and isolate its database work in a rolled-back transaction."""
+    async with LifespanManager(app), rolled_back(app.state.engine) as session_factory:
+        app.state.session_factory = session_factory
+        yield app
+
+
+@asynccontextmanager
+async def client_for(app: FastAPI) -> AsyncIterator[AsyncClient]:
+    """An HTTP client that talks to `app` in-process over ASGI."""
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
+        yield c
+
+
+class LogLines:
+    """The JSON log lines the app wrote since `log_lines()` started."""
+
+    def __init__(self) -> None:
+        self.stream = io.StringIO()
+
+    def all(self) -> list[dict[str, Any]]:
+        return [json.loads(line) for line in self.stream.getvalue().splitlines() if line]
+
+    def events(self, event: str) -> list[dict[str, Any]]:
+        return [line for line in self.all() if line.get("event") == event]
+
+
+@contextmanager
+def log_lines(**settings: Any) -> Iterator[LogLines]:
+    """Send every log line (structlog and stdlib) as JSON to a buffer the test can read."""
+    captured = LogLines()
+    configure_logging(make_settings(**settings), stream=captured.stream)
+    try:
+        yield captured
+    finally:
+        configure_logging(make_settings(), stream=sys.stdout)

@@ -1,0 +1,90 @@
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+from asgi_lifespan import LifespanManager
+from httpx2 import AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.harness import client_for, make_settings, running
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: a hung database host."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_root_health_is_exactly_ok(client: AsyncClient) -> None:
+    response = await client.get("/health")
+    assert response.status_code == 200
+    assert response.content == b'{"status":"ok"}'
+
+
+async def test_liveness_is_ok(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/health/live")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+async def test_readiness_checks_the_database(client: AsyncClient) -> None:
+    response = await client.get("/api/v1/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"db": "ok"}}
+
+
+async def test_readiness_checks_redis_when_configured(
+    settings: Settings, redis_url_or_skip: str
+) -> None:
+    settings = make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url_or_skip)
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        response = await client.get("/api/v1/health/ready")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok", "checks": {"db": "ok", "redis": "ok"}}
+
+
+async def test_readiness_is_503_when_redis_is_down(settings: Settings, closed_port: int) -> None:
+    redis_url = f"redis://127.0.0.1:{closed_port}/0"
+    settings = make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url)
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        response = await client.get("/api/v1/health/ready")
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "checks": {"db": "ok", "redis": "error"}}
+
+
+async def test_readiness_answers_within_3_seconds_when_the_database_hangs(
+    silent_port: int,
+) -> None:
+    settings = make_settings(DATABASE_URL=f"postgresql+asyncpg://app@127.0.0.1:{silent_port}/app")
+    app = create_app(settings)
+    async with LifespanManager(app), client_for(app) as client:
+        started = time.monotonic()
+        response = await client.get("/api/v1/health/ready")
+        elapsed = time.monotonic() - started
+    assert response.status_code == 503
+    assert response.json() == {"status": "error", "checks": {"db": "error"}}
+    assert elapsed < 3
+
+
+async def test_meta_names_the_running_service(client: AsyncClient, settings: Settings) -> None:
+    response = await client.get("/api/v1/meta")
+    assert response.status_code == 200
+    body = response.json()
+    assert body == {"name": settings.APP_NAME, "version": body["version"], "environment": "test"}
+    assert body["version"].count(".") >= 2

@@ -1,0 +1,54 @@
+import pytest
+from httpx2 import ASGITransport, AsyncClient
+from starlette.middleware import Middleware
+
+from app.core.errors import ProblemRenderer
+from app.middleware.trusted_host import TrustedHostMiddleware
+from tests.middleware.apps import inline_app
+
+pytestmark = pytest.mark.anyio
+
+RENDERER = ProblemRenderer("https://errors.test/")
+
+
+def client(*allowed: str, host: str) -> AsyncClient:
+    app = inline_app(
+        Middleware(TrustedHostMiddleware, allowed_hosts=list(allowed), renderer=RENDERER)
+    )
+    return AsyncClient(transport=ASGITransport(app=app), base_url=f"http://{host}")
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host"),
+    [
+        (("*",), "anything.test"),
+        (("api.example.com",), "api.example.com"),
+        (("api.example.com",), "API.example.com:8443"),
+        (("*.example.com",), "eu.api.example.com"),
+        (("[::1]",), "[::1]:8000"),
+    ],
+)
+async def test_allowed_hosts_pass(allowed: tuple[str, ...], host: str) -> None:
+    response = await client(*allowed, host=host).get("/items/1")
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("allowed", "host"),
+    [
+        (("api.example.com",), "evil.test"),
+        (("*.example.com",), "example.com.evil.test"),
+        (("*.example.com",), "badexample.com"),
+    ],
+)
+async def test_other_hosts_get_a_400_problem(allowed: tuple[str, ...], host: str) -> None:
+    response = await client(*allowed, host=host).get("/items/1")
+    assert response.status_code == 400
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["code"] == "invalid_host"
+
+
+@pytest.mark.parametrize("pattern", ["api.*.com", "*example.com", "**.example.com"])
+def test_bad_wildcards_are_refused_at_construction(pattern: str) -> None:
+    with pytest.raises(ValueError, match="Domain wildcard"):
+        TrustedHostMiddleware(inline_app(), allowed_hosts=[pattern], renderer=RENDERER)

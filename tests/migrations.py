@@ -1,0 +1,52 @@
+"""Running Alembic against a test database through the project's own `migrations/env.py`."""
+
+from pathlib import Path
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Connection
+from sqlalchemy.ext.asyncio import create_async_engine
+
+from app.core.config import Settings
+from app.db.session import create_engine
+
+ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def alembic_config(connection: Connection) -> Config:
+    """Return the project's Alembic config, bound to an open connection."""
+    config = Config(ALEMBIC_INI)
+    config.attributes["connection"] = connection
+    return config
+
+
+async def migrate(url: str, revision: str, *, down: bool = False) -> None:
+    """Upgrade (or downgrade) the database at `url` to `revision`."""
+    engine = create_engine(Settings(_env_file=None, DATABASE_URL=url))
+    try:
+        async with engine.begin() as connection:
+            step = command.downgrade if down else command.upgrade
+            await connection.run_sync(lambda sync: step(alembic_config(sync), revision))
+    finally:
+        await engine.dispose()
+
+
+async def check(url: str) -> None:
+    """Raise if the models and the migrated schema differ."""
+    engine = create_engine(Settings(_env_file=None, DATABASE_URL=url))
+    try:
+        async with engine.connect() as connection:
+            await connection.run_sync(lambda sync: command.check(alembic_config(sync)))
+    finally:
+        await engine.dispose()
+
+
+async def reset_postgres(url: str) -> None:
+    """Drop everything in the test database's public schema."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            await connection.exec_driver_sql("DROP SCHEMA public CASCADE")
+            await connection.exec_driver_sql("CREATE SCHEMA public")
+    finally:
+        await engine.dispose()

@@ -1,0 +1,60 @@
+"""Reaching the real services tests need, and skipping (or failing in CI) when one is absent."""
+
+import asyncio
+import os
+from typing import NoReturn
+
+import pytest
+from redis import Redis
+from redis.exceptions import RedisError
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
+
+# `.ci/run` sets this: there, a missing service is a failure, never a silent skip.
+REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
+
+
+def service_unavailable(reason: str) -> NoReturn:
+    """Skip the test with `reason`, or fail it when services are required."""
+    message = f"service unavailable: {reason}"
+    if REQUIRE_SERVICES:
+        pytest.fail(message, pytrace=False)
+    pytest.skip(message)
+
+
+def postgres_url() -> str:
+    """Return `TEST_DATABASE_URL` once PostgreSQL answers on it."""
+    url = os.environ.get("TEST_DATABASE_URL", "")
+    if not url:
+        service_unavailable("PostgreSQL: set TEST_DATABASE_URL (make test does when it answers)")
+    if make_url(url).get_backend_name() != "postgresql":
+        service_unavailable(f"TEST_DATABASE_URL is not a PostgreSQL URL: {make_url(url)!r}")
+    try:
+        asyncio.run(_ping_database(url))
+    except (OSError, TimeoutError) as exc:
+        service_unavailable(f"PostgreSQL at TEST_DATABASE_URL does not answer ({exc})")
+    return url
+
+
+async def _ping_database(url: str) -> None:
+    engine = create_async_engine(url, connect_args={"timeout": 3})
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+
+
+def redis_url() -> str:
+    """Return `TEST_REDIS_URL` once Redis answers on it."""
+    url = os.environ.get("TEST_REDIS_URL", "")
+    if not url:
+        service_unavailable("Redis: set TEST_REDIS_URL (make test does when it answers)")
+    client = Redis.from_url(url, socket_connect_timeout=3, socket_timeout=3)
+    try:
+        client.ping()
+    except RedisError as exc:
+        service_unavailable(f"Redis at TEST_REDIS_URL does not answer ({exc})")
+    finally:
+        client.close()
+    return url

@@ -1,0 +1,153 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from app.core.config import Settings
+from app.main import create_app
+from tests.harness import client_for, make_settings, running
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_python(code: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(  # noqa: S603 - fixed arguments
+        [sys.executable, "-c", code],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_importing_the_app_has_no_side_effects() -> None:
+    result = run_python(
+        "import logging, app.main, app.api, app.core.config as c;"
+        "assert c.get_settings.cache_info().currsize == 0, 'settings read at import';"
+        "assert not logging.getLogger().handlers, 'logging configured at import';"
+        "print('clean')"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "clean"
+
+
+def test_module_app_attribute_builds_the_app_for_fastapi_cli() -> None:
+    result = run_python(
+        "import app.main as m; a = m.app; print(type(a).__name__, a.title)\n"
+        "try:\n    m.nothing\nexcept AttributeError as e:\n    print(e)"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-2:] == [
+        "FastAPI Production FastAPI Backend",
+        "module 'app.main' has no attribute 'nothing'",
+    ]
+
+
+def test_fastapi_cli_finds_the_entrypoint() -> None:
+    pyproject = (ROOT / "pyproject.toml").read_text()
+    assert '[tool.fastapi]\nentrypoint = "app.main:app"' in pyproject
+
+
+def test_telemetry_is_off_unless_tracing_is_enabled() -> None:
+    quiet = create_app(make_settings())
+    assert not any(
+        quiet._telemetry[key] for key in ("tracing", "metrics", "logs", "operation_spans")
+    )
+    traced = create_app(make_settings(TRACING_ENABLED=True))
+    assert traced._telemetry["tracing"] is True
+
+
+async def test_lifespan_opens_and_closes_clients(settings: Settings) -> None:
+    app = create_app(settings)
+    async with running(app):
+        engine = app.state.engine
+        assert app.state.redis is None
+        async with engine.connect() as connection:
+            assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
+    assert engine.pool.checkedout() == 0
+
+
+async def test_docs_are_served_from_local_assets(client: AsyncClient) -> None:
+    for page in ("/docs", "/redoc"):
+        response = await client.get(page)
+        assert response.status_code == 200
+        html = response.text
+        assert "http://" not in html
+        assert "https://" not in html, f"{page} must not load anything from the internet"
+        assets = [
+            src
+            for src in ("/static/docs/swagger-ui-bundle.js", "/static/docs/redoc.standalone.js")
+            if src in html
+        ]
+        assert assets
+    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"):
+        response = await client.get(f"/static/docs/{asset}")
+        assert response.status_code == 200
+        assert len(response.content) > 500
+
+
+async def test_docs_are_off_in_production_unless_enabled(database_url: str) -> None:
+    production = {"ENVIRONMENT": "production", "JWT_SECRET": "p" * 40, "DATABASE_URL": database_url}
+    async with running(create_app(make_settings(**production))) as app, client_for(app) as client:
+        for path in ("/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui.css"):
+            assert (await client.get(path)).status_code == 404
+    enabled = make_settings(**production, DOCS_ENABLED=True)
+    async with running(create_app(enabled)) as app, client_for(app) as client:
+        assert (await client.get("/docs")).status_code == 200
+
+
+async def test_openapi_documents_problems(client: AsyncClient) -> None:
+    schema = (await client.get("/openapi.json")).json()
+    components = schema["components"]["schemas"]
+    assert {"Problem", "ValidationProblem", "ValidationIssue"} <= set(components)
+    assert "HTTPValidationError" not in components
+    ready = schema["paths"]["/api/v1/health/ready"]["get"]["responses"]
+    assert ready["500"]["content"]["application/problem+json"]["schema"] == {
+        "$ref": "#/components/schemas/Problem"
+    }
+    refs = str(schema)
+    assert "HTTPValidationError" not in refs
+
+
+async def test_openapi_validation_responses_use_the_problem_schema(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    @app.get("/needs-param")
+    async def needs_param(limit: int) -> dict[str, int]:
+        return {"limit": limit}
+
+    app.openapi_schema = None
+    schema = (await client.get("/openapi.json")).json()
+    response_422 = schema["paths"]["/needs-param"]["get"]["responses"]["422"]
+    assert response_422["content"] == {
+        "application/problem+json": {"schema": {"$ref": "#/components/schemas/ValidationProblem"}}
+    }
+
+
+async def test_cors_allows_configured_origins_and_exposes_the_request_id(database_url: str) -> None:
+    settings = make_settings(
+        DATABASE_URL=database_url, CORS_ALLOW_ORIGINS="https://app.example.com"
+    )
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        allowed = await client.get("/health", headers={"Origin": "https://app.example.com"})
+        other = await client.get("/health", headers={"Origin": "https://evil.example.com"})
+    assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
+    assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
+    assert "access-control-allow-origin" not in other.headers
+
+
+async def test_allowed_hosts_apply_to_the_app(database_url: str) -> None:
+    settings = make_settings(DATABASE_URL=database_url, ALLOWED_HOSTS="api.example.com")
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        refused = await client.get("/health")
+        accepted = await client.get("/health", headers={"Host": "api.example.com"})
+    assert refused.status_code == 400
+    assert refused.json()["code"] == "invalid_host"
+    assert refused.headers["x-request-id"]
+    assert accepted.status_code == 200
