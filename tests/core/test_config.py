@@ -32,7 +32,6 @@ def test_env_example_values_are_the_defaults() -> None:
 def test_defaults_run_on_embedded_sqlite_without_redis() -> None:
     settings = Settings(_env_file=None)
     assert settings.DATABASE_URL == "sqlite+aiosqlite:///./app.db"
-    assert settings.is_sqlite
     assert settings.REDIS_URL is None
     assert settings.ENVIRONMENT == "local"
     assert settings.docs_enabled

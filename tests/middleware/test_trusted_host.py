@@ -1,6 +1,7 @@
 import pytest
 from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
+from starlette.types import Receive, Scope, Send
 
 from app.core.errors import ProblemRenderer
 from app.middleware.trusted_host import TrustedHostMiddleware
@@ -52,3 +53,37 @@ async def test_other_hosts_get_a_400_problem(allowed: tuple[str, ...], host: str
 def test_bad_wildcards_are_refused_at_construction(pattern: str) -> None:
     with pytest.raises(ValueError, match="Domain wildcard"):
         TrustedHostMiddleware(inline_app(), allowed_hosts=[pattern], renderer=RENDERER)
+
+
+async def test_a_missing_host_header_is_refused() -> None:
+    app = inline_app(
+        Middleware(TrustedHostMiddleware, allowed_hosts=["api.example.com"], renderer=RENDERER)
+    )
+    sent: list[dict[str, object]] = []
+
+    async def receive() -> dict[str, object]:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/items/1",
+        "headers": [],
+        "query_string": b"",
+    }
+    await app(scope, receive, send)  # type: ignore[arg-type]
+    assert sent[0]["status"] == 400
+
+
+async def test_lifespan_passes_through() -> None:
+    seen: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    middleware = TrustedHostMiddleware(inner, allowed_hosts=["api.example.com"], renderer=RENDERER)
+    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan"]

@@ -104,11 +104,6 @@ class Settings(BaseSettings):
             return self.DOCS_ENABLED
         return self.ENVIRONMENT != "production"
 
-    @property
-    def is_sqlite(self) -> bool:
-        """Whether the database is the embedded SQLite file."""
-        return self.DATABASE_URL.startswith("sqlite")
-
 
 class SettingsError(SystemExit):
     """Invalid configuration: exits the process with one message that names every bad setting."""

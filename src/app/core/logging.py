@@ -2,7 +2,7 @@
 
 import logging
 import sys
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
@@ -108,8 +108,3 @@ def bind_request_context(**values: Any) -> None:
     """Start a fresh log context for one request, so nothing leaks from the previous one."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(**values)
-
-
-def current_context() -> MutableMapping[str, Any]:
-    """Return the values bound to the current request's log context."""
-    return structlog.contextvars.get_contextvars()
