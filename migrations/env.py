@@ -2,11 +2,14 @@
 
 import asyncio
 from logging.config import fileConfig
+from typing import Any, Literal
 
 from alembic import context
+from alembic.autogenerate.api import AutogenContext
 from sqlalchemy.engine import Connection
 
 from app.core.config import get_settings
+from app.db.base import UTCDateTime
 from app.db.models import Base
 from app.db.session import create_engine
 
@@ -18,12 +21,20 @@ if config.attributes.get("connection") is None and config.config_file_name is no
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
+def _render_item(type_: str, obj: Any, autogen_context: AutogenContext) -> str | Literal[False]:
+    """Write our column types as plain SQLAlchemy types, so migrations never import the app."""
+    if type_ == "type" and isinstance(obj, UTCDateTime):
+        return "sa.DateTime(timezone=True)"
+    return False
+
+
 def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
         render_as_batch=connection.dialect.name == "sqlite",  # SQLite cannot ALTER most things
         compare_server_default=True,
+        render_item=_render_item,
     )
 
 

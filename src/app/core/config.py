@@ -10,6 +10,9 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 Environment = Literal["local", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "console"]
+JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
+AuthProvider = Literal["local", "oidc"]
+MailBackend = Literal["console", "smtp"]
 
 PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value production refuses
 MIN_PRODUCTION_SECRET_LENGTH = 32
@@ -53,6 +56,35 @@ class Settings(BaseSettings):
     HEALTH_CHECK_TIMEOUT: float = Field(default=1.0, gt=0, le=2.5)
 
     JWT_SECRET: SecretStr = SecretStr(PLACEHOLDER_SECRET)
+    JWT_ALGORITHM: JwtAlgorithm = "HS256"
+    JWT_ISSUER: str = "production-fastapi-backend"
+    JWT_AUDIENCE: str = "production-fastapi-backend"
+    ACCESS_TOKEN_TTL_SECONDS: int = Field(default=900, ge=30)
+    REFRESH_TOKEN_TTL_SECONDS: int = Field(default=30 * 24 * 3600, ge=60)
+    PASSWORD_RESET_TTL_SECONDS: int = Field(default=3600, ge=60)
+    EMAIL_VERIFICATION_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
+    PASSWORD_HASH_CONCURRENCY: int | None = Field(default=None, ge=1)
+    LOGIN_MAX_ATTEMPTS: int = Field(default=5, ge=1)
+    LOGIN_WINDOW_SECONDS: int = Field(default=900, ge=1)
+
+    AUTH_PROVIDER: AuthProvider = "local"
+    OIDC_ISSUER: str | None = None
+    OIDC_AUDIENCE: str | None = None
+    OIDC_JWKS_URL: str | None = None
+    OIDC_JWKS_CACHE_SECONDS: int = Field(default=300, ge=0)
+    OIDC_HTTP_TIMEOUT: float = Field(default=5.0, gt=0)
+
+    FIRST_SUPERUSER_EMAIL: str | None = None
+    FIRST_SUPERUSER_PASSWORD: SecretStr | None = None
+
+    MAIL_BACKEND: MailBackend = "console"
+    MAIL_FROM: str = "no-reply@example.com"
+    SMTP_HOST: str | None = None
+    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
+    SMTP_USERNAME: str | None = None
+    SMTP_PASSWORD: SecretStr | None = None
+    SMTP_STARTTLS: bool = True
+    SMTP_TIMEOUT: float = Field(default=10.0, gt=0)
 
     DOCS_ENABLED: bool | None = None
     TRACING_ENABLED: bool = False
@@ -73,6 +105,24 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
+
+    @model_validator(mode="after")
+    def _require_companion_settings(self) -> Self:
+        """Refuse a mode whose required settings are missing, naming each one."""
+        missing = []
+        if self.AUTH_PROVIDER == "oidc":
+            missing += [
+                name
+                for name in ("OIDC_ISSUER", "OIDC_AUDIENCE", "OIDC_JWKS_URL")
+                if not getattr(self, name)
+            ]
+        if self.MAIL_BACKEND == "smtp" and not self.SMTP_HOST:
+            missing.append("SMTP_HOST")
+        if bool(self.FIRST_SUPERUSER_EMAIL) != bool(self.FIRST_SUPERUSER_PASSWORD):
+            missing.append("FIRST_SUPERUSER_EMAIL and FIRST_SUPERUSER_PASSWORD (both or neither)")
+        if missing:
+            raise ValueError("missing settings: " + ", ".join(missing))
+        return self
 
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:

@@ -1,5 +1,8 @@
 """The model registry: import every domain's models here so Alembic sees all tables."""
 
+from app.api_keys.models import ApiKey
+from app.auth.models import ActionToken, LoginFailure, RefreshToken
 from app.db.base import Base
+from app.users.models import User
 
-__all__ = ["Base"]
+__all__ = ["ActionToken", "ApiKey", "Base", "LoginFailure", "RefreshToken", "User"]
