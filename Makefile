@@ -40,14 +40,14 @@ test: install ## Run the whole suite (SQLite, plus PostgreSQL and Redis when the
 	$(RUN) coverage run -m pytest $(PYTEST_ARGS) && $(RUN) coverage combine -q && $(RUN) coverage report
 
 lint: install ## Lint with ruff
-	$(RUN) ruff check src tests migrations scripts
+	$(RUN) ruff check src tests migrations scripts bench
 
 format: install ## Format with ruff (rewrites files)
-	$(RUN) ruff format src tests migrations scripts
-	$(RUN) ruff check --fix src tests migrations scripts
+	$(RUN) ruff format src tests migrations scripts bench
+	$(RUN) ruff check --fix src tests migrations scripts bench
 
 format-check: install ## Check formatting without changing files
-	$(RUN) ruff format --check src tests migrations scripts
+	$(RUN) ruff format --check src tests migrations scripts bench
 
 typecheck: install ## Type-check with mypy --strict
 	$(RUN) mypy

@@ -18,7 +18,14 @@ from app.core.logging import configure_logging
 
 def make_settings(**overrides: Any) -> Settings:
     """Settings for tests: the `test` environment, JSON logs, and no `.env` file."""
-    values: dict[str, Any] = {"ENVIRONMENT": "test", "LOG_FORMAT": "json"}
+    # Cheap Argon2 parameters: the suite hashes hundreds of passwords (bench/ uses the defaults).
+    values: dict[str, Any] = {
+        "ENVIRONMENT": "test",
+        "LOG_FORMAT": "json",
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_MEMORY_KIB": 1024,
+        "PASSWORD_HASH_PARALLELISM": 1,
+    }
     values.update(overrides)
     return Settings(_env_file=None, **values)
 

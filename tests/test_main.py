@@ -69,6 +69,7 @@ async def test_lifespan_opens_and_closes_clients(settings: Settings) -> None:
         engine = app.state.engine
         assert app.state.redis is None
         async with engine.connect() as connection:
+            await connection.execution_options(isolation_level="AUTOCOMMIT")
             assert (await connection.exec_driver_sql("SELECT 1")).scalar() == 1
     assert engine.pool.checkedout() == 0
 

@@ -1,5 +1,5 @@
 import pytest
-from fastapi import FastAPI
+from fastapi import APIRouter, FastAPI
 from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
@@ -25,6 +25,14 @@ def fastapi_app() -> FastAPI:
     @app.get("/items/{item_id}")
     async def read_item(item_id: int) -> dict[str, int]:
         return {"item_id": item_id}
+
+    router = APIRouter(prefix="/api/v1/things")
+
+    @router.get("/{thing_id}")
+    async def read_thing(thing_id: int) -> dict[str, int]:
+        return {"thing_id": thing_id}
+
+    app.include_router(router)
 
     @app.get("/fail")
     async def fail() -> None:
@@ -53,6 +61,12 @@ async def test_one_line_per_request_with_the_route_template() -> None:
     assert isinstance(line["duration_ms"], float)
     assert line["level"] == "info"
     assert headers["x-process-time"].endswith("ms")
+
+
+async def test_routes_of_included_routers_log_the_full_template() -> None:
+    status, _, access = await request("GET", "/api/v1/things/7")
+    assert status == 200
+    assert [line["route"] for line in access] == ["/api/v1/things/{thing_id}"]
 
 
 async def test_server_errors_are_logged_at_error_level() -> None:

@@ -14,9 +14,12 @@ JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
 AuthProvider = Literal["local", "oidc"]
 MailBackend = Literal["console", "smtp"]
 
-PLACEHOLDER_SECRET = "change-me"  # noqa: S105 - the value production refuses
+# Long enough for HS256 (PyJWT warns below 32 bytes), and refused in production.
+PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105
 MIN_PRODUCTION_SECRET_LENGTH = 32
-_PLACEHOLDER_SECRETS = frozenset({"", PLACEHOLDER_SECRET, "changethis", "secret", "changeme"})
+_PLACEHOLDER_SECRETS = frozenset(
+    {"", PLACEHOLDER_SECRET, "change-me", "changethis", "secret", "changeme"}
+)
 
 StrList = Annotated[list[str], NoDecode]
 
@@ -64,6 +67,9 @@ class Settings(BaseSettings):
     PASSWORD_RESET_TTL_SECONDS: int = Field(default=3600, ge=60)
     EMAIL_VERIFICATION_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
     PASSWORD_HASH_CONCURRENCY: int | None = Field(default=None, ge=1)
+    PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1)
+    PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=1024)
+    PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1)
     LOGIN_MAX_ATTEMPTS: int = Field(default=5, ge=1)
     LOGIN_WINDOW_SECONDS: int = Field(default=900, ge=1)
 

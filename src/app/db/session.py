@@ -46,7 +46,7 @@ def _engine_options(settings: Settings, url: URL) -> dict[str, Any]:
 
 
 def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
-    """Enforce foreign keys, and let SQLAlchemy emit BEGIN so savepoints and DDL are transactional.
+    """Enforce foreign keys, and emit BEGIN ourselves so savepoints and DDL are transactional.
 
     Python's sqlite3 driver otherwise starts transactions only before DML, which breaks
     SAVEPOINT (used for test isolation and nested transactions) and transactional migrations.
@@ -66,7 +66,11 @@ def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN")
+        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+            return
+        # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
+        # writes fails at once ("database is locked") when another connection wrote meanwhile.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
 def create_engine(settings: Settings) -> AsyncEngine:

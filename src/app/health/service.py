@@ -25,6 +25,8 @@ async def _probe(name: str, check: Awaitable[object], timeout: float) -> CheckSt
 
 async def _select_one(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
+        # No transaction: a probe must not wait for (or take) SQLite's write lock.
+        await connection.execution_options(isolation_level="AUTOCOMMIT")
         await connection.execute(text("SELECT 1"))
 
 

@@ -11,9 +11,17 @@ _SERVER_ERROR = 500
 
 
 def route_template(scope: Scope) -> str | None:
-    """Return the matched route's path template (`/items/{item_id}`), not the raw path."""
-    route = scope.get("route")
-    return getattr(route, "path", None)
+    """Return the matched route's full path template (`/api/v1/items/{item_id}`), not the path.
+
+    FastAPI resolves routes of included routers lazily and records the full template in its
+    own scope entry; `scope["route"]` alone would give only the part after the prefix.
+    """
+    fastapi_scope = scope.get("fastapi")
+    context = fastapi_scope.get("effective_route_context") if fastapi_scope else None
+    template = getattr(context, "path_format", None)
+    if template:
+        return str(template)
+    return getattr(scope.get("route"), "path", None)
 
 
 def client_address(scope: Scope) -> str | None:

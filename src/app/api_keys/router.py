@@ -1,0 +1,48 @@
+"""API key endpoints: create (the key is shown once), list and revoke."""
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, status
+
+from app.api_keys import service as api_keys_service
+from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.auth.deps import Principal, RequireScopes
+from app.auth.scopes import Scope
+from app.core.openapi import problem_responses
+from app.deps import SessionDep
+
+router = APIRouter(prefix="/api-keys", tags=["api keys"])
+
+Reader = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_READ))]
+Writer = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_WRITE))]
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403))
+async def create_api_key(
+    body: ApiKeyCreate, principal: Writer, session: SessionDep
+) -> ApiKeyCreated:
+    """Create a key; copy it from this response, it is never shown again."""
+    api_key, key = await api_keys_service.create(
+        session=session,
+        user=principal.user,
+        name=body.name,
+        scopes=body.scopes,
+        expires_at=body.expires_at,
+    )
+    return ApiKeyCreated(**ApiKeyRead.model_validate(api_key).model_dump(), key=key)
+
+
+@router.get("", responses=problem_responses(401, 403))
+async def list_api_keys(principal: Reader, session: SessionDep) -> list[ApiKeyRead]:
+    """List your keys that are not revoked (prefix and metadata, never the key)."""
+    keys = await api_keys_service.list_keys(session=session, user=principal.user)
+    return [ApiKeyRead.model_validate(k) for k in keys]
+
+
+@router.delete(
+    "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404)
+)
+async def revoke_api_key(key_id: uuid.UUID, principal: Writer, session: SessionDep) -> None:
+    """Revoke one of your keys; it stops working at once."""
+    await api_keys_service.revoke(session=session, user=principal.user, key_id=key_id)

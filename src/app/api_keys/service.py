@@ -1,0 +1,92 @@
+"""API keys: creation (shown once), listing, revocation and authentication."""
+
+import secrets
+import uuid
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast
+from app.api_keys.models import ApiKey
+from app.auth.scopes import ALL_SCOPES
+from app.core.security import digest, new_secret
+from app.db.base import utcnow
+from app.users.models import User
+
+KEY_PREFIX = "pfb"
+# last_used_at is informational: writing it at most once a minute keeps key use read-only.
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def _new_key() -> tuple[str, str]:
+    prefix = f"{KEY_PREFIX}_{secrets.token_hex(4)}"
+    return prefix, f"{prefix}_{new_secret()}"
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    user: User,
+    name: str,
+    scopes: Sequence[str] | None,
+    expires_at: datetime | None,
+) -> tuple[ApiKey, str]:
+    """Create a key for `user`; return it with the plaintext key, which is not stored."""
+    if expires_at is not None and expires_at <= utcnow():
+        raise ExpiryInThePast("expires_at must be in the future.")
+    prefix, key = _new_key()
+    api_key = ApiKey(
+        user_id=user.id,
+        name=name,
+        prefix=prefix,
+        key_hash=digest(key),
+        scopes=sorted(set(scopes) if scopes is not None else ALL_SCOPES),
+        expires_at=expires_at,
+    )
+    session.add(api_key)
+    await session.flush()
+    return api_key, key
+
+
+async def list_keys(*, session: AsyncSession, user: User) -> Sequence[ApiKey]:
+    """Return the user's keys that are not revoked, newest first."""
+    result = await session.scalars(
+        select(ApiKey)
+        .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+        .order_by(ApiKey.created_at.desc(), ApiKey.id)
+    )
+    return result.all()
+
+
+async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
+    """Revoke one of the user's keys; raise `ApiKeyNotFound` for anyone else's."""
+    api_key = await session.get(ApiKey, key_id)
+    if api_key is None or api_key.user_id != user.id or api_key.revoked_at is not None:
+        raise ApiKeyNotFound(f"API key {key_id} was not found.")
+    api_key.revoked_at = utcnow()
+    await session.flush()
+
+
+async def authenticate(*, session: AsyncSession, key: str) -> tuple[User, list[str]] | None:
+    """Return the owner and scopes of a valid key, or None (unknown, revoked or expired)."""
+    now = utcnow()
+    row = (
+        await session.execute(
+            select(ApiKey, User)
+            .join(User, User.id == ApiKey.user_id)
+            .where(ApiKey.key_hash == digest(key))
+        )
+    ).one_or_none()
+    if row is None:
+        return None
+    api_key, user = row.tuple()
+    if api_key.revoked_at is not None or not user.is_active:
+        return None
+    if api_key.expires_at is not None and api_key.expires_at <= now:
+        return None
+    if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        api_key.last_used_at = now
+        await session.flush()
+    return user, list(api_key.scopes)

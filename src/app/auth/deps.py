@@ -1,0 +1,144 @@
+"""Who is calling: bearer access tokens (ours or an OIDC issuer's) and API keys."""
+
+import uuid
+from dataclasses import dataclass
+from typing import Annotated, Literal
+
+from fastapi import Depends, HTTPException, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+
+from app.api_keys import service as api_keys_service
+from app.auth import provisioning
+from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticated, SuperuserRequired
+from app.auth.scopes import ALL_SCOPES, Scope
+from app.auth.throttle import LoginThrottle, create_login_throttle
+from app.core.security import InvalidTokenError, PasswordHasher, decode_access_token
+from app.deps import SessionDep, SettingsDep
+from app.infra.mail import Mailer
+from app.users import service as users_service
+from app.users.models import User
+
+bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login.")
+api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """The authenticated caller, what it may do, and how it proved who it is."""
+
+    user: User
+    scopes: frozenset[str]
+    method: Literal["access_token", "api_key", "oidc"]
+    session_id: uuid.UUID | None = None
+
+
+async def _from_oidc_token(token: str, request: Request, session: SessionDep) -> Principal:
+    try:
+        identity = await request.app.state.oidc_verifier.verify(token)
+    except InvalidTokenError as exc:
+        raise InvalidToken from exc
+    user = await provisioning.user_for_identity(
+        session=session, hasher=request.app.state.password_hasher, identity=identity
+    )
+    return Principal(user=user, scopes=ALL_SCOPES, method="oidc")
+
+
+async def _from_access_token(token: str, request: Request, session: SessionDep) -> Principal:
+    settings = request.app.state.settings
+    if settings.AUTH_PROVIDER == "oidc":
+        return await _from_oidc_token(token, request, session)
+    try:
+        claims = decode_access_token(token, settings=settings)
+        user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
+    except (InvalidTokenError, KeyError, ValueError) as exc:
+        raise InvalidToken from exc
+    user = await users_service.get(session=session, user_id=user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken
+    return Principal(user=user, scopes=ALL_SCOPES, method="access_token", session_id=session_id)
+
+
+async def get_principal(
+    request: Request,
+    session: SessionDep,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
+    api_key: Annotated[str | None, Depends(api_key_scheme)],
+) -> Principal:
+    """Authenticate the request with `X-API-Key` or a bearer token, or raise 401."""
+    if api_key:
+        found = await api_keys_service.authenticate(session=session, key=api_key)
+        if found is None:
+            raise InvalidToken("The API key is invalid, revoked or expired.")
+        user, scopes = found
+        return Principal(user=user, scopes=frozenset(scopes), method="api_key")
+    if bearer is not None:
+        return await _from_access_token(bearer.credentials, request, session)
+    raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+class RequireScopes:
+    """A dependency that returns the principal, or 403 when it lacks one of `scopes`.
+
+    Use it as `Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]`.
+    """
+
+    def __init__(self, *scopes: Scope) -> None:
+        self.scopes = frozenset(scopes)
+
+    async def __call__(self, principal: CurrentPrincipal) -> Principal:
+        """Check the principal's scopes."""
+        missing = sorted(self.scopes - principal.scopes)
+        if missing:
+            raise InsufficientScope(f"This API key lacks the scope(s): {', '.join(missing)}.")
+        return principal
+
+
+async def get_current_user(principal: CurrentPrincipal) -> User:
+    """Return the authenticated user."""
+    return principal.user
+
+
+async def get_superuser(principal: CurrentPrincipal) -> User:
+    """Return the authenticated user if a superuser, else 403."""
+    if not principal.user.is_superuser:
+        raise SuperuserRequired("Only superusers may do this.")
+    return principal.user
+
+
+async def local_auth_only(settings: SettingsDep) -> None:
+    """Hide password and local-token endpoints when an external provider owns identity.
+
+    They answer exactly like a route that does not exist.
+    """
+    if settings.AUTH_PROVIDER != "local":
+        raise HTTPException(status_code=404)
+
+
+async def get_password_hasher(request: Request) -> PasswordHasher:
+    """Return the process's password hasher (bounded worker threads)."""
+    hasher: PasswordHasher = request.app.state.password_hasher
+    return hasher
+
+
+async def get_login_throttle(
+    request: Request, settings: SettingsDep, session: SessionDep
+) -> LoginThrottle:
+    """Return the login throttle: Redis when configured, else the request's database session."""
+    return create_login_throttle(settings, session=session, redis=request.app.state.redis)
+
+
+async def get_mailer(request: Request) -> Mailer:
+    """Return the configured mailer."""
+    mailer: Mailer = request.app.state.mailer
+    return mailer
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+SuperuserDep = Annotated[User, Depends(get_superuser)]
+LocalAuthOnly = Depends(local_auth_only)
+PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+MailerDep = Annotated[Mailer, Depends(get_mailer)]

@@ -1,0 +1,56 @@
+"""Local accounts for people who sign in through an external identity provider (OIDC)."""
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.exceptions import InvalidToken
+from app.auth.oidc import OidcIdentity
+from app.core.security import PasswordHasher
+from app.db.base import utcnow
+from app.users import service as users_service
+from app.users.exceptions import EmailTaken
+from app.users.models import User
+from app.users.schemas import normalize_email
+
+
+def _email_of(identity: OidcIdentity) -> str:
+    # The email column is required; a subject without one gets an address that cannot exist.
+    return normalize_email(identity.email or f"{identity.subject}@oidc.invalid")
+
+
+async def _link_by_email(session: AsyncSession, identity: OidcIdentity) -> User | None:
+    user = await users_service.get_by_email(session=session, email=_email_of(identity))
+    if user is None:
+        return None
+    # Linking on an unverified email would let anyone claim an existing local account.
+    if not identity.email_verified or user.external_subject is not None:
+        raise InvalidToken("This email belongs to another account.")
+    user.external_subject = identity.subject
+    await session.flush()
+    return user
+
+
+async def user_for_identity(
+    *, session: AsyncSession, hasher: PasswordHasher, identity: OidcIdentity
+) -> User:
+    """Return the local user for an OIDC identity, creating it on first sight."""
+    user = await users_service.get_by_subject(session=session, subject=identity.subject)
+    if user is None:
+        user = await _link_by_email(session, identity)
+    if user is None:
+        try:
+            user = await users_service.create(
+                session=session,
+                hasher=hasher,
+                email=_email_of(identity),
+                password=None,
+                external_subject=identity.subject,
+            )
+        except EmailTaken:  # the same person's first two requests raced
+            user = await users_service.get_by_subject(session=session, subject=identity.subject)
+            if user is None:
+                raise InvalidToken from None
+        if identity.email_verified:
+            user.email_verified_at = utcnow()
+    if not user.is_active:
+        raise InvalidToken("This account is disabled.")
+    return user

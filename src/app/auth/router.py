@@ -1,0 +1,166 @@
+"""Authentication endpoints: login, refresh, logout, password reset and email verification."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi.security import OAuth2PasswordRequestForm
+
+from app.auth import notifications
+from app.auth import service as auth_service
+from app.auth.deps import (
+    CurrentPrincipal,
+    CurrentUser,
+    LocalAuthOnly,
+    LoginThrottleDep,
+    MailerDep,
+    PasswordHasherDep,
+)
+from app.auth.schemas import (
+    EmailVerification,
+    PasswordResetConfirm,
+    PasswordResetRequest,
+    RefreshRequest,
+    TokenPair,
+)
+from app.core.openapi import problem_responses
+from app.deps import SessionDep, SettingsDep
+from app.users import service as users_service
+from app.users.schemas import UserRead, normalize_email
+
+router = APIRouter(prefix="/auth", tags=["auth"])
+# Kept outside /api/v1 for clients written against the first version of the API.
+legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
+
+LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
+
+
+@router.post(
+    "/login",
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(401, 429),
+)
+@legacy_router.post(
+    "/login",
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(401, 429),
+    summary="Login (legacy path)",
+)
+async def login(
+    form: LoginForm,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    throttle: LoginThrottleDep,
+) -> TokenPair:
+    """Exchange email (`username`) and password for an access and a refresh token."""
+    user = await auth_service.authenticate(
+        session=session,
+        hasher=hasher,
+        throttle=throttle,
+        email=normalize_email(form.username),
+        password=form.password,
+    )
+    return await auth_service.issue_tokens(session=session, settings=settings, user=user)
+
+
+@router.post("/refresh", dependencies=[LocalAuthOnly], responses=problem_responses(401))
+async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
+    """Exchange a refresh token for a new pair; the old one stops working."""
+    return await auth_service.rotate(
+        session=session, settings=settings, refresh_token=body.refresh_token
+    )
+
+
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[LocalAuthOnly])
+async def logout(body: RefreshRequest, session: SessionDep) -> None:
+    """Revoke the session (refresh token family) this refresh token belongs to."""
+    await auth_service.logout(session=session, refresh_token=body.refresh_token)
+
+
+@router.post(
+    "/logout-all",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(401),
+)
+async def logout_all(user: CurrentUser, session: SessionDep) -> None:
+    """Revoke every session of the current user."""
+    await auth_service.logout_all(session=session, user_id=user.id)
+
+
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, dependencies=[LocalAuthOnly])
+async def request_password_reset(
+    body: PasswordResetRequest,
+    session: SessionDep,
+    settings: SettingsDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+) -> None:
+    """Mail a reset token if the account exists; the answer is the same either way."""
+    user = await users_service.get_by_email(session=session, email=body.email)
+    if user is None or not user.is_active or user.hashed_password is None:
+        return
+    ttl = settings.PASSWORD_RESET_TTL_SECONDS
+    token = await auth_service.create_action_token(
+        session=session, user=user, purpose=auth_service.PASSWORD_RESET, ttl_seconds=ttl
+    )
+    message = notifications.password_reset_message(to=user.email, token=token, ttl_seconds=ttl)
+    notifications.send_later(background, mailer, message)
+
+
+@router.post(
+    "/password-reset/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(422),
+)
+async def confirm_password_reset(
+    body: PasswordResetConfirm, session: SessionDep, hasher: PasswordHasherDep
+) -> None:
+    """Set a new password with a reset token; every session of the account is revoked."""
+    await auth_service.reset_password(
+        session=session, hasher=hasher, token=body.token, new_password=body.new_password
+    )
+
+
+@router.post(
+    "/verify-email/request",
+    status_code=status.HTTP_202_ACCEPTED,
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(401),
+)
+async def request_email_verification(
+    user: CurrentUser,
+    session: SessionDep,
+    settings: SettingsDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+) -> None:
+    """Mail a verification token to the current email (nothing when already verified)."""
+    if user.email_verified_at is not None:
+        return
+    token = await auth_service.create_action_token(
+        session=session,
+        user=user,
+        purpose=auth_service.EMAIL_VERIFICATION,
+        ttl_seconds=settings.EMAIL_VERIFICATION_TTL_SECONDS,
+    )
+    message = notifications.verification_message(to=user.email, token=token)
+    notifications.send_later(background, mailer, message)
+
+
+@router.post(
+    "/verify-email",
+    status_code=status.HTTP_204_NO_CONTENT,
+    dependencies=[LocalAuthOnly],
+    responses=problem_responses(422),
+)
+async def verify_email(body: EmailVerification, session: SessionDep) -> None:
+    """Confirm the email address with the token from the verification mail."""
+    await auth_service.verify_email(session=session, token=body.token)
+
+
+@legacy_router.get("/me", summary="Current user (legacy path)", responses=problem_responses(401))
+async def legacy_me(principal: CurrentPrincipal) -> UserRead:
+    """Return the current user."""
+    return UserRead.model_validate(principal.user)

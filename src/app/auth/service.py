@@ -1,0 +1,200 @@
+"""Login, refresh-token rotation with re-use detection, logout, reset and verification."""
+
+import uuid
+from datetime import datetime, timedelta
+
+import structlog
+from sqlalchemy import ColumnElement, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.auth.exceptions import InvalidActionToken, InvalidCredentials, InvalidToken
+from app.auth.models import ActionToken, RefreshToken
+from app.auth.schemas import TokenPair
+from app.auth.throttle import LoginThrottle
+from app.core.config import Settings
+from app.core.security import PasswordHasher, create_access_token, digest, new_secret
+from app.db.base import utcnow
+from app.users import service as users_service
+from app.users.models import User
+
+log = structlog.get_logger(__name__)
+
+PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret
+EMAIL_VERIFICATION = "email_verification"
+
+
+async def authenticate(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    email: str,
+    password: str,
+) -> User:
+    """Return the active user with these credentials, or raise the same 401 for every failure.
+
+    An unknown email is verified against a dummy hash, so it costs as long as a known one.
+    """
+    await throttle.check(email)
+    user = await users_service.get_by_email(session=session, email=email)
+    # End the read before hashing (~100 ms): no connection, and on SQLite no lock, is held
+    # while the password is checked.
+    await session.commit()
+    valid, updated_hash = await hasher.verify(password, user.hashed_password if user else None)
+    if user is None or not valid or not user.is_active:
+        await throttle.record_failure(email)
+        # The error response rolls the request's transaction back; the failure must stay counted.
+        await session.commit()
+        log.info("login_failed")
+        raise InvalidCredentials
+    if updated_hash is not None:  # e.g. a bcrypt hash from before: now Argon2id
+        user.hashed_password = updated_hash
+    await throttle.clear(email)
+    return user
+
+
+async def issue_tokens(
+    *, session: AsyncSession, settings: Settings, user: User, family_id: uuid.UUID | None = None
+) -> TokenPair:
+    """Sign an access token and store a new refresh token (a new family unless given)."""
+    now = utcnow()
+    family_id = family_id or uuid.uuid4()
+    access = create_access_token(subject=user.id, session_id=family_id, settings=settings, now=now)
+    refresh = new_secret()
+    session.add(
+        RefreshToken(
+            user_id=user.id,
+            family_id=family_id,
+            token_hash=digest(refresh),
+            created_at=now,
+            expires_at=now + timedelta(seconds=settings.REFRESH_TOKEN_TTL_SECONDS),
+        )
+    )
+    await session.flush()
+    return TokenPair(access_token=access.token, expires_in=access.expires_in, refresh_token=refresh)
+
+
+async def _revoke_families(
+    session: AsyncSession, *conditions: ColumnElement[bool], now: datetime
+) -> None:
+    await session.execute(
+        update(RefreshToken)
+        .where(*conditions, RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now)
+    )
+
+
+async def rotate(*, session: AsyncSession, settings: Settings, refresh_token: str) -> TokenPair:
+    """Exchange a refresh token for a new pair; a re-used token revokes its whole family."""
+    now = utcnow()
+    stored = await session.scalar(
+        select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
+    )
+    if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+        raise InvalidToken("The refresh token is invalid, revoked or expired.")
+    # Only one request may rotate a token: the conditional UPDATE decides the race.
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+    )
+    if claimed.rowcount != 1:  # type: ignore[attr-defined]
+        await _revoke_families(session, RefreshToken.family_id == stored.family_id, now=now)
+        # Committed before raising: the failed request must not roll the revocation back.
+        await session.commit()
+        log.warning("refresh_token_reuse", user_id=str(stored.user_id))
+        raise InvalidToken("The refresh token was already used; the session is revoked.")
+    user = await users_service.get(session=session, user_id=stored.user_id)
+    if user is None or not user.is_active:
+        raise InvalidToken
+    return await issue_tokens(
+        session=session, settings=settings, user=user, family_id=stored.family_id
+    )
+
+
+async def logout(*, session: AsyncSession, refresh_token: str) -> None:
+    """Revoke the family of this refresh token (unknown tokens are ignored)."""
+    family_id = await session.scalar(
+        select(RefreshToken.family_id).where(RefreshToken.token_hash == digest(refresh_token))
+    )
+    if family_id is not None:
+        await _revoke_families(session, RefreshToken.family_id == family_id, now=utcnow())
+
+
+async def logout_all(
+    *, session: AsyncSession, user_id: uuid.UUID, keep_session: uuid.UUID | None = None
+) -> None:
+    """Revoke every refresh token family of the user, except `keep_session` when given."""
+    conditions = [RefreshToken.user_id == user_id]
+    if keep_session is not None:
+        conditions.append(RefreshToken.family_id != keep_session)
+    await _revoke_families(session, *conditions, now=utcnow())
+
+
+async def create_action_token(
+    *, session: AsyncSession, user: User, purpose: str, ttl_seconds: int
+) -> str:
+    """Store a single-use token for `purpose` and return it (it is stored only as a digest)."""
+    token = new_secret()
+    now = utcnow()
+    session.add(
+        ActionToken(
+            user_id=user.id,
+            purpose=purpose,
+            email=user.email,
+            token_hash=digest(token),
+            created_at=now,
+            expires_at=now + timedelta(seconds=ttl_seconds),
+        )
+    )
+    await session.flush()
+    return token
+
+
+async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -> User:
+    """Spend a single-use token and return its user; raise when unknown, used or expired."""
+    now = utcnow()
+    stored = await session.scalar(
+        select(ActionToken).where(
+            ActionToken.token_hash == digest(token), ActionToken.purpose == purpose
+        )
+    )
+    if stored is None or stored.used_at is not None or stored.expires_at <= now:
+        raise InvalidActionToken
+    spent = await session.execute(
+        update(ActionToken)
+        .where(ActionToken.id == stored.id, ActionToken.used_at.is_(None))
+        .values(used_at=now)
+    )
+    user = await users_service.get(session=session, user_id=stored.user_id)
+    if spent.rowcount != 1 or user is None or user.email != stored.email:  # type: ignore[attr-defined]
+        raise InvalidActionToken
+    return user
+
+
+async def reset_password(
+    *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
+) -> None:
+    """Set a new password with a reset token; every session of the user is revoked."""
+    user = await use_action_token(session=session, token=token, purpose=PASSWORD_RESET)
+    await users_service.set_password(
+        session=session, hasher=hasher, user=user, password=new_password
+    )
+    now = utcnow()
+    await session.execute(
+        update(ActionToken)
+        .where(
+            ActionToken.user_id == user.id,
+            ActionToken.purpose == PASSWORD_RESET,
+            ActionToken.used_at.is_(None),
+        )
+        .values(used_at=now)
+    )
+    await _revoke_families(session, RefreshToken.user_id == user.id, now=now)
+
+
+async def verify_email(*, session: AsyncSession, token: str) -> None:
+    """Mark the user's current email verified with a verification token."""
+    user = await use_action_token(session=session, token=token, purpose=EMAIL_VERIFICATION)
+    user.email_verified_at = utcnow()
+    await session.flush()

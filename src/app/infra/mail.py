@@ -1,0 +1,87 @@
+"""Outgoing mail: a console backend for development and SMTP through aiosmtplib."""
+
+from dataclasses import dataclass
+from email.message import EmailMessage
+from typing import Protocol
+
+import aiosmtplib
+import structlog
+
+from app.core.config import Settings
+from app.core.errors import ExternalServiceError
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class MailMessage:
+    """One plain-text message to one recipient."""
+
+    to: str
+    subject: str
+    text: str
+
+
+class Mailer(Protocol):
+    """Anything that can deliver a `MailMessage`."""
+
+    async def send(self, message: MailMessage) -> None:
+        """Deliver `message`, or raise `ExternalServiceError`."""
+
+
+class ConsoleMailer:
+    """Write messages to the log instead of sending them, so `make run` needs no mail server."""
+
+    def __init__(self, settings: Settings) -> None:
+        # Bodies carry reset and verification links; a production log must never hold them.
+        self._show_body = settings.ENVIRONMENT != "production"
+
+    async def send(self, message: MailMessage) -> None:
+        """Log the message, with its body only outside production."""
+        if self._show_body:
+            log.info("mail_sent", to=message.to, subject=message.subject, body=message.text)
+        else:
+            log.info("mail_sent", to=message.to, subject=message.subject, body_omitted=True)
+
+
+class SmtpMailer:
+    """Send messages through the SMTP server named in the settings."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+
+    def _build(self, message: MailMessage) -> EmailMessage:
+        email = EmailMessage()
+        email["From"] = self._settings.MAIL_FROM
+        email["To"] = message.to
+        email["Subject"] = message.subject
+        email.set_content(message.text)
+        return email
+
+    async def send(self, message: MailMessage) -> None:
+        """Send the message in one SMTP session; any failure becomes `ExternalServiceError`."""
+        settings = self._settings
+        password = settings.SMTP_PASSWORD
+        try:
+            await aiosmtplib.send(
+                self._build(message),
+                hostname=settings.SMTP_HOST,
+                port=settings.SMTP_PORT,
+                username=settings.SMTP_USERNAME,
+                password=password.get_secret_value() if password is not None else None,
+                start_tls=settings.SMTP_STARTTLS,
+                timeout=settings.SMTP_TIMEOUT,
+            )
+        except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            # Only the type name: server replies and exception text can echo credentials.
+            log.warning(
+                "mail_failed", to=message.to, subject=message.subject, error=type(exc).__name__
+            )
+            raise ExternalServiceError("The mail server did not accept the message.") from exc
+
+
+def create_mailer(settings: Settings) -> Mailer:
+    """Return the mail backend that `MAIL_BACKEND` selects."""
+    if settings.MAIL_BACKEND == "smtp":
+        return SmtpMailer(settings)
+    return ConsoleMailer(settings)

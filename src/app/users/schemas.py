@@ -1,0 +1,76 @@
+"""User API schemas: what clients send and what they get back (never the password hash)."""
+
+import uuid
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+
+from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+
+
+def normalize_email(email: str) -> str:
+    """Trim and lower-case an email, so uniqueness and look-ups ignore case."""
+    return email.strip().lower()
+
+
+Email = Annotated[EmailStr, AfterValidator(normalize_email)]
+Password = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+FullName = Annotated[str, Field(min_length=1, max_length=200)]
+
+
+class UserCreate(BaseModel):
+    """Registration."""
+
+    email: Email
+    password: Password
+    full_name: FullName | None = None
+
+
+class UserRead(BaseModel):
+    """A user as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    email: str
+    full_name: str | None
+    is_active: bool
+    is_superuser: bool
+    email_verified_at: datetime | None
+    created_at: datetime
+
+
+class UserUpdateMe(BaseModel):
+    """Changes a user may make to their own account; changing the email clears verification."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    email: Email | None = None
+
+
+class UserAdminUpdate(BaseModel):
+    """Changes a superuser may make to any account."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    full_name: FullName | None = None
+    is_active: bool | None = None
+    is_superuser: bool | None = None
+
+
+class PasswordChange(BaseModel):
+    """A password change, proven by the current password."""
+
+    current_password: Annotated[str, Field(max_length=PASSWORD_MAX_LENGTH)]
+    new_password: Password
+
+
+class UserPage(BaseModel):
+    """One page of users."""
+
+    items: list[UserRead]
+    total: int
+    limit: int
+    offset: int

@@ -1,0 +1,128 @@
+"""User accounts: look-up, registration, changes and deletion."""
+
+import uuid
+from collections.abc import Sequence
+
+import structlog
+from sqlalchemy import func, select
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.core.security import PasswordHasher
+from app.users.exceptions import EmailTaken
+from app.users.models import User
+
+log = structlog.get_logger(__name__)
+
+
+async def get(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """Return the user with this id, or None."""
+    return await session.get(User, user_id)
+
+
+async def get_by_email(*, session: AsyncSession, email: str) -> User | None:
+    """Return the user with this (normalised) email, or None."""
+    return await session.scalar(select(User).where(User.email == email))
+
+
+async def get_by_subject(*, session: AsyncSession, subject: str) -> User | None:
+    """Return the user linked to an external identity provider's subject, or None."""
+    return await session.scalar(select(User).where(User.external_subject == subject))
+
+
+async def list_users(
+    *, session: AsyncSession, limit: int, offset: int
+) -> tuple[Sequence[User], int]:
+    """Return one page of users, oldest first, and the total count."""
+    total = await session.scalar(select(func.count()).select_from(User)) or 0
+    page = await session.scalars(
+        select(User).order_by(User.created_at, User.id).limit(limit).offset(offset)
+    )
+    return page.all(), total
+
+
+async def _insert(session: AsyncSession, user: User) -> User:
+    try:
+        # A savepoint, so a duplicate email leaves the request's transaction usable.
+        async with session.begin_nested():
+            session.add(user)
+    except IntegrityError as exc:
+        raise EmailTaken(f"An account with {user.email} already exists.") from exc
+    return user
+
+
+async def create(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    email: str,
+    password: str | None,
+    full_name: str | None = None,
+    is_superuser: bool = False,
+    external_subject: str | None = None,
+) -> User:
+    """Register a user; raise `EmailTaken` when the email is in use."""
+    if await get_by_email(session=session, email=email) is not None:
+        raise EmailTaken(f"An account with {email} already exists.")
+    hashed = await hasher.hash(password) if password is not None else None
+    user = User(
+        email=email,
+        hashed_password=hashed,
+        full_name=full_name,
+        is_superuser=is_superuser,
+        external_subject=external_subject,
+    )
+    return await _insert(session, user)
+
+
+async def update(*, session: AsyncSession, user: User, changes: dict[str, object]) -> User:
+    """Apply field changes; a new email clears verification and must be free."""
+    new_email = changes.pop("email", None)
+    if isinstance(new_email, str) and new_email != user.email:
+        if await get_by_email(session=session, email=new_email) is not None:
+            raise EmailTaken(f"An account with {new_email} already exists.")
+        user.email = new_email
+        user.email_verified_at = None
+    for field, value in changes.items():
+        setattr(user, field, value)
+    try:
+        async with session.begin_nested():
+            await session.flush()
+    except IntegrityError as exc:
+        raise EmailTaken("That email is already in use.") from exc
+    return user
+
+
+async def set_password(
+    *, session: AsyncSession, hasher: PasswordHasher, user: User, password: str
+) -> None:
+    """Replace the user's password hash."""
+    user.hashed_password = await hasher.hash(password)
+    await session.flush()
+
+
+async def delete(*, session: AsyncSession, user: User) -> None:
+    """Delete the account; its tokens and keys go with it (ON DELETE CASCADE)."""
+    await session.delete(user)
+    await session.flush()
+
+
+async def ensure_superuser(
+    *,
+    session_factory: async_sessionmaker[AsyncSession],
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+) -> None:
+    """Create the first superuser at start-up unless an account with that email exists."""
+    async with session_factory() as session:
+        if await get_by_email(session=session, email=email) is not None:
+            return
+        try:
+            await create(
+                session=session, hasher=hasher, email=email, password=password, is_superuser=True
+            )
+            await session.commit()
+        except EmailTaken:
+            return  # another worker created it at the same moment
+    log.info("superuser_created", email=email)

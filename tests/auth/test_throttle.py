@@ -1,0 +1,260 @@
+"""Login throttling: one set of behaviour tests run against the database and Redis throttles."""
+
+import hashlib
+import time
+import uuid
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+
+import pytest
+from fastapi import FastAPI
+from redis.asyncio import Redis
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.models import LoginFailure
+from app.auth.throttle import (
+    DatabaseLoginThrottle,
+    LoginThrottle,
+    RedisLoginThrottle,
+    create_login_throttle,
+)
+from app.core.config import Settings
+from app.core.errors import RateLimitedError
+from tests.harness import make_settings
+
+pytestmark = pytest.mark.anyio
+
+MAX_ATTEMPTS = 3
+WINDOW = 60
+EMAIL = "alice@example.com"
+OTHER = "bob@example.com"
+
+
+class Clock:
+    """A clock the test sets by hand, read as an aware datetime or as a Unix timestamp."""
+
+    def __init__(self) -> None:
+        # Near real time, so Redis's own expiry stays meaningful; whole seconds, so offsets
+        # add exactly and both representations agree to the microsecond.
+        self.start = float(int(time.time()))
+        self.offset = 0.0
+
+    def at(self, seconds: float) -> None:
+        self.offset = seconds
+
+    def timestamp(self) -> float:
+        return self.start + self.offset
+
+    def datetime(self) -> datetime:
+        return datetime.fromtimestamp(self.timestamp(), UTC)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+async def fail_at(
+    throttle: LoginThrottle, clock: Clock, *seconds: float, email: str = EMAIL
+) -> None:
+    """Record one failed login for `email` at each of `seconds` (offsets from the start)."""
+    for second in seconds:
+        clock.at(second)
+        await throttle.record_failure(email)
+
+
+async def retry_after(throttle: LoginThrottle, email: str = EMAIL) -> int:
+    """Assert that `email` is blocked now and return the Retry-After it was given."""
+    with pytest.raises(RateLimitedError) as info:
+        await throttle.check(email)
+    assert info.value.status_code == 429
+    return int(info.value.headers["Retry-After"])
+
+
+class ThrottleBehaviour:
+    """What every throttle must do; subclasses provide the `throttle` fixture."""
+
+    async def test_failures_under_the_limit_do_not_block(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        await throttle.check(EMAIL)
+        await fail_at(throttle, clock, *range(MAX_ATTEMPTS - 1))
+        await throttle.check(EMAIL)
+
+    async def test_the_limit_blocks_with_whole_seconds_to_wait(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0, 10, 20)
+        clock.at(25.5)
+        # The failure at 0 leaves the window at 60: 34.5 seconds, rounded up.
+        assert await retry_after(throttle) == 35
+        assert await retry_after(throttle) == 35  # every further attempt is refused too
+
+    async def test_other_emails_are_unaffected(self, throttle: LoginThrottle, clock: Clock) -> None:
+        await fail_at(throttle, clock, 0, 1, 2)
+        assert await retry_after(throttle) == 58
+        await throttle.check(OTHER)
+        await throttle.check(EMAIL.upper())  # emails come normalised; the key is taken as given
+
+    async def test_failures_older_than_the_window_stop_counting(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0, 61, 62)
+        await throttle.check(EMAIL)
+        await fail_at(throttle, clock, 63)
+        assert await retry_after(throttle) == 58  # counted from the failure at 61
+
+    async def test_the_block_lifts_when_the_window_passes(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0, 10, 20)
+        clock.at(59.5)
+        assert await retry_after(throttle) == 1
+        clock.at(60)
+        await throttle.check(EMAIL)
+        # The window slides: one more failure blocks again until the one at 10 leaves.
+        await fail_at(throttle, clock, 60)
+        assert await retry_after(throttle) == 10
+
+    async def test_retry_after_waits_for_the_count_to_drop_below_the_limit(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        # Concurrent logins can all pass `check` and record more failures than the limit.
+        await fail_at(throttle, clock, 0, 10, 20, 30, 40)
+        clock.at(45)
+        assert await retry_after(throttle) == 35  # at 80, only 30 and 40 are left
+        clock.at(80)
+        await throttle.check(EMAIL)
+
+    async def test_clear_lifts_the_block_of_that_email_only(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0, 1, 2)
+        await fail_at(throttle, clock, 0, 1, 2, email=OTHER)
+        await throttle.clear(EMAIL)
+        await throttle.check(EMAIL)
+        assert await retry_after(throttle, OTHER) == 58
+        # Counting starts afresh after a clear.
+        await fail_at(throttle, clock, 3, 4)
+        await throttle.check(EMAIL)
+        await fail_at(throttle, clock, 5)
+        assert await retry_after(throttle) == 58
+
+
+@pytest.fixture
+async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
+    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    async with session_factory() as session:
+        yield session
+
+
+class TestDatabaseLoginThrottle(ThrottleBehaviour):
+    @pytest.fixture
+    def throttle(self, session: AsyncSession, clock: Clock) -> DatabaseLoginThrottle:
+        return DatabaseLoginThrottle(
+            session, max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, now=clock.datetime
+        )
+
+    async def test_old_failures_are_pruned_on_record(
+        self, app: FastAPI, throttle: DatabaseLoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0)
+        await fail_at(throttle, clock, 0, email=OTHER)
+        await fail_at(throttle, clock, 61)
+        session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+        async with session_factory() as session:
+            rows = (await session.scalars(select(LoginFailure))).all()
+        mine = [row.created_at for row in rows if row.email == EMAIL]
+        assert mine == [clock.datetime()]  # stored as given, timezone-aware UTC
+        assert mine[0].tzinfo == UTC
+        # Pruning is per email: another email's rows go on its own next failure.
+        assert [row.email for row in rows if row.email != EMAIL] == [OTHER]
+
+
+@pytest.fixture
+async def redis(redis_url_or_skip: str) -> AsyncIterator[Redis]:
+    client = Redis.from_url(redis_url_or_skip)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@pytest.fixture
+async def prefix(redis: Redis) -> AsyncIterator[str]:
+    """A key prefix no other test uses; its keys are deleted afterwards."""
+    prefix = f"test:login-failures:{uuid.uuid4().hex}:"
+    yield prefix
+    keys = [key async for key in redis.scan_iter(match=prefix + "*")]
+    if keys:
+        await redis.delete(*keys)
+
+
+def redis_throttle(redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
+    return RedisLoginThrottle(
+        redis, max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, now=clock.timestamp, prefix=prefix
+    )
+
+
+class TestRedisLoginThrottle(ThrottleBehaviour):
+    @pytest.fixture
+    def throttle(self, redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
+        return redis_throttle(redis, prefix, clock)
+
+    async def test_the_key_is_a_digest_that_expires(
+        self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0)
+        keys = [key async for key in redis.scan_iter(match=prefix + "*")]
+        assert keys == [(prefix + hashlib.sha256(EMAIL.encode()).hexdigest()).encode()]
+        assert b"alice" not in keys[0]
+        assert 0 < await redis.ttl(keys[0]) <= WINDOW
+
+    async def test_clear_deletes_the_key(
+        self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
+    ) -> None:
+        await fail_at(throttle, clock, 0)
+        await throttle.clear(EMAIL)
+        assert [key async for key in redis.scan_iter(match=prefix + "*")] == []
+
+    async def test_workers_share_the_count(
+        self, redis_url_or_skip: str, prefix: str, throttle: RedisLoginThrottle, clock: Clock
+    ) -> None:
+        other_worker = Redis.from_url(redis_url_or_skip)
+        try:
+            await fail_at(throttle, clock, 0, 1)
+            await fail_at(redis_throttle(other_worker, prefix, clock), clock, 2)
+            assert await retry_after(throttle) == 58
+        finally:
+            await other_worker.aclose()
+
+
+LIMITS = {"LOGIN_MAX_ATTEMPTS": 2, "LOGIN_WINDOW_SECONDS": 30}
+
+
+async def test_create_login_throttle_uses_the_database_without_redis(
+    session: AsyncSession, settings: Settings
+) -> None:
+    throttle = create_login_throttle(
+        make_settings(DATABASE_URL=settings.DATABASE_URL, **LIMITS), session=session, redis=None
+    )
+    assert isinstance(throttle, DatabaseLoginThrottle)
+    await throttle.record_failure(EMAIL)
+    await throttle.check(EMAIL)
+    await throttle.record_failure(EMAIL)
+    assert 29 <= await retry_after(throttle) <= 30  # the real clock: settings took effect
+
+
+async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None:
+    throttle = create_login_throttle(make_settings(**LIMITS), session=AsyncSession(), redis=redis)
+    assert isinstance(throttle, RedisLoginThrottle)
+    email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
+    try:
+        await throttle.record_failure(email)
+        await throttle.check(email)
+        await throttle.record_failure(email)
+        assert 29 <= await retry_after(throttle, email) <= 30
+        assert await redis.exists("login-failures:" + hashlib.sha256(email.encode()).hexdigest())
+    finally:
+        await throttle.clear(email)

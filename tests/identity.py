@@ -1,0 +1,56 @@
+"""Helpers for tests that need accounts and tokens: they go through the real API."""
+
+from typing import Any
+
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+from sqlalchemy import update
+
+from app.users.models import User
+
+DEFAULT_PASSWORD = "correct horse battery"
+
+
+async def register(
+    client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD, **extra: Any
+) -> dict[str, Any]:
+    """Register through POST /api/v1/users and return the created user."""
+    response = await client.post(
+        "/api/v1/users", json={"email": email, "password": password, **extra}
+    )
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def login(
+    client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD
+) -> dict[str, Any]:
+    """Log in through the OAuth2 password form and return the token pair."""
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": email, "password": password}
+    )
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:
+    """Authorization header for an access token (or a token pair)."""
+    token = tokens if isinstance(tokens, str) else tokens["access_token"]
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def signed_up(
+    client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD
+) -> dict[str, str]:
+    """Register and log in; return the bearer header."""
+    await register(client, email, password)
+    return bearer(await login(client, email, password))
+
+
+async def make_superuser(app: FastAPI, email: str) -> None:
+    """Promote an existing account directly in the database (there is no API for the first)."""
+    async with app.state.session_factory() as session:
+        await session.execute(update(User).where(User.email == email).values(is_superuser=True))
+        await session.commit()

@@ -1,0 +1,205 @@
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from email import message_from_bytes, policy
+from email.message import EmailMessage
+from typing import Any
+
+import aiosmtplib
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
+
+from app.core.config import Settings
+from app.core.errors import ExternalServiceError
+from app.infra.mail import ConsoleMailer, MailMessage, SmtpMailer, create_mailer
+from tests.harness import log_lines, make_settings
+
+pytestmark = pytest.mark.anyio
+
+USERNAME = "mailer"
+PASSWORD = "correct-horse-battery-staple"
+WRONG_PASSWORD = "tr0ub4dor-and-3"
+MESSAGE = MailMessage(
+    to="ada@example.com", subject="Reset your password", text="Open https://x.test/r?t=abc123"
+)
+
+
+@dataclass
+class Received:
+    mail_from: str | None
+    rcpt_tos: list[str]
+    message: EmailMessage
+    login: bytes | None
+
+
+@dataclass
+class Inbox:
+    """An aiosmtpd handler that keeps every message the server accepts."""
+
+    received: list[Received] = field(default_factory=list)
+
+    async def handle_DATA(  # noqa: N802 - the hook name aiosmtpd calls
+        self, server: SMTP, session: Session, envelope: Envelope
+    ) -> str:
+        assert envelope.original_content is not None
+        message = message_from_bytes(envelope.original_content, policy=policy.default)
+        assert isinstance(message, EmailMessage)
+        login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
+        self.received.append(Received(envelope.mail_from, envelope.rcpt_tos, message, login))
+        return "250 OK"
+
+
+@dataclass
+class Server:
+    port: int
+    inbox: Inbox
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def accept_one_account(
+    server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
+) -> AuthResult:
+    expected = LoginPassword(USERNAME.encode(), PASSWORD.encode())
+    if auth_data == expected:
+        return AuthResult(success=True, auth_data=auth_data)
+    return AuthResult(success=False, handled=False)
+
+
+@contextmanager
+def smtp_server(**smtp_options: Any) -> Iterator[Server]:
+    inbox = Inbox()
+    port = free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port, **smtp_options)
+    controller.start()
+    try:
+        yield Server(port, inbox)
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def server() -> Iterator[Server]:
+    with smtp_server() as running:
+        yield running
+
+
+@pytest.fixture
+def auth_server() -> Iterator[Server]:
+    # No TLS in tests, so AUTH must be offered over plain text.
+    with smtp_server(authenticator=accept_one_account, auth_require_tls=False) as running:
+        yield running
+
+
+def smtp_settings(port: int, **overrides: Any) -> Settings:
+    values: dict[str, Any] = {
+        "MAIL_BACKEND": "smtp",
+        "MAIL_FROM": "service@example.com",
+        "SMTP_HOST": "127.0.0.1",
+        "SMTP_PORT": port,
+        "SMTP_STARTTLS": False,
+        "SMTP_TIMEOUT": 5.0,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+async def test_smtp_delivers_the_message(server: Server) -> None:
+    await SmtpMailer(smtp_settings(server.port)).send(MESSAGE)
+
+    [received] = server.inbox.received
+    assert received.mail_from == "service@example.com"
+    assert received.rcpt_tos == ["ada@example.com"]
+    assert received.message["From"] == "service@example.com"
+    assert received.message["To"] == "ada@example.com"
+    assert received.message["Subject"] == "Reset your password"
+    assert received.message.get_content().strip() == MESSAGE.text
+    assert received.login is None
+
+
+async def test_smtp_authenticates_with_the_right_password(auth_server: Server) -> None:
+    settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
+
+    await SmtpMailer(settings).send(MESSAGE)
+
+    [received] = auth_server.inbox.received
+    assert received.login == USERNAME.encode()
+    assert received.message["Subject"] == "Reset your password"
+
+
+async def test_smtp_wrong_password_fails_without_logging_it(auth_server: Server) -> None:
+    settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=WRONG_PASSWORD)
+
+    with log_lines() as logs, pytest.raises(ExternalServiceError) as raised:
+        await SmtpMailer(settings).send(MESSAGE)
+
+    assert isinstance(raised.value.__cause__, aiosmtplib.SMTPAuthenticationError)
+    assert raised.value.status_code == 502
+    assert auth_server.inbox.received == []
+    [failure] = logs.events("mail_failed")
+    assert failure["level"] == "warning"
+    assert failure["to"] == "ada@example.com"
+    assert failure["subject"] == "Reset your password"
+    assert failure["error"] == "SMTPAuthenticationError"
+    output = logs.stream.getvalue()
+    assert WRONG_PASSWORD not in output
+    assert PASSWORD not in output
+
+
+async def test_smtp_starttls_against_a_server_without_it_fails(server: Server) -> None:
+    settings = smtp_settings(server.port, SMTP_STARTTLS=True)
+
+    with pytest.raises(ExternalServiceError, match="did not accept") as raised:
+        await SmtpMailer(settings).send(MESSAGE)
+
+    assert isinstance(raised.value.__cause__, aiosmtplib.SMTPException)
+    assert server.inbox.received == []
+
+
+async def test_smtp_closed_port_fails_fast() -> None:
+    settings = smtp_settings(free_port(), SMTP_TIMEOUT=10.0)
+
+    started = time.monotonic()
+    with log_lines() as logs, pytest.raises(ExternalServiceError):
+        await SmtpMailer(settings).send(MESSAGE)
+
+    # A refused connection must not wait for the timeout.
+    assert time.monotonic() - started < 2.0
+    assert [line["error"] for line in logs.events("mail_failed")] == ["SMTPConnectError"]
+
+
+async def test_console_mailer_logs_the_body_outside_production() -> None:
+    with log_lines() as logs:
+        await ConsoleMailer(make_settings(ENVIRONMENT="local")).send(MESSAGE)
+
+    [sent] = logs.events("mail_sent")
+    assert sent["level"] == "info"
+    assert sent["to"] == "ada@example.com"
+    assert sent["subject"] == "Reset your password"
+    assert sent["body"] == MESSAGE.text
+
+
+async def test_console_mailer_omits_the_body_in_production() -> None:
+    production = make_settings(ENVIRONMENT="production", JWT_SECRET="p" * 40)
+
+    with log_lines() as logs:
+        await ConsoleMailer(production).send(MESSAGE)
+
+    [sent] = logs.events("mail_sent")
+    assert sent["to"] == "ada@example.com"
+    assert sent["body_omitted"] is True
+    assert "body" not in sent
+    assert MESSAGE.text not in logs.stream.getvalue()
+
+
+def test_create_mailer_picks_the_backend() -> None:
+    assert isinstance(create_mailer(make_settings()), ConsoleMailer)
+    assert isinstance(create_mailer(smtp_settings(25)), SmtpMailer)
