@@ -98,6 +98,17 @@ def test_production_refuses_weak_secrets(secret: str) -> None:
         load_settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET=secret)
 
 
+def test_production_secret_length_follows_the_algorithm() -> None:
+    with pytest.raises(SettingsError, match="64 bytes"):
+        load_settings(
+            _env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 48
+        )
+    settings = load_settings(
+        _env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 64
+    )
+    assert settings.JWT_ALGORITHM == "HS512"
+
+
 def test_production_accepts_safe_settings() -> None:
     settings = load_settings(
         _env_file=None,

@@ -16,7 +16,8 @@ MailBackend = Literal["console", "smtp"]
 
 # Long enough for HS256 (PyJWT warns below 32 bytes), and refused in production.
 PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105
-MIN_PRODUCTION_SECRET_LENGTH = 32
+# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
+MIN_SECRET_LENGTH = {"HS256": 32, "HS384": 48, "HS512": 64}
 _PLACEHOLDER_SECRETS = frozenset(
     {"", PLACEHOLDER_SECRET, "change-me", "changethis", "secret", "changeme"}
 )
@@ -139,9 +140,9 @@ class Settings(BaseSettings):
         secret = self.JWT_SECRET.get_secret_value()
         if secret.strip().lower() in _PLACEHOLDER_SECRETS:
             problems.append("JWT_SECRET is missing or a placeholder; set a random secret")
-        elif len(secret) < MIN_PRODUCTION_SECRET_LENGTH:
+        elif len(secret.encode()) < (minimum := MIN_SECRET_LENGTH[self.JWT_ALGORITHM]):
             problems.append(
-                f"JWT_SECRET is shorter than {MIN_PRODUCTION_SECRET_LENGTH} characters",
+                f"JWT_SECRET is shorter than {minimum} bytes, the minimum for {self.JWT_ALGORITHM}",
             )
         if self.DEBUG:
             problems.append("DEBUG must be false in production")
