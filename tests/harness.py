@@ -25,6 +25,8 @@ def make_settings(**overrides: Any) -> Settings:
         "PASSWORD_HASH_TIME_COST": 1,
         "PASSWORD_HASH_MEMORY_KIB": 1024,
         "PASSWORD_HASH_PARALLELISM": 1,
+        # Tests send many requests from one address; rate-limit tests turn it back on.
+        "RATE_LIMIT_ENABLED": False,
     }
     values.update(overrides)
     return Settings(_env_file=None, **values)

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Depends, status
 
 from app.api_keys import service as api_keys_service
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
-from app.auth.deps import Principal, RequireScopes
+from app.auth.deps import Principal, RequireScopes, require_scopes
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses
 from app.deps import SessionDep
@@ -22,12 +22,17 @@ Writer = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_WRITE))]
 async def create_api_key(
     body: ApiKeyCreate, principal: Writer, session: SessionDep
 ) -> ApiKeyCreated:
-    """Create a key; copy it from this response, it is never shown again."""
+    """Create a key; copy it from this response, it is never shown again.
+
+    A key never gets more than its creator holds: without `scopes` it gets the caller's.
+    """
+    scopes = principal.scopes if body.scopes is None else frozenset(body.scopes)
+    require_scopes(principal, scopes)
     api_key, key = await api_keys_service.create(
         session=session,
         user=principal.user,
         name=body.name,
-        scopes=body.scopes,
+        scopes=scopes,
         expires_at=body.expires_at,
     )
     return ApiKeyCreated(**ApiKeyRead.model_validate(api_key).model_dump(), key=key)

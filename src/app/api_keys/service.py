@@ -2,7 +2,7 @@
 
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
 from sqlalchemy import select
@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast
 from app.api_keys.models import ApiKey
-from app.auth.scopes import ALL_SCOPES
 from app.core.security import digest, new_secret
 from app.db.base import utcnow
 from app.users.models import User
@@ -30,7 +29,7 @@ async def create(
     session: AsyncSession,
     user: User,
     name: str,
-    scopes: Sequence[str] | None,
+    scopes: Iterable[str],
     expires_at: datetime | None,
 ) -> tuple[ApiKey, str]:
     """Create a key for `user`; return it with the plaintext key, which is not stored."""
@@ -42,7 +41,7 @@ async def create(
         name=name,
         prefix=prefix,
         key_hash=digest(key),
-        scopes=sorted(set(scopes) if scopes is not None else ALL_SCOPES),
+        scopes=sorted(set(scopes)),
         expires_at=expires_at,
     )
     session.add(api_key)
@@ -81,7 +80,7 @@ async def authenticate(*, session: AsyncSession, key: str) -> tuple[User, list[s
     ).one_or_none()
     if row is None:
         return None
-    api_key, user = row.tuple()
+    api_key, user = row
     if api_key.revoked_at is not None or not user.is_active:
         return None
     if api_key.expires_at is not None and api_key.expires_at <= now:

@@ -1,6 +1,7 @@
 """Who is calling: bearer access tokens (ours or an OIDC issuer's) and API keys."""
 
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
@@ -82,30 +83,28 @@ CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 class RequireScopes:
     """A dependency that returns the principal, or 403 when it lacks one of `scopes`.
 
-    Use it as `Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]`.
+    Every route that acts for a caller declares its scopes this way, so an API key can never
+    do more than it was given: `Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]`.
+    With `superuser=True` the caller must also be a superuser.
     """
 
-    def __init__(self, *scopes: Scope) -> None:
+    def __init__(self, *scopes: Scope, superuser: bool = False) -> None:
         self.scopes = frozenset(scopes)
+        self.superuser = superuser
 
     async def __call__(self, principal: CurrentPrincipal) -> Principal:
-        """Check the principal's scopes."""
-        missing = sorted(self.scopes - principal.scopes)
-        if missing:
-            raise InsufficientScope(f"This API key lacks the scope(s): {', '.join(missing)}.")
+        """Check the principal's scopes (and superuser status when asked)."""
+        require_scopes(principal, self.scopes)
+        if self.superuser and not principal.user.is_superuser:
+            raise SuperuserRequired("Only superusers may do this.")
         return principal
 
 
-async def get_current_user(principal: CurrentPrincipal) -> User:
-    """Return the authenticated user."""
-    return principal.user
-
-
-async def get_superuser(principal: CurrentPrincipal) -> User:
-    """Return the authenticated user if a superuser, else 403."""
-    if not principal.user.is_superuser:
-        raise SuperuserRequired("Only superusers may do this.")
-    return principal.user
+def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:
+    """Raise 403 `insufficient_scope` unless the principal holds every one of `scopes`."""
+    missing = sorted(set(scopes) - principal.scopes)
+    if missing:
+        raise InsufficientScope(f"These credentials lack the scope(s): {', '.join(missing)}.")
 
 
 async def local_auth_only(settings: SettingsDep) -> None:
@@ -136,8 +135,10 @@ async def get_mailer(request: Request) -> Mailer:
     return mailer
 
 
-CurrentUser = Annotated[User, Depends(get_current_user)]
-SuperuserDep = Annotated[User, Depends(get_superuser)]
+UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
+UsersWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE))]
+AdminReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, superuser=True))]
+AdminWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE, superuser=True))]
 LocalAuthOnly = Depends(local_auth_only)
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]

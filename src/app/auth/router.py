@@ -8,12 +8,12 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth import notifications
 from app.auth import service as auth_service
 from app.auth.deps import (
-    CurrentPrincipal,
-    CurrentUser,
     LocalAuthOnly,
     LoginThrottleDep,
     MailerDep,
     PasswordHasherDep,
+    UsersReader,
+    UsersWriter,
 )
 from app.auth.schemas import (
     EmailVerification,
@@ -81,11 +81,11 @@ async def logout(body: RefreshRequest, session: SessionDep) -> None:
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
     dependencies=[LocalAuthOnly],
-    responses=problem_responses(401),
+    responses=problem_responses(401, 403),
 )
-async def logout_all(user: CurrentUser, session: SessionDep) -> None:
+async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
     """Revoke every session of the current user."""
-    await auth_service.logout_all(session=session, user_id=user.id)
+    await auth_service.logout_all(session=session, user_id=principal.user.id)
 
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, dependencies=[LocalAuthOnly])
@@ -130,13 +130,14 @@ async def confirm_password_reset(
     responses=problem_responses(401),
 )
 async def request_email_verification(
-    user: CurrentUser,
+    principal: UsersWriter,
     session: SessionDep,
     settings: SettingsDep,
     mailer: MailerDep,
     background: BackgroundTasks,
 ) -> None:
     """Mail a verification token to the current email (nothing when already verified)."""
+    user = principal.user
     if user.email_verified_at is not None:
         return
     token = await auth_service.create_action_token(
@@ -161,6 +162,6 @@ async def verify_email(body: EmailVerification, session: SessionDep) -> None:
 
 
 @legacy_router.get("/me", summary="Current user (legacy path)", responses=problem_responses(401))
-async def legacy_me(principal: CurrentPrincipal) -> UserRead:
+async def legacy_me(principal: UsersReader) -> UserRead:
     """Return the current user."""
     return UserRead.model_validate(principal.user)

@@ -167,7 +167,12 @@ async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -
         .values(used_at=now)
     )
     user = await users_service.get(session=session, user_id=stored.user_id)
-    if spent.rowcount != 1 or user is None or user.email != stored.email:  # type: ignore[attr-defined]
+    if (
+        spent.rowcount != 1  # type: ignore[attr-defined]
+        or user is None
+        or not user.is_active
+        or user.email != stored.email
+    ):
         raise InvalidActionToken
     return user
 

@@ -4,7 +4,7 @@ import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["local", "test", "staging", "production"]
@@ -13,6 +13,7 @@ LogFormat = Literal["auto", "json", "console"]
 JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
 AuthProvider = Literal["local", "oidc"]
 MailBackend = Literal["console", "smtp"]
+RateLimitStrategy = Literal["moving-window", "sliding-window-counter"]
 
 # Long enough for HS256 (PyJWT warns below 32 bytes), and refused in production.
 PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105
@@ -81,7 +82,7 @@ class Settings(BaseSettings):
     OIDC_JWKS_CACHE_SECONDS: int = Field(default=300, ge=0)
     OIDC_HTTP_TIMEOUT: float = Field(default=5.0, gt=0)
 
-    FIRST_SUPERUSER_EMAIL: str | None = None
+    FIRST_SUPERUSER_EMAIL: EmailStr | None = None
     FIRST_SUPERUSER_PASSWORD: SecretStr | None = None
 
     MAIL_BACKEND: MailBackend = "console"
@@ -98,11 +99,45 @@ class Settings(BaseSettings):
 
     CORS_ALLOW_ORIGINS: StrList = []
     CORS_ALLOW_CREDENTIALS: bool = False
+    CORS_ALLOW_METHODS: StrList = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    CORS_ALLOW_HEADERS: StrList = [
+        "Authorization",
+        "Content-Type",
+        "Idempotency-Key",
+        "If-Match",
+        "If-None-Match",
+        "X-API-Key",
+        "X-Request-ID",
+    ]
     ALLOWED_HOSTS: StrList = ["*"]
+
+    TRUST_PROXY_HEADERS: bool = False
+    TRUSTED_PROXIES: StrList = ["127.0.0.1", "::1"]
+
+    SECURITY_HSTS_ENABLED: bool = True
+    SECURITY_CSP_ENABLED: bool = True
+    SECURITY_CSP: str = "default-src 'none'; frame-ancestors 'none'"
+
+    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
+
+    RATE_LIMIT_ENABLED: bool = True
+    RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
+    RATE_LIMIT_PER_HOUR: int = Field(default=1000, ge=1)
+    RATE_LIMIT_BURST: int = Field(default=10, ge=0)
+    RATE_LIMIT_STRATEGY: RateLimitStrategy = "moving-window"
+    RATE_LIMIT_FAIL_OPEN: bool = True
+    RATE_LIMIT_AUTH_PER_MINUTE: int = Field(default=10, ge=1)
 
     PROBLEM_TYPE_BASE_URL: str = "https://errors.example.invalid/"
 
-    @field_validator("CORS_ALLOW_ORIGINS", "ALLOWED_HOSTS", mode="before")
+    @field_validator(
+        "CORS_ALLOW_ORIGINS",
+        "CORS_ALLOW_METHODS",
+        "CORS_ALLOW_HEADERS",
+        "ALLOWED_HOSTS",
+        "TRUSTED_PROXIES",
+        mode="before",
+    )
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         """Accept a JSON array or a comma-separated string for list settings."""
@@ -127,6 +162,9 @@ class Settings(BaseSettings):
             missing.append("SMTP_HOST")
         if bool(self.FIRST_SUPERUSER_EMAIL) != bool(self.FIRST_SUPERUSER_PASSWORD):
             missing.append("FIRST_SUPERUSER_EMAIL and FIRST_SUPERUSER_PASSWORD (both or neither)")
+        password = self.FIRST_SUPERUSER_PASSWORD
+        if password and not 8 <= len(password.get_secret_value()) <= 128:  # noqa: PLR2004
+            missing.append("FIRST_SUPERUSER_PASSWORD of 8 to 128 characters")
         if missing:
             raise ValueError("missing settings: " + ", ".join(missing))
         return self

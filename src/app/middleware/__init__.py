@@ -11,17 +11,19 @@ from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
 from app.middleware.trusted_host import TrustedHostMiddleware
 
-CORS_ALLOW_METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-CORS_ALLOW_HEADERS = (
-    "Authorization",
-    "Content-Type",
-    "Idempotency-Key",
-    "If-Match",
-    "If-None-Match",
-    "X-API-Key",
+CORS_EXPOSE_HEADERS = (
     "X-Request-ID",
+    "X-Process-Time",
+    "Retry-After",
+    "ETag",
+    "Location",
+    "Link",
+    "RateLimit",
+    "RateLimit-Policy",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
 )
-CORS_EXPOSE_HEADERS = ("X-Request-ID", "X-Process-Time", "Retry-After", "ETag", "Location", "Link")
 
 
 def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None:
@@ -38,8 +40,8 @@ def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None
                 CORSMiddleware,
                 allow_origins=settings.CORS_ALLOW_ORIGINS,
                 allow_credentials=settings.CORS_ALLOW_CREDENTIALS,
-                allow_methods=CORS_ALLOW_METHODS,
-                allow_headers=CORS_ALLOW_HEADERS,
+                allow_methods=settings.CORS_ALLOW_METHODS,
+                allow_headers=settings.CORS_ALLOW_HEADERS,
                 expose_headers=CORS_EXPOSE_HEADERS,
             ),
         )

@@ -7,15 +7,14 @@ from fastapi import APIRouter, Depends, Query, status
 
 from app.auth import service as auth_service
 from app.auth.deps import (
-    CurrentPrincipal,
+    AdminReader,
+    AdminWriter,
     LocalAuthOnly,
     PasswordHasherDep,
-    Principal,
-    RequireScopes,
-    SuperuserDep,
+    UsersReader,
+    UsersWriter,
 )
 from app.auth.exceptions import SuperuserRequired
-from app.auth.scopes import Scope
 from app.core.openapi import problem_responses
 from app.deps import SessionDep
 from app.users import service as users_service
@@ -33,8 +32,6 @@ from app.users.schemas import (
 router = APIRouter(prefix="/users", tags=["users"])
 
 MAX_PAGE_SIZE = 100
-Reader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
-Writer = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE))]
 
 
 @router.post(
@@ -56,13 +53,13 @@ async def register(body: UserCreate, session: SessionDep, hasher: PasswordHasher
 
 
 @router.get("/me", responses=problem_responses(401, 403))
-async def read_me(principal: Reader) -> UserRead:
+async def read_me(principal: UsersReader) -> UserRead:
     """Return the caller's account."""
     return UserRead.model_validate(principal.user)
 
 
 @router.patch("/me", responses=problem_responses(401, 403, 409))
-async def update_me(body: UserUpdateMe, principal: Writer, session: SessionDep) -> UserRead:
+async def update_me(body: UserUpdateMe, principal: UsersWriter, session: SessionDep) -> UserRead:
     """Change the caller's name or email (a new email must be verified again)."""
     user = await users_service.update(
         session=session, user=principal.user, changes=body.model_dump(exclude_unset=True)
@@ -78,7 +75,7 @@ async def update_me(body: UserUpdateMe, principal: Writer, session: SessionDep) 
 )
 async def change_password(
     body: PasswordChange,
-    principal: Writer,
+    principal: UsersWriter,
     session: SessionDep,
     hasher: PasswordHasherDep,
 ) -> None:
@@ -96,14 +93,14 @@ async def change_password(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403))
-async def delete_me(principal: Writer, session: SessionDep) -> None:
+async def delete_me(principal: UsersWriter, session: SessionDep) -> None:
     """Delete the caller's account, with its tokens and keys."""
     await users_service.delete(session=session, user=principal.user)
 
 
 @router.get("", responses=problem_responses(401, 403))
 async def list_users(
-    _: SuperuserDep,
+    _: AdminReader,
     session: SessionDep,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
     offset: Annotated[int, Query(ge=0)] = 0,
@@ -116,9 +113,7 @@ async def list_users(
 
 
 @router.get("/{user_id}", responses=problem_responses(401, 403, 404))
-async def read_user(
-    user_id: uuid.UUID, principal: CurrentPrincipal, session: SessionDep
-) -> UserRead:
+async def read_user(user_id: uuid.UUID, principal: UsersReader, session: SessionDep) -> UserRead:
     """Return an account: your own, or any for a superuser.
 
     A non-superuser asking for another id gets 403 whether or not it exists.
@@ -134,7 +129,7 @@ async def read_user(
     return UserRead.model_validate(user)
 
 
-async def get_user_for_admin(user_id: uuid.UUID, _: SuperuserDep, session: SessionDep) -> User:
+async def get_user_for_admin(user_id: uuid.UUID, _: AdminWriter, session: SessionDep) -> User:
     """Load any user for a superuser, or 404."""
     user = await users_service.get(session=session, user_id=user_id)
     if user is None:
