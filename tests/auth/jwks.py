@@ -1,0 +1,136 @@
+"""An OIDC issuer for tests: RSA/EC keys made in the test, a JWKS served over real HTTP on loopback.
+
+Shared by the verifier's unit tests (test_oidc.py) and the app's tests (test_oidc_app.py).
+"""
+
+import base64
+import hashlib
+import hmac
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import jwt
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from jwt.algorithms import ECAlgorithm, RSAAlgorithm
+
+ISSUER = "https://issuer.example.test/"
+AUDIENCE = "production-fastapi-backend"
+
+PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+
+
+class JwksServer(ThreadingHTTPServer):
+    """Serves a mutable JWKS document (or a failure) and counts the requests it answers."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), JwksHandler)
+        self.document: Any = {"keys": []}
+        self.status = 200
+        self.raw_body: bytes | None = None
+        self.delay = 0.0
+        self.release = threading.Event()  # ends pending delays at teardown
+        self.requests = 0
+        self.received = threading.Event()  # set once a request has arrived
+        self.counter_lock = threading.Lock()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}/.well-known/jwks.json"
+
+    def publish(self, *keys: Any) -> None:
+        self.document = {"keys": list(keys)}
+
+
+class JwksHandler(BaseHTTPRequestHandler):
+    def do_GET(self) -> None:
+        state = self.server
+        assert isinstance(state, JwksServer)
+        with state.counter_lock:
+            state.requests += 1
+        state.received.set()
+        if state.delay:
+            state.release.wait(state.delay)
+        body = state.raw_body or json.dumps(state.document).encode()
+        try:
+            self.send_response(state.status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up (timeout tests)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # keep test output clean
+
+
+@contextmanager
+def serving(httpd: JwksServer) -> Iterator[JwksServer]:
+    """Serve `httpd` from a thread; on exit end pending delays, stop it and free its port."""
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
+    thread.start()
+    try:
+        yield httpd
+    finally:
+        httpd.release.set()
+        httpd.shutdown()
+        httpd.server_close()
+        thread.join(timeout=5)
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def public_jwk(key: PrivateKey, kid: str, **extra: str) -> dict[str, Any]:
+    if isinstance(key, rsa.RSAPrivateKey):
+        jwk = RSAAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    else:
+        jwk = ECAlgorithm.to_jwk(key.public_key(), as_dict=True)
+    return {**jwk, "kid": kid, **extra}
+
+
+def claims(**overrides: Any) -> dict[str, Any]:
+    now = int(time.time())
+    values: dict[str, Any] = {
+        "iss": ISSUER,
+        "aud": AUDIENCE,
+        "sub": "user-123",
+        "iat": now,
+        "exp": now + 300,
+        "email": "ada@example.com",
+        "email_verified": True,
+    }
+    values.update(overrides)
+    return {name: value for name, value in values.items() if value is not None}
+
+
+def sign(key: PrivateKey, kid: str | None, alg: str = "RS256", **overrides: Any) -> str:
+    headers = {"kid": kid} if kid is not None else {}
+    return jwt.encode(claims(**overrides), key, algorithm=alg, headers=headers)
+
+
+def b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def hand_made(header: dict[str, Any], signature: bytes = b"", secret: bytes | None = None) -> str:
+    """Build a token the way an attacker would, without PyJWT's guards."""
+    signing_input = f"{b64(json.dumps(header).encode())}.{b64(json.dumps(claims()).encode())}"
+    if secret is not None:
+        signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{b64(signature)}"
