@@ -1,24 +1,38 @@
 """Routers: every domain's router is included here, under `/api/v1` unless it is legacy."""
 
-from fastapi import APIRouter
+from fastapi import APIRouter, FastAPI
 
 from app.api_keys.router import router as api_keys_router
+from app.auth.router import legacy_local_router as legacy_login_router
 from app.auth.router import legacy_router as legacy_auth_router
 from app.auth.router import router as auth_router
+from app.core.config import Settings
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
+from app.users.router import local_router as users_local_router
 from app.users.router import router as users_router
 
 API_PREFIX = "/api/v1"
 
-api_router = APIRouter(prefix=API_PREFIX)
-api_router.include_router(health_router)
-api_router.include_router(auth_router)
-api_router.include_router(users_router)
-api_router.include_router(api_keys_router)
 
-# Routes outside the versioned API: the load balancer's health check, and the first
-# version's auth paths that existing clients still call.
-root_router = APIRouter()
-root_router.include_router(health_root_router)
-root_router.include_router(legacy_auth_router)
+def include_routers(app: FastAPI, settings: Settings) -> None:
+    """Mount every router; password and local-token routes only while this service owns them.
+
+    With an external identity provider those routes are not mounted at all, so they answer
+    exactly like a path that never existed.
+    """
+    api = APIRouter(prefix=API_PREFIX)
+    api.include_router(health_router)
+    api.include_router(users_router)
+    api.include_router(api_keys_router)
+    if settings.AUTH_PROVIDER == "local":
+        api.include_router(auth_router)
+        api.include_router(users_local_router)
+    app.include_router(api)
+
+    # Outside the versioned API: the load balancer's health check, and the first version's
+    # auth paths that existing clients still call.
+    app.include_router(health_root_router)
+    app.include_router(legacy_auth_router)
+    if settings.AUTH_PROVIDER == "local":
+        app.include_router(legacy_login_router)

@@ -6,7 +6,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app import middleware
-from app.api import api_router, root_router
+from app.api import include_routers
 from app.core.config import Settings, get_settings
 from app.core.errors import register_exception_handlers
 from app.core.lifespan import lifespan
@@ -33,8 +33,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     renderer = register_exception_handlers(app, settings)
     middleware.install(app, settings, renderer)
-    app.include_router(root_router)
-    app.include_router(api_router)
+    include_routers(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     if settings.docs_enabled:
         install_docs(app)

@@ -5,7 +5,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, HTTPException, Request
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from app.api_keys import service as api_keys_service
@@ -107,15 +107,6 @@ def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:
         raise InsufficientScope(f"These credentials lack the scope(s): {', '.join(missing)}.")
 
 
-async def local_auth_only(settings: SettingsDep) -> None:
-    """Hide password and local-token endpoints when an external provider owns identity.
-
-    They answer exactly like a route that does not exist.
-    """
-    if settings.AUTH_PROVIDER != "local":
-        raise HTTPException(status_code=404)
-
-
 async def get_password_hasher(request: Request) -> PasswordHasher:
     """Return the process's password hasher (bounded worker threads)."""
     hasher: PasswordHasher = request.app.state.password_hasher
@@ -139,7 +130,6 @@ UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
 UsersWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE))]
 AdminReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, superuser=True))]
 AdminWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE, superuser=True))]
-LocalAuthOnly = Depends(local_auth_only)
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]

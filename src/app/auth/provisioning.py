@@ -4,6 +4,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import InvalidToken
 from app.auth.oidc import OidcIdentity
+from app.auth.service import could_be_email
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
 from app.users import service as users_service
@@ -11,10 +12,21 @@ from app.users.exceptions import EmailTaken
 from app.users.models import User
 from app.users.schemas import normalize_email
 
+MAX_SUBJECT_LENGTH = 255  # OIDC Core: `sub` is at most 255 ASCII characters
+
 
 def _email_of(identity: OidcIdentity) -> str:
     # The email column is required; a subject without one gets an address that cannot exist.
-    return normalize_email(identity.email or f"{identity.subject}@oidc.invalid")
+    return normalize_email(identity.email or "") or normalize_email(
+        f"{identity.subject}@oidc.invalid"
+    )
+
+
+def _check_storable(identity: OidcIdentity) -> None:
+    if not 0 < len(identity.subject) <= MAX_SUBJECT_LENGTH or "\x00" in identity.subject:
+        raise InvalidToken("The token's subject is not valid.")
+    if not could_be_email(_email_of(identity)):
+        raise InvalidToken("The token's email is not valid.")
 
 
 async def _link_by_email(session: AsyncSession, identity: OidcIdentity) -> User | None:
@@ -33,6 +45,7 @@ async def user_for_identity(
     *, session: AsyncSession, hasher: PasswordHasher, identity: OidcIdentity
 ) -> User:
     """Return the local user for an OIDC identity, creating it on first sight."""
+    _check_storable(identity)
     user = await users_service.get_by_subject(session=session, subject=identity.subject)
     if user is None:
         user = await _link_by_email(session, identity)
@@ -49,8 +62,12 @@ async def user_for_identity(
             user = await users_service.get_by_subject(session=session, subject=identity.subject)
             if user is None:
                 raise InvalidToken from None
-        if identity.email_verified:
-            user.email_verified_at = utcnow()
+    if (
+        identity.email_verified
+        and user.email_verified_at is None
+        and user.email == _email_of(identity)
+    ):
+        user.email_verified_at = utcnow()
     if not user.is_active:
         raise InvalidToken("This account is disabled.")
     return user

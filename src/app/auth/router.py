@@ -8,7 +8,6 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth import notifications
 from app.auth import service as auth_service
 from app.auth.deps import (
-    LocalAuthOnly,
     LoginThrottleDep,
     MailerDep,
     PasswordHasherDep,
@@ -27,8 +26,11 @@ from app.deps import SessionDep, SettingsDep
 from app.users import service as users_service
 from app.users.schemas import UserRead, normalize_email
 
+# Every route here deals in local passwords or local tokens: with an external identity
+# provider (AUTH_PROVIDER=oidc) the routers are not included at all.
 router = APIRouter(prefix="/auth", tags=["auth"])
 # Kept outside /api/v1 for clients written against the first version of the API.
+legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 
 LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
@@ -36,12 +38,10 @@ LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
 
 @router.post(
     "/login",
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(401, 429),
 )
-@legacy_router.post(
+@legacy_local_router.post(
     "/login",
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(401, 429),
     summary="Login (legacy path)",
 )
@@ -63,7 +63,7 @@ async def login(
     return await auth_service.issue_tokens(session=session, settings=settings, user=user)
 
 
-@router.post("/refresh", dependencies=[LocalAuthOnly], responses=problem_responses(401))
+@router.post("/refresh", responses=problem_responses(401))
 async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
     """Exchange a refresh token for a new pair; the old one stops working."""
     return await auth_service.rotate(
@@ -71,7 +71,7 @@ async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsD
     )
 
 
-@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT, dependencies=[LocalAuthOnly])
+@router.post("/logout", status_code=status.HTTP_204_NO_CONTENT)
 async def logout(body: RefreshRequest, session: SessionDep) -> None:
     """Revoke the session (refresh token family) this refresh token belongs to."""
     await auth_service.logout(session=session, refresh_token=body.refresh_token)
@@ -80,7 +80,6 @@ async def logout(body: RefreshRequest, session: SessionDep) -> None:
 @router.post(
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(401, 403),
 )
 async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
@@ -88,7 +87,7 @@ async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
     await auth_service.logout_all(session=session, user_id=principal.user.id)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, dependencies=[LocalAuthOnly])
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def request_password_reset(
     body: PasswordResetRequest,
     session: SessionDep,
@@ -111,7 +110,6 @@ async def request_password_reset(
 @router.post(
     "/password-reset/confirm",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(422),
 )
 async def confirm_password_reset(
@@ -126,7 +124,6 @@ async def confirm_password_reset(
 @router.post(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(401),
 )
 async def request_email_verification(
@@ -153,7 +150,6 @@ async def request_email_verification(
 @router.post(
     "/verify-email",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(422),
 )
 async def verify_email(body: EmailVerification, session: SessionDep) -> None:

@@ -21,6 +21,7 @@ log = structlog.get_logger(__name__)
 
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret
 EMAIL_VERIFICATION = "email_verification"
+MAX_EMAIL_LENGTH = 320
 
 
 async def authenticate(
@@ -35,6 +36,10 @@ async def authenticate(
 
     An unknown email is verified against a dummy hash, so it costs as long as a known one.
     """
+    if not could_be_email(email):
+        # No account can have it: never send it to the database, fail like any unknown email.
+        await hasher.verify(password, None)
+        raise InvalidCredentials
     await throttle.check(email)
     user = await users_service.get_by_email(session=session, email=email)
     # End the read before hashing (~100 ms): no connection, and on SQLite no lock, is held
@@ -51,6 +56,11 @@ async def authenticate(
         user.hashed_password = updated_hash
     await throttle.clear(email)
     return user
+
+
+def could_be_email(value: str) -> bool:
+    """Whether `value` fits the email column and has no control characters."""
+    return len(value) <= MAX_EMAIL_LENGTH and value.isprintable()
 
 
 async def issue_tokens(
@@ -84,25 +94,35 @@ async def _revoke_families(
     )
 
 
+async def _revoke_reused_family(session: AsyncSession, stored: RefreshToken, now: datetime) -> None:
+    """A retired token came back: it was copied. Revoke its family, whatever its age."""
+    await _revoke_families(session, RefreshToken.family_id == stored.family_id, now=now)
+    # Committed before the 401: the failed request must not roll the revocation back.
+    await session.commit()
+    log.warning("refresh_token_reuse", user_id=str(stored.user_id))
+
+
+async def _claim(session: AsyncSession, stored: RefreshToken, now: datetime) -> bool:
+    """Mark the token rotated; False when a concurrent request rotated it first."""
+    claimed = await session.execute(
+        update(RefreshToken)
+        .where(RefreshToken.id == stored.id, RefreshToken.rotated_at.is_(None))
+        .values(rotated_at=now)
+    )
+    return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
 async def rotate(*, session: AsyncSession, settings: Settings, refresh_token: str) -> TokenPair:
     """Exchange a refresh token for a new pair; a re-used token revokes its whole family."""
     now = utcnow()
     stored = await session.scalar(
         select(RefreshToken).where(RefreshToken.token_hash == digest(refresh_token))
     )
-    if stored is None or stored.revoked_at is not None or stored.expires_at <= now:
+    unused = stored is not None and stored.rotated_at is None
+    if stored is None or (unused and (stored.revoked_at is not None or stored.expires_at <= now)):
         raise InvalidToken("The refresh token is invalid, revoked or expired.")
-    # Only one request may rotate a token: the conditional UPDATE decides the race.
-    claimed = await session.execute(
-        update(RefreshToken)
-        .where(RefreshToken.id == stored.id, RefreshToken.rotated_at.is_(None))
-        .values(rotated_at=now)
-    )
-    if claimed.rowcount != 1:  # type: ignore[attr-defined]
-        await _revoke_families(session, RefreshToken.family_id == stored.family_id, now=now)
-        # Committed before raising: the failed request must not roll the revocation back.
-        await session.commit()
-        log.warning("refresh_token_reuse", user_id=str(stored.user_id))
+    if not unused or not await _claim(session, stored, now=now):
+        await _revoke_reused_family(session, stored, now=now)
         raise InvalidToken("The refresh token was already used; the session is revoked.")
     user = await users_service.get(session=session, user_id=stored.user_id)
     if user is None or not user.is_active:

@@ -9,7 +9,6 @@ from app.auth import service as auth_service
 from app.auth.deps import (
     AdminReader,
     AdminWriter,
-    LocalAuthOnly,
     PasswordHasherDep,
     UsersReader,
     UsersWriter,
@@ -30,14 +29,15 @@ from app.users.schemas import (
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
+# Registration and password changes exist only while this service owns passwords.
+local_router = APIRouter(prefix="/users", tags=["users"])
 
 MAX_PAGE_SIZE = 100
 
 
-@router.post(
+@local_router.post(
     "",
     status_code=status.HTTP_201_CREATED,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(409),
 )
 async def register(body: UserCreate, session: SessionDep, hasher: PasswordHasherDep) -> UserRead:
@@ -67,10 +67,9 @@ async def update_me(body: UserUpdateMe, principal: UsersWriter, session: Session
     return UserRead.model_validate(user)
 
 
-@router.post(
+@local_router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    dependencies=[LocalAuthOnly],
     responses=problem_responses(401, 403),
 )
 async def change_password(
