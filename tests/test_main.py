@@ -1,3 +1,5 @@
+import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -87,10 +89,26 @@ async def test_docs_are_served_from_local_assets(client: AsyncClient) -> None:
             if src in html
         ]
         assert assets
-    for asset in ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js", "favicon.png"):
+    for asset in (
+        "swagger-ui-bundle.js",
+        "swagger-init.js",
+        "swagger-ui.css",
+        "redoc.standalone.js",
+        "favicon.png",
+    ):
         response = await client.get(f"/static/docs/{asset}")
         assert response.status_code == 200
         assert len(response.content) > 500
+
+
+async def test_swagger_ui_reads_its_config_from_inert_json(client: AsyncClient) -> None:
+    html = (await client.get("/docs")).text
+    config = re.search(
+        r'<script type="application/json" id="swagger-config">(.*?)</script>', html, re.S
+    )
+    assert config is not None
+    assert json.loads(config.group(1))["url"] == "/openapi.json"
+    assert '<script src="/static/docs/swagger-init.js"></script>' in html
 
 
 async def test_docs_are_off_in_production_unless_enabled(database_url: str) -> None:
