@@ -23,10 +23,10 @@ help: ## List the targets
 install: .venv/.installed ## Install the locked dependencies into .venv (bootstraps uv)
 
 run: install migrate ## Install, migrate ./app.db and serve on http://$(HOST):$(PORT)
-	$(RUN) uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log
+	$(RUN) uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log --no-proxy-headers
 
 dev: install migrate ## Serve with auto-reload (fastapi dev)
-	$(RUN) fastapi dev --host $(HOST) --port $(PORT)
+	$(RUN) fastapi dev --host $(HOST) --port $(PORT) --no-proxy-headers
 
 migrate: install ## Apply every migration to DATABASE_URL
 	$(RUN) alembic upgrade head

@@ -10,7 +10,7 @@ from httpx2 import AsyncClient
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.harness import client_for, make_settings, running
+from tests.harness import client_for, log_lines, make_settings, running
 
 pytestmark = pytest.mark.anyio
 
@@ -170,3 +170,14 @@ async def test_allowed_hosts_apply_to_the_app(database_url: str) -> None:
     assert refused.json()["code"] == "invalid_host"
     assert refused.headers["x-request-id"]
     assert accepted.status_code == 200
+
+
+async def test_proxy_headers_resolve_the_client_only_when_trusted(database_url: str) -> None:
+    forwarded = {"X-Forwarded-For": "203.0.113.7", "X-Forwarded-Proto": "https"}
+    for trust, expected in ((True, "203.0.113.7"), (False, "127.0.0.1")):
+        app = create_app(make_settings(DATABASE_URL=database_url, TRUST_PROXY_HEADERS=trust))
+        with log_lines() as logs:  # after create_app, which configures logging itself
+            async with running(app), client_for(app) as client:
+                await client.get("/health", headers=forwarded)
+        [access] = logs.events("request")
+        assert access["client"] == expected

@@ -153,3 +153,12 @@ def test_server_start_exits_non_zero_with_a_clear_message(tmp_path: Path) -> Non
     assert "Invalid configuration:" in result.stderr
     assert "JWT_SECRET is missing or a placeholder" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_trusted_proxies_must_be_addresses_or_networks() -> None:
+    with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
+        load_settings(_env_file=None, TRUSTED_PROXIES="10.0.0.0/8,proxy.internal")
+    assert load_settings(_env_file=None, TRUSTED_PROXIES="10.0.0.0/8, ::1").TRUSTED_PROXIES == [
+        "10.0.0.0/8",
+        "::1",
+    ]

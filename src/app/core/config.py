@@ -1,5 +1,6 @@
 """Settings read from the environment and `.env`, validated once at start-up."""
 
+import ipaddress
 import json
 from functools import lru_cache
 from typing import Annotated, Any, Literal, Self
@@ -147,6 +148,17 @@ class Settings(BaseSettings):
         if text.startswith("["):
             return json.loads(text)
         return [part.strip() for part in text.split(",") if part.strip()]
+
+    @field_validator("TRUSTED_PROXIES")
+    @classmethod
+    def _valid_networks(cls, value: list[str]) -> list[str]:
+        """Refuse proxy entries that are not IP addresses or CIDR networks."""
+        for entry in value:
+            try:
+                ipaddress.ip_network(entry, strict=True)
+            except ValueError as exc:
+                raise ValueError(f"{entry!r} is not an IP address or network") from exc
+        return value
 
     @model_validator(mode="after")
     def _require_companion_settings(self) -> Self:

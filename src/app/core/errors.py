@@ -23,6 +23,13 @@ GENERIC_SERVER_ERROR_DETAIL = (
 log = structlog.get_logger(__name__)
 
 _BODYLESS_STATUSES = frozenset({HTTPStatus.NO_CONTENT, HTTPStatus.NOT_MODIFIED})
+# RFC 9110 names, which `HTTPStatus` uses only from Python 3.13: codes must not change with it.
+_RFC_9110_PHRASES = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
 
 
 class ProblemResponse(JSONResponse):
@@ -143,7 +150,9 @@ class ExternalServiceError(AppError):
 
 
 def status_phrase(status_code: int) -> str:
-    """Return the reason phrase of a status code (`Method Not Allowed`), or `Error`."""
+    """Return the RFC 9110 reason phrase of a status code (`Method Not Allowed`), or `Error`."""
+    if status_code in _RFC_9110_PHRASES:
+        return _RFC_9110_PHRASES[status_code]
     try:
         return HTTPStatus(status_code).phrase
     except ValueError:

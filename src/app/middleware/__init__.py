@@ -8,6 +8,8 @@ from starlette.middleware.gzip import GZipMiddleware
 from app.core.config import Settings
 from app.core.errors import ProblemRenderer
 from app.middleware.access_log import AccessLogMiddleware
+from app.middleware.content_validation import BodyLimitMiddleware, ContentValidationMiddleware
+from app.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware, security_headers_options
 from app.middleware.server_errors import ServerErrorMiddleware
@@ -46,6 +48,12 @@ def _cors(settings: Settings) -> list[Middleware]:
     ]
 
 
+def _proxy_headers(settings: Settings) -> list[Middleware]:
+    if not settings.TRUST_PROXY_HEADERS:
+        return []
+    return [Middleware(ProxyHeadersMiddleware, trusted_proxies=settings.TRUSTED_PROXIES)]
+
+
 def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -57,10 +65,16 @@ def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None
         Middleware(AccessLogMiddleware),
         Middleware(SecurityHeadersMiddleware, **security_headers_options(settings)),
         Middleware(ServerErrorMiddleware, renderer=renderer),
+        *_proxy_headers(settings),
         Middleware(
             TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, renderer=renderer
         ),
         *_cors(settings),
+        Middleware(ContentValidationMiddleware, renderer=renderer),
+        # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
+        Middleware(
+            BodyLimitMiddleware, max_body_size=settings.MAX_REQUEST_BODY_BYTES, renderer=renderer
+        ),
         Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL),
     ]
     # Starlette builds the stack from `user_middleware`, first entry outermost.

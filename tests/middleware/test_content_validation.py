@@ -1,0 +1,252 @@
+from collections.abc import AsyncIterator, Sequence
+
+import pytest
+from httpx2 import ASGITransport, AsyncClient
+from starlette.applications import Starlette
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
+from starlette.types import Message, Receive, Scope, Send
+
+from app.core.errors import ProblemRenderer
+from app.middleware.content_validation import (
+    DEFAULT_ALLOWED_MEDIA_TYPES,
+    BodyLimitMiddleware,
+    ContentValidationMiddleware,
+)
+
+pytestmark = pytest.mark.anyio
+
+RENDERER = ProblemRenderer("https://errors.test/")
+PROBLEM = "application/problem+json"
+METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
+
+
+async def echo(request: Request) -> Response:
+    body = await request.body()
+    return JSONResponse({"bytes": len(body)})
+
+
+async def refuse_as_text(request: Request) -> Response:
+    return PlainTextResponse("nope", status_code=413)
+
+
+async def nothing(scope: Scope, receive: Receive, send: Send) -> None:
+    raise AssertionError("never called")
+
+
+def client(*middleware: Middleware) -> AsyncClient:
+    app = Starlette(
+        routes=[Route("/items", echo, methods=METHODS), Route("/text-413", refuse_as_text)],
+        middleware=list(middleware),
+    )
+    return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
+
+
+def validating(allowed: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES) -> AsyncClient:
+    return client(
+        Middleware(ContentValidationMiddleware, renderer=RENDERER, allowed_media_types=allowed)
+    )
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "application/json",
+        "application/json; charset=utf-8",
+        "Application/JSON",
+        "application/merge-patch+json",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_allowed_types_pass(method: str, content_type: str) -> None:
+    async with validating() as c:
+        response = await c.request(
+            method, "/items", content=b"{}", headers={"Content-Type": content_type}
+        )
+    assert response.status_code == 200
+    assert response.json() == {"bytes": 2}
+
+
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/xml",
+        "application/json-patch+json",
+        "application/problem+json",
+        "application/jsonx",
+        "multipart/mixed; boundary=xyz",
+        None,
+    ],
+)
+@pytest.mark.parametrize("method", ["POST", "PUT", "PATCH"])
+async def test_other_types_with_a_body_get_a_415_problem(
+    method: str, content_type: str | None
+) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with validating() as c:
+        response = await c.request(method, "/items", content=b"{}", headers=headers)
+    assert response.status_code == 415
+    assert response.headers["content-type"] == PROBLEM
+    problem = response.json()
+    assert problem["code"] == "unsupported_media_type"
+    assert "application/json" in problem["detail"]
+
+
+async def test_a_chunked_body_is_checked_too() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield b"<xml/>"
+
+    async with validating() as c:
+        response = await c.post("/items", content=chunks(), headers={"Content-Type": "text/xml"})
+    assert response.status_code == 415
+
+
+@pytest.mark.parametrize("content_type", [None, "text/plain"])
+async def test_a_bodyless_post_passes(content_type: str | None) -> None:
+    headers = {"Content-Type": content_type} if content_type else {}
+    async with validating() as c:
+        response = await c.post("/items", headers=headers)
+    assert response.status_code == 200
+
+
+@pytest.mark.parametrize("method", ["GET", "DELETE"])
+async def test_other_methods_pass_with_any_type(method: str) -> None:
+    async with validating() as c:
+        response = await c.request(
+            method, "/items", content=b"x", headers={"Content-Type": "text/csv"}
+        )
+    assert response.status_code == 200
+
+
+async def test_the_allowlist_can_be_narrowed() -> None:
+    async with validating(["application/json"]) as c:
+        form = await c.post("/items", data={"a": "1"})
+        json = await c.post("/items", json={"a": 1})
+    assert form.status_code == 415
+    assert form.json()["detail"] == "The request body must be one of: application/json."
+    assert json.status_code == 200
+
+
+@pytest.mark.parametrize(
+    "url", ["/items%00", "/items/%00/x", "/items?q=a%00b", "/items?q%00=1", "/items?q=%00"]
+)
+async def test_encoded_nul_bytes_get_a_400_problem(url: str) -> None:
+    async with validating() as c:
+        response = await c.get(url)
+    assert response.status_code == 400
+    assert response.headers["content-type"] == PROBLEM
+    assert response.json()["code"] == "invalid_characters"
+
+
+async def test_percent_signs_that_are_not_nul_pass() -> None:
+    async with validating() as c:
+        response = await c.get("/items?q=100%25&r=%2500")
+    assert response.status_code == 200
+
+
+async def run_raw(scope: Scope) -> list[Message]:
+    """Send a hand-built scope through the middleware: for bytes a client would escape."""
+    sent: list[Message] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        await PlainTextResponse("passed")(scope, receive, send)
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    await ContentValidationMiddleware(inner, renderer=RENDERER)(scope, receive, send)
+    return sent
+
+
+def http_scope(path: str, raw_path: bytes | None, query: bytes = b"") -> Scope:
+    return {
+        "type": "http",
+        "method": "GET",
+        "path": path,
+        "raw_path": raw_path,
+        "query_string": query,
+        "headers": [],
+    }
+
+
+@pytest.mark.parametrize(
+    "scope",
+    [
+        http_scope("/items\x00", b"/items\x00"),
+        http_scope("/items\x00", None),  # servers need not send raw_path
+        http_scope("/items", b"/items", b"q=a\x00b"),
+    ],
+)
+async def test_raw_nul_bytes_get_a_400(scope: Scope) -> None:
+    sent = await run_raw(scope)
+    assert sent[0]["status"] == 400
+
+
+async def test_a_clean_raw_scope_passes() -> None:
+    sent = await run_raw(http_scope("/items", b"/items", b"q=1"))
+    assert sent[0]["status"] == 200
+
+
+async def test_lifespan_passes_through() -> None:
+    seen: list[str] = []
+
+    async def inner(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope["type"])
+
+    middleware = ContentValidationMiddleware(inner, renderer=RENDERER)
+    await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
+    assert seen == ["lifespan"]
+
+
+@pytest.mark.parametrize(
+    "allowed", [[], ["json"], ["application/json; charset=utf-8"], ["*/*"], ["application/"]]
+)
+def test_bad_allowlists_are_refused(allowed: list[str]) -> None:
+    with pytest.raises(ValueError, match="without parameters"):
+        ContentValidationMiddleware(nothing, renderer=RENDERER, allowed_media_types=allowed)
+
+
+def limited(max_body_size: int) -> AsyncClient:
+    return client(Middleware(BodyLimitMiddleware, max_body_size=max_body_size, renderer=RENDERER))
+
+
+async def test_the_body_limit_413_is_a_problem() -> None:
+    async with limited(8) as c:
+        small = await c.post("/items", content=b"12345678")
+        large = await c.post("/items", content=b"123456789")
+    assert small.status_code == 200
+    assert large.status_code == 413
+    assert large.headers["content-type"] == PROBLEM
+    assert large.json()["code"] == "content_too_large"
+
+
+async def test_a_chunked_body_over_the_limit_is_a_413_problem() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"1234"
+
+    async with limited(8) as c:
+        response = await c.post("/items", content=chunks())
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_any_plain_413_becomes_a_problem() -> None:
+    async with limited(1024) as c:
+        response = await c.get("/text-413")
+    assert response.status_code == 413
+    assert response.json()["code"] == "content_too_large"
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True, "1024"])
+def test_bad_body_limits_are_refused(size: object) -> None:
+    with pytest.raises(ValueError, match="non-negative integer"):
+        BodyLimitMiddleware(nothing, max_body_size=size, renderer=RENDERER)  # type: ignore[arg-type]
