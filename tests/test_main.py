@@ -1,5 +1,6 @@
 import json
 import re
+import gc
 import subprocess
 import sys
 from pathlib import Path
@@ -181,3 +182,10 @@ async def test_proxy_headers_resolve_the_client_only_when_trusted(database_url: 
                 await client.get("/health", headers=forwarded)
         [access] = logs.events("request")
         assert access["client"] == expected
+
+
+async def test_startup_objects_are_frozen_out_of_the_collectors_reach(database_url: str) -> None:
+    app = create_app(make_settings(DATABASE_URL=database_url, GC_FREEZE_AFTER_STARTUP=True))
+    async with running(app):
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() == 0

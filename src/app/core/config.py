@@ -60,6 +60,7 @@ class Settings(BaseSettings):
     REDIS_SOCKET_TIMEOUT: float = Field(default=2.0, gt=0)
 
     HEALTH_CHECK_TIMEOUT: float = Field(default=1.0, gt=0, le=2.5)
+    GC_FREEZE_AFTER_STARTUP: bool = True
 
     JWT_SECRET: SecretStr = SecretStr(PLACEHOLDER_SECRET)
     JWT_ALGORITHM: JwtAlgorithm = "HS256"
