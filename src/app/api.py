@@ -1,6 +1,6 @@
 """Routers: every domain's router is included here, under `/api/v1` unless it is legacy."""
 
-from fastapi import APIRouter, FastAPI
+from fastapi import FastAPI
 
 from app.api_keys.router import router as api_keys_router
 from app.auth.router import legacy_local_router as legacy_login_router
@@ -21,14 +21,12 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     With an external identity provider those routes are not mounted at all, so they answer
     exactly like a path that never existed.
     """
-    api = APIRouter(prefix=API_PREFIX)
-    api.include_router(health_router)
-    api.include_router(users_router)
-    api.include_router(api_keys_router)
+    # Each router straight on the app: every level of nesting costs time on every request.
+    versioned = [health_router, users_router, api_keys_router]
     if settings.AUTH_PROVIDER == "local":
-        api.include_router(auth_router)
-        api.include_router(users_local_router)
-    app.include_router(api)
+        versioned += [auth_router, users_local_router]
+    for router in versioned:
+        app.include_router(router, prefix=API_PREFIX)
 
     # Outside the versioned API: the load balancer's health check, and the first version's
     # auth paths that existing clients still call.

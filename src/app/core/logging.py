@@ -1,5 +1,6 @@
 """Structured logging: one format for our logs, uvicorn's and SQLAlchemy's."""
 
+import functools
 import logging
 import sys
 import threading
@@ -20,7 +21,9 @@ _FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "sqlalchemy.engine
 _SILENCED_LOGGERS = ("uvicorn.access",)
 
 
+@functools.lru_cache(maxsize=1024)
 def _is_sensitive(key: str) -> bool:
+    # Cached: log lines repeat the same few keys, and this runs for every key of every line.
     lowered = key.lower()
     return any(marker in lowered for marker in _SENSITIVE_MARKERS)
 

@@ -10,6 +10,7 @@ from app.core.errors import ProblemRenderer
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.content_validation import BodyLimitMiddleware, ContentValidationMiddleware
 from app.middleware.proxy_headers import ProxyHeadersMiddleware
+from app.middleware.rate_limit import RateLimitMiddleware, rate_limit_options
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import SecurityHeadersMiddleware, security_headers_options
 from app.middleware.server_errors import ServerErrorMiddleware
@@ -54,6 +55,12 @@ def _proxy_headers(settings: Settings) -> list[Middleware]:
     return [Middleware(ProxyHeadersMiddleware, trusted_proxies=settings.TRUSTED_PROXIES)]
 
 
+def _rate_limit(settings: Settings, renderer: ProblemRenderer) -> list[Middleware]:
+    if not settings.RATE_LIMIT_ENABLED:
+        return []
+    return [Middleware(RateLimitMiddleware, **rate_limit_options(settings, renderer))]
+
+
 def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -66,15 +73,14 @@ def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None
         Middleware(SecurityHeadersMiddleware, **security_headers_options(settings)),
         Middleware(ServerErrorMiddleware, renderer=renderer),
         *_proxy_headers(settings),
-        Middleware(
-            TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, renderer=renderer
-        ),
+        Middleware(TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, renderer=renderer),
         *_cors(settings),
         Middleware(ContentValidationMiddleware, renderer=renderer),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
         Middleware(
             BodyLimitMiddleware, max_body_size=settings.MAX_REQUEST_BODY_BYTES, renderer=renderer
         ),
+        *_rate_limit(settings, renderer),
         Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL),
     ]
     # Starlette builds the stack from `user_middleware`, first entry outermost.

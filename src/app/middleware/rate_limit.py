@@ -1,0 +1,332 @@
+"""Rate limiting with `limits`: per-client windows, IETF `RateLimit` headers, 429 problems.
+
+Read `RateLimitMiddleware` for what a request pays, `ClientKey` for whose quota it uses, and
+`rate_limit_options` for how settings become limits and a storage.
+"""
+
+import math
+import re
+import time
+from collections.abc import Awaitable, Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import TypedDict
+
+import structlog
+from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
+from limits.aio.storage import Storage
+from limits.aio.strategies import (
+    MovingWindowRateLimiter,
+    RateLimiter,
+    SlidingWindowCounterRateLimiter,
+)
+from limits.util import WindowStats
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.config import Settings
+from app.core.errors import ProblemRenderer
+from app.core.security import InvalidTokenError, decode_access_token
+from app.middleware.rate_limit_storage import (
+    STORAGE_ERRORS,
+    MemoryStorageWithPruning,
+    redis_storage,
+)
+
+log = structlog.get_logger(__name__)
+
+STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
+    "moving-window": MovingWindowRateLimiter,
+    "sliding-window-counter": SlidingWindowCounterRateLimiter,
+}
+AUTH_PATHS = frozenset(
+    {
+        "/api/v1/auth/login",
+        "/auth/login",
+        "/api/v1/auth/password-reset",
+        "/api/v1/auth/password-reset/confirm",
+    }
+)
+_POLICY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
+_WARNING_INTERVAL = 5.0
+
+
+class ClientKey:
+    """Name whose quota a request uses: `user:<sub>` or `ip:<client host>`.
+
+    A valid access token is decoded (signature and claims, no database). An `X-API-Key` cannot
+    be checked without the database, so it gets no quota of its own: keyed by its text, random
+    keys would each open a fresh quota. Requests with one use the client address.
+    """
+
+    def __init__(self, settings: Settings | None) -> None:
+        self.settings = settings
+
+    def __call__(self, scope: Scope) -> str:
+        authorization = None
+        for name, value in scope["headers"]:
+            if name == b"x-api-key" and value:
+                return client_ip_key(scope)
+            if name == b"authorization":
+                authorization = value
+        if authorization is not None and self.settings is not None:
+            scheme, _, token = authorization.decode("latin-1").partition(" ")
+            if scheme.lower() == "bearer" and token:
+                try:
+                    subject = decode_access_token(token.strip(), settings=self.settings)["sub"]
+                except InvalidTokenError:
+                    subject = None
+                if isinstance(subject, str) and subject:
+                    return "user:" + subject
+        return client_ip_key(scope)
+
+
+def client_ip_key(scope: Scope) -> str:
+    """Return `ip:<client host>` as the server (or a proxy-headers layer) set it."""
+    client = scope.get("client")
+    return "ip:" + (client[0] if client else "unknown")
+
+
+@dataclass(frozen=True, slots=True)
+class _Quota:
+    label: str  # part of the storage key: equal limits of two policies must not share counts
+    name: bytes
+    item: RateLimitItem
+    amount: bytes
+
+
+class _Policy:
+    """Named quotas checked in order; the `RateLimit-Policy` header value that lists them."""
+
+    def __init__(self, limits: Mapping[str, RateLimitItem]) -> None:
+        if not limits:
+            raise ValueError("At least one limit is needed.")
+        for name, item in limits.items():
+            if not _POLICY_NAME.fullmatch(name):
+                raise ValueError(f"Limit names must be like 'minute', not {name!r}.")
+            if item.amount < 1:
+                raise ValueError(f"Limit {name!r} must allow at least one request.")
+        self.quotas = tuple(
+            _Quota(name, name.encode(), item, str(item.amount).encode())
+            for name, item in limits.items()
+        )
+        self.header = b", ".join(
+            b'"%s";q=%d;w=%d' % (q.name, q.item.amount, q.item.get_expiry()) for q in self.quotas
+        )
+
+
+class RateLimitMiddleware:
+    """Limit requests under `prefixes` per client; answer 429 problems past a quota.
+
+    Each limited request hits its quotas in order and stops at the first refusal, so a request
+    refused by the first (shortest) window never counts against the later ones; one refused by
+    a later window has used a slot of the earlier, which frees again within that window.
+    Storage errors let requests through (`fail_open`) or answer 503; either way they are
+    logged and counted in `storage_errors`, and the storage is left alone for
+    `storage_retry_interval` seconds so an unreachable Redis does not slow every request.
+    """
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        limits: Mapping[str, RateLimitItem],
+        auth_limits: Mapping[str, RateLimitItem],
+        storage: Storage,
+        strategy: str,
+        fail_open: bool,
+        renderer: ProblemRenderer,
+        key_func: Callable[[Scope], str],
+        prefixes: Collection[str] = ("/api/",),
+        exempt: Collection[str] = ("/api/v1/health",),
+        auth_paths: Collection[str] = AUTH_PATHS,
+        storage_retry_interval: float = 1.0,
+        on_shutdown: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
+        if storage_retry_interval < 0:
+            raise ValueError("storage_retry_interval must be zero or more seconds.")
+        try:
+            self.limiter: RateLimiter = STRATEGIES[strategy](storage)
+        except NotImplementedError as exc:
+            raise ValueError(f"{type(storage).__name__} does not support {strategy}.") from exc
+        self.app = app
+        self.policy = _Policy(limits)
+        self.auth_policy = _Policy(auth_limits)
+        self.fail_open = fail_open
+        self.renderer = renderer
+        self.key_func = key_func
+        self.prefixes = tuple(prefixes)
+        self.exempt = tuple(exempt)
+        self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
+        self.auth_paths = frozenset(auth_paths)
+        self.storage_retry_interval = storage_retry_interval
+        self.on_shutdown = on_shutdown
+        self.storage_errors = 0  # process-wide count of failed storage calls, for metrics
+        self._storage_retry_at = 0.0
+        self._next_warning_at = 0.0
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            if scope["type"] == "lifespan" and self.on_shutdown is not None:
+                send = _closing_before_shutdown(send, self.on_shutdown)
+            await self.app(scope, receive, send)
+            return
+
+        path = _route_path(scope)
+        if scope["method"] == "POST" and path in self.auth_paths:
+            policy, key = self.auth_policy, client_ip_key(scope)
+        elif path.startswith(self.prefixes) and not (
+            path in self.exempt or path.startswith(self.exempt_below)
+        ):
+            policy, key = self.policy, self.key_func(scope)
+        else:
+            await self.app(scope, receive, send)
+            return
+
+        if time.monotonic() < self._storage_retry_at:  # storage failed a moment ago
+            await self._storage_failed(None, scope, receive, send)
+            return
+        try:
+            quota, stats, allowed = await self._consume(policy, key)
+        except STORAGE_ERRORS as exc:
+            await self._storage_failed(exc, scope, receive, send)
+            return
+        headers = _headers(policy, quota, stats, refused=not allowed)
+        if not allowed:
+            await self._too_many(headers, scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = [*message.get("headers", ()), *headers]
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+    async def _consume(self, policy: _Policy, key: str) -> tuple[_Quota, WindowStats, bool]:
+        """Hit each quota; return the refusing one, or the one with the fewest requests left."""
+        limiter = self.limiter
+        for quota in policy.quotas:
+            if not await limiter.hit(quota.item, quota.label, key):
+                return quota, await limiter.get_window_stats(quota.item, quota.label, key), False
+        tightest: tuple[_Quota, WindowStats] | None = None
+        for quota in policy.quotas:
+            stats = await limiter.get_window_stats(quota.item, quota.label, key)
+            if tightest is None or stats.remaining < tightest[1].remaining:
+                tightest = (quota, stats)
+        assert tightest is not None  # noqa: S101 - `_Policy` refuses an empty list
+        return (*tightest, True)
+
+    async def _too_many(
+        self, headers: list[tuple[bytes, bytes]], scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        response = self.renderer.render(
+            scope,
+            status_code=429,
+            code="rate_limited",
+            title="Too Many Requests",
+            detail="Too many requests; retry after the number of seconds in Retry-After.",
+        )
+        reset = next(value for name, value in headers if name == b"x-ratelimit-reset")
+        response.raw_headers += [*headers, (b"retry-after", reset)]
+        await response(scope, receive, send)
+
+    async def _storage_failed(
+        self, exc: Exception | None, scope: Scope, receive: Receive, send: Send
+    ) -> None:
+        """Count and log a storage error (`exc`), then pass the request or answer 503."""
+        now = time.monotonic()
+        if exc is not None:
+            self.storage_errors += 1
+            self._storage_retry_at = now + self.storage_retry_interval
+            if now >= self._next_warning_at:
+                self._next_warning_at = now + _WARNING_INTERVAL
+                log.warning(
+                    "rate_limit_storage_error",
+                    error_type=type(exc).__name__,
+                    storage_errors=self.storage_errors,
+                    fail_open=self.fail_open,
+                )
+        if self.fail_open:
+            await self.app(scope, receive, send)
+            return
+        retry_after = str(max(1, math.ceil(self.storage_retry_interval)))
+        response = self.renderer.render(
+            scope,
+            status_code=503,
+            code="service_unavailable",
+            title="Service Unavailable",
+            detail="Rate limits cannot be checked right now; retry shortly.",
+            headers={"Retry-After": retry_after},
+        )
+        await response(scope, receive, send)
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
+
+
+def _headers(
+    policy: _Policy, quota: _Quota, stats: WindowStats, *, refused: bool
+) -> list[tuple[bytes, bytes]]:
+    remaining = 0 if refused else max(0, stats.remaining)
+    reset = max(1 if refused else 0, math.ceil(stats.reset_time - time.time()))
+    return [
+        (b"ratelimit-policy", policy.header),
+        (b"ratelimit", b'"%s";r=%d;t=%d' % (quota.name, remaining, reset)),
+        (b"x-ratelimit-limit", quota.amount),
+        (b"x-ratelimit-remaining", b"%d" % remaining),
+        (b"x-ratelimit-reset", b"%d" % reset),
+    ]
+
+
+def _closing_before_shutdown(send: Send, close: Callable[[], Awaitable[None]]) -> Send:
+    async def send_after_closing(message: Message) -> None:
+        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
+            await close()
+        await send(message)
+
+    return send_after_closing
+
+
+class RateLimitOptions(TypedDict):
+    """The keyword arguments of `RateLimitMiddleware` that `rate_limit_options` builds."""
+
+    limits: dict[str, RateLimitItem]
+    auth_limits: dict[str, RateLimitItem]
+    storage: Storage
+    strategy: str
+    fail_open: bool
+    renderer: ProblemRenderer
+    key_func: Callable[[Scope], str]
+    on_shutdown: Callable[[], Awaitable[None]] | None
+
+
+def rate_limit_options(settings: Settings, renderer: ProblemRenderer) -> RateLimitOptions:
+    """Build the middleware's options from `RATE_LIMIT_*` and `REDIS_URL`."""
+    storage: Storage
+    if settings.REDIS_URL is None:
+        storage, on_shutdown = MemoryStorageWithPruning(), None
+    else:
+        storage, pool = redis_storage(settings.REDIS_URL.get_secret_value(), settings)
+        on_shutdown = pool.disconnect
+    return RateLimitOptions(
+        limits={
+            "minute": RateLimitItemPerMinute(
+                settings.RATE_LIMIT_PER_MINUTE + settings.RATE_LIMIT_BURST
+            ),
+            "hour": RateLimitItemPerHour(settings.RATE_LIMIT_PER_HOUR),
+        },
+        auth_limits={"auth": RateLimitItemPerMinute(settings.RATE_LIMIT_AUTH_PER_MINUTE)},
+        storage=storage,
+        strategy=settings.RATE_LIMIT_STRATEGY,
+        fail_open=settings.RATE_LIMIT_FAIL_OPEN,
+        renderer=renderer,
+        # Only our own HS tokens can be checked here; OIDC callers are limited per address.
+        key_func=ClientKey(settings if settings.AUTH_PROVIDER == "local" else None),
+        on_shutdown=on_shutdown,
+    )
