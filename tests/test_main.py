@@ -1,6 +1,6 @@
+import gc
 import json
 import re
-import gc
 import subprocess
 import sys
 from pathlib import Path
