@@ -38,7 +38,10 @@ async def nothing(scope: Scope, receive: Receive, send: Send) -> None:
 
 def client(*middleware: Middleware) -> AsyncClient:
     app = Starlette(
-        routes=[Route("/items", echo, methods=METHODS), Route("/text-413", refuse_as_text)],
+        routes=[
+            Route("/items", echo, methods=METHODS),
+            Route("/text-413", refuse_as_text, methods=["GET", "POST"]),
+        ],
         middleware=list(middleware),
     )
     return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
@@ -239,11 +242,15 @@ async def test_a_chunked_body_over_the_limit_is_a_413_problem() -> None:
     assert response.headers["content-type"] == PROBLEM
 
 
-async def test_any_plain_413_becomes_a_problem() -> None:
+async def test_any_plain_413_to_a_request_with_a_body_becomes_a_problem() -> None:
     async with limited(1024) as c:
-        response = await c.get("/text-413")
+        response = await c.post("/text-413", json={"small": True})
+        bodyless = await c.get("/text-413")
     assert response.status_code == 413
     assert response.json()["code"] == "content_too_large"
+    # Without a body nothing was limited: the route's own answer passes as it is.
+    assert bodyless.status_code == 413
+    assert bodyless.headers["content-type"].startswith("text/plain")
 
 
 @pytest.mark.parametrize("size", [-1, 1.5, True, "1024"])

@@ -5,12 +5,12 @@ import pytest
 from httpx2 import ASGITransport, AsyncClient
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
-from starlette.middleware.gzip import GZipMiddleware
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
 from app.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES
+from app.middleware.compression import CompressionMiddleware
 
 pytestmark = pytest.mark.anyio
 
@@ -36,7 +36,9 @@ def client() -> AsyncClient:
     app = Starlette(
         routes=[Route("/big", big), Route("/small", small), Route("/events", events)],
         middleware=[
-            Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
+            Middleware(
+                CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
+            )
         ],
     )
     return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
@@ -64,3 +66,9 @@ async def test_event_streams_are_never_compressed() -> None:
 
 def test_the_level_compresses() -> None:
     assert len(gzip.compress(BIG.encode(), compresslevel=GZIP_LEVEL)) < len(BIG) // 10
+
+
+@pytest.mark.parametrize(("size", "level"), [(-1, 6), (0, 0), (0, 10)])
+def test_bad_options_are_refused(size: int, level: int) -> None:
+    with pytest.raises(ValueError, match="compresslevel"):
+        CompressionMiddleware(big, minimum_size=size, compresslevel=level)  # type: ignore[arg-type]

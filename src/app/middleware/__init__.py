@@ -3,11 +3,11 @@
 from fastapi import FastAPI
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.middleware.gzip import GZipMiddleware
 
 from app.core.config import Settings
 from app.core.errors import ProblemRenderer
 from app.middleware.access_log import AccessLogMiddleware
+from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import BodyLimitMiddleware, ContentValidationMiddleware
 from app.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware, rate_limit_options
@@ -55,6 +55,14 @@ def _proxy_headers(settings: Settings) -> list[Middleware]:
     return [Middleware(ProxyHeadersMiddleware, trusted_proxies=settings.TRUSTED_PROXIES)]
 
 
+def _trusted_hosts(settings: Settings, renderer: ProblemRenderer) -> list[Middleware]:
+    if "*" in settings.ALLOWED_HOSTS:
+        return []  # every host allowed: a layer that checks nothing costs every request
+    return [
+        Middleware(TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, renderer=renderer)
+    ]
+
+
 def _rate_limit(settings: Settings, renderer: ProblemRenderer) -> list[Middleware]:
     if not settings.RATE_LIMIT_ENABLED:
         return []
@@ -73,7 +81,7 @@ def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None
         Middleware(SecurityHeadersMiddleware, **security_headers_options(settings)),
         Middleware(ServerErrorMiddleware, renderer=renderer),
         *_proxy_headers(settings),
-        Middleware(TrustedHostMiddleware, allowed_hosts=settings.ALLOWED_HOSTS, renderer=renderer),
+        *_trusted_hosts(settings, renderer),
         *_cors(settings),
         Middleware(ContentValidationMiddleware, renderer=renderer),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
@@ -81,7 +89,9 @@ def install(app: FastAPI, settings: Settings, renderer: ProblemRenderer) -> None
             BodyLimitMiddleware, max_body_size=settings.MAX_REQUEST_BODY_BYTES, renderer=renderer
         ),
         *_rate_limit(settings, renderer),
-        Middleware(GZipMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL),
+        Middleware(
+            CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
+        ),
     ]
     # Starlette builds the stack from `user_middleware`, first entry outermost.
     app.user_middleware[0:0] = stack

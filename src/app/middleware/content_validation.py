@@ -27,6 +27,9 @@ _CONTENT_TOO_LARGE = 413
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 
 
+_BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
+
+
 def _has_nul(scope: Scope) -> bool:
     """Whether the raw path, the decoded path or the query string holds a NUL, raw or `%00`."""
     raw_path = scope.get("raw_path") or b""
@@ -47,6 +50,11 @@ def _has_content(headers: Headers) -> bool:
         return int(length) > 0
     except ValueError:
         return True  # a server would not pass this on; refuse rather than guess
+
+
+def _has_body(scope: Scope) -> bool:
+    """Whether the request may carry a body: any `Content-Length` or `Transfer-Encoding`."""
+    return any(name in _BODY_HEADERS for name, _ in scope["headers"])
 
 
 def _media_type(headers: Headers) -> str | None:
@@ -138,11 +146,13 @@ class BodyLimitMiddleware:
             or max_body_size < 0
         ):
             raise ValueError(ENFORCE_BODY_SIZE)
-        self.app = RequestBodyLimitMiddleware(app, max_body_size=max_body_size)
+        self.app = app
+        self.limited = RequestBodyLimitMiddleware(app, max_body_size=max_body_size)
         self.renderer = renderer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or not _has_body(scope):
+            # Without Content-Length or Transfer-Encoding an HTTP request has no body to limit.
             await self.app(scope, receive, send)
             return
 
@@ -163,4 +173,4 @@ class BodyLimitMiddleware:
                 return
             await send(message)
 
-        await self.app(scope, receive, send_as_problem)
+        await self.limited(scope, receive, send_as_problem)
