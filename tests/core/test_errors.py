@@ -7,6 +7,7 @@ import pytest
 from fastapi import Body, FastAPI, Header, Query
 from httpx2 import AsyncClient
 from pydantic import BaseModel, Field
+from sqlalchemy.exc import OperationalError
 
 from app.core.config import Settings
 from app.core.errors import (
@@ -45,6 +46,10 @@ def add_failing_routes(app: FastAPI) -> None:
     @app.get("/boom")
     async def boom() -> None:
         raise RuntimeError("password=hunter2 in an internal message")
+
+    @app.get("/database-down")
+    async def database_down() -> None:
+        raise OperationalError("SELECT 1", {}, Exception("database is locked"))
 
     @app.get("/app-error/{name}")
     async def app_error(name: str) -> None:
@@ -227,3 +232,14 @@ def test_unauthorized_keeps_a_custom_challenge() -> None:
     error = UnauthorizedError(headers={"WWW-Authenticate": 'Bearer error="invalid_token"'})
     assert error.headers["WWW-Authenticate"] == 'Bearer error="invalid_token"'
     assert error.detail == "Unauthorized"
+
+
+async def test_an_unreachable_database_is_a_503_to_retry(client: AsyncClient) -> None:
+    with log_lines() as logs:
+        response = await client.get("/database-down")
+    assert response.status_code == 503
+    assert response.headers["retry-after"] == "1"
+    assert response.json()["code"] == "database_unavailable"
+    assert "locked" not in response.text
+    assert logs.events("unhandled_exception") == []
+    assert [line["error"] for line in logs.events("database_unavailable")] == ["OperationalError"]

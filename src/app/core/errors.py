@@ -4,6 +4,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import sqlalchemy.exc
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -141,6 +142,16 @@ class ServiceUnavailableError(_RetryableError):
     title = "Service Unavailable"
 
 
+class DatabaseUnavailableError(ServiceUnavailableError):
+    """The database did not answer in time (connection lost, pool or lock wait exhausted)."""
+
+    code = "database_unavailable"
+
+
+# Errors that say the database is unreachable or overloaded, not that the request is wrong.
+DATABASE_UNAVAILABLE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
+
+
 class ExternalServiceError(AppError):
     """An upstream service answered with an error or not at all."""
 
@@ -246,8 +257,24 @@ class ProblemRenderer:
             )
         if isinstance(exc, HTTPException):
             return self._from_http_exception(scope, exc)
+        if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+            return self._database_unavailable(scope, exc)
         log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
         return self.server_error(scope, exc)
+
+    def _database_unavailable(self, scope: Scope, exc: Exception) -> Response:
+        # Lost connections, pool exhaustion, lock waits that ran out: the request may well
+        # succeed a moment later, so say so (503 + Retry-After) instead of a bare 500.
+        log.warning("database_unavailable", path=scope.get("path"), error=type(exc).__name__)
+        error = DatabaseUnavailableError(retry_after=1)
+        return self.render(
+            scope,
+            status_code=error.status_code,
+            code=error.code,
+            title=error.title,
+            detail="The database is busy or unreachable; retry shortly.",
+            headers=error.headers,
+        )
 
     def _from_http_exception(self, scope: Scope, exc: HTTPException) -> Response:
         if exc.status_code in _BODYLESS_STATUSES:
