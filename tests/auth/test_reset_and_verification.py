@@ -2,20 +2,13 @@
 
 import hashlib
 import re
-import socket
-import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes, policy
 from email.message import EmailMessage
 from typing import Any
 
-import anyio
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, Envelope, Session
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from sqlalchemy import select, update
@@ -25,8 +18,9 @@ from app.auth.models import ActionToken
 from app.core.config import Settings
 from app.main import create_app
 from app.users.models import User
-from tests.harness import client_for, log_lines, make_settings, running
+from tests.harness import client_for, log_lines, running
 from tests.identity import DEFAULT_PASSWORD, login, register, signed_up
+from tests.smtp import Inbox, SmtpServer, free_port, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -49,71 +43,18 @@ TOKEN_LINE = re.compile(r"^([A-Za-z0-9_-]{43})\r?$", re.MULTILINE)
 # --- a real SMTP server ---------------------------------------------------------------------
 
 
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps every message the server accepts."""
-
-    messages: list[EmailMessage] = field(default_factory=list)
-
-    async def handle_DATA(  # noqa: N802 - the hook name aiosmtpd calls
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
-        assert envelope.original_content is not None
-        message = message_from_bytes(envelope.original_content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        self.messages.append(message)
-        return "250 OK"
-
-    async def wait_for(self, count: int, timeout: float = 5.0) -> list[EmailMessage]:
-        """Return the messages once `count` have arrived (mail goes out after the response)."""
-        deadline = time.monotonic() + timeout
-        while len(self.messages) < count:
-            assert time.monotonic() < deadline, f"{len(self.messages)} of {count} mails arrived"
-            await anyio.sleep(0.02)
-        return list(self.messages)
-
-
-@dataclass
-class SmtpServer:
-    port: int
-    inbox: Inbox
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
-def smtp_settings(database_url: str, port: int) -> Settings:
-    return make_settings(
-        DATABASE_URL=database_url,
-        MAIL_BACKEND="smtp",
-        MAIL_FROM="service@example.com",
-        SMTP_HOST="127.0.0.1",
-        SMTP_PORT=port,
-        SMTP_STARTTLS=False,
-        SMTP_TIMEOUT=5.0,
-    )
-
-
 @pytest.fixture
 def smtp() -> Iterator[SmtpServer]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port)
-    controller.start()
-    try:
-        yield SmtpServer(port, inbox)
-    finally:
-        controller.stop()
+    with smtp_server() as server:
+        yield server
 
 
 @pytest.fixture
 async def mail_app(settings: Settings, smtp: SmtpServer) -> AsyncIterator[FastAPI]:
     """The app on the test database, sending its mail to the `smtp` server."""
-    async with running(create_app(smtp_settings(settings.DATABASE_URL, smtp.port))) as started:
+    async with running(
+        create_app(smtp_settings(smtp.port, DATABASE_URL=settings.DATABASE_URL))
+    ) as started:
         yield started
 
 
@@ -378,7 +319,7 @@ async def test_reset_and_verification_tokens_are_not_interchangeable(
 
 
 async def test_smtp_server_down_does_not_change_the_answer(settings: Settings) -> None:
-    app = create_app(smtp_settings(settings.DATABASE_URL, free_port()))
+    app = create_app(smtp_settings(free_port(), DATABASE_URL=settings.DATABASE_URL))
     with log_lines() as logs:
         async with running(app), client_for(app) as client:
             await register(client, ALICE)

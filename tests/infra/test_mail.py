@@ -1,21 +1,15 @@
-import socket
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass, field
-from email import message_from_bytes, policy
-from email.message import EmailMessage
 from typing import Any
 
 import aiosmtplib
 import pytest
-from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from app.core.config import Settings
 from app.core.errors import ExternalServiceError
 from app.infra.mail import ConsoleMailer, MailMessage, SmtpMailer, create_mailer
 from tests.harness import log_lines, make_settings
+from tests.smtp import SmtpServer, free_port, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -27,44 +21,6 @@ MESSAGE = MailMessage(
 )
 
 
-@dataclass
-class Received:
-    mail_from: str | None
-    rcpt_tos: list[str]
-    message: EmailMessage
-    login: bytes | None
-
-
-@dataclass
-class Inbox:
-    """An aiosmtpd handler that keeps every message the server accepts."""
-
-    received: list[Received] = field(default_factory=list)
-
-    async def handle_DATA(  # noqa: N802 - the hook name aiosmtpd calls
-        self, server: SMTP, session: Session, envelope: Envelope
-    ) -> str:
-        assert envelope.original_content is not None
-        message = message_from_bytes(envelope.original_content, policy=policy.default)
-        assert isinstance(message, EmailMessage)
-        login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
-        self.received.append(Received(envelope.mail_from, envelope.rcpt_tos, message, login))
-        return "250 OK"
-
-
-@dataclass
-class Server:
-    port: int
-    inbox: Inbox
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def accept_one_account(
     server: SMTP, session: Session, envelope: Envelope, mechanism: str, auth_data: Any
 ) -> AuthResult:
@@ -74,45 +30,20 @@ def accept_one_account(
     return AuthResult(success=False, handled=False)
 
 
-@contextmanager
-def smtp_server(**smtp_options: Any) -> Iterator[Server]:
-    inbox = Inbox()
-    port = free_port()
-    controller = Controller(inbox, hostname="127.0.0.1", port=port, **smtp_options)
-    controller.start()
-    try:
-        yield Server(port, inbox)
-    finally:
-        controller.stop()
-
-
 @pytest.fixture
-def server() -> Iterator[Server]:
+def server() -> Iterator[SmtpServer]:
     with smtp_server() as running:
         yield running
 
 
 @pytest.fixture
-def auth_server() -> Iterator[Server]:
+def auth_server() -> Iterator[SmtpServer]:
     # No TLS in tests, so AUTH must be offered over plain text.
     with smtp_server(authenticator=accept_one_account, auth_require_tls=False) as running:
         yield running
 
 
-def smtp_settings(port: int, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "MAIL_BACKEND": "smtp",
-        "MAIL_FROM": "service@example.com",
-        "SMTP_HOST": "127.0.0.1",
-        "SMTP_PORT": port,
-        "SMTP_STARTTLS": False,
-        "SMTP_TIMEOUT": 5.0,
-    }
-    values.update(overrides)
-    return make_settings(**values)
-
-
-async def test_smtp_delivers_the_message(server: Server) -> None:
+async def test_smtp_delivers_the_message(server: SmtpServer) -> None:
     await SmtpMailer(smtp_settings(server.port)).send(MESSAGE)
 
     [received] = server.inbox.received
@@ -125,7 +56,7 @@ async def test_smtp_delivers_the_message(server: Server) -> None:
     assert received.login is None
 
 
-async def test_smtp_authenticates_with_the_right_password(auth_server: Server) -> None:
+async def test_smtp_authenticates_with_the_right_password(auth_server: SmtpServer) -> None:
     settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
 
     await SmtpMailer(settings).send(MESSAGE)
@@ -135,7 +66,7 @@ async def test_smtp_authenticates_with_the_right_password(auth_server: Server) -
     assert received.message["Subject"] == "Reset your password"
 
 
-async def test_smtp_wrong_password_fails_without_logging_it(auth_server: Server) -> None:
+async def test_smtp_wrong_password_fails_without_logging_it(auth_server: SmtpServer) -> None:
     settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=WRONG_PASSWORD)
 
     with log_lines() as logs, pytest.raises(ExternalServiceError) as raised:
@@ -154,7 +85,7 @@ async def test_smtp_wrong_password_fails_without_logging_it(auth_server: Server)
     assert PASSWORD not in output
 
 
-async def test_smtp_starttls_against_a_server_without_it_fails(server: Server) -> None:
+async def test_smtp_starttls_against_a_server_without_it_fails(server: SmtpServer) -> None:
     settings = smtp_settings(server.port, SMTP_STARTTLS=True)
 
     with pytest.raises(ExternalServiceError, match="did not accept") as raised:
