@@ -8,10 +8,10 @@ from fastapi import FastAPI
 from app import middleware
 from app.api import include_routers
 from app.core.config import Settings, get_settings
-from app.core.errors import register_exception_handlers
 from app.core.lifespan import lifespan
 from app.core.logging import configure_logging
 from app.core.openapi import build_openapi, install_docs
+from app.core.problems import register_exception_handlers
 from app.observability.tracing import telemetry_config
 
 DISTRIBUTION = "production-fastapi-backend"

@@ -8,7 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.core.errors import request_id_of
+from app.core.problems import request_id_of
 
 
 async def echo_request_id(request: Request) -> Response:

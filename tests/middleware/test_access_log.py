@@ -4,7 +4,7 @@ from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware

@@ -9,7 +9,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.content_validation import (
     DEFAULT_ALLOWED_MEDIA_TYPES,
     BodyLimitMiddleware,

@@ -25,7 +25,7 @@ from starlette.routing import Route
 from starlette.types import Scope
 
 from app.core.config import Settings
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.core.security import create_access_token
 from app.main import create_app
 from app.middleware import rate_limit_storage as rate_limit_module

@@ -4,7 +4,7 @@ import pytest
 from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
 from tests.middleware.apps import inline_app

@@ -10,7 +10,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.main import create_app
 from app.middleware.security_headers import (
     DOCS_CSP,

@@ -2,7 +2,7 @@ import pytest
 from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.server_errors import ServerErrorMiddleware
 from tests.harness import log_lines
 from tests.middleware.apps import inline_app

@@ -3,7 +3,7 @@ from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.trusted_host import TrustedHostMiddleware
 from tests.middleware.apps import inline_app
 

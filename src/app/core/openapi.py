@@ -12,7 +12,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from app.core.errors import PROBLEM_MEDIA_TYPE
+from app.core.problems import PROBLEM_MEDIA_TYPE
 
 DOCS_ASSETS_DIR = Path(__file__).resolve().parent.parent / "static" / "docs"
 DOCS_ASSETS_URL = "/static/docs"

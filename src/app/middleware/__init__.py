@@ -5,7 +5,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
 from app.core.config import Settings
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import BodyLimitMiddleware, ContentValidationMiddleware

@@ -8,7 +8,7 @@ from starlette.exceptions import HTTPException
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import PROBLEM_MEDIA_TYPE, ProblemRenderer
+from app.core.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer
 
 # Exact types only: a `+json` suffix is not enough. FastAPI would parse any `application/*+json`
 # body as JSON, so a JSON Patch (`application/json-patch+json`) sent to a merge-patch route

@@ -23,7 +23,7 @@ from limits.util import WindowStats
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 from app.core.security import InvalidTokenError, decode_access_token
 from app.middleware.rate_limit_storage import (
     STORAGE_ERRORS,

@@ -3,7 +3,7 @@
 import structlog
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.errors import ProblemRenderer
+from app.core.problems import ProblemRenderer
 
 log = structlog.get_logger(__name__)
 
