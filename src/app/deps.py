@@ -8,9 +8,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
 from app.db.session import SessionDep
+from app.infra.cache import Cache
 from app.infra.redis import RedisDep
 
-__all__ = ["EngineDep", "OptionalRedisDep", "RedisDep", "SessionDep", "SettingsDep"]
+__all__ = ["CacheDep", "EngineDep", "OptionalRedisDep", "RedisDep", "SessionDep", "SettingsDep"]
 
 
 async def get_app_settings(request: Request) -> Settings:
@@ -31,6 +32,13 @@ async def get_optional_redis(request: Request) -> Redis | None:
     return redis
 
 
+async def get_cache(request: Request) -> Cache:
+    """Return the process's cache: Redis when `REDIS_URL` is set, else in memory."""
+    cache: Cache = request.app.state.cache
+    return cache
+
+
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
 OptionalRedisDep = Annotated[Redis | None, Depends(get_optional_redis)]
+CacheDep = Annotated[Cache, Depends(get_cache)]

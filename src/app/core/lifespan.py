@@ -11,6 +11,7 @@ from app.auth.oidc import OidcVerifier
 from app.core.config import Settings
 from app.core.security import password_hasher_from
 from app.db.session import create_engine, create_session_factory, safe_url
+from app.infra.cache import create_cache
 from app.infra.http import create_http_client
 from app.infra.mail import create_mailer
 from app.infra.redis import create_redis
@@ -33,6 +34,7 @@ async def _open_clients(app: FastAPI, settings: Settings, stack: AsyncExitStack)
     state.engine = engine
     state.session_factory = create_session_factory(engine)
     state.redis = redis
+    state.cache = create_cache(settings, redis)
     state.http = http
     state.password_hasher = password_hasher_from(settings)
     state.mailer = create_mailer(settings)

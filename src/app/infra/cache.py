@@ -1,0 +1,235 @@
+"""The cache: one interface, a bounded in-memory backend and a Redis backend that fails open.
+
+Values are bytes (callers serialise, e.g. with pydantic's `model_dump_json()`) and every entry
+has a time to live. The TTL is what bounds staleness: an invalidation that fails, or a read that
+stores a value loaded just before a concurrent write, leaves a stale entry until it expires.
+"""
+
+import re
+import time
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable
+from typing import NamedTuple, Protocol
+
+import structlog
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+from app.core.config import Settings
+
+log = structlog.get_logger(__name__)
+
+# Redis errors, and socket errors (builtin ConnectionError and TimeoutError are OSErrors).
+CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
+_WARNING_INTERVAL = 5.0
+
+
+class Cache(Protocol):
+    """A byte cache whose entries expire; reads that fail are misses."""
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under `key`, or None when it is missing or expired."""
+
+    async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        """Store `value` under `key` for `ttl` seconds (the cache's default when None)."""
+
+    async def delete(self, *keys: str) -> None:
+        """Remove `keys`; keys that are not stored are ignored."""
+
+
+def _checked_ttl(ttl: int) -> int:
+    # A programming error, raised even by the fail-open backend rather than hidden as a miss.
+    if ttl < 1:
+        raise ValueError(f"ttl must be at least one second, not {ttl!r}.")
+    return ttl
+
+
+class _Entry(NamedTuple):
+    value: bytes
+    expires_at: float
+    ttl: int
+
+
+class MemoryCache:
+    """A per-process cache of at most `max_entries` entries, least recently used evicted first.
+
+    Every operation is O(1) and there is no background task. Expired entries are dropped when
+    read, and are the first to go when the cache is full: keys are also kept in one queue per
+    TTL, where insertion order is expiry order, so the oldest expired entry is found at the head
+    of a queue (callers use a handful of distinct TTLs). With several workers, each process has
+    its own cache, so one worker's invalidation does not reach the others' copies.
+    """
+
+    def __init__(
+        self,
+        *,
+        max_entries: int,
+        default_ttl: int,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if max_entries < 1:
+            raise ValueError("max_entries must be at least 1.")
+        self.max_entries = max_entries
+        self.default_ttl = _checked_ttl(default_ttl)
+        self._clock = clock
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self._expiry_queues: dict[int, OrderedDict[str, None]] = {}  # per TTL, oldest first
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under `key`, or None when it is missing or expired."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return None
+        if entry.expires_at <= self._clock():
+            self._remove(key)
+            return None
+        self._entries.move_to_end(key)
+        return entry.value
+
+    async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        """Store `value` under `key` for `ttl` seconds, evicting an entry when full."""
+        ttl = self.default_ttl if ttl is None else _checked_ttl(ttl)
+        now = self._clock()
+        if key in self._entries:
+            self._remove(key)
+        self._entries[key] = _Entry(value, now + ttl, ttl)
+        self._expiry_queues.setdefault(ttl, OrderedDict())[key] = None
+        if len(self._entries) > self.max_entries:
+            victim = self._oldest_expired(now)
+            self._remove(next(iter(self._entries)) if victim is None else victim)
+
+    async def delete(self, *keys: str) -> None:
+        """Remove `keys`; keys that are not stored are ignored."""
+        for key in keys:
+            if key in self._entries:
+                self._remove(key)
+
+    def _oldest_expired(self, now: float) -> str | None:
+        for queue in self._expiry_queues.values():
+            key = next(iter(queue))
+            if self._entries[key].expires_at <= now:
+                return key
+        return None
+
+    def _remove(self, key: str) -> None:
+        entry = self._entries.pop(key)
+        queue = self._expiry_queues[entry.ttl]
+        del queue[key]
+        if not queue:
+            del self._expiry_queues[entry.ttl]
+
+
+class RedisCache:
+    """A cache in Redis, shared by every worker; Redis failures are misses, never errors.
+
+    Keys are stored under `prefix`. A failed read returns None, a failed write or delete is
+    dropped; each failure is counted in `errors` and logged as `cache_error`, at most once every
+    few seconds, with the operation and error type (never keys or values). After a failure,
+    reads and writes leave Redis alone for `retry_interval` seconds, so an unreachable Redis
+    does not slow every request. Deletes are always tried: a skipped invalidation would leave a
+    stale entry for up to its TTL, which a failed one does too.
+    """
+
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str,
+        default_ttl: int,
+        retry_interval: float = 1.0,
+    ) -> None:
+        if retry_interval < 0:
+            raise ValueError("retry_interval must be zero or more seconds.")
+        self.redis = redis
+        self.prefix = prefix
+        self.default_ttl = _checked_ttl(default_ttl)
+        self.retry_interval = retry_interval
+        self.errors = 0  # process-wide count of failed Redis calls, for metrics
+        self._retry_at = 0.0
+        self._next_warning_at = 0.0
+
+    async def get(self, key: str) -> bytes | None:
+        """Return the value stored under `key`, or None when it is missing or Redis fails."""
+        if self._resting():
+            return None
+        try:
+            value = await self.redis.get(self.prefix + key)
+        except CACHE_ERRORS as exc:
+            self._failed("get", exc)
+            return None
+        if value is None or isinstance(value, bytes):
+            return value
+        raise TypeError("RedisCache needs a client with decode_responses off.")
+
+    async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        """Store `value` under `key` for `ttl` seconds; nothing happens when Redis fails."""
+        ttl = self.default_ttl if ttl is None else _checked_ttl(ttl)
+        if self._resting():
+            return
+        try:
+            await self.redis.set(self.prefix + key, value, ex=ttl)
+        except CACHE_ERRORS as exc:
+            self._failed("set", exc)
+
+    async def delete(self, *keys: str) -> None:
+        """Remove `keys` in one call; when Redis fails they stay until their TTL ends."""
+        if not keys:
+            return
+        try:
+            await self.redis.delete(*(self.prefix + key for key in keys))
+        except CACHE_ERRORS as exc:
+            self._failed("delete", exc)
+
+    def _resting(self) -> bool:
+        return time.monotonic() < self._retry_at
+
+    def _failed(self, operation: str, exc: Exception) -> None:
+        now = time.monotonic()
+        self.errors += 1
+        self._retry_at = now + self.retry_interval
+        if now >= self._next_warning_at:
+            self._next_warning_at = now + _WARNING_INTERVAL
+            # The message may name the host; the type says enough to start looking.
+            log.warning(
+                "cache_error",
+                operation=operation,
+                error_type=type(exc).__name__,
+                errors=self.errors,
+            )
+
+
+def cache_prefix(settings: Settings) -> str:
+    """Return the Redis key prefix, so services sharing one Redis keep separate caches."""
+    return "cache:" + re.sub(r"[^a-z0-9]+", "-", settings.APP_NAME.lower()).strip("-") + ":"
+
+
+def create_cache(settings: Settings, redis: Redis | None) -> Cache:
+    """Return a Redis cache when a client is given, else a bounded in-memory one."""
+    if redis is not None:
+        return RedisCache(
+            redis, prefix=cache_prefix(settings), default_ttl=settings.CACHE_TTL_SECONDS
+        )
+    return MemoryCache(
+        max_entries=settings.CACHE_MAX_ENTRIES, default_ttl=settings.CACHE_TTL_SECONDS
+    )
+
+
+async def cached(
+    cache: Cache,
+    key: str,
+    load: Callable[[], Awaitable[bytes | None]],
+    ttl: int | None = None,
+) -> bytes | None:
+    """Return the cached value of `key`, or call `load` and cache what it returns (unless None).
+
+    Call it after authorization, with a key that names the resource, never the caller.
+    """
+    value = await cache.get(key)
+    if value is None:
+        value = await load()
+        if value is not None:
+            await cache.set(key, value, ttl)
+    return value
