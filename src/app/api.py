@@ -9,6 +9,7 @@ from app.auth.router import router as auth_router
 from app.core.config import Settings
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
+from app.items.router import router as items_router
 from app.users.router import local_router as users_local_router
 from app.users.router import router as users_router
 
@@ -22,7 +23,7 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     exactly like a path that never existed.
     """
     # Each router straight on the app: every level of nesting costs time on every request.
-    versioned = [health_router, users_router, api_keys_router]
+    versioned = [health_router, users_router, api_keys_router, items_router]
     if settings.AUTH_PROVIDER == "local":
         versioned += [auth_router, users_local_router]
     for router in versioned:

@@ -777,3 +777,29 @@ async def test_first_superuser_leaves_an_existing_account_alone(
 
 async def signed_in(client: AsyncClient, email: str) -> dict[str, str]:
     return bearer(await login(client, email))
+
+
+async def test_reads_by_id_are_cached_and_every_write_invalidates(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    admin = await admin_headers(client, app, "cache-admin@example.com")
+    target = await register(client, "cache-target@example.com")
+    target_headers = bearer(await login(client, "cache-target@example.com"))
+    url = f"{USERS}/{target['id']}"
+    assert (await client.get(url, headers=admin)).json()["full_name"] is None
+    assert await app.state.cache.get(f"users:{target['id']}") is not None
+
+    # A change the cache does not see (straight in the database) is served stale...
+    async with app.state.session_factory() as session:
+        user = await session.get(User, uuid.UUID(target["id"]))
+        assert user is not None
+        user.full_name = "Behind the API"
+        await session.commit()
+    assert (await client.get(url, headers=admin)).json()["full_name"] is None
+    # ...while every write through the API drops the cached copy.
+    await client.patch(url, json={"full_name": "Admin-set"}, headers=admin)
+    assert (await client.get(url, headers=admin)).json()["full_name"] == "Admin-set"
+    await client.patch(ME, json={"full_name": "Self-set"}, headers=target_headers)
+    assert (await client.get(url, headers=admin)).json()["full_name"] == "Self-set"
+    await client.delete(ME, headers=target_headers)
+    problem(await client.get(url, headers=admin), 404, "user_not_found")

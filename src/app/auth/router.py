@@ -22,8 +22,10 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
-from app.deps import SessionDep, SettingsDep
+from app.deps import CacheDep, SessionDep, SettingsDep
+from app.infra.cache import invalidate
 from app.users import service as users_service
+from app.users.router import user_cache_key
 from app.users.schemas import UserRead, normalize_email
 
 # Every route here deals in local passwords or local tokens: with an external identity
@@ -152,9 +154,12 @@ async def request_email_verification(
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(422),
 )
-async def verify_email(body: EmailVerification, session: SessionDep) -> None:
+async def verify_email(
+    body: EmailVerification, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+) -> None:
     """Confirm the email address with the token from the verification mail."""
-    await auth_service.verify_email(session=session, token=body.token)
+    user = await auth_service.verify_email(session=session, token=body.token)
+    await invalidate(cache, background, user_cache_key(user.id))
 
 
 @legacy_router.get("/me", summary="Current user (legacy path)", responses=problem_responses(401))

@@ -10,6 +10,8 @@ class Scope(StrEnum):
     USERS_WRITE = "users:write"
     API_KEYS_READ = "api-keys:read"
     API_KEYS_WRITE = "api-keys:write"
+    ITEMS_READ = "items:read"
+    ITEMS_WRITE = "items:write"
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -218,8 +218,9 @@ async def reset_password(
     await _revoke_families(session, RefreshToken.user_id == user.id, now=now)
 
 
-async def verify_email(*, session: AsyncSession, token: str) -> None:
-    """Mark the user's current email verified with a verification token."""
+async def verify_email(*, session: AsyncSession, token: str) -> User:
+    """Mark the user's current email verified with a verification token; return the user."""
     user = await use_action_token(session=session, token=token, purpose=EMAIL_VERIFICATION)
     user.email_verified_at = utcnow()
     await session.flush()
+    return user

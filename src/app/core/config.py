@@ -135,6 +135,7 @@ class Settings(BaseSettings):
     CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
     CACHE_MAX_ENTRIES: int = Field(default=10_000, ge=1)
     IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
+    REQUIRE_IF_MATCH: bool = False
 
     @field_validator(
         "CORS_ALLOW_ORIGINS",

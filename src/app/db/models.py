@@ -3,6 +3,16 @@
 from app.api_keys.models import ApiKey
 from app.auth.models import ActionToken, LoginFailure, RefreshToken
 from app.db.base import Base
+from app.items.models import Item, ItemTag
 from app.users.models import User
 
-__all__ = ["ActionToken", "ApiKey", "Base", "LoginFailure", "RefreshToken", "User"]
+__all__ = [
+    "ActionToken",
+    "ApiKey",
+    "Base",
+    "Item",
+    "ItemTag",
+    "LoginFailure",
+    "RefreshToken",
+    "User",
+]

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import NamedTuple, Protocol
 
 import structlog
+from fastapi import BackgroundTasks
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
@@ -233,3 +234,13 @@ async def cached(
         if value is not None:
             await cache.set(key, value, ttl)
     return value
+
+
+async def invalidate(cache: Cache, background: BackgroundTasks, *keys: str) -> None:
+    """Drop `keys` now, and again once the response is sent (after the request committed).
+
+    The second delete catches a read that raced the write and cached the old version; if
+    both fail (Redis down), the TTL bounds how long the old version is served.
+    """
+    await cache.delete(*keys)
+    background.add_task(cache.delete, *keys)

@@ -3,7 +3,7 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
 
 from app.auth import service as auth_service
 from app.auth.deps import (
@@ -15,7 +15,8 @@ from app.auth.deps import (
 )
 from app.auth.exceptions import SuperuserRequired
 from app.core.openapi import problem_responses
-from app.deps import SessionDep
+from app.deps import CacheDep, SessionDep
+from app.infra.cache import cached, invalidate
 from app.users import service as users_service
 from app.users.exceptions import UserNotFound, WrongPassword
 from app.users.models import User
@@ -29,6 +30,13 @@ from app.users.schemas import (
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
+
+
+def user_cache_key(user_id: uuid.UUID) -> str:
+    """Where the cache keeps an account's public representation."""
+    return f"users:{user_id}"
+
+
 # Registration and password changes exist only while this service owns passwords.
 local_router = APIRouter(prefix="/users", tags=["users"])
 
@@ -59,11 +67,18 @@ async def read_me(principal: UsersReader) -> UserRead:
 
 
 @router.patch("/me", responses=problem_responses(401, 403, 409))
-async def update_me(body: UserUpdateMe, principal: UsersWriter, session: SessionDep) -> UserRead:
+async def update_me(
+    body: UserUpdateMe,
+    principal: UsersWriter,
+    session: SessionDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
+) -> UserRead:
     """Change the caller's name or email (a new email must be verified again)."""
     user = await users_service.update(
         session=session, user=principal.user, changes=body.model_dump(exclude_unset=True)
     )
+    await invalidate(cache, background, user_cache_key(user.id))
     return UserRead.model_validate(user)
 
 
@@ -92,9 +107,12 @@ async def change_password(
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403))
-async def delete_me(principal: UsersWriter, session: SessionDep) -> None:
+async def delete_me(
+    principal: UsersWriter, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+) -> None:
     """Delete the caller's account, with its tokens and keys."""
     await users_service.delete(session=session, user=principal.user)
+    await invalidate(cache, background, user_cache_key(principal.user.id))
 
 
 @router.get("", responses=problem_responses(401, 403))
@@ -112,8 +130,10 @@ async def list_users(
 
 
 @router.get("/{user_id}", responses=problem_responses(401, 403, 404))
-async def read_user(user_id: uuid.UUID, principal: UsersReader, session: SessionDep) -> UserRead:
-    """Return an account: your own, or any for a superuser.
+async def read_user(
+    user_id: uuid.UUID, principal: UsersReader, session: SessionDep, cache: CacheDep
+) -> UserRead:
+    """Return an account: your own, or any for a superuser (cached after authorization).
 
     A non-superuser asking for another id gets 403 whether or not it exists.
     """
@@ -122,10 +142,15 @@ async def read_user(user_id: uuid.UUID, principal: UsersReader, session: Session
         return UserRead.model_validate(caller)
     if not caller.is_superuser:
         raise SuperuserRequired("You may only read your own account.")
-    user = await users_service.get(session=session, user_id=user_id)
-    if user is None:
+
+    async def load() -> bytes | None:
+        user = await users_service.get(session=session, user_id=user_id)
+        return None if user is None else UserRead.model_validate(user).model_dump_json().encode()
+
+    body = await cached(cache, user_cache_key(user_id), load)
+    if body is None:
         raise UserNotFound(f"User {user_id} was not found.")
-    return UserRead.model_validate(user)
+    return UserRead.model_validate_json(body)
 
 
 async def get_user_for_admin(user_id: uuid.UUID, _: AdminWriter, session: SessionDep) -> User:
@@ -140,10 +165,17 @@ AdminTargetDep = Annotated[User, Depends(get_user_for_admin)]
 
 
 @router.patch("/{user_id}", responses=problem_responses(401, 403, 404))
-async def update_user(body: UserAdminUpdate, user: AdminTargetDep, session: SessionDep) -> UserRead:
+async def update_user(
+    body: UserAdminUpdate,
+    user: AdminTargetDep,
+    session: SessionDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
+) -> UserRead:
     """Activate, deactivate, promote or rename an account (superusers only)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     updated = await users_service.update(session=session, user=user, changes=changes)
+    await invalidate(cache, background, user_cache_key(user.id))
     return UserRead.model_validate(updated)
 
 
@@ -152,6 +184,10 @@ async def update_user(body: UserAdminUpdate, user: AdminTargetDep, session: Sess
     status_code=status.HTTP_204_NO_CONTENT,
     responses=problem_responses(401, 403, 404),
 )
-async def delete_user(user: AdminTargetDep, session: SessionDep) -> None:
+async def delete_user(
+    user: AdminTargetDep, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+) -> None:
     """Delete an account (superusers only)."""
+    user_id = user.id
     await users_service.delete(session=session, user=user)
+    await invalidate(cache, background, user_cache_key(user_id))

@@ -1,0 +1,86 @@
+"""The example domain: items that users own, price, tag and soft-delete."""
+
+import uuid
+from decimal import Decimal
+from enum import StrEnum
+
+from sqlalchemy import (
+    CheckConstraint,
+    Enum,
+    ForeignKey,
+    Index,
+    Numeric,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from app.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin
+
+PRICE_DIGITS = 20
+PRICE_SCALE = 4
+
+
+class ItemStatus(StrEnum):
+    """Where an item is in its life."""
+
+    DRAFT = "draft"
+    ACTIVE = "active"
+    ARCHIVED = "archived"
+
+
+class Item(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
+    """An item; `version` grows by one on every change and backs its ETag."""
+
+    __tablename__ = "items"
+    __table_args__ = (
+        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint(f"price_scale BETWEEN 0 AND {PRICE_SCALE}", name="price_scale_range"),
+        # The list's default order and its keyset cursor, per owner.
+        Index("ix_items_owner_id_created_at_id", "owner_id", "created_at", "id"),
+    )
+
+    owner_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    title: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str] = mapped_column(Text, default="")
+    status: Mapped[ItemStatus] = mapped_column(
+        Enum(ItemStatus, name="item_status", native_enum=False, length=16,
+             values_callable=lambda members: [m.value for m in members]),
+        default=ItemStatus.DRAFT,
+    )  # fmt: skip
+    price: Mapped[Decimal] = mapped_column(Numeric(PRICE_DIGITS, PRICE_SCALE))
+    # The number of decimals the client sent: "19.90" comes back as "19.90", not "19.9".
+    price_scale: Mapped[int] = mapped_column(SmallInteger)
+    currency: Mapped[str] = mapped_column(String(3))
+    version: Mapped[int] = mapped_column(default=1)
+    tag_rows: Mapped[list["ItemTag"]] = relationship(
+        lazy="raise", cascade="all, delete-orphan", order_by="ItemTag.position"
+    )
+
+    # SQLAlchemy checks and increments `version` in every UPDATE: a concurrent writer fails.
+    __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @property
+    def tags(self) -> list[str]:
+        """The item's tags, in the order they were given."""
+        return [row.tag for row in self.tag_rows]
+
+    @property
+    def etag(self) -> str:
+        """A strong ETag: the same for the same version of this item."""
+        return f'"{self.version}"'
+
+
+class ItemTag(Base):
+    """One tag of an item (a row each, so `tag=` filters use an index)."""
+
+    __tablename__ = "item_tags"
+
+    item_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("items.id", ondelete="CASCADE"), primary_key=True
+    )
+    tag: Mapped[str] = mapped_column(String(32), primary_key=True, index=True)
+    position: Mapped[int] = mapped_column(SmallInteger)

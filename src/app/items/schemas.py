@@ -1,0 +1,149 @@
+"""Item API schemas: money travels as a string, never a float."""
+
+import uuid
+from datetime import datetime
+from decimal import Decimal
+from typing import Annotated, Literal
+
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainSerializer,
+    StringConstraints,
+)
+
+from app.items.currencies import ISO_4217
+from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus
+
+MAX_TAGS = 20
+MAX_DESCRIPTION = 10_000
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+
+
+def _iso_4217(code: str) -> str:
+    if code not in ISO_4217:
+        raise ValueError("not an ISO 4217 currency code")
+    return code
+
+
+def _no_floats(value: object) -> object:
+    if isinstance(value, float):
+        raise ValueError('send the price as a string, e.g. "19.90": a float is not exact')
+    return value
+
+
+def _unique(tags: list[str]) -> list[str]:
+    if len(set(tags)) != len(tags):
+        raise ValueError("tags must be unique")
+    return tags
+
+
+Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[str, Field(max_length=MAX_DESCRIPTION)]
+Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
+Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
+# Strings only on input ("19.90"): a JSON float would already have lost the exact value.
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_no_floats),
+    Field(
+        ge=0,
+        max_digits=PRICE_DIGITS,
+        decimal_places=PRICE_SCALE,
+        strict=False,
+        json_schema_extra={"type": "string", "examples": ["19.90"]},
+    ),
+]
+PriceOut = Annotated[Decimal, PlainSerializer(lambda value: f"{value:f}", return_type=str)]
+
+
+class ItemCreate(BaseModel):
+    """A new item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title
+    description: Description = ""
+    status: ItemStatus = ItemStatus.DRAFT
+    price: Price
+    currency: Currency
+    tags: Tags = []
+
+
+class ItemUpdate(BaseModel):
+    """A JSON merge patch (RFC 7396): only the members sent change."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    title: Title | None = None
+    description: Description | None = None
+    status: ItemStatus | None = None
+    price: Price | None = None
+    currency: Currency | None = None
+    tags: Tags | None = None
+
+
+class ItemRead(BaseModel):
+    """An item as the API shows it."""
+
+    model_config = ConfigDict(from_attributes=True)
+
+    id: uuid.UUID
+    owner_id: uuid.UUID
+    title: str
+    description: str
+    status: ItemStatus
+    price: PriceOut
+    currency: str
+    tags: list[str]
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, item: "Item") -> "ItemRead":
+        """The item as shown, its price with the decimals it was given."""
+        read = cls.model_validate(item)
+        read.price = item.price.quantize(Decimal(1).scaleb(-item.price_scale))
+        return read
+
+    @property
+    def etag(self) -> str:
+        """The same strong ETag as `Item.etag`."""
+        return f'"{self.version}"'
+
+
+Sort = Literal["created_at", "-created_at", "title", "-title", "price", "-price"]
+
+
+class ItemQuery(BaseModel):
+    """Filters, sorting and paging of the item list; unknown parameters are refused."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(default=0, ge=0)
+    cursor: str | None = Field(default=None, max_length=200)
+    sort: Sort = "-created_at"
+    status: ItemStatus | None = None
+    tag: Tag | None = None
+    q: str | None = Field(default=None, min_length=1, max_length=200)
+    created_after: AwareDatetime | None = None
+    created_before: AwareDatetime | None = None
+    owner_id: uuid.UUID | None = None
+
+
+class ItemPage(BaseModel):
+    """One page of items: `total` in offset mode, `next_cursor` when a next page exists."""
+
+    items: list[ItemRead]
+    limit: int
+    offset: int | None = None
+    total: int | None = None
+    next_cursor: str | None = None

@@ -1,0 +1,153 @@
+"""Items: create, read, list with filters and two kinds of paging, change, delete, restore."""
+
+import uuid
+from collections.abc import Sequence
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import selectinload
+
+from app.db.pagination import CursorError, decode_cursor, encode_cursor
+from app.items.exceptions import InvalidCursor
+from app.items.models import Item, ItemTag
+from app.items.schemas import ItemCreate, ItemQuery
+
+_SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price}
+
+
+def price_scale(price: Decimal) -> int:
+    """The number of decimals written in `price` ("19.90" has 2)."""
+    exponent = price.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _with_tags(statement: Select[Item]) -> Select[Item]:
+    return statement.options(selectinload(Item.tag_rows))
+
+
+def _set_tags(item: Item, tags: Sequence[str]) -> None:
+    item.tag_rows = [ItemTag(tag=tag, position=index) for index, tag in enumerate(tags)]
+
+
+async def get(
+    *, session: AsyncSession, item_id: uuid.UUID, include_deleted: bool = False
+) -> Item | None:
+    """Return the item with its tags, or None (also for soft-deleted ones unless asked)."""
+    statement = _with_tags(select(Item).where(Item.id == item_id))
+    if not include_deleted:
+        statement = statement.where(Item.deleted_at.is_(None))
+    return await session.scalar(statement)
+
+
+async def create(*, session: AsyncSession, owner_id: uuid.UUID, data: ItemCreate) -> Item:
+    """Store a new item for `owner_id`."""
+    item = Item(
+        owner_id=owner_id,
+        title=data.title,
+        description=data.description,
+        status=data.status,
+        price=data.price,
+        price_scale=price_scale(data.price),
+        currency=data.currency,
+        tag_rows=[],
+    )
+    _set_tags(item, data.tags)
+    session.add(item)
+    await session.flush()
+    return item
+
+
+async def update(*, session: AsyncSession, item: Item, changes: dict[str, Any]) -> Item:
+    """Apply a merge patch; the version grows by one when anything changed."""
+    if "tags" in changes:
+        _set_tags(item, changes.pop("tags") or [])
+    if "price" in changes:
+        item.price_scale = price_scale(changes["price"])
+    if changes.get("description", "") is None:
+        changes["description"] = ""  # merge-patch null removes it: back to empty
+    for field, value in changes.items():
+        setattr(item, field, value)
+    await session.flush()
+    return item
+
+
+async def soft_delete(*, session: AsyncSession, item: Item) -> None:
+    """Hide the item from every read; `restore` brings it back."""
+    item.soft_delete()
+    await session.flush()
+
+
+async def restore(*, session: AsyncSession, item: Item) -> Item:
+    """Undo a soft delete."""
+    item.restore()
+    await session.flush()
+    return item
+
+
+def _filtered(query: ItemQuery, owner_id: uuid.UUID | None) -> Select[Item]:
+    statement = select(Item).where(Item.deleted_at.is_(None))
+    if owner_id is not None:
+        statement = statement.where(Item.owner_id == owner_id)
+    if query.status is not None:
+        statement = statement.where(Item.status == query.status)
+    if query.tag is not None:
+        tagged = select(ItemTag.item_id).where(ItemTag.tag == query.tag)
+        statement = statement.where(Item.id.in_(tagged))
+    if query.q is not None:
+        statement = statement.where(
+            func.lower(Item.title).contains(query.q.lower(), autoescape=True)
+        )
+    if query.created_after is not None:
+        statement = statement.where(Item.created_at > query.created_after)
+    if query.created_before is not None:
+        statement = statement.where(Item.created_at < query.created_before)
+    return statement
+
+
+def _ordered(statement: Select[Item], sort: str) -> Select[Item]:
+    column = _SORT_COLUMNS[sort.removeprefix("-")]
+    if sort.startswith("-"):
+        return statement.order_by(column.desc(), Item.id.desc())
+    return statement.order_by(column.asc(), Item.id.asc())
+
+
+def _after(statement: Select[Item], cursor: str, descending: bool) -> Select[Item]:
+    try:
+        created_at, row_id = decode_cursor(cursor)
+    except CursorError as exc:
+        raise InvalidCursor("The cursor is not one this API issued.") from exc
+    if descending:
+        return statement.where(
+            or_(Item.created_at < created_at, and_(Item.created_at == created_at, Item.id < row_id))
+        )
+    return statement.where(
+        or_(Item.created_at > created_at, and_(Item.created_at == created_at, Item.id > row_id))
+    )
+
+
+async def list_items(
+    *, session: AsyncSession, query: ItemQuery, owner_id: uuid.UUID | None
+) -> tuple[Sequence[Item], int | None, str | None]:
+    """Return one page, the total (offset paging only) and the next cursor (if any).
+
+    With `cursor`, pages are keyset on (created_at, id): no duplicates and no gaps while rows
+    are inserted. Cursors exist for the created_at sorts only.
+    """
+    keyset = query.sort.removeprefix("-") == "created_at"
+    if query.cursor is not None and not keyset:
+        raise InvalidCursor("Cursors page by creation time: use sort=created_at or -created_at.")
+    statement = _filtered(query, owner_id)
+    total = None
+    if query.cursor is None:
+        total = await session.scalar(select(func.count()).select_from(statement.subquery()))
+    else:
+        statement = _after(statement, query.cursor, descending=query.sort.startswith("-"))
+    page_query = _with_tags(_ordered(statement, query.sort)).limit(query.limit + 1)
+    if query.cursor is None:
+        page_query = page_query.offset(query.offset)
+    rows = (await session.scalars(page_query)).all()
+    page, more = rows[: query.limit], len(rows) > query.limit
+    next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and keyset else None
+    return page, total, next_cursor
