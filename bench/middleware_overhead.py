@@ -69,11 +69,14 @@ end
 """
 
 
-def requests_per_second(port: int, seconds: int, connections: int, script: Path) -> float:
+def requests_per_second(
+    port: int, seconds: int, connections: int, script: Path, path: str = PATH
+) -> float:
+    """Load `path` with wrk (driven by the Lua `script`) and return the requests per second."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
-    url = f"http://127.0.0.1:{port}{PATH}"
+    url = f"http://127.0.0.1:{port}{path}"
     load = [wrk, "-t1", "-s", str(script), "--latency", url]
     subprocess.run([*load, "-c8", "-d2s"], capture_output=True, check=True)  # warm-up
     result = subprocess.run(

@@ -13,7 +13,7 @@ from redis.asyncio import Redis
 
 from app.core.config import Settings
 from app.deps import CacheDep
-from app.infra.cache import Cache, MemoryCache, RedisCache, cached, create_cache
+from app.infra.cache import Cache, MemoryCache, NullCache, RedisCache, cached, create_cache
 from app.main import create_app
 from tests.harness import client_for, log_lines, make_settings, running
 
@@ -380,3 +380,21 @@ async def test_the_app_caches_in_redis_with_redis_url(
         finally:
             await cache.delete(f"test-route:{name}")
     assert loads == [name]
+
+
+async def test_a_disabled_cache_keeps_nothing() -> None:
+    cache = create_cache(make_settings(CACHE_ENABLED=False), redis=None)
+    assert isinstance(cache, NullCache)
+    await cache.set("k", b"v")
+    assert await cache.get("k") is None
+    await cache.delete("k")
+    loads = 0
+
+    async def load() -> bytes:
+        nonlocal loads
+        loads += 1
+        return b"fresh"
+
+    assert await cached(cache, "k", load) == b"fresh"
+    assert await cached(cache, "k", load) == b"fresh"
+    assert loads == 2

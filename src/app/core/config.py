@@ -132,6 +132,7 @@ class Settings(BaseSettings):
 
     PROBLEM_TYPE_BASE_URL: str = "https://errors.example.invalid/"
 
+    CACHE_ENABLED: bool = True
     CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
     CACHE_MAX_ENTRIES: int = Field(default=10_000, ge=1)
     IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)

@@ -207,8 +207,24 @@ def cache_prefix(settings: Settings) -> str:
     return "cache:" + re.sub(r"[^a-z0-9]+", "-", settings.APP_NAME.lower()).strip("-") + ":"
 
 
+class NullCache:
+    """A cache that keeps nothing: every read misses (CACHE_ENABLED=false)."""
+
+    async def get(self, key: str) -> bytes | None:
+        """Miss."""
+        return None
+
+    async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
+        """Keep nothing."""
+
+    async def delete(self, *keys: str) -> None:
+        """Nothing to drop."""
+
+
 def create_cache(settings: Settings, redis: Redis | None) -> Cache:
     """Return a Redis cache when a client is given, else a bounded in-memory one."""
+    if not settings.CACHE_ENABLED:
+        return NullCache()
     if redis is not None:
         return RedisCache(
             redis, prefix=cache_prefix(settings), default_ttl=settings.CACHE_TTL_SECONDS

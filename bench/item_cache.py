@@ -1,0 +1,102 @@
+"""Cached vs uncached GET /api/v1/items/{id} on PostgreSQL, one worker.
+
+Creates a database `bench_items` on the PostgreSQL server of BENCH_DATABASE_URL (default: the
+local server the tests use), migrates it, registers a user with one item, then loads the item
+with `wrk` twice: with the read-through cache (in memory) and with CACHE_ENABLED=false.
+Rate limiting is off so the single test user is never refused. Prints one JSON line.
+
+    uv run python bench/item_cache.py          # needs wrk and PostgreSQL
+
+Target (the items issue): cached at least 1.5x the uncached rate.
+"""
+
+import argparse
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import asyncpg  # type: ignore[import-untyped]
+import httpx2
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import middleware_overhead as load
+
+SERVER_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
+DATABASE = "bench_items"
+
+
+async def fresh_database() -> str:
+    """Drop and create the bench database; return its SQLAlchemy URL."""
+    plain = SERVER_URL.replace("postgresql+asyncpg://", "postgresql://")
+    connection = await asyncpg.connect(plain)
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {DATABASE}")
+    finally:
+        await connection.close()
+    return SERVER_URL.rsplit("/", 1)[0] + "/" + DATABASE
+
+
+async def seed(base_url: str) -> tuple[str, str]:
+    """Register a user and create one item; return its path and a bearer header value."""
+    async with httpx2.AsyncClient(base_url=base_url) as client:
+        account = {"email": "bench@example.com", "password": "correct horse battery"}
+        (await client.post("/api/v1/users", json=account)).raise_for_status()
+        login = await client.post(
+            "/api/v1/auth/login",
+            data={"username": account["email"], "password": account["password"]},
+        )
+        token = login.json()["access_token"]
+        headers = {"Authorization": f"Bearer {token}"}
+        item = {"title": "Bench lamp", "price": "19.90", "currency": "EUR", "tags": ["a", "b"]}
+        created = await client.post("/api/v1/items", json=item, headers=headers)
+        created.raise_for_status()
+        return f"/api/v1/items/{created.json()['id']}", f"Bearer {token}"
+
+
+def measure(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> float:
+    port = load.free_port()
+    server = load.serve(["--factory", "app.main:create_app"], env, port)
+    try:
+        path, authorization = asyncio.run(seed(f"http://127.0.0.1:{port}"))
+        script = tmp / "get_item.lua"
+        script.write_text(f'wrk.method = "GET"\nwrk.headers["Authorization"] = "{authorization}"\n')
+        return load.requests_per_second(port, args.seconds, args.connections, script, path)
+    finally:
+        server.terminate()
+        server.wait(timeout=10)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--connections", type=int, default=16)
+    args = parser.parse_args()
+    results = {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, cache in (("cached", "true"), ("uncached", "false")):
+            url = asyncio.run(fresh_database())
+            env = {**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false",
+                   "CACHE_ENABLED": cache, "DATABASE_URL": url}  # fmt: skip
+            subprocess.run(
+                [sys.executable, "-m", "alembic", "upgrade", "head"],
+                cwd=load.ROOT, env=env, check=True, capture_output=True,
+            )  # fmt: skip
+            results[name] = measure(env, args, Path(tmp))
+    ratio = results["cached"] / results["uncached"]
+    print(json.dumps({
+        "benchmark": "item_cache", "database": "postgresql", "workers": 1,
+        "cached_rps": round(results["cached"]), "uncached_rps": round(results["uncached"]),
+        "ratio": round(ratio, 2), "target_ratio": 1.5,
+    }))  # fmt: skip
+    sys.exit(0 if ratio >= 1.5 else 1)
+
+
+if __name__ == "__main__":
+    main()
