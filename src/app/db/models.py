@@ -3,6 +3,7 @@
 from app.api_keys.models import ApiKey
 from app.auth.models import ActionToken, LoginFailure, RefreshToken
 from app.db.base import Base
+from app.idempotency.models import IdempotencyKey
 from app.items.models import Item, ItemTag
 from app.users.models import User
 
@@ -10,6 +11,7 @@ __all__ = [
     "ActionToken",
     "ApiKey",
     "Base",
+    "IdempotencyKey",
     "Item",
     "ItemTag",
     "LoginFailure",

@@ -1,0 +1,115 @@
+"""The route class that stores an idempotent route's response in the request's transaction.
+
+Dependencies never see the response, so the route itself hands it over: its handler builds
+the response (dependencies, endpoint, serialization) while the request's session is still
+open, and the function-scoped session dependency commits only after the handler returns.
+Storing the response there makes it part of the same commit as the work it reports.
+"""
+
+import uuid
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import Request, Response, params
+from fastapi.dependencies.utils import get_flat_params
+from fastapi.routing import APIRoute
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from app.core.openapi import problem_responses
+from app.db.base import utcnow
+from app.idempotency import service
+from app.idempotency.exceptions import IdempotencyKeyInProgress
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+SCOPE_KEY = "app.idempotency"
+# The problems an idempotent route adds to its documented responses.
+IDEMPOTENCY_ERROR_STATUSES = (400, 409, 422)
+
+
+@dataclass(slots=True)
+class Claim:
+    """The key this request holds, and the request's session that will store its response."""
+
+    record_id: uuid.UUID
+    session: AsyncSession
+
+
+@dataclass(slots=True)
+class IdempotencyState:
+    """What the route and the idempotency dependency share during one request."""
+
+    claim: Claim | None = None
+    completed: bool = False
+
+
+class Replay(Exception):
+    """Raised by the dependency to answer with a stored response instead of running the route."""
+
+    def __init__(self, response: Response) -> None:
+        super().__init__("replay")
+        self.response = response
+
+
+def _reads_idempotency_key(route: APIRoute) -> bool:
+    return any(
+        field.alias.lower() == IDEMPOTENCY_HEADER.lower()
+        for field in get_flat_params(route.dependant)
+        if isinstance(field.field_info, params.Header)
+    )
+
+
+class IdempotentRoute(APIRoute):
+    """A route that can replay its responses; give it to a router with `route_class=`.
+
+    Routes opt in one by one with `dependencies=[Idempotent]`; the others run unchanged.
+    """
+
+    def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
+        super().__init__(path, endpoint, **kwargs)
+        if _reads_idempotency_key(self):
+            # A new dict: the one given may be shared with other routes.
+            self.responses = {**problem_responses(*IDEMPOTENCY_ERROR_STATUSES), **self.responses}
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        """Wrap the handler: answer replays, and store the response of a claimed key."""
+        handler = super().get_route_handler()
+
+        async def handle(request: Request) -> Response:
+            state = IdempotencyState()
+            request.scope[SCOPE_KEY] = state
+            try:
+                response = await handler(request)
+            except Replay as replay:
+                return replay.response
+            if state.claim is not None:
+                state.completed = await _store(state.claim, response)
+            return response
+
+        return handle
+
+
+async def _store(claim: Claim, response: Response) -> bool:
+    """Store `response` on the claim in the request's session; False when it is not storable.
+
+    Server errors and streamed bodies are not stored: the key is released after the request.
+    """
+    body = getattr(response, "body", None)
+    if response.status_code >= HTTPStatus.INTERNAL_SERVER_ERROR or not isinstance(body, bytes):
+        return False
+    stored = service.StoredResponse(
+        status_code=response.status_code,
+        headers={
+            name: value
+            for name in service.STORED_HEADERS
+            if (value := response.headers.get(name)) is not None
+        },
+        body=body,
+    )
+    if not await service.complete(
+        session=claim.session, claim_id=claim.record_id, response=stored, now=utcnow()
+    ):
+        # The claim outlived its lease and another request took the key: roll this one back.
+        raise IdempotencyKeyInProgress("Another request with this Idempotency-Key took over.")
+    return True
