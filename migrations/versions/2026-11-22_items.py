@@ -31,17 +31,19 @@ def upgrade() -> None:
         sa.Column("description", sa.Text(), nullable=False),
         sa.Column(
             "status",
-            sa.Enum("draft", "active", "archived", name="item_status", native_enum=False, length=16),
+            sa.Enum(
+                "draft", "active", "archived", name="item_status", native_enum=False, length=16
+            ),
             nullable=False,
         ),
-        sa.Column("price", sa.Numeric(precision=20, scale=4), nullable=False),
+        sa.Column("price_units", sa.BigInteger(), nullable=False),
         sa.Column("price_scale", sa.SmallInteger(), nullable=False),
         sa.Column("currency", sa.String(length=3), nullable=False),
         sa.Column("version", sa.Integer(), nullable=False),
         _timestamp("created_at"),
         _timestamp("updated_at"),
         _timestamp("deleted_at", nullable=True),
-        sa.CheckConstraint("price >= 0", name=op.f("ck_items_price_not_negative")),
+        sa.CheckConstraint("price_units >= 0", name=op.f("ck_items_price_not_negative")),
         sa.CheckConstraint("price_scale BETWEEN 0 AND 4", name=op.f("ck_items_price_scale_range")),
         sa.ForeignKeyConstraint(
             ["owner_id"], ["users.id"], name=op.f("fk_items_owner_id_users"), ondelete="CASCADE"

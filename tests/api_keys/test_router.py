@@ -12,6 +12,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.models import ApiKey
+from app.auth.scopes import Scope
 from tests.identity import bearer, login, make_superuser, register, signed_up
 
 pytestmark = pytest.mark.anyio
@@ -21,7 +22,7 @@ ME = "/api/v1/users/me"
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
 ADMIN = "admin@example.com"
-ALL_SCOPES = ["api-keys:read", "api-keys:write", "users:read", "users:write"]
+ALL_SCOPES = sorted(Scope)
 
 
 def api_key(key: str) -> dict[str, str]:

@@ -1,6 +1,7 @@
 """Login throttling: one set of behaviour tests run against the database and Redis throttles."""
 
 import hashlib
+import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -15,13 +16,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.models import LoginFailure
 from app.auth.throttle import (
     DatabaseLoginThrottle,
+    FallbackLoginThrottle,
     LoginThrottle,
     RedisLoginThrottle,
     create_login_throttle,
 )
 from app.core.config import Settings
 from app.core.errors import RateLimitedError
-from tests.harness import make_settings
+from tests.harness import log_lines, make_settings
 
 pytestmark = pytest.mark.anyio
 
@@ -248,7 +250,7 @@ async def test_create_login_throttle_uses_the_database_without_redis(
 
 async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None:
     throttle = create_login_throttle(make_settings(**LIMITS), session=AsyncSession(), redis=redis)
-    assert isinstance(throttle, RedisLoginThrottle)
+    assert isinstance(throttle, FallbackLoginThrottle)
     email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
     try:
         await throttle.record_failure(email)
@@ -258,3 +260,28 @@ async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None
         assert await redis.exists("login-failures:" + hashlib.sha256(email.encode()).hexdigest())
     finally:
         await throttle.clear(email)
+
+
+async def test_while_redis_is_down_the_database_keeps_counting(
+    session: AsyncSession, settings: Settings
+) -> None:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        closed_port = probe.getsockname()[1]
+    dead = Redis.from_url(f"redis://127.0.0.1:{closed_port}/0", socket_connect_timeout=1)
+    throttle = create_login_throttle(
+        make_settings(DATABASE_URL=settings.DATABASE_URL, **LIMITS), session=session, redis=dead
+    )
+    try:
+        with log_lines() as logs:
+            await throttle.record_failure(EMAIL)
+            await throttle.check(EMAIL)
+            await throttle.record_failure(EMAIL)
+            with pytest.raises(RateLimitedError):
+                await throttle.check(EMAIL)
+        assert {line["operation"] for line in logs.events("login_throttle_fallback")} == {
+            "record_failure",
+            "check",
+        }
+    finally:
+        await dead.aclose()

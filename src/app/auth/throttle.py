@@ -8,7 +8,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Protocol
 
+import structlog
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -16,6 +18,8 @@ from app.auth.models import LoginFailure
 from app.core.config import Settings
 from app.core.errors import RateLimitedError
 from app.db.base import utcnow
+
+log = structlog.get_logger(__name__)
 
 BLOCKED_DETAIL = "Too many failed logins for this account; try again later."
 
@@ -142,18 +146,47 @@ class RedisLoginThrottle:
         await self._redis.delete(self._key(email))
 
 
+class FallbackLoginThrottle:
+    """Redis first; while Redis fails, the database keeps counting (never an open door)."""
+
+    def __init__(self, primary: LoginThrottle, fallback: LoginThrottle) -> None:
+        self._primary = primary
+        self._fallback = fallback
+
+    async def _call(self, method: str, email: str) -> None:
+        try:
+            await getattr(self._primary, method)(email)
+        except (RedisError, OSError) as exc:
+            log.warning("login_throttle_fallback", operation=method, error=type(exc).__name__)
+            await getattr(self._fallback, method)(email)
+
+    async def check(self, email: str) -> None:
+        """Raise `RateLimitedError` when `email` has used up its failed attempts."""
+        await self._call("check", email)
+
+    async def record_failure(self, email: str) -> None:
+        """Count one failed login for `email`."""
+        await self._call("record_failure", email)
+
+    async def clear(self, email: str) -> None:
+        """Forget the failed logins of `email`."""
+        await self._call("clear", email)
+
+
 def create_login_throttle(
     settings: Settings, *, session: AsyncSession, redis: Redis | None
 ) -> LoginThrottle:
-    """Return the Redis throttle when a client is given, else the database one."""
-    if redis is not None:
-        return RedisLoginThrottle(
-            redis,
-            max_attempts=settings.LOGIN_MAX_ATTEMPTS,
-            window_seconds=settings.LOGIN_WINDOW_SECONDS,
-        )
-    return DatabaseLoginThrottle(
+    """Return the Redis throttle (falling back to the database) when a client is given."""
+    database = DatabaseLoginThrottle(
         session,
         max_attempts=settings.LOGIN_MAX_ATTEMPTS,
         window_seconds=settings.LOGIN_WINDOW_SECONDS,
     )
+    if redis is None:
+        return database
+    shared = RedisLoginThrottle(
+        redis,
+        max_attempts=settings.LOGIN_MAX_ATTEMPTS,
+        window_seconds=settings.LOGIN_WINDOW_SECONDS,
+    )
+    return FallbackLoginThrottle(shared, database)

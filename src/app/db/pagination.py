@@ -4,7 +4,7 @@ import base64
 import binascii
 import json
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 
 from starlette.datastructures import URL
 
@@ -24,12 +24,12 @@ def decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         created_at, row_id = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        position = datetime.fromisoformat(created_at), uuid.UUID(row_id)
-    except (binascii.Error, ValueError, TypeError) as exc:
+        instant = datetime.fromisoformat(created_at)
+        if instant.tzinfo is None:
+            raise CursorError("not a cursor this API issued")
+        return instant.astimezone(UTC), uuid.UUID(row_id)
+    except (binascii.Error, ValueError, TypeError, AttributeError, OverflowError) as exc:
         raise CursorError("not a cursor this API issued") from exc
-    if position[0].tzinfo is None:
-        raise CursorError("not a cursor this API issued")
-    return position
 
 
 def next_link(url: URL, **params: str | int) -> str:

@@ -45,6 +45,10 @@ def _engine_options(settings: Settings, url: URL) -> dict[str, Any]:
     return options
 
 
+def _unicode_lower(value: object) -> object:
+    return value.lower() if isinstance(value, str) else value
+
+
 def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
     """Enforce foreign keys, and emit BEGIN ourselves so savepoints and DDL are transactional.
 
@@ -63,6 +67,8 @@ def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
             # WAL lets readers run while one connection writes.
             cursor.execute("PRAGMA journal_mode=WAL")
         cursor.close()
+        # SQLite's own lower() knows ASCII only; searches must ignore case in every script.
+        dbapi_connection.create_function("lower", 1, _unicode_lower, deterministic=True)
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:

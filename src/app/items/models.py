@@ -5,11 +5,11 @@ from decimal import Decimal
 from enum import StrEnum
 
 from sqlalchemy import (
+    BigInteger,
     CheckConstraint,
     Enum,
     ForeignKey,
     Index,
-    Numeric,
     SmallInteger,
     String,
     Text,
@@ -18,8 +18,17 @@ from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from app.db.base import Base, SoftDeleteMixin, TimestampMixin, UUIDPrimaryKeyMixin
 
-PRICE_DIGITS = 20
 PRICE_SCALE = 4
+# Prices are stored as whole 1/10 000ths in a 64-bit integer: exact on every database (SQLite
+# would turn a NUMERIC into a float). 14 integer digits keep the largest price in range.
+PRICE_DIGITS = 18
+PRICE_UNIT = Decimal(1).scaleb(-PRICE_SCALE)
+
+
+def price_scale(price: Decimal) -> int:
+    """The number of decimals written in `price` ("19.90" has 2)."""
+    exponent = price.as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
 class ItemStatus(StrEnum):
@@ -35,7 +44,7 @@ class Item(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
 
     __tablename__ = "items"
     __table_args__ = (
-        CheckConstraint("price >= 0", name="price_not_negative"),
+        CheckConstraint("price_units >= 0", name="price_not_negative"),
         CheckConstraint(f"price_scale BETWEEN 0 AND {PRICE_SCALE}", name="price_scale_range"),
         # The list's default order and its keyset cursor, per owner.
         Index("ix_items_owner_id_created_at_id", "owner_id", "created_at", "id"),
@@ -51,7 +60,7 @@ class Item(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
              values_callable=lambda members: [m.value for m in members]),
         default=ItemStatus.DRAFT,
     )  # fmt: skip
-    price: Mapped[Decimal] = mapped_column(Numeric(PRICE_DIGITS, PRICE_SCALE))
+    price_units: Mapped[int] = mapped_column(BigInteger)
     # The number of decimals the client sent: "19.90" comes back as "19.90", not "19.9".
     price_scale: Mapped[int] = mapped_column(SmallInteger)
     currency: Mapped[str] = mapped_column(String(3))
@@ -62,6 +71,17 @@ class Item(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
 
     # SQLAlchemy checks and increments `version` in every UPDATE: a concurrent writer fails.
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+    @property
+    def price(self) -> Decimal:
+        """The price, with the decimals it was given ("19.90" stays "19.90")."""
+        exact = Decimal(self.price_units) * PRICE_UNIT
+        return exact.quantize(Decimal(1).scaleb(-self.price_scale))
+
+    @price.setter
+    def price(self, value: Decimal) -> None:
+        self.price_units = int(value / PRICE_UNIT)
+        self.price_scale = price_scale(value)
 
     @property
     def tags(self) -> list[str]:

@@ -10,13 +10,15 @@ from app.core.conditional import check_if_match, is_not_modified
 from app.core.errors import ValidationFailedError
 from app.core.openapi import problem_responses
 from app.deps import CacheDep, SessionDep, SettingsDep
+from app.idempotency.deps import Idempotent, IdempotentRoute
 from app.infra.cache import invalidate
 from app.items import service as items_service
 from app.items.deps import ItemsReader, ItemsWriter, OwnedItemDep, RestorableItemDep, may_see
 from app.items.exceptions import ItemNotFound
 from app.items.schemas import ItemCreate, ItemPage, ItemQuery, ItemRead, ItemUpdate
 
-router = APIRouter(prefix="/items", tags=["items"])
+# IdempotentRoute lets POST /items honour Idempotency-Key (it captures the response to replay).
+router = APIRouter(prefix="/items", tags=["items"], route_class=IdempotentRoute)
 
 # Members a merge patch may not remove (RFC 7396 `null` removes a member).
 REQUIRED_MEMBERS = ("title", "status", "price", "currency")
@@ -40,7 +42,10 @@ def _show(response: Response, item: ItemRead) -> ItemRead:
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403, 409, 422)
+    "",
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Idempotent],
+    responses=problem_responses(401, 403, 409, 422),
 )
 async def create_item(
     *,

@@ -1,7 +1,7 @@
 """Item API schemas: money travels as a string, never a float."""
 
 import uuid
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated, Literal
 
@@ -17,12 +17,13 @@ from pydantic import (
 )
 
 from app.items.currencies import ISO_4217
-from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus
+from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
 
 MAX_TAGS = 20
 MAX_DESCRIPTION = 10_000
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
+MAX_OFFSET = 1_000_000
 
 
 def _iso_4217(code: str) -> str:
@@ -37,12 +38,27 @@ def _no_floats(value: object) -> object:
     return value
 
 
+def _exact_price(value: Decimal) -> Decimal:
+    # Pydantic does not count trailing zeros as decimal places; "1.50000" has five.
+    if price_scale(value) > PRICE_SCALE:
+        raise ValueError(f"at most {PRICE_SCALE} decimal places")
+    return value.copy_abs() if value.is_zero() else value  # "-0" is "0"
+
+
 def _unique(tags: list[str]) -> list[str]:
     if len(set(tags)) != len(tags):
         raise ValueError("tags must be unique")
     return tags
 
 
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("outside the range of UTC timestamps") from exc
+
+
+UTCInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[str, Field(max_length=MAX_DESCRIPTION)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
@@ -52,6 +68,7 @@ Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
 Price = Annotated[
     Decimal,
     BeforeValidator(_no_floats),
+    AfterValidator(_exact_price),
     Field(
         ge=0,
         max_digits=PRICE_DIGITS,
@@ -109,9 +126,7 @@ class ItemRead(BaseModel):
     @classmethod
     def of(cls, item: "Item") -> "ItemRead":
         """The item as shown, its price with the decimals it was given."""
-        read = cls.model_validate(item)
-        read.price = item.price.quantize(Decimal(1).scaleb(-item.price_scale))
-        return read
+        return cls.model_validate(item)
 
     @property
     def etag(self) -> str:
@@ -128,14 +143,15 @@ class ItemQuery(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    # Deep offsets cost a scan each; past this use `cursor`.
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     cursor: str | None = Field(default=None, max_length=200)
     sort: Sort = "-created_at"
     status: ItemStatus | None = None
     tag: Tag | None = None
     q: str | None = Field(default=None, min_length=1, max_length=200)
-    created_after: AwareDatetime | None = None
-    created_before: AwareDatetime | None = None
+    created_after: UTCInstant | None = None
+    created_before: UTCInstant | None = None
     owner_id: uuid.UUID | None = None
 
 

@@ -2,25 +2,21 @@
 
 import uuid
 from collections.abc import Sequence
-from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
+from sqlalchemy.orm.exc import StaleDataError
 
+from app.core.conditional import PreconditionFailed
+from app.db.base import utcnow
 from app.db.pagination import CursorError, decode_cursor, encode_cursor
 from app.items.exceptions import InvalidCursor
 from app.items.models import Item, ItemTag
 from app.items.schemas import ItemCreate, ItemQuery
 
-_SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price}
-
-
-def price_scale(price: Decimal) -> int:
-    """The number of decimals written in `price` ("19.90" has 2)."""
-    exponent = price.as_tuple().exponent
-    return max(0, -exponent) if isinstance(exponent, int) else 0
+_SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price_units}
 
 
 def _with_tags(statement: Select[Item]) -> Select[Item]:
@@ -48,41 +44,49 @@ async def create(*, session: AsyncSession, owner_id: uuid.UUID, data: ItemCreate
         title=data.title,
         description=data.description,
         status=data.status,
-        price=data.price,
-        price_scale=price_scale(data.price),
         currency=data.currency,
         tag_rows=[],
     )
     _set_tags(item, data.tags)
+    item.price = data.price
     session.add(item)
     await session.flush()
     return item
 
 
+async def _flush_versioned(session: AsyncSession) -> None:
+    try:
+        await session.flush()
+    except StaleDataError as exc:  # a concurrent writer committed a newer version first
+        raise PreconditionFailed("The item changed meanwhile; read it again and retry.") from exc
+
+
 async def update(*, session: AsyncSession, item: Item, changes: dict[str, Any]) -> Item:
     """Apply a merge patch; the version grows by one when anything changed."""
     if "tags" in changes:
-        _set_tags(item, changes.pop("tags") or [])
-    if "price" in changes:
-        item.price_scale = price_scale(changes["price"])
+        tags = changes.pop("tags") or []
+        if tags != item.tags:
+            _set_tags(item, tags)
+            # Tags live in their own table: touch the item so its version (and ETag) moves.
+            item.updated_at = utcnow()
     if changes.get("description", "") is None:
         changes["description"] = ""  # merge-patch null removes it: back to empty
     for field, value in changes.items():
         setattr(item, field, value)
-    await session.flush()
+    await _flush_versioned(session)
     return item
 
 
 async def soft_delete(*, session: AsyncSession, item: Item) -> None:
     """Hide the item from every read; `restore` brings it back."""
     item.soft_delete()
-    await session.flush()
+    await _flush_versioned(session)
 
 
 async def restore(*, session: AsyncSession, item: Item) -> Item:
     """Undo a soft delete."""
     item.restore()
-    await session.flush()
+    await _flush_versioned(session)
     return item
 
 

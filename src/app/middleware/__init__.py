@@ -26,6 +26,7 @@ CORS_EXPOSE_HEADERS = (
     "ETag",
     "Location",
     "Link",
+    "Idempotent-Replayed",
     "RateLimit",
     "RateLimit-Policy",
     "X-RateLimit-Limit",

@@ -1,0 +1,118 @@
+"""Shared by the item tests: the API's paths, item bodies, problem checks and fast inserts."""
+
+import uuid
+from collections.abc import Iterable
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from fastapi import FastAPI
+from httpx2 import AsyncClient, Response
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.db.base import utcnow
+from app.items.models import Item, ItemStatus, ItemTag
+
+ITEMS = "/api/v1/items"
+KEYS = "/api/v1/api-keys"
+PROBLEM = "application/problem+json"
+MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
+ALICE = "alice@example.com"
+BOB = "bob@example.com"
+ADMIN = "admin@example.com"
+
+
+def item_url(item_id: str | uuid.UUID) -> str:
+    return f"{ITEMS}/{item_id}"
+
+
+def new_item(**overrides: Any) -> dict[str, Any]:
+    """A valid creation body, changed by `overrides`."""
+    return {"title": "Desk lamp", "price": "19.90", "currency": "EUR", **overrides}
+
+
+async def create_item(
+    client: AsyncClient, headers: dict[str, str], **overrides: Any
+) -> dict[str, Any]:
+    """Create an item through the API and return it."""
+    response = await client.post(ITEMS, json=new_item(**overrides), headers=headers)
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def read_item(
+    client: AsyncClient, headers: dict[str, str], item_id: str | uuid.UUID
+) -> dict[str, Any]:
+    response = await client.get(item_url(item_id), headers=headers)
+    assert response.status_code == 200, response.text
+    assert response.headers["etag"] == f'"{response.json()["version"]}"'
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def list_page(client: AsyncClient, headers: dict[str, str], **params: Any) -> dict[str, Any]:
+    response = await client.get(ITEMS, params=params, headers=headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def ids(page: dict[str, Any]) -> list[str]:
+    return [item["id"] for item in page["items"]]
+
+
+def problem(response: Response, status: int, code: str) -> dict[str, Any]:
+    """Assert that `response` is a problem+json with this status and code; return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    assert body["code"] == code
+    return body
+
+
+def pointers(body: dict[str, Any]) -> set[str]:
+    return {error["pointer"] for error in body.get("errors", []) if "pointer" in error}
+
+
+def parameters(body: dict[str, Any]) -> set[str]:
+    return {error["parameter"] for error in body.get("errors", []) if "parameter" in error}
+
+
+def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    return session_factory
+
+
+async def insert_items(
+    app: FastAPI,
+    owner_id: str | uuid.UUID,
+    created_at: Iterable[datetime] | None = None,
+    *,
+    count: int | None = None,
+    tags: list[str] | None = None,
+) -> list[Item]:
+    """Insert items straight through the session (fast), one per `created_at` or `count`."""
+    times = list(created_at) if created_at is not None else [utcnow() for _ in range(count or 0)]
+    items = [
+        Item(
+            owner_id=uuid.UUID(str(owner_id)),
+            title=f"bulk {index:04d}",
+            description="",
+            status=ItemStatus.DRAFT,
+            price=Decimal("1.50"),
+            price_scale=2,
+            currency="EUR",
+            created_at=at,
+            updated_at=at,
+            tag_rows=[
+                ItemTag(tag=tag, position=position) for position, tag in enumerate(tags or [])
+            ],
+        )
+        for index, at in enumerate(times)
+    ]
+    async with factory(app)() as session:
+        session.add_all(items)
+        await session.commit()
+    return items
