@@ -2,10 +2,12 @@
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
+from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.main import create_app
@@ -53,3 +55,17 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
 async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
     async with client_for(app) as c:
         yield c
+
+
+@pytest.fixture
+async def live_database_url(database_url: str, tmp_path: Path) -> str:
+    """A migrated database whose commits are real (no rolled-back harness).
+
+    A fresh SQLite file, or the PostgreSQL test database; tests that use it remove what they
+    created. For what only separate connections show: concurrency, locks, races.
+    """
+    if make_url(database_url).get_backend_name() != "sqlite":
+        return database_url
+    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
+    await migrate(url, "head")
+    return url

@@ -9,7 +9,7 @@ from typing import Any
 
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
-from httpx2 import ASGITransport, AsyncClient
+from httpx2 import ASGITransport, AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
@@ -84,3 +84,17 @@ def log_lines(**settings: Any) -> Iterator[LogLines]:
         yield captured
     finally:
         configure_logging(make_settings(), stream=sys.stdout)
+
+
+PROBLEM = "application/problem+json"
+
+
+def assert_problem(response: Response, status: int, code: str | None = None) -> dict[str, Any]:
+    """Assert that `response` is a problem with this status (and code); return its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == PROBLEM
+    body: dict[str, Any] = response.json()
+    assert body["status"] == status
+    if code is not None:
+        assert body["code"] == code
+    return body

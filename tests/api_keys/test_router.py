@@ -7,12 +7,13 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx2 import AsyncClient, Response
+from httpx2 import AsyncClient
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.models import ApiKey
 from app.auth.scopes import Scope
+from tests.harness import assert_problem
 from tests.identity import bearer, login, make_superuser, register, signed_up
 
 pytestmark = pytest.mark.anyio
@@ -60,11 +61,6 @@ async def expire_key(app: FastAPI, key_id: str) -> None:
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await session.commit()
-
-
-def assert_problem(response: Response, status: int, code: str) -> None:
-    assert response.status_code == status, response.text
-    assert response.json()["code"] == code
 
 
 def in_a_day() -> datetime:

@@ -31,7 +31,7 @@ from app.auth.models import LoginFailure, RefreshToken
 from app.core.config import Settings
 from app.main import create_app
 from app.users.models import User
-from tests.harness import client_for, log_lines, make_settings, running
+from tests.harness import assert_problem, client_for, log_lines, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, bearer, login, register
 
 pytestmark = pytest.mark.anyio
@@ -74,17 +74,6 @@ def unique_email(name: str = "user") -> str:
 def throttle_key(email: str) -> str:
     """The Redis key under which the login throttle counts the failures of `email`."""
     return "login-failures:" + hashlib.sha256(email.encode()).hexdigest()
-
-
-def assert_problem(response: Response, status: int, code: str | None = None) -> dict[str, Any]:
-    """Assert that the response is a problem with this status (and code); return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    if code is not None:
-        assert body["code"] == code
-    return body
 
 
 def assert_unauthorized(response: Response, code: str = "invalid_token") -> dict[str, Any]:

@@ -42,7 +42,7 @@ from tests.auth.jwks import (
     serving,
     sign,
 )
-from tests.harness import client_for, make_settings, running
+from tests.harness import assert_problem, client_for, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, bearer
 
 pytestmark = pytest.mark.anyio
@@ -154,14 +154,6 @@ async def me(client: AsyncClient, token: str) -> dict[str, Any]:
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "application/json"
     body: dict[str, Any] = response.json()
-    return body
-
-
-def assert_problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert (body["status"], body["code"]) == (status, code)
     return body
 
 

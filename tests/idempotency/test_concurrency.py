@@ -9,7 +9,6 @@ import asyncio
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -18,7 +17,6 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
-from sqlalchemy.engine import make_url
 
 from app.idempotency.locks import LOCK_PREFIX
 from app.idempotency.models import IdempotencyKey
@@ -27,23 +25,12 @@ from app.users.models import User
 from tests.harness import client_for, make_settings
 from tests.idempotency.scratch import Control, IdempotencyScratchBase, Thing, build_router
 from tests.identity import signed_up
-from tests.migrations import migrate
 
 pytestmark = pytest.mark.anyio
 
 CONCURRENT_REQUESTS = 50
 WAIT_SECONDS = 30
 EMAIL_PREFIX = "idem-live-"
-
-
-@pytest.fixture
-async def live_database_url(database_url: str, tmp_path: Path) -> str:
-    """A migrated database whose commits are real: a fresh SQLite file, or the PostgreSQL one."""
-    if make_url(database_url).get_backend_name() != "sqlite":
-        return database_url
-    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
-    await migrate(url, "head")
-    return url
 
 
 @asynccontextmanager

@@ -21,6 +21,7 @@ from app.idempotency.locks import lock_name
 from app.idempotency.models import IdempotencyKey
 from app.main import create_app
 from app.users.models import User
+from tests.harness import assert_problem as problem
 from tests.harness import client_for, log_lines, make_settings, running
 from tests.idempotency.scratch import (
     Control,
@@ -89,14 +90,6 @@ async def create(
 ) -> Response:
     headers = dict(auth) if key is None else {**auth, "Idempotency-Key": key}
     return await client.post(f"/things/{group}", json={"name": name}, headers=headers)
-
-
-def problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["code"] == code
-    return body
 
 
 async def count(sessions: async_sessionmaker[AsyncSession], model: type[Any]) -> int:

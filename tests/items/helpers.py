@@ -7,7 +7,7 @@ from decimal import Decimal
 from typing import Any
 
 from fastapi import FastAPI
-from httpx2 import AsyncClient, Response
+from httpx2 import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
@@ -60,16 +60,6 @@ async def list_page(client: AsyncClient, headers: dict[str, str], **params: Any)
 
 def ids(page: dict[str, Any]) -> list[str]:
     return [item["id"] for item in page["items"]]
-
-
-def problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    """Assert that `response` is a problem+json with this status and code; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def pointers(body: dict[str, Any]) -> set[str]:

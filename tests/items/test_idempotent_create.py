@@ -3,21 +3,18 @@
 import asyncio
 import uuid
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import Response
 from sqlalchemy import delete, func, select
-from sqlalchemy.engine import make_url
 
 from app.items.models import Item
 from app.main import create_app
 from app.users.models import User
 from tests.harness import client_for, make_settings
 from tests.identity import signed_up
-from tests.migrations import migrate
 
 pytestmark = pytest.mark.anyio
 
@@ -27,13 +24,9 @@ BODY = {"title": "Once", "price": "19.90", "currency": "EUR", "tags": ["a"]}
 
 
 @pytest.fixture
-async def live_app(database_url: str, tmp_path: Path) -> AsyncIterator[FastAPI]:
-    """The app on a migrated database with real commits (a fresh SQLite file, or PostgreSQL)."""
-    url = database_url
-    if make_url(url).get_backend_name() == "sqlite":
-        url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
-        await migrate(url, "head")
-    app = create_app(make_settings(DATABASE_URL=url))
+async def live_app(live_database_url: str) -> AsyncIterator[FastAPI]:
+    """The app on a migrated database with real commits."""
+    app = create_app(make_settings(DATABASE_URL=live_database_url))
     async with LifespanManager(app):
         try:
             yield app

@@ -20,6 +20,7 @@ from sqlalchemy import event
 from app.db.base import utcnow
 from app.items.models import Item
 from app.items.schemas import MAX_OFFSET
+from tests.harness import assert_problem as problem
 from tests.identity import bearer, login, make_superuser, register, signed_up
 from tests.items.helpers import (
     ADMIN,
@@ -32,7 +33,6 @@ from tests.items.helpers import (
     item_url,
     list_page,
     parameters,
-    problem,
 )
 
 pytestmark = pytest.mark.anyio

@@ -9,7 +9,6 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from decimal import Decimal
-from pathlib import Path
 from typing import Any
 
 import anyio
@@ -26,6 +25,7 @@ from app.core.config import Settings
 from app.items.models import Item
 from app.main import create_app
 from app.users.models import User
+from tests.harness import assert_problem as problem
 from tests.harness import client_for, make_settings, running
 from tests.identity import bearer, login, make_superuser, register, signed_up
 from tests.items.helpers import (
@@ -43,10 +43,8 @@ from tests.items.helpers import (
     list_page,
     new_item,
     pointers,
-    problem,
     read_item,
 )
-from tests.migrations import migrate
 
 pytestmark = pytest.mark.anyio
 
@@ -820,16 +818,6 @@ async def test_another_users_read_does_not_fill_the_cache(
 # --- two writers at once (separate connections, real commits) -------------------------------
 
 LIVE_EMAIL_PREFIX = "items-live-"
-
-
-@pytest.fixture
-async def live_database_url(database_url: str, tmp_path: Path) -> str:
-    """A migrated database whose commits are real: a fresh SQLite file, or the PostgreSQL one."""
-    if make_url(database_url).get_backend_name() != "sqlite":
-        return database_url
-    url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
-    await migrate(url, "head")
-    return url
 
 
 async def wait_until_blocked(engine: AsyncEngine, app_name: str, count: int) -> None:

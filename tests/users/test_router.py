@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from fastapi import FastAPI
-from httpx2 import AsyncClient, Response
+from httpx2 import AsyncClient
 from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -22,6 +22,7 @@ from app.db.session import create_engine, create_session_factory
 from app.main import create_app
 from app.users import service as users_service
 from app.users.models import User
+from tests.harness import assert_problem as problem
 from tests.harness import client_for, log_lines, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, bearer, login, make_superuser, register, signed_up
 
@@ -41,16 +42,6 @@ BOOTSTRAP_PASSWORD = "bootstrap passphrase 1"
 
 def settings_for(database_url: str, **overrides: Any) -> Settings:
     return make_settings(DATABASE_URL=database_url, **overrides)
-
-
-def problem(response: Response, status: int, code: str) -> dict[str, Any]:
-    """Assert that `response` is a problem with this status and code; return its body."""
-    assert response.status_code == status, response.text
-    assert response.headers["content-type"] == PROBLEM
-    body: dict[str, Any] = response.json()
-    assert body["status"] == status
-    assert body["code"] == code
-    return body
 
 
 def pointers(body: dict[str, Any]) -> set[str]:
