@@ -29,12 +29,8 @@ from app.core.problems import ProblemRenderer
 from app.core.security import create_access_token
 from app.main import create_app
 from app.middleware import rate_limit_storage as rate_limit_module
-from app.middleware.rate_limit import (
-    ClientKey,
-    RateLimitMiddleware,
-    client_ip_key,
-    rate_limit_options,
-)
+from app.middleware.rate_limit import RateLimitMiddleware, rate_limit_options
+from app.middleware.rate_limit_keys import ClientKey, client_ip_key
 from app.middleware.rate_limit_storage import MemoryStorageWithPruning, redis_storage
 from tests.harness import client_for, log_lines, make_settings, running
 from tests.migrations import migrate

@@ -1,7 +1,7 @@
 """Rate limiting with `limits`: per-client windows, IETF `RateLimit` headers, 429 problems.
 
-Read `RateLimitMiddleware` for what a request pays, `ClientKey` for whose quota it uses, and
-`rate_limit_options` for how settings become limits and a storage.
+Read `RateLimitMiddleware` for what a request pays, `rate_limit_keys.ClientKey` for whose
+quota it uses, and `rate_limit_options` for how settings become limits and a storage.
 """
 
 import math
@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.config import Settings
 from app.core.problems import ProblemRenderer
-from app.core.security import InvalidTokenError, decode_access_token
+from app.middleware.rate_limit_keys import ClientKey, client_ip_key
 from app.middleware.rate_limit_storage import (
     STORAGE_ERRORS,
     MemoryStorageWithPruning,
@@ -47,42 +47,6 @@ AUTH_PATHS = frozenset(
 )
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 _WARNING_INTERVAL = 5.0
-
-
-class ClientKey:
-    """Name whose quota a request uses: `user:<sub>` or `ip:<client host>`.
-
-    A valid access token is decoded (signature and claims, no database). An `X-API-Key` cannot
-    be checked without the database, so it gets no quota of its own: keyed by its text, random
-    keys would each open a fresh quota. Requests with one use the client address.
-    """
-
-    def __init__(self, settings: Settings | None) -> None:
-        self.settings = settings
-
-    def __call__(self, scope: Scope) -> str:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key" and value:
-                return client_ip_key(scope)
-            if name == b"authorization":
-                authorization = value
-        if authorization is not None and self.settings is not None:
-            scheme, _, token = authorization.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token:
-                try:
-                    subject = decode_access_token(token.strip(), settings=self.settings)["sub"]
-                except InvalidTokenError:
-                    subject = None
-                if isinstance(subject, str) and subject:
-                    return "user:" + subject
-        return client_ip_key(scope)
-
-
-def client_ip_key(scope: Scope) -> str:
-    """Return `ip:<client host>` as the server (or a proxy-headers layer) set it."""
-    client = scope.get("client")
-    return "ip:" + (client[0] if client else "unknown")
 
 
 @dataclass(frozen=True, slots=True)
