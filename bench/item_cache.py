@@ -14,16 +14,15 @@ import argparse
 import asyncio
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
 import asyncpg  # type: ignore[import-untyped]
 import httpx2
+import servers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import middleware_overhead as load
 
 SERVER_URL = os.environ.get(
     "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
@@ -61,16 +60,14 @@ async def seed(base_url: str) -> tuple[str, str]:
 
 
 def measure(env: dict[str, str], args: argparse.Namespace, tmp: Path) -> float:
-    port = load.free_port()
-    server = load.serve(["--factory", "app.main:create_app"], env, port)
-    try:
+    """Requests per second of GET /items/{id} for one signed-in user."""
+    with servers.running(servers.APP, env) as port:
         path, authorization = asyncio.run(seed(f"http://127.0.0.1:{port}"))
         script = tmp / "get_item.lua"
         script.write_text(f'wrk.method = "GET"\nwrk.headers["Authorization"] = "{authorization}"\n')
-        return load.requests_per_second(port, args.seconds, args.connections, script, path)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+        return servers.requests_per_second(
+            port, path, seconds=args.seconds, connections=args.connections, script=script
+        )
 
 
 def main() -> None:
@@ -84,10 +81,7 @@ def main() -> None:
             url = asyncio.run(fresh_database())
             env = {**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false",
                    "CACHE_ENABLED": cache, "DATABASE_URL": url}  # fmt: skip
-            subprocess.run(
-                [sys.executable, "-m", "alembic", "upgrade", "head"],
-                cwd=load.ROOT, env=env, check=True, capture_output=True,
-            )  # fmt: skip
+            servers.migrate(env)
             results[name] = measure(env, args, Path(tmp))
     ratio = results["cached"] / results["uncached"]
     print(json.dumps({

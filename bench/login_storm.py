@@ -15,30 +15,20 @@ import argparse
 import asyncio
 import json
 import os
-import socket
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
 import httpx2
+import servers
 
-ROOT = Path(__file__).resolve().parent.parent
 EMAIL = "storm@example.com"
 PASSWORD = "correct horse battery"
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def start_server(
-    port: int, database: Path, hash_concurrency: int | None
-) -> subprocess.Popen[bytes]:
+def server_env(database: Path, hash_concurrency: int | None) -> dict[str, str]:
     env = {
         **os.environ,
         "DATABASE_URL": f"sqlite+aiosqlite:///{database}",
@@ -50,30 +40,7 @@ def start_server(
     }
     if hash_concurrency:
         env["PASSWORD_HASH_CONCURRENCY"] = str(hash_concurrency)
-    subprocess.run(
-        [sys.executable, "-m", "alembic", "upgrade", "head"],
-        cwd=ROOT,
-        env=env,
-        check=True,
-        capture_output=True,
-    )
-    return subprocess.Popen(
-        [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app",
-         "--port", str(port), "--no-access-log", "--log-level", "warning"],
-        cwd=ROOT, env=env,
-    )  # fmt: skip
-
-
-async def wait_until_up(client: httpx2.AsyncClient) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            if (await client.get("/health")).status_code == 200:
-                return
-        except httpx2.TransportError:
-            pass
-        await asyncio.sleep(0.1)
-    raise RuntimeError("server did not start")
+    return env
 
 
 async def storm(client: httpx2.AsyncClient, stop: float, logins: list[float]) -> None:
@@ -103,14 +70,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def run(args: argparse.Namespace) -> dict[str, object]:
-    port = free_port()
     with tempfile.TemporaryDirectory() as tmp:
-        server = start_server(port, Path(tmp) / "bench.db", args.hash_concurrency)
-        try:
+        env = server_env(Path(tmp) / "bench.db", args.hash_concurrency)
+        servers.migrate(env)
+        with servers.running(servers.APP, env) as port:
             limits = httpx2.Limits(max_connections=args.concurrency + 8)
             base = f"http://127.0.0.1:{port}"
             async with httpx2.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-                await wait_until_up(client)
                 created = await client.post(
                     "/api/v1/users", json={"email": EMAIL, "password": PASSWORD}
                 )
@@ -125,9 +91,6 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                     probe(client, stop, args.rate, latencies),
                     *(storm(client, stop, logins) for _ in range(args.concurrency)),
                 )
-        finally:
-            server.terminate()
-            server.wait(timeout=10)
     return {
         "benchmark": "login_storm",
         "cpus": os.cpu_count(),

@@ -15,49 +15,13 @@ Target (DESIGN.md section 12 and the request pipeline issue): full >= 70% of bar
 import argparse
 import json
 import os
-import re
-import shutil
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
-import time
-import urllib.request
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+import servers
+
 PATH = "/api/v1/meta"
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def drain(stream: object) -> None:
-    # Read the server's log pipe so writing logs never blocks the server.
-    for _ in iter(stream.readline, b""):  # type: ignore[attr-defined]
-        pass
-
-
-def serve(target: list[str], env: dict[str, str], port: int) -> subprocess.Popen[bytes]:
-    command = [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--no-access-log",
-               "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
-    server = subprocess.Popen(
-        command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    threading.Thread(target=drain, args=(server.stdout,), daemon=True).start()
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{PATH}", timeout=1):
-                return server
-        except OSError:
-            time.sleep(0.1)
-    server.terminate()
-    raise RuntimeError(f"{target} did not start")
 
 
 # Addresses from the documentation ranges of RFC 5737, in a header only: no traffic goes there.
@@ -69,37 +33,14 @@ end
 """
 
 
-def requests_per_second(
-    port: int, seconds: int, connections: int, script: Path, path: str = PATH
-) -> float:
-    """Load `path` with wrk (driven by the Lua `script`) and return the requests per second."""
-    wrk = shutil.which("wrk")
-    if wrk is None:
-        raise SystemExit("wrk is not installed: apt-get install wrk")
-    url = f"http://127.0.0.1:{port}{path}"
-    load = [wrk, "-t1", "-s", str(script), "--latency", url]
-    subprocess.run([*load, "-c8", "-d2s"], capture_output=True, check=True)  # warm-up
-    result = subprocess.run(
-        [*load, f"-c{connections}", f"-d{seconds}s"], capture_output=True, text=True, check=True
-    )
-    if "Non-2xx" in result.stdout:
-        raise RuntimeError("some responses were not 2xx:\n" + result.stdout)
-    match = re.search(r"Requests/sec:\s+([\d.]+)", result.stdout)
-    if match is None:
-        raise RuntimeError(result.stdout)
-    return float(match.group(1))
-
-
 def measure(
     target: list[str], env: dict[str, str], args: argparse.Namespace, script: Path
 ) -> float:
-    port = free_port()
-    server = serve(target, env, port)
-    try:
-        return requests_per_second(port, args.seconds, args.connections, script)
-    finally:
-        server.terminate()
-        server.wait(timeout=10)
+    """Requests per second of `target` under the random-client load."""
+    with servers.running(target, env, ready_path=PATH) as port:
+        return servers.requests_per_second(
+            port, PATH, seconds=args.seconds, connections=args.connections, script=script
+        )
 
 
 def main() -> None:
@@ -114,11 +55,11 @@ def main() -> None:
             "LOG_FORMAT": "json",
             "RATE_LIMIT_ENABLED": "true",
             "TRUST_PROXY_HEADERS": "true",
-            "PYTHONPATH": str(ROOT / "bench"),
+            "PYTHONPATH": str(servers.ROOT / "bench"),
         }
         script = Path(tmp) / "random_client.lua"
         script.write_text(RANDOM_CLIENT)
-        full = measure(["--factory", "app.main:create_app"], env, args, script)
+        full = measure(servers.APP, env, args, script)
         bare = measure(["bare_app:app"], env, args, script)
     ratio = full / bare
     print(json.dumps({

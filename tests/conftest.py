@@ -11,7 +11,7 @@ from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
 from app.main import create_app
-from tests.harness import client_for, make_settings, running
+from tests.harness import client_for, free_port, make_settings, running
 from tests.migrations import migrate, reset_postgres
 from tests.services import postgres_url, redis_url
 
@@ -38,6 +38,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return make_settings(DATABASE_URL=database_url)
+
+
+@pytest.fixture
+def closed_port() -> int:
+    """A loopback port nothing listens on: a service that is down."""
+    return free_port()
 
 
 @pytest.fixture

@@ -1,6 +1,5 @@
 """A real SMTP server for tests (aiosmtpd on loopback) and the settings that point at it."""
 
-import socket
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +13,7 @@ from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, Envelope, LoginPassword, Session
 
 from app.core.config import Settings
-from tests.harness import make_settings
+from tests.harness import free_port, make_settings
 
 
 @dataclass
@@ -60,14 +59,6 @@ class Inbox:
 class SmtpServer:
     port: int
     inbox: Inbox
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (yet)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @contextmanager

@@ -18,9 +18,9 @@ from app.auth.models import ActionToken
 from app.core.config import Settings
 from app.main import create_app
 from app.users.models import User
-from tests.harness import client_for, log_lines, running
+from tests.harness import client_for, free_port, log_lines, running
 from tests.identity import DEFAULT_PASSWORD, login, register, signed_up
-from tests.smtp import Inbox, SmtpServer, free_port, smtp_server, smtp_settings
+from tests.smtp import Inbox, SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
 

@@ -1,7 +1,6 @@
 """Login throttling: one set of behaviour tests run against the database and Redis throttles."""
 
 import hashlib
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -263,11 +262,8 @@ async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None
 
 
 async def test_while_redis_is_down_the_database_keeps_counting(
-    session: AsyncSession, settings: Settings
+    session: AsyncSession, settings: Settings, closed_port: int
 ) -> None:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        closed_port = probe.getsockname()[1]
     dead = Redis.from_url(f"redis://127.0.0.1:{closed_port}/0", socket_connect_timeout=1)
     throttle = create_login_throttle(
         make_settings(DATABASE_URL=settings.DATABASE_URL, **LIMITS), session=session, redis=dead

@@ -14,7 +14,7 @@ from app.core.errors import ConflictError
 from app.db.session import SessionDep, create_engine, safe_url
 from app.main import create_app
 from tests.db.models import Part, ScratchBase, Widget
-from tests.harness import client_for, make_settings, running
+from tests.harness import make_settings, running
 from tests.services import postgres_url
 
 pytestmark = pytest.mark.anyio
@@ -48,12 +48,6 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
         connection = started.state.session_factory.kw["bind"]
         await connection.run_sync(ScratchBase.metadata.create_all)
         yield started
-
-
-@pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with client_for(app) as c:
-        yield c
 
 
 @pytest.fixture

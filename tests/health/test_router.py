@@ -22,15 +22,6 @@ def silent_port() -> Iterator[int]:
         yield server.getsockname()[1]
 
 
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
 async def test_root_health_is_exactly_ok(client: AsyncClient) -> None:
     response = await client.get("/health")
     assert response.status_code == 200

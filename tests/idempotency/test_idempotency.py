@@ -64,12 +64,6 @@ async def app(settings: Settings, control: Control) -> AsyncIterator[FastAPI]:
 
 
 @pytest.fixture
-async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
-    async with client_for(app) as c:
-        yield c
-
-
-@pytest.fixture
 async def auth(client: AsyncClient) -> dict[str, str]:
     return await signed_up(client, "idem@example.com")
 

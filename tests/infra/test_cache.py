@@ -1,5 +1,4 @@
 import random
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -73,15 +72,6 @@ async def redis_cache(redis_url_or_skip: str) -> AsyncIterator[RedisCache]:
             keys = [key async for key in redis.scan_iter(match=prefix + "*")]
             if keys:
                 await redis.delete(*keys)
-
-
-@pytest.fixture
-def closed_port() -> int:
-    """A loopback port nothing listens on."""
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 @pytest.fixture

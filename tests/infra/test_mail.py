@@ -8,8 +8,8 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from app.core.errors import ExternalServiceError
 from app.infra.mail import ConsoleMailer, MailMessage, SmtpMailer, create_mailer
-from tests.harness import log_lines, make_settings
-from tests.smtp import SmtpServer, free_port, smtp_server, smtp_settings
+from tests.harness import free_port, log_lines, make_settings
+from tests.smtp import SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
 

@@ -4,7 +4,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,7 +22,7 @@ from redis.exceptions import RedisError
 
 from app.main import create_app
 from app.middleware.rate_limit import RateLimitMiddleware
-from tests.harness import LogLines, client_for, log_lines, make_settings, running
+from tests.harness import LogLines, client_for, free_port, log_lines, make_settings, running
 from tests.migrations import migrate
 from tests.services import service_unavailable
 
@@ -32,13 +31,6 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 LIMITED_PATH = "/api/v1/users/me"  # 401 without credentials: cheap, and limited like any route
 STARTUP_SECONDS = 30.0
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-        return port
 
 
 def wait_until(ready: Callable[[], bool], what: str, seconds: float = STARTUP_SECONDS) -> None:

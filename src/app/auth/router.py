@@ -24,7 +24,6 @@ from app.auth.schemas import (
 from app.core.openapi import problem_responses
 from app.deps import CacheDep, SessionDep, SettingsDep
 from app.infra.cache import invalidate
-from app.users import service as users_service
 from app.users.router import user_cache_key
 from app.users.schemas import UserRead, normalize_email
 
@@ -98,15 +97,14 @@ async def request_password_reset(
     background: BackgroundTasks,
 ) -> None:
     """Mail a reset token if the account exists; the answer is the same either way."""
-    user = await users_service.get_by_email(session=session, email=body.email)
-    if user is None or not user.is_active or user.hashed_password is None:
-        return
     ttl = settings.PASSWORD_RESET_TTL_SECONDS
-    token = await auth_service.create_action_token(
-        session=session, user=user, purpose=auth_service.PASSWORD_RESET, ttl_seconds=ttl
+    issued = await auth_service.start_password_reset(
+        session=session, email=body.email, ttl_seconds=ttl
     )
-    message = notifications.password_reset_message(to=user.email, token=token, ttl_seconds=ttl)
-    notifications.send_later(background, mailer, message)
+    if issued is not None:
+        email, token = issued
+        message = notifications.password_reset_message(to=email, token=token, ttl_seconds=ttl)
+        notifications.send_later(background, mailer, message)
 
 
 @router.post(
@@ -136,17 +134,12 @@ async def request_email_verification(
     background: BackgroundTasks,
 ) -> None:
     """Mail a verification token to the current email (nothing when already verified)."""
-    user = principal.user
-    if user.email_verified_at is not None:
-        return
-    token = await auth_service.create_action_token(
-        session=session,
-        user=user,
-        purpose=auth_service.EMAIL_VERIFICATION,
-        ttl_seconds=settings.EMAIL_VERIFICATION_TTL_SECONDS,
+    token = await auth_service.start_email_verification(
+        session=session, user=principal.user, ttl_seconds=settings.EMAIL_VERIFICATION_TTL_SECONDS
     )
-    message = notifications.verification_message(to=user.email, token=token)
-    notifications.send_later(background, mailer, message)
+    if token is not None:
+        message = notifications.verification_message(to=principal.user.email, token=token)
+        notifications.send_later(background, mailer, message)
 
 
 @router.post(

@@ -171,6 +171,33 @@ async def create_action_token(
     return token
 
 
+async def start_password_reset(
+    *, session: AsyncSession, email: str, ttl_seconds: int
+) -> tuple[str, str] | None:
+    """Issue a reset token for an active account with a password: (its email, the token).
+
+    None for anyone else; the caller answers the same either way.
+    """
+    user = await users_service.get_by_email(session=session, email=email)
+    if user is None or not user.is_active or user.hashed_password is None:
+        return None
+    token = await create_action_token(
+        session=session, user=user, purpose=PASSWORD_RESET, ttl_seconds=ttl_seconds
+    )
+    return user.email, token
+
+
+async def start_email_verification(
+    *, session: AsyncSession, user: User, ttl_seconds: int
+) -> str | None:
+    """Issue a verification token for the user's current email; None when already verified."""
+    if user.email_verified_at is not None:
+        return None
+    return await create_action_token(
+        session=session, user=user, purpose=EMAIL_VERIFICATION, ttl_seconds=ttl_seconds
+    )
+
+
 async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -> User:
     """Spend a single-use token and return its user; raise when unknown, used or expired."""
     now = utcnow()

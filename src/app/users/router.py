@@ -18,7 +18,7 @@ from app.core.openapi import problem_responses
 from app.deps import CacheDep, SessionDep
 from app.infra.cache import cached, invalidate
 from app.users import service as users_service
-from app.users.exceptions import UserNotFound, WrongPassword
+from app.users.exceptions import UserNotFound
 from app.users.models import User
 from app.users.schemas import (
     PasswordChange,
@@ -94,15 +94,15 @@ async def change_password(
     hasher: PasswordHasherDep,
 ) -> None:
     """Change the password; every other session of the account is revoked."""
-    user: User = principal.user
-    valid, _ = await hasher.verify(body.current_password, user.hashed_password)
-    if not valid:
-        raise WrongPassword("The current password is incorrect.")
-    await users_service.set_password(
-        session=session, hasher=hasher, user=user, password=body.new_password
+    await users_service.change_password(
+        session=session,
+        hasher=hasher,
+        user=principal.user,
+        current_password=body.current_password,
+        new_password=body.new_password,
     )
     await auth_service.logout_all(
-        session=session, user_id=user.id, keep_session=principal.session_id
+        session=session, user_id=principal.user.id, keep_session=principal.session_id
     )
 
 

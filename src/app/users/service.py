@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.security import PasswordHasher
-from app.users.exceptions import EmailTaken
+from app.users.exceptions import EmailTaken, WrongPassword
 from app.users.models import User
 
 log = structlog.get_logger(__name__)
@@ -99,6 +99,21 @@ async def set_password(
     """Replace the user's password hash."""
     user.hashed_password = await hasher.hash(password)
     await session.flush()
+
+
+async def change_password(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    user: User,
+    current_password: str,
+    new_password: str,
+) -> None:
+    """Replace the password once the current one is proven; raise `WrongPassword` otherwise."""
+    valid, _ = await hasher.verify(current_password, user.hashed_password)
+    if not valid:
+        raise WrongPassword("The current password is incorrect.")
+    await set_password(session=session, hasher=hasher, user=user, password=new_password)
 
 
 async def delete(*, session: AsyncSession, user: User) -> None:
