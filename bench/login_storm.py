@@ -8,7 +8,7 @@ latency percentiles and the login throughput.
     uv run python bench/login_storm.py                # defaults
     uv run python bench/login_storm.py --hash-concurrency 64   # what unbounded threads do
 
-Target (DESIGN.md section 12): probe p99 under 50 ms on one worker.
+Target (docs/benchmarks.md): probe p99 under 50 ms on one worker.
 """
 
 import argparse

@@ -9,7 +9,7 @@ request pays for a real quota check. Prints one JSON line with both rates and th
 
     uv run python bench/middleware_overhead.py            # needs wrk (apt-get install wrk)
 
-Target (DESIGN.md section 12 and the request pipeline issue): full >= 70% of bare FastAPI.
+Target (docs/benchmarks.md): full >= 70% of bare FastAPI.
 """
 
 import argparse

@@ -10,8 +10,8 @@ from sqlalchemy.engine import Connection
 
 from app.core.config import get_settings
 from app.db.base import UTCDateTime
-from app.db.models import Base
 from app.db.session import create_engine
+from app.models import Base
 
 config = context.config
 target_metadata = Base.metadata
@@ -47,7 +47,7 @@ def _run(connection: Connection) -> None:
 def run_migrations_offline() -> None:
     """Emit SQL for the configured database without connecting."""
     context.configure(
-        url=get_settings().DATABASE_URL,
+        url=get_settings().database.url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
@@ -58,7 +58,8 @@ def run_migrations_offline() -> None:
 
 async def run_migrations_online() -> None:
     """Connect with the app's async engine and run the migrations."""
-    engine = create_engine(get_settings())
+    settings = get_settings()
+    engine = create_engine(settings.database, application_name=settings.app.name)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

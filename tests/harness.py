@@ -13,8 +13,9 @@ from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient, Response
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from app.core.config import Settings
+from app.core.config import Settings, build_settings
 from app.core.logging import configure_logging
+from app.deps import attach_resources, resources_of
 
 
 def free_port() -> int:
@@ -40,7 +41,7 @@ def make_settings(**overrides: Any) -> Settings:
         "GC_FREEZE_AFTER_STARTUP": False,
     }
     values.update(overrides)
-    return Settings(_env_file=None, **values)
+    return build_settings(env_file=None, **values)
 
 
 @asynccontextmanager
@@ -59,8 +60,9 @@ async def rolled_back(engine: AsyncEngine) -> AsyncIterator[async_sessionmaker[A
 @asynccontextmanager
 async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
     """Run the app's lifespan and isolate its database work in a rolled-back transaction."""
-    async with LifespanManager(app), rolled_back(app.state.engine) as session_factory:
-        app.state.session_factory = session_factory
+    resources = resources_of(app)
+    async with LifespanManager(app), rolled_back(resources.engine) as session_factory:
+        attach_resources(app, resources.replace(session_factory=session_factory))
         yield app
 
 
@@ -88,11 +90,12 @@ class LogLines:
 def log_lines(**settings: Any) -> Iterator[LogLines]:
     """Send every log line (structlog and stdlib) as JSON to a buffer the test can read."""
     captured = LogLines()
-    configure_logging(make_settings(**settings), stream=captured.stream)
+    chosen = make_settings(**settings)
+    configure_logging(chosen.logging, sql_echo=chosen.database.echo, stream=captured.stream)
     try:
         yield captured
     finally:
-        configure_logging(make_settings(), stream=sys.stdout)
+        configure_logging(make_settings().logging, stream=sys.stdout)
 
 
 PROBLEM = "application/problem+json"

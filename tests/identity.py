@@ -6,6 +6,7 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 from sqlalchemy import update
 
+from app.deps import resources_of
 from app.users.models import User
 
 DEFAULT_PASSWORD = "correct horse battery"
@@ -51,6 +52,6 @@ async def signed_up(
 
 async def make_superuser(app: FastAPI, email: str) -> None:
     """Promote an existing account directly in the database (there is no API for the first)."""
-    async with app.state.session_factory() as session:
+    async with resources_of(app).session_factory() as session:
         await session.execute(update(User).where(User.email == email).values(is_superuser=True))
         await session.commit()

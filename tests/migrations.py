@@ -5,12 +5,18 @@ from pathlib import Path
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import Connection
-from sqlalchemy.ext.asyncio import create_async_engine
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from app.core.config import Settings
+from app.core.settings_groups import DatabaseSettings
 from app.db.session import create_engine
 
 ALEMBIC_INI = Path(__file__).resolve().parent.parent / "alembic.ini"
+
+
+def test_engine(url: str) -> AsyncEngine:
+    """An engine for `url` built the way the app builds its own."""
+    database = DatabaseSettings(_env_file=None, DATABASE_URL=url)  # type: ignore[call-arg]
+    return create_engine(database, application_name="tests")
 
 
 def alembic_config(connection: Connection) -> Config:
@@ -22,7 +28,7 @@ def alembic_config(connection: Connection) -> Config:
 
 async def migrate(url: str, revision: str, *, down: bool = False) -> None:
     """Upgrade (or downgrade) the database at `url` to `revision`."""
-    engine = create_engine(Settings(_env_file=None, DATABASE_URL=url))
+    engine = test_engine(url)
     try:
         async with engine.begin() as connection:
             step = command.downgrade if down else command.upgrade
@@ -33,7 +39,7 @@ async def migrate(url: str, revision: str, *, down: bool = False) -> None:
 
 async def check(url: str) -> None:
     """Raise if the models and the migrated schema differ."""
-    engine = create_engine(Settings(_env_file=None, DATABASE_URL=url))
+    engine = test_engine(url)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(lambda sync: command.check(alembic_config(sync)))

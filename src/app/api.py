@@ -1,19 +1,43 @@
 """Routers: every domain's router is included here, under `/api/v1` unless it is legacy."""
 
+from dataclasses import dataclass
+
 from fastapi import FastAPI
 
 from app.api_keys.router import router as api_keys_router
+from app.auth.router import CREDENTIAL_PATHS
 from app.auth.router import legacy_local_router as legacy_login_router
 from app.auth.router import legacy_router as legacy_auth_router
 from app.auth.router import router as auth_router
 from app.core.config import Settings
+from app.health.router import PROBES
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
 from app.items.router import router as items_router
 from app.users.router import local_router as users_local_router
 from app.users.router import router as users_router
 
-API_PREFIX = "/api/v1"
+API_ROOT = "/api"  # every version of the API lives below it
+API_PREFIX = f"{API_ROOT}/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class RoutePaths:
+    """The paths the middleware treat specially, named where the routes are defined."""
+
+    api_root: str  # API responses (any version): rate limited, never stored by caches
+    unlimited: tuple[str, ...]  # below the API root, never rate limited (probes)
+    credentials: tuple[str, ...]  # check or issue credentials: the stricter auth quota
+
+
+ROUTE_PATHS = RoutePaths(
+    api_root=API_ROOT,
+    unlimited=(API_PREFIX + PROBES,),
+    credentials=(
+        *(API_PREFIX + auth_router.prefix + path for path in CREDENTIAL_PATHS),
+        legacy_login_router.prefix + "/login",
+    ),
+)
 
 
 def include_routers(app: FastAPI, settings: Settings) -> None:
@@ -22,9 +46,10 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     With an external identity provider those routes are not mounted at all, so they answer
     exactly like a path that never existed.
     """
+    local = settings.auth.provider == "local"
     # Each router straight on the app: every level of nesting costs time on every request.
     versioned = [health_router, users_router, api_keys_router, items_router]
-    if settings.AUTH_PROVIDER == "local":
+    if local:
         versioned += [auth_router, users_local_router]
     for router in versioned:
         app.include_router(router, prefix=API_PREFIX)
@@ -33,5 +58,5 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     # auth paths that existing clients still call.
     app.include_router(health_root_router)
     app.include_router(legacy_auth_router)
-    if settings.AUTH_PROVIDER == "local":
+    if local:
         app.include_router(legacy_login_router)

@@ -1,18 +1,21 @@
 """The application factory: the single place where the service is wired together."""
 
+import functools
 from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
 
-from app import middleware
-from app.api import include_routers
+from app.api import ROUTE_PATHS, include_routers
 from app.core.config import Settings, get_settings
-from app.core.lifespan import lifespan
 from app.core.logging import configure_logging
 from app.core.openapi import build_openapi, install_docs
-from app.core.problems import register_exception_handlers
+from app.core.problems import ProblemRenderer, register_exception_handlers
+from app.deps import attach_resources
+from app.lifespan import lifespan
 from app.observability.tracing import telemetry_config
+from app.pipeline import install_middleware
+from app.resources import build_resources
 
 DISTRIBUTION = "production-fastapi-backend"
 
@@ -20,19 +23,32 @@ DISTRIBUTION = "production-fastapi-backend"
 def create_app(settings: Settings | None = None) -> FastAPI:
     """Build the FastAPI application; nothing connects until its lifespan starts."""
     settings = settings or get_settings()
-    configure_logging(settings)
+    configure_logging(settings.logging, sql_echo=settings.database.echo)
+    app_version = version(DISTRIBUTION)
     app = FastAPI(
-        title=settings.APP_NAME,
-        version=version(DISTRIBUTION),
+        title=settings.app.name,
+        version=app_version,
         lifespan=lifespan,
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         docs_url=None,
         redoc_url=None,
-        telemetry=telemetry_config(settings),
+        telemetry=telemetry_config(settings.observability),
     )
-    app.state.settings = settings
-    renderer = register_exception_handlers(app, settings)
-    middleware.install(app, settings, renderer)
+    # Built here, not in the lifespan: the middleware stack is assembled before the lifespan
+    # runs, and the rate limiter needs its storage then. Nothing connects until first use.
+    resources = build_resources(settings, version=app_version)
+    attach_resources(app, resources)
+    renderer = ProblemRenderer(
+        settings.api.problem_type_base_url, expose_exceptions=settings.app.debug
+    )
+    register_exception_handlers(app, renderer)
+    install_middleware(
+        app,
+        settings,
+        renderer=renderer,
+        rate_limit_storage=resources.rate_limit_storage,
+        paths=ROUTE_PATHS,
+    )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
     if settings.docs_enabled:
@@ -40,12 +56,17 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
+@functools.cache
+def _module_app() -> FastAPI:
+    return create_app()
+
+
 def __getattr__(name: str) -> Any:
-    """Build `app` on first access, for `fastapi dev`/`fastapi run` (`[tool.fastapi]`).
+    """Build `app` on first access, once, for `fastapi dev`/`fastapi run` (`[tool.fastapi]`).
 
     A module-level `app = create_app()` would read settings and configure logging on every
     import of this module; this keeps imports free of side effects.
     """
     if name == "app":
-        return create_app()
+        return _module_app()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

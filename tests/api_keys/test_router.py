@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.models import ApiKey
 from app.auth.scopes import Scope
+from app.deps import resources_of
 from tests.harness import assert_problem
 from tests.identity import bearer, login, make_superuser, register, signed_up
 
@@ -43,12 +44,12 @@ async def create_key(
 async def list_keys(client: AsyncClient, headers: dict[str, str]) -> list[dict[str, Any]]:
     response = await client.get(KEYS, headers=headers)
     assert response.status_code == 200, response.text
-    keys: list[dict[str, Any]] = response.json()
+    keys: list[dict[str, Any]] = response.json()["items"]
     return keys
 
 
 def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return session_factory
 
 
@@ -90,7 +91,9 @@ async def test_create_shows_the_key_once_and_the_list_never_does(client: AsyncCl
 
     response = await client.get(KEYS, headers=headers)
     assert response.status_code == 200
-    [listed] = response.json()
+    page = response.json()
+    assert (page["total"], page["limit"], page["offset"]) == (1, 50, 0)
+    [listed] = page["items"]
     assert listed == {
         "id": created["id"],
         "name": "deploy bot",

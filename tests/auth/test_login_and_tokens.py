@@ -23,12 +23,12 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from pwdlib.hashers.argon2 import Argon2Hasher
-from redis.asyncio import Redis
 from sqlalchemy import func, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import LoginFailure, RefreshToken
 from app.core.config import Settings
+from app.deps import resources_of
 from app.main import create_app
 from app.users.models import User
 from tests.harness import assert_problem, client_for, log_lines, make_settings, running
@@ -60,7 +60,7 @@ async def started(
     settings: Settings, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     """Run an app built from `settings` changed by `overrides`, and a client for it."""
-    values = {"DATABASE_URL": settings.DATABASE_URL, "JWT_SECRET": JWT_SECRET, **overrides}
+    values = {"DATABASE_URL": settings.database.url, "JWT_SECRET": JWT_SECRET, **overrides}
     app = create_app(make_settings(**values))
     async with running(app), client_for(app) as client:
         yield app, client
@@ -91,14 +91,14 @@ async def login_response(
 
 async def set_user(app: FastAPI, email: str, **values: Any) -> None:
     """Change a stored user directly (for states the API does not offer)."""
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         await session.execute(update(User).where(User.email == email).values(**values))
         await session.commit()
 
 
 async def stored_user(app: FastAPI, email: str) -> User:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         user = await session.scalar(select(User).where(User.email == email))
     assert user is not None
@@ -106,7 +106,7 @@ async def stored_user(app: FastAPI, email: str) -> User:
 
 
 async def stored_refresh_tokens(app: FastAPI) -> list[RefreshToken]:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         return list((await session.scalars(select(RefreshToken))).all())
 
@@ -121,7 +121,7 @@ async def stored_refresh_token(app: FastAPI, token: str) -> RefreshToken:
 async def expire(app: FastAPI, token: str) -> None:
     """Move a stored refresh token's expiry into the past (rather than waiting for it)."""
     row = await stored_refresh_token(app, token)
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         await session.execute(
             update(RefreshToken)
@@ -135,10 +135,10 @@ def claims_of(token: str, settings: Settings) -> dict[str, Any]:
     """Decode an access token the way a careful client of ours would."""
     claims: dict[str, Any] = jwt.decode(
         token,
-        settings.JWT_SECRET.get_secret_value(),
-        algorithms=[settings.JWT_ALGORITHM],
-        audience=settings.JWT_AUDIENCE,
-        issuer=settings.JWT_ISSUER,
+        settings.auth.jwt_secret.get_secret_value(),
+        algorithms=[settings.auth.jwt_algorithm],
+        audience=settings.auth.jwt_audience,
+        issuer=settings.auth.jwt_issuer,
     )
     return claims
 
@@ -153,8 +153,8 @@ def valid_claims(settings: Settings, user_id: str, **changes: Any) -> dict[str, 
         "nbf": now,
         "exp": now + timedelta(minutes=15),
         "jti": uuid.uuid4().hex,
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
         "type": "access",
     }
     claims.update(changes)
@@ -172,8 +172,8 @@ def forge(
     """Sign an access token ourselves, with the app's secret unless told otherwise."""
     return jwt.encode(
         valid_claims(settings, user_id, **changes),
-        key or settings.JWT_SECRET.get_secret_value(),
-        algorithm=algorithm or settings.JWT_ALGORITHM,
+        key or settings.auth.jwt_secret.get_secret_value(),
+        algorithm=algorithm or settings.auth.jwt_algorithm,
     )
 
 
@@ -202,7 +202,7 @@ async def test_login_returns_a_bearer_token_pair(client: AsyncClient, settings: 
     tokens = response.json()
     assert set(tokens) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert tokens["token_type"] == "bearer"
-    assert tokens["expires_in"] == settings.ACCESS_TOKEN_TTL_SECONDS == 900
+    assert tokens["expires_in"] == settings.auth.access_token_ttl_seconds == 900
     assert tokens["refresh_token"] != tokens["access_token"]
     me = await client.get(ME, headers=bearer(tokens))
     assert me.status_code == 200, me.text
@@ -219,16 +219,16 @@ async def test_the_access_token_carries_the_documented_claims(
     tokens = await login(client, email)
     after = int(datetime.now(UTC).timestamp())
     header = jwt.get_unverified_header(tokens["access_token"])
-    assert header["alg"] == settings.JWT_ALGORITHM == "HS256"
+    assert header["alg"] == settings.auth.jwt_algorithm == "HS256"
     claims = claims_of(tokens["access_token"], settings)
     assert set(claims) == {"sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type", "sid"}
     assert claims["sub"] == user["id"]
     assert claims["type"] == "access"
-    assert claims["iss"] == settings.JWT_ISSUER
-    assert claims["aud"] == settings.JWT_AUDIENCE
+    assert claims["iss"] == settings.auth.jwt_issuer
+    assert claims["aud"] == settings.auth.jwt_audience
     assert before <= claims["iat"] <= after
     assert claims["nbf"] == claims["iat"]
-    assert claims["exp"] - claims["iat"] == settings.ACCESS_TOKEN_TTL_SECONDS
+    assert claims["exp"] - claims["iat"] == settings.auth.access_token_ttl_seconds
     uuid.UUID(claims["sid"])
     # Every token is told apart by its id, even two issued in the same second.
     again = claims_of((await login(client, email))["access_token"], settings)
@@ -241,7 +241,7 @@ async def test_the_access_token_lifetime_follows_the_setting(settings: Settings)
         email = unique_email()
         await register(client, email)
         tokens = await login(client, email)
-        claims = claims_of(tokens["access_token"], app.state.settings)
+        claims = claims_of(tokens["access_token"], resources_of(app).settings)
     assert tokens["expires_in"] == 120
     assert claims["exp"] - claims["iat"] == 120
 
@@ -278,7 +278,7 @@ async def test_production_needs_a_secret_as_long_as_the_algorithms_hash(
     such a secret at start-up instead of running with it.
     """
     production = {
-        "DATABASE_URL": settings.DATABASE_URL,
+        "DATABASE_URL": settings.database.url,
         "ENVIRONMENT": "production",
         "JWT_ALGORITHM": algorithm,
         "JWT_SECRET": secrets.token_hex(64)[:secret_length],  # not a placeholder
@@ -357,8 +357,8 @@ async def test_an_impossible_email_is_an_ordinary_login_failure(
             )
             response = await login_response(client, username, "whatever it is")
         finally:
-            if app.state.redis is not None:
-                await app.state.redis.delete(throttle_key(nobody), throttle_key(username))
+            if (redis := resources_of(app).redis) is not None:
+                await redis.delete(throttle_key(nobody), throttle_key(username))
     body = assert_unauthorized(response, "invalid_credentials")
     for answer in (body, expected):
         del answer["request_id"]
@@ -379,7 +379,7 @@ async def test_legacy_login_answers_like_the_versioned_one(
     tokens = response.json()
     assert set(tokens) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert tokens["token_type"] == "bearer"
-    assert tokens["expires_in"] == settings.ACCESS_TOKEN_TTL_SECONDS
+    assert tokens["expires_in"] == settings.auth.access_token_ttl_seconds
     assert claims_of(tokens["access_token"], settings)["sub"] == user["id"]
     # Its tokens are ordinary ones: they work on the versioned API and can be refreshed.
     assert (await client.get(ME, headers=bearer(tokens))).status_code == 200
@@ -499,7 +499,7 @@ async def test_refresh_returns_a_new_pair_and_retires_the_old_token(
     second = response.json()
     assert set(second) == {"access_token", "token_type", "expires_in", "refresh_token"}
     assert second["token_type"] == "bearer"
-    assert second["expires_in"] == settings.ACCESS_TOKEN_TTL_SECONDS
+    assert second["expires_in"] == settings.auth.access_token_ttl_seconds
     assert second["refresh_token"] != first["refresh_token"]
     assert second["access_token"] != first["access_token"]
     # The same session: the new access token names the same family.
@@ -530,7 +530,7 @@ async def test_refresh_tokens_are_random_and_stored_only_as_a_digest(
     for token in tokens:
         assert hashlib.sha256(token.encode()).hexdigest() in rows
     # The plaintext is nowhere in the table, in any column.
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         raw_rows = (await session.execute(text("SELECT * FROM refresh_tokens"))).all()
     dumped = repr([tuple(map(str, row)) for row in raw_rows])
@@ -547,7 +547,7 @@ async def test_refresh_tokens_are_random_and_stored_only_as_a_digest(
     for row in (first_row, rotated_row, second_row):
         assert row.revoked_at is None
         lifetime = row.expires_at - row.created_at
-        assert lifetime == timedelta(seconds=settings.REFRESH_TOKEN_TTL_SECONDS)
+        assert lifetime == timedelta(seconds=settings.auth.refresh_token_ttl_seconds)
 
 
 async def test_reusing_a_rotated_refresh_token_revokes_its_family(
@@ -812,7 +812,7 @@ async def test_every_failed_login_costs_a_hash_verification(settings: Settings, 
         if case == "no password set":
             await set_user(app, email, hashed_password=None)
         attempt = unique_email("nobody") if case == "unknown email" else email
-        limiter = app.state.password_hasher.limiter
+        limiter = resources_of(app).password_hasher.limiter
         assert limiter.total_tokens == 1
         responses: list[Response] = []
 
@@ -853,7 +853,7 @@ async def assert_throttled(client: AsyncClient, email: str, window: int) -> None
 
 async def failures_stored(app: FastAPI, email: str) -> int:
     """How many failed logins of `email` the database throttle holds."""
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         query = select(func.count()).select_from(LoginFailure).where(LoginFailure.email == email)
         return await session.scalar(query) or 0
@@ -865,8 +865,8 @@ def throttle_emails() -> dict[str, str]:
 
 async def check_throttle(app: FastAPI, client: AsyncClient, emails: dict[str, str]) -> None:
     """The behaviour both stores share."""
-    settings: Settings = app.state.settings
-    limit, window = settings.LOGIN_MAX_ATTEMPTS, settings.LOGIN_WINDOW_SECONDS
+    settings: Settings = resources_of(app).settings
+    limit, window = settings.auth.login_max_attempts, settings.auth.login_window_seconds
     assert limit == 5  # the default
     blocked, bystander, cleared = emails["blocked"], emails["bystander"], emails["cleared"]
     for email in (blocked, bystander, cleared):
@@ -896,12 +896,12 @@ async def check_throttle(app: FastAPI, client: AsyncClient, emails: dict[str, st
 
 
 async def test_login_throttle_with_the_database_store(app: FastAPI, client: AsyncClient) -> None:
-    assert app.state.redis is None
+    assert resources_of(app).redis is None
     emails = throttle_emails()
     await check_throttle(app, client, emails)
     blocked = emails["blocked"]
     # The failures are rows in the database: they survived the 401s' rolled-back requests.
-    assert await failures_stored(app, blocked) == app.state.settings.LOGIN_MAX_ATTEMPTS
+    assert await failures_stored(app, blocked) == resources_of(app).settings.auth.login_max_attempts
     assert await failures_stored(app, emails["cleared"]) == 0  # a success deleted them
 
 
@@ -909,14 +909,14 @@ async def test_login_throttle_with_the_redis_store(
     settings: Settings, redis_url_or_skip: str
 ) -> None:
     async with started(settings, REDIS_URL=redis_url_or_skip) as (app, client):
-        redis: Redis = app.state.redis
+        redis = resources_of(app).redis
         assert redis is not None
         emails = throttle_emails()
         keys = {name: throttle_key(email) for name, email in emails.items()}
         blocked = emails["blocked"]
         try:
             await check_throttle(app, client, emails)
-            limit = app.state.settings.LOGIN_MAX_ATTEMPTS
+            limit = resources_of(app).settings.auth.login_max_attempts
             assert await redis.zcard(keys["blocked"]) == limit
             assert await redis.zcard(keys["ghost"]) == limit
             assert not await redis.exists(keys["cleared"])  # a success deleted its failures

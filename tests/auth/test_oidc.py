@@ -12,9 +12,9 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from app.auth.oidc import OidcIdentity, OidcVerifier
 from app.core.errors import ServiceUnavailableError
 from app.core.security import InvalidTokenError
+from app.infra.oidc import OidcIdentity, OidcVerifier
 from tests.auth.jwks import (
     AUDIENCE,
     ISSUER,
@@ -474,7 +474,7 @@ async def test_from_settings_uses_the_oidc_settings(
         OIDC_JWKS_CACHE_SECONDS=60,
         OIDC_HTTP_TIMEOUT=1.5,
     )
-    verifier = OidcVerifier.from_settings(settings, http)
+    verifier = OidcVerifier.from_settings(settings.oidc, http)
     assert (verifier.issuer, verifier.audience, verifier.jwks_url) == (
         ISSUER,
         AUDIENCE,
@@ -491,7 +491,7 @@ async def test_from_settings_requires_the_oidc_settings(
     values = {"OIDC_ISSUER": ISSUER, "OIDC_AUDIENCE": AUDIENCE, "OIDC_JWKS_URL": "http://x/"}
     del values[missing]
     with pytest.raises(ValueError, match="OIDC_ISSUER, OIDC_AUDIENCE and OIDC_JWKS_URL"):
-        OidcVerifier.from_settings(make_settings(**values), http)
+        OidcVerifier.from_settings(make_settings(**values).oidc, http)
 
 
 @pytest.mark.parametrize(

@@ -24,9 +24,10 @@ from httpx2 import AsyncClient, Response
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.oidc import OidcVerifier
 from app.core.config import Settings
 from app.core.security import create_access_token
+from app.deps import attach_resources, resources_of
+from app.infra.oidc import OidcVerifier
 from app.main import create_app
 from app.users import service as users_service
 from app.users.models import User
@@ -109,7 +110,7 @@ def token(rsa_key: rsa.RSAPrivateKey) -> str:
 
 
 def session_factory_of(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return factory
 
 
@@ -135,7 +136,7 @@ async def create_local_account(app: FastAPI, email: str) -> User:
     async with session_factory_of(app)() as session:
         user = await users_service.create(
             session=session,
-            hasher=app.state.password_hasher,
+            hasher=resources_of(app).password_hasher,
             email=email,
             password=DEFAULT_PASSWORD,
         )
@@ -170,15 +171,17 @@ def use_fake_clock(app: FastAPI, jwks: JwksServer) -> FakeClock:
     clock keeps the rotation and TTL tests fast.
     """
     clock = FakeClock()
-    app.state.oidc_verifier = OidcVerifier(
+    resources = resources_of(app)
+    verifier = OidcVerifier(
         issuer=ISSUER,
         audience=AUDIENCE,
         jwks_url=jwks.url,
         cache_seconds=CACHE_SECONDS,
-        http=app.state.http,
+        http=resources.http,
         clock=clock,
         min_refetch_interval=MIN_REFETCH,
     )
+    attach_resources(app, resources.replace(oidc_verifier=verifier))
     return clock
 
 
@@ -186,7 +189,7 @@ def use_fake_clock(app: FastAPI, jwks: JwksServer) -> FakeClock:
 
 
 async def test_lifespan_builds_the_verifier_from_settings(app: FastAPI, jwks: JwksServer) -> None:
-    verifier = app.state.oidc_verifier
+    verifier = resources_of(app).oidc_verifier
     assert isinstance(verifier, OidcVerifier)
     assert (verifier.issuer, verifier.audience, verifier.jwks_url) == (ISSUER, AUDIENCE, jwks.url)
     assert jwks.requests == 0  # keys are fetched on first use, not at start-up
@@ -195,7 +198,7 @@ async def test_lifespan_builds_the_verifier_from_settings(app: FastAPI, jwks: Jw
 async def test_local_mode_has_no_verifier(database_url: str) -> None:
     app = create_app(make_settings(DATABASE_URL=database_url, JWT_SECRET=JWT_SECRET))
     async with running(app):
-        assert app.state.oidc_verifier is None
+        assert resources_of(app).oidc_verifier is None
 
 
 # --- first sight: provisioning -----------------------------------------------------------------
@@ -439,7 +442,7 @@ async def test_local_access_token_is_refused_in_oidc_mode(
 ) -> None:
     user_id = uuid.UUID((await me(client, token))["id"])
     local = create_access_token(
-        subject=user_id, session_id=uuid.uuid4(), settings=settings, now=datetime.now(UTC)
+        subject=user_id, session_id=uuid.uuid4(), auth=settings.auth, now=datetime.now(UTC)
     )
     assert_invalid_token(await client.get(ME, headers=bearer(local.token)))
 

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import ActionToken
 from app.core.config import Settings
+from app.deps import resources_of
 from app.main import create_app
 from app.users.models import User
 from tests.harness import client_for, free_port, log_lines, running
@@ -53,7 +54,7 @@ def smtp() -> Iterator[SmtpServer]:
 async def mail_app(settings: Settings, smtp: SmtpServer) -> AsyncIterator[FastAPI]:
     """The app on the test database, sending its mail to the `smtp` server."""
     async with running(
-        create_app(smtp_settings(smtp.port, DATABASE_URL=settings.DATABASE_URL))
+        create_app(smtp_settings(smtp.port, DATABASE_URL=settings.database.url))
     ) as started:
         yield started
 
@@ -86,7 +87,7 @@ def sha256(text: str) -> str:
 
 
 def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return session_factory
 
 
@@ -319,7 +320,7 @@ async def test_reset_and_verification_tokens_are_not_interchangeable(
 
 
 async def test_smtp_server_down_does_not_change_the_answer(settings: Settings) -> None:
-    app = create_app(smtp_settings(free_port(), DATABASE_URL=settings.DATABASE_URL))
+    app = create_app(smtp_settings(free_port(), DATABASE_URL=settings.database.url))
     with log_lines() as logs:
         async with running(app), client_for(app) as client:
             await register(client, ALICE)
@@ -338,8 +339,8 @@ async def test_smtp_server_down_does_not_change_the_answer(settings: Settings) -
 async def test_console_mailer_logs_the_token_outside_production(
     client: AsyncClient, settings: Settings
 ) -> None:
-    assert settings.MAIL_BACKEND == "console"
-    assert settings.ENVIRONMENT != "production"
+    assert settings.mail.backend == "console"
+    assert settings.app.environment != "production"
     await register(client, ALICE)
 
     with log_lines() as logs:

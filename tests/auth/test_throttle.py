@@ -22,6 +22,7 @@ from app.auth.throttle import (
 )
 from app.core.config import Settings
 from app.core.errors import RateLimitedError
+from app.deps import resources_of
 from tests.harness import log_lines, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -145,7 +146,7 @@ class ThrottleBehaviour:
 
 @pytest.fixture
 async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with session_factory() as session:
         yield session
 
@@ -163,7 +164,7 @@ class TestDatabaseLoginThrottle(ThrottleBehaviour):
         await fail_at(throttle, clock, 0)
         await fail_at(throttle, clock, 0, email=OTHER)
         await fail_at(throttle, clock, 61)
-        session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+        session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
         async with session_factory() as session:
             rows = (await session.scalars(select(LoginFailure))).all()
         mine = [row.created_at for row in rows if row.email == EMAIL]
@@ -238,7 +239,9 @@ async def test_create_login_throttle_uses_the_database_without_redis(
     session: AsyncSession, settings: Settings
 ) -> None:
     throttle = create_login_throttle(
-        make_settings(DATABASE_URL=settings.DATABASE_URL, **LIMITS), session=session, redis=None
+        make_settings(DATABASE_URL=settings.database.url, **LIMITS).auth,
+        session=session,
+        redis=None,
     )
     assert isinstance(throttle, DatabaseLoginThrottle)
     await throttle.record_failure(EMAIL)
@@ -248,7 +251,9 @@ async def test_create_login_throttle_uses_the_database_without_redis(
 
 
 async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None:
-    throttle = create_login_throttle(make_settings(**LIMITS), session=AsyncSession(), redis=redis)
+    throttle = create_login_throttle(
+        make_settings(**LIMITS).auth, session=AsyncSession(), redis=redis
+    )
     assert isinstance(throttle, FallbackLoginThrottle)
     email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
     try:
@@ -266,7 +271,9 @@ async def test_while_redis_is_down_the_database_keeps_counting(
 ) -> None:
     dead = Redis.from_url(f"redis://127.0.0.1:{closed_port}/0", socket_connect_timeout=1)
     throttle = create_login_throttle(
-        make_settings(DATABASE_URL=settings.DATABASE_URL, **LIMITS), session=session, redis=dead
+        make_settings(DATABASE_URL=settings.database.url, **LIMITS).auth,
+        session=session,
+        redis=dead,
     )
     try:
         with log_lines() as logs:

@@ -21,19 +21,19 @@ def env_example_names() -> list[str]:
 def test_env_example_lists_every_setting_and_nothing_stale() -> None:
     names = env_example_names()
     assert len(names) == len(set(names)), "a setting is listed twice"
-    assert sorted(names) == sorted(Settings.model_fields)
+    assert sorted(names) == sorted(Settings.env_names())
 
 
 def test_env_example_values_are_the_defaults() -> None:
-    from_example = Settings(_env_file=ROOT / ".env.example")
-    assert from_example == Settings(_env_file=None)
+    from_example = load_settings(env_file=ROOT / ".env.example")
+    assert from_example == load_settings(env_file=None)
 
 
 def test_defaults_run_on_embedded_sqlite_without_redis() -> None:
-    settings = Settings(_env_file=None)
-    assert settings.DATABASE_URL == "sqlite+aiosqlite:///./app.db"
-    assert settings.REDIS_URL is None
-    assert settings.ENVIRONMENT == "local"
+    settings = load_settings(env_file=None)
+    assert settings.database.url == "sqlite+aiosqlite:///./app.db"
+    assert settings.redis.url is None
+    assert settings.app.environment == "local"
     assert settings.docs_enabled
 
 
@@ -50,17 +50,17 @@ def test_lists_accept_json_or_commas(
 ) -> None:
     monkeypatch.setenv("CORS_ALLOW_ORIGINS", raw)
     monkeypatch.setenv("ALLOWED_HOSTS", raw)
-    settings = Settings(_env_file=None)
-    assert expected == settings.CORS_ALLOW_ORIGINS
-    assert expected == settings.ALLOWED_HOSTS
+    settings = load_settings(env_file=None)
+    assert expected == settings.http.cors_allow_origins
+    assert expected == settings.http.allowed_hosts
 
 
 def test_empty_values_mean_unset(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("REDIS_URL", "")
     monkeypatch.setenv("DOCS_ENABLED", "")
-    settings = Settings(_env_file=None)
-    assert settings.REDIS_URL is None
-    assert settings.DOCS_ENABLED is None
+    settings = load_settings(env_file=None)
+    assert settings.redis.url is None
+    assert settings.api.docs is None
 
 
 def test_secrets_stay_out_of_reprs() -> None:
@@ -77,7 +77,7 @@ def test_secrets_stay_out_of_reprs() -> None:
 def test_production_refuses_every_unsafe_setting_in_one_message() -> None:
     with pytest.raises(SettingsError) as caught:
         load_settings(
-            _env_file=None,
+            env_file=None,
             ENVIRONMENT="production",
             JWT_SECRET=PLACEHOLDER_SECRET,
             DEBUG=True,
@@ -95,42 +95,44 @@ def test_production_refuses_every_unsafe_setting_in_one_message() -> None:
 )
 def test_production_refuses_weak_secrets(secret: str) -> None:
     with pytest.raises(SettingsError, match="JWT_SECRET"):
-        load_settings(_env_file=None, ENVIRONMENT="production", JWT_SECRET=secret)
+        load_settings(env_file=None, ENVIRONMENT="production", JWT_SECRET=secret)
 
 
 def test_production_secret_length_follows_the_algorithm() -> None:
     with pytest.raises(SettingsError, match="64 bytes"):
         load_settings(
-            _env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 48
+            env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 48
         )
     settings = load_settings(
-        _env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 64
+        env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 64
     )
-    assert settings.JWT_ALGORITHM == "HS512"
+    assert settings.auth.jwt_algorithm == "HS512"
 
 
 def test_production_accepts_safe_settings() -> None:
     settings = load_settings(
-        _env_file=None,
+        env_file=None,
         ENVIRONMENT="production",
         JWT_SECRET=STRONG_SECRET,
         CORS_ALLOW_ORIGINS="https://app.example.com",
         CORS_ALLOW_CREDENTIALS=True,
     )
-    assert settings.ENVIRONMENT == "production"
+    assert settings.app.environment == "production"
     assert not settings.docs_enabled
     assert load_settings(
-        _env_file=None, ENVIRONMENT="production", JWT_SECRET=STRONG_SECRET, DOCS_ENABLED=True
+        env_file=None, ENVIRONMENT="production", JWT_SECRET=STRONG_SECRET, DOCS_ENABLED=True
     ).docs_enabled
 
 
 def test_placeholder_secret_is_fine_outside_production() -> None:
-    assert make_settings(ENVIRONMENT="local").JWT_SECRET.get_secret_value() == PLACEHOLDER_SECRET
+    assert (
+        make_settings(ENVIRONMENT="local").auth.jwt_secret.get_secret_value() == PLACEHOLDER_SECRET
+    )
 
 
 def test_invalid_values_name_the_setting() -> None:
     with pytest.raises(SettingsError, match="DATABASE_POOL_SIZE"):
-        load_settings(_env_file=None, DATABASE_POOL_SIZE=0)
+        load_settings(env_file=None, DATABASE_POOL_SIZE=0)
 
 
 def test_server_start_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
@@ -157,8 +159,8 @@ def test_server_start_exits_non_zero_with_a_clear_message(tmp_path: Path) -> Non
 
 def test_trusted_proxies_must_be_addresses_or_networks() -> None:
     with pytest.raises(SettingsError, match="TRUSTED_PROXIES"):
-        load_settings(_env_file=None, TRUSTED_PROXIES="10.0.0.0/8,proxy.internal")
-    assert load_settings(_env_file=None, TRUSTED_PROXIES="10.0.0.0/8, ::1").TRUSTED_PROXIES == [
+        load_settings(env_file=None, TRUSTED_PROXIES="10.0.0.0/8,proxy.internal")
+    assert load_settings(env_file=None, TRUSTED_PROXIES="10.0.0.0/8, ::1").http.trusted_proxies == [
         "10.0.0.0/8",
         "::1",
     ]

@@ -138,7 +138,7 @@ async def test_unexpected_exception_is_a_generic_500(client: AsyncClient) -> Non
 
 
 async def test_debug_names_the_exception_in_the_500(settings: Settings) -> None:
-    debug_settings = make_settings(DATABASE_URL=settings.DATABASE_URL, DEBUG=True)
+    debug_settings = make_settings(DATABASE_URL=settings.database.url, DEBUG=True)
     async for client in started(debug_settings):
         response = await client.get("/boom")
     assert response.status_code == 500
@@ -205,7 +205,7 @@ async def test_malformed_json_is_a_422_problem(client: AsyncClient) -> None:
 
 async def test_problem_type_base_url_is_configurable(settings: Settings) -> None:
     custom = make_settings(
-        DATABASE_URL=settings.DATABASE_URL, PROBLEM_TYPE_BASE_URL="https://docs.example.com/errors"
+        DATABASE_URL=settings.database.url, PROBLEM_TYPE_BASE_URL="https://docs.example.com/errors"
     )
     async for client in started(custom):
         response = await client.get("/app-error/conflict")

@@ -21,7 +21,7 @@ def lines(stream: io.StringIO) -> list[dict[str, object]]:
 @pytest.fixture
 def json_stream() -> io.StringIO:
     stream = io.StringIO()
-    configure_logging(make_settings(LOG_FORMAT="json"), stream=stream)
+    configure_logging(make_settings(LOG_FORMAT="json").logging, stream=stream)
     return stream
 
 
@@ -55,10 +55,10 @@ def test_uvicorn_access_log_is_silenced(json_stream: io.StringIO) -> None:
 
 def test_sqlalchemy_echo_goes_through_the_formatter() -> None:
     stream = io.StringIO()
-    configure_logging(make_settings(LOG_FORMAT="json", DATABASE_ECHO=True), stream=stream)
+    configure_logging(make_settings(LOG_FORMAT="json").logging, sql_echo=True, stream=stream)
     logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 1")
     assert [line["event"] for line in lines(stream)] == ["SELECT 1"]
-    configure_logging(make_settings(LOG_FORMAT="json"), stream=stream)
+    configure_logging(make_settings(LOG_FORMAT="json").logging, stream=stream)
     logging.getLogger("sqlalchemy.engine.Engine").info("SELECT 2")
     assert [line["event"] for line in lines(stream)] == ["SELECT 1"]
 
@@ -90,7 +90,7 @@ def test_exceptions_are_rendered_into_the_line(json_stream: io.StringIO) -> None
 
 def test_level_filters_lower_levels() -> None:
     stream = io.StringIO()
-    configure_logging(make_settings(LOG_FORMAT="json", LOG_LEVEL="WARNING"), stream=stream)
+    configure_logging(make_settings(LOG_FORMAT="json", LOG_LEVEL="WARNING").logging, stream=stream)
     logging.getLogger("app.plain").info("hidden")
     logging.getLogger("app.plain").warning("shown")
     assert [line["event"] for line in lines(stream)] == ["shown"]
@@ -98,7 +98,7 @@ def test_level_filters_lower_levels() -> None:
 
 def test_console_format_on_a_terminal() -> None:
     terminal = FakeTerminal()
-    configure_logging(make_settings(LOG_FORMAT="auto"), stream=terminal)
+    configure_logging(make_settings(LOG_FORMAT="auto").logging, stream=terminal)
     logging.getLogger("app.plain").warning("readable")
     output = terminal.getvalue()
     assert "readable" in output

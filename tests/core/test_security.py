@@ -98,9 +98,9 @@ def test_access_tokens_round_trip_with_all_claims() -> None:
     settings = make_settings()
     user_id, session_id = uuid.uuid4(), uuid.uuid4()
     now = datetime.now(UTC)
-    token = create_access_token(subject=user_id, session_id=session_id, settings=settings, now=now)
-    assert token.expires_in == settings.ACCESS_TOKEN_TTL_SECONDS
-    claims = decode_access_token(token.token, settings=settings)
+    token = create_access_token(subject=user_id, session_id=session_id, auth=settings.auth, now=now)
+    assert token.expires_in == settings.auth.access_token_ttl_seconds
+    claims = decode_access_token(token.token, auth=settings.auth)
     assert claims["sub"] == str(user_id)
     assert claims["sid"] == str(session_id)
     assert claims["type"] == "access"
@@ -117,12 +117,12 @@ def forge(settings_overrides: dict[str, object], **claims: object) -> str:
         "nbf": now,
         "exp": now + timedelta(minutes=5),
         "jti": "j",
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
         "type": "access",
     }
     payload.update(claims)
-    key = str(settings_overrides.get("key", settings.JWT_SECRET.get_secret_value() * 2))
+    key = str(settings_overrides.get("key", settings.auth.jwt_secret.get_secret_value() * 2))
     algorithm = str(settings_overrides.get("algorithm", "HS256"))
     return jwt.encode(payload, key, algorithm=algorithm)
 
@@ -142,7 +142,7 @@ def forge(settings_overrides: dict[str, object], **claims: object) -> str:
 )
 def test_decode_refuses_bad_tokens(overrides: dict[str, object], claims: dict[str, object]) -> None:
     with pytest.raises(InvalidTokenError):
-        decode_access_token(forge(overrides, **claims), settings=make_settings())
+        decode_access_token(forge(overrides, **claims), auth=make_settings().auth)
 
 
 def test_decode_refuses_alg_none_and_missing_claims() -> None:
@@ -151,10 +151,10 @@ def test_decode_refuses_alg_none_and_missing_claims() -> None:
     body = base64.urlsafe_b64encode(json.dumps({"sub": "x", "type": "access"}).encode())
     unsigned = f"{header}.{body.rstrip(b'=').decode()}."
     with pytest.raises(InvalidTokenError):
-        decode_access_token(unsigned, settings=settings)
-    token = jwt.encode({"sub": "x", "type": "access"}, settings.JWT_SECRET.get_secret_value())
+        decode_access_token(unsigned, auth=settings.auth)
+    token = jwt.encode({"sub": "x", "type": "access"}, settings.auth.jwt_secret.get_secret_value())
     with pytest.raises(InvalidTokenError):
-        decode_access_token(token, settings=settings)
+        decode_access_token(token, auth=settings.auth)
 
 
 def test_secrets_are_random_and_stored_as_digests() -> None:

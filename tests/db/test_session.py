@@ -11,7 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.errors import ConflictError
-from app.db.session import SessionDep, create_engine, safe_url
+from app.db.session import create_engine, safe_url
+from app.deps import SessionDep, resources_of
 from app.main import create_app
 from tests.db.models import Part, ScratchBase, Widget
 from tests.harness import make_settings, running
@@ -45,14 +46,14 @@ async def app(settings: Settings) -> AsyncIterator[FastAPI]:
     app = create_app(settings)
     add_widget_routes(app)
     async with running(app) as started:
-        connection = started.state.session_factory.kw["bind"]
+        connection = resources_of(started).session_factory.kw["bind"]
         await connection.run_sync(ScratchBase.metadata.create_all)
         yield started
 
 
 @pytest.fixture
 def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return factory
 
 
@@ -149,7 +150,10 @@ async def test_unique_constraints_follow_the_naming_convention(
 
 
 async def test_sqlite_engine_has_foreign_keys_and_wal(tmp_path: object) -> None:
-    engine = create_engine(make_settings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/wal.db"))
+    engine = create_engine(
+        make_settings(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/wal.db").database,
+        application_name="tests",
+    )
     try:
         async with engine.connect() as connection:
             assert (await connection.exec_driver_sql("PRAGMA foreign_keys")).scalar() == 1
@@ -159,7 +163,9 @@ async def test_sqlite_engine_has_foreign_keys_and_wal(tmp_path: object) -> None:
 
 
 async def test_in_memory_sqlite_shares_one_connection() -> None:
-    engine = create_engine(make_settings(DATABASE_URL="sqlite+aiosqlite://"))
+    engine = create_engine(
+        make_settings(DATABASE_URL="sqlite+aiosqlite://").database, application_name="tests"
+    )
     try:
         async with engine.begin() as connection:
             await connection.exec_driver_sql("CREATE TABLE t (x INTEGER)")
@@ -176,12 +182,12 @@ def test_postgres_pool_and_timeouts_come_from_settings() -> None:
         DATABASE_MAX_OVERFLOW=3,
         DATABASE_STATEMENT_TIMEOUT_MS=1234,
     )
-    engine = create_engine(settings)
+    engine = create_engine(settings.database, application_name="tests")
     pool = engine.sync_engine.pool
     assert pool.size() == 7  # type: ignore[attr-defined]
     assert pool._max_overflow == 3  # type: ignore[attr-defined]
     assert pool._pre_ping is True
-    assert safe_url(settings.DATABASE_URL) == "postgresql+asyncpg://app:***@db.invalid/app"
+    assert safe_url(settings.database.url) == "postgresql+asyncpg://app:***@db.invalid/app"
 
 
 @pytest.fixture
@@ -191,7 +197,8 @@ def postgres_url_or_skip() -> str:
 
 async def test_postgres_sessions_get_the_statement_timeout(postgres_url_or_skip: str) -> None:
     url = postgres_url_or_skip
-    engine = create_engine(make_settings(DATABASE_URL=url, DATABASE_STATEMENT_TIMEOUT_MS=1500))
+    settings = make_settings(DATABASE_URL=url, DATABASE_STATEMENT_TIMEOUT_MS=1500)
+    engine = create_engine(settings.database, application_name=settings.app.name)
     try:
         async with engine.connect() as connection:
             timeout = (await connection.exec_driver_sql("SHOW statement_timeout")).scalar()

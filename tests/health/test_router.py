@@ -43,7 +43,7 @@ async def test_readiness_checks_the_database(client: AsyncClient) -> None:
 async def test_readiness_checks_redis_when_configured(
     settings: Settings, redis_url_or_skip: str
 ) -> None:
-    settings = make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url_or_skip)
+    settings = make_settings(DATABASE_URL=settings.database.url, REDIS_URL=redis_url_or_skip)
     async with running(create_app(settings)) as app, client_for(app) as client:
         response = await client.get("/api/v1/health/ready")
     assert response.status_code == 200
@@ -52,7 +52,7 @@ async def test_readiness_checks_redis_when_configured(
 
 async def test_readiness_is_503_when_redis_is_down(settings: Settings, closed_port: int) -> None:
     redis_url = f"redis://127.0.0.1:{closed_port}/0"
-    settings = make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url)
+    settings = make_settings(DATABASE_URL=settings.database.url, REDIS_URL=redis_url)
     async with running(create_app(settings)) as app, client_for(app) as client:
         response = await client.get("/api/v1/health/ready")
     assert response.status_code == 503
@@ -77,5 +77,5 @@ async def test_meta_names_the_running_service(client: AsyncClient, settings: Set
     response = await client.get("/api/v1/meta")
     assert response.status_code == 200
     body = response.json()
-    assert body == {"name": settings.APP_NAME, "version": body["version"], "environment": "test"}
+    assert body == {"name": settings.app.name, "version": body["version"], "environment": "test"}
     assert body["version"].count(".") >= 2

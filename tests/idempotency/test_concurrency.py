@@ -18,6 +18,7 @@ from httpx2 import AsyncClient, Response
 from redis.asyncio import Redis
 from sqlalchemy import delete, func, select
 
+from app.deps import resources_of
 from app.idempotency.locks import LOCK_PREFIX
 from app.idempotency.models import IdempotencyKey
 from app.main import create_app
@@ -39,12 +40,12 @@ async def live_app(url: str, control: Control, **settings: Any) -> AsyncIterator
     app = create_app(make_settings(DATABASE_URL=url, **settings))
     app.include_router(build_router(control))
     async with LifespanManager(app):
-        async with app.state.engine.begin() as connection:
+        async with resources_of(app).engine.begin() as connection:
             await connection.run_sync(IdempotencyScratchBase.metadata.create_all)
         try:
             yield app
         finally:
-            async with app.state.engine.begin() as connection:
+            async with resources_of(app).engine.begin() as connection:
                 await connection.run_sync(IdempotencyScratchBase.metadata.drop_all)
                 # Keys and tokens go with their users (ON DELETE CASCADE).
                 await connection.execute(delete(User).where(User.email.like(f"{EMAIL_PREFIX}%")))
@@ -52,7 +53,7 @@ async def live_app(url: str, control: Control, **settings: Any) -> AsyncIterator
 
 async def counts(app: FastAPI) -> tuple[int, int]:
     """Return how many things and idempotency keys the database holds."""
-    async with app.state.session_factory() as session:
+    async with resources_of(app).session_factory() as session:
         things = await session.scalar(select(func.count()).select_from(Thing))
         keys = await session.scalar(select(func.count()).select_from(IdempotencyKey))
     return things or 0, keys or 0

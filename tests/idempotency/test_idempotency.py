@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.db.base import utcnow
+from app.deps import attach_resources, resources_of
 from app.idempotency import service
 from app.idempotency.locks import lock_name
 from app.idempotency.models import IdempotencyKey
@@ -52,7 +53,7 @@ async def started_app(settings: Settings, control: Control) -> AsyncIterator[Fas
     app.include_router(build_router(control))
     app.include_router(build_misconfigured_router())
     async with running(app) as started:
-        connection = started.state.session_factory.kw["bind"]
+        connection = resources_of(started).session_factory.kw["bind"]
         await connection.run_sync(IdempotencyScratchBase.metadata.create_all)
         yield started
 
@@ -70,7 +71,7 @@ async def auth(client: AsyncClient) -> dict[str, str]:
 
 @pytest.fixture
 def sessions(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return factory
 
 
@@ -385,8 +386,8 @@ async def test_a_lock_held_by_another_worker_answers_from_the_database(
 ) -> None:
     auth = await signed_up(redis_client, "locked@example.com")
     name = lock_name(uuid.UUID(await user_id_of(redis_client, auth)), KEY)
-    assert redis_settings.REDIS_URL is not None
-    redis = Redis.from_url(redis_settings.REDIS_URL.get_secret_value())
+    assert redis_settings.redis.url is not None
+    redis = Redis.from_url(redis_settings.redis.url.get_secret_value())
     try:
         await redis.set(name, "another-worker", px=5000)
         problem(await create(redis_client, auth), 409, "idempotency_key_in_progress")
@@ -407,10 +408,12 @@ async def test_an_unreachable_redis_fails_open(
     app: FastAPI, client: AsyncClient, auth: dict[str, str]
 ) -> None:
     # Set after signing up: the login throttle needs a working Redis when one is configured.
-    app.state.redis = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    resources = resources_of(app)
+    unreachable = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=1)
+    attach_resources(app, resources.replace(redis=unreachable))
     try:
         assert (await create(client, auth)).status_code == 201
         assert (await create(client, auth)).headers["idempotent-replayed"] == "true"
     finally:
-        await app.state.redis.aclose()
-        app.state.redis = None
+        await unreachable.aclose()
+        attach_resources(app, resources)

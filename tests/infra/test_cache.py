@@ -11,7 +11,7 @@ from httpx2 import AsyncClient
 from redis.asyncio import Redis
 
 from app.core.config import Settings
-from app.deps import CacheDep
+from app.deps import CacheDep, resources_of
 from app.infra.cache import Cache, MemoryCache, NullCache, RedisCache, cached, create_cache
 from app.main import create_app
 from tests.harness import client_for, log_lines, make_settings, running
@@ -307,14 +307,16 @@ async def test_redis_cache_refuses_a_negative_retry_interval(unreachable_redis: 
 
 
 async def test_create_cache_is_memory_without_a_redis_client() -> None:
-    cache = create_cache(make_settings(CACHE_MAX_ENTRIES=7, CACHE_TTL_SECONDS=9), None)
+    cache = create_cache(
+        make_settings(CACHE_MAX_ENTRIES=7, CACHE_TTL_SECONDS=9).cache, None, namespace="test"
+    )
     assert isinstance(cache, MemoryCache)
     assert (cache.max_entries, cache.default_ttl) == (7, 9)
 
 
 async def test_create_cache_is_redis_with_a_client(unreachable_redis: Redis) -> None:
     settings = make_settings(APP_NAME="Acme  Orders API", CACHE_TTL_SECONDS=9)
-    cache = create_cache(settings, unreachable_redis)
+    cache = create_cache(settings.cache, unreachable_redis, namespace=settings.app.slug)
     assert isinstance(cache, RedisCache)
     assert cache.redis is unreachable_redis
     assert cache.prefix == "cache:acme-orders-api:"
@@ -344,10 +346,10 @@ async def read_twice(client: AsyncClient, name: str) -> list[str]:
 
 
 async def test_the_app_caches_in_memory_without_redis(settings: Settings) -> None:
-    app = create_app(make_settings(DATABASE_URL=settings.DATABASE_URL))
+    app = create_app(make_settings(DATABASE_URL=settings.database.url))
     loads = add_cached_route(app)
     async with running(app), client_for(app) as client:
-        assert isinstance(app.state.cache, MemoryCache)
+        assert isinstance(resources_of(app).cache, MemoryCache)
         assert await read_twice(client, "x") == ["X", "X"]
     assert loads == ["x"]
 
@@ -355,13 +357,13 @@ async def test_the_app_caches_in_memory_without_redis(settings: Settings) -> Non
 async def test_the_app_caches_in_redis_with_redis_url(
     settings: Settings, redis_url_or_skip: str
 ) -> None:
-    app = create_app(make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url_or_skip))
+    app = create_app(make_settings(DATABASE_URL=settings.database.url, REDIS_URL=redis_url_or_skip))
     loads = add_cached_route(app)
     name = uuid.uuid4().hex
     async with running(app), client_for(app) as client:
-        cache = app.state.cache
+        cache = resources_of(app).cache
         assert isinstance(cache, RedisCache)
-        assert cache.redis is app.state.redis
+        assert cache.redis is resources_of(app).redis
         try:
             assert await read_twice(client, name) == [name.upper()] * 2
             assert (
@@ -373,7 +375,7 @@ async def test_the_app_caches_in_redis_with_redis_url(
 
 
 async def test_a_disabled_cache_keeps_nothing() -> None:
-    cache = create_cache(make_settings(CACHE_ENABLED=False), redis=None)
+    cache = create_cache(make_settings(CACHE_ENABLED=False).cache, redis=None, namespace="test")
     assert isinstance(cache, NullCache)
     await cache.set("k", b"v")
     assert await cache.get("k") is None

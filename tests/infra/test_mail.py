@@ -44,7 +44,7 @@ def auth_server() -> Iterator[SmtpServer]:
 
 
 async def test_smtp_delivers_the_message(server: SmtpServer) -> None:
-    await SmtpMailer(smtp_settings(server.port)).send(MESSAGE)
+    await SmtpMailer(smtp_settings(server.port).mail).send(MESSAGE)
 
     [received] = server.inbox.received
     assert received.mail_from == "service@example.com"
@@ -59,7 +59,7 @@ async def test_smtp_delivers_the_message(server: SmtpServer) -> None:
 async def test_smtp_authenticates_with_the_right_password(auth_server: SmtpServer) -> None:
     settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=PASSWORD)
 
-    await SmtpMailer(settings).send(MESSAGE)
+    await SmtpMailer(settings.mail).send(MESSAGE)
 
     [received] = auth_server.inbox.received
     assert received.login == USERNAME.encode()
@@ -70,7 +70,7 @@ async def test_smtp_wrong_password_fails_without_logging_it(auth_server: SmtpSer
     settings = smtp_settings(auth_server.port, SMTP_USERNAME=USERNAME, SMTP_PASSWORD=WRONG_PASSWORD)
 
     with log_lines() as logs, pytest.raises(ExternalServiceError) as raised:
-        await SmtpMailer(settings).send(MESSAGE)
+        await SmtpMailer(settings.mail).send(MESSAGE)
 
     assert isinstance(raised.value.__cause__, aiosmtplib.SMTPAuthenticationError)
     assert raised.value.status_code == 502
@@ -89,7 +89,7 @@ async def test_smtp_starttls_against_a_server_without_it_fails(server: SmtpServe
     settings = smtp_settings(server.port, SMTP_STARTTLS=True)
 
     with pytest.raises(ExternalServiceError, match="did not accept") as raised:
-        await SmtpMailer(settings).send(MESSAGE)
+        await SmtpMailer(settings.mail).send(MESSAGE)
 
     assert isinstance(raised.value.__cause__, aiosmtplib.SMTPException)
     assert server.inbox.received == []
@@ -100,7 +100,7 @@ async def test_smtp_closed_port_fails_fast() -> None:
 
     started = time.monotonic()
     with log_lines() as logs, pytest.raises(ExternalServiceError):
-        await SmtpMailer(settings).send(MESSAGE)
+        await SmtpMailer(settings.mail).send(MESSAGE)
 
     # A refused connection must not wait for the timeout.
     assert time.monotonic() - started < 2.0
@@ -109,7 +109,9 @@ async def test_smtp_closed_port_fails_fast() -> None:
 
 async def test_console_mailer_logs_the_body_outside_production() -> None:
     with log_lines() as logs:
-        await ConsoleMailer(make_settings(ENVIRONMENT="local")).send(MESSAGE)
+        await create_mailer(make_settings(ENVIRONMENT="local").mail, environment="local").send(
+            MESSAGE
+        )
 
     [sent] = logs.events("mail_sent")
     assert sent["level"] == "info"
@@ -122,7 +124,7 @@ async def test_console_mailer_omits_the_body_in_production() -> None:
     production = make_settings(ENVIRONMENT="production", JWT_SECRET="p" * 40)
 
     with log_lines() as logs:
-        await ConsoleMailer(production).send(MESSAGE)
+        await create_mailer(production.mail, environment=production.app.environment).send(MESSAGE)
 
     [sent] = logs.events("mail_sent")
     assert sent["to"] == "ada@example.com"
@@ -132,5 +134,5 @@ async def test_console_mailer_omits_the_body_in_production() -> None:
 
 
 def test_create_mailer_picks_the_backend() -> None:
-    assert isinstance(create_mailer(make_settings()), ConsoleMailer)
-    assert isinstance(create_mailer(smtp_settings(25)), SmtpMailer)
+    assert isinstance(create_mailer(make_settings().mail, environment="test"), ConsoleMailer)
+    assert isinstance(create_mailer(smtp_settings(25).mail, environment="test"), SmtpMailer)

@@ -35,7 +35,7 @@ async def test_routes_needing_redis_answer_503_without_it(settings: Settings) ->
 
 
 async def test_routes_get_the_shared_client(settings: Settings, redis_url_or_skip: str) -> None:
-    with_redis = make_settings(DATABASE_URL=settings.DATABASE_URL, REDIS_URL=redis_url_or_skip)
+    with_redis = make_settings(DATABASE_URL=settings.database.url, REDIS_URL=redis_url_or_skip)
     async for client in started(with_redis):
         await client.post("/counter")  # whatever an earlier run left, the next one is +1
         first = (await client.post("/counter")).json()["value"]

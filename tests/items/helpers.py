@@ -11,6 +11,7 @@ from httpx2 import AsyncClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
+from app.deps import resources_of
 from app.items.models import Item, ItemStatus, ItemTag
 
 ITEMS = "/api/v1/items"
@@ -71,7 +72,7 @@ def parameters(body: dict[str, Any]) -> set[str]:
 
 
 def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     return session_factory
 
 

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from httpx2 import Response
 from sqlalchemy import delete, func, select
 
+from app.deps import resources_of
 from app.items.models import Item
 from app.main import create_app
 from app.users.models import User
@@ -31,7 +32,7 @@ async def live_app(live_database_url: str) -> AsyncIterator[FastAPI]:
         try:
             yield app
         finally:
-            async with app.state.engine.begin() as connection:
+            async with resources_of(app).engine.begin() as connection:
                 await connection.execute(delete(User).where(User.email == EMAIL))  # cascades
 
 
@@ -55,6 +56,6 @@ async def test_fifty_concurrent_creates_with_one_key_make_one_item(live_app: Fas
     )
     assert replay.status_code == 201
     assert replay.headers["idempotent-replayed"] == "true"
-    async with live_app.state.session_factory() as session:
+    async with resources_of(live_app).session_factory() as session:
         owned = select(func.count()).select_from(Item).join(User).where(User.email == EMAIL)
         assert await session.scalar(owned) == 1

@@ -18,6 +18,7 @@ from httpx2 import AsyncClient, Response
 from sqlalchemy import event
 
 from app.db.base import utcnow
+from app.deps import resources_of
 from app.items.models import Item
 from app.items.schemas import MAX_OFFSET
 from tests.harness import assert_problem as problem
@@ -446,7 +447,7 @@ async def test_a_cursor_does_not_reach_other_users_items(client: AsyncClient) ->
 def counted_statements(app: FastAPI) -> Iterator[list[str]]:
     """Collect every SQL statement the app's engine sends while the block runs."""
     statements: list[str] = []
-    engine = app.state.engine.sync_engine
+    engine = resources_of(app).engine.sync_engine
 
     def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
         statements.append(statement)

@@ -16,12 +16,12 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
-from redis.asyncio import Redis
 from sqlalchemy import delete, select, text, update
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.core.config import Settings
+from app.deps import resources_of
 from app.items.models import Item
 from app.main import create_app
 from app.users.models import User
@@ -54,7 +54,7 @@ async def started(
     settings: Settings, **overrides: Any
 ) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
     """Run an app on the test database with `overrides`, and a client for it."""
-    app = create_app(make_settings(DATABASE_URL=settings.DATABASE_URL, **overrides))
+    app = create_app(make_settings(DATABASE_URL=settings.database.url, **overrides))
     async with running(app), client_for(app) as client:
         yield app, client
 
@@ -712,13 +712,13 @@ async def cached_app(
     """An app with the memory cache or, with its own key prefix, the Redis cache."""
     if request.param == "memory":
         async with started(settings) as started_app:
-            assert started_app[0].state.redis is None
+            assert resources_of(started_app[0]).redis is None
             yield started_app
         return
     redis_url = request.getfixturevalue("redis_url_or_skip")
     app_name = f"items-test-{uuid.uuid4().hex[:12]}"
     async with started(settings, REDIS_URL=redis_url, APP_NAME=app_name) as started_app:
-        redis: Redis = started_app[0].state.redis
+        redis = resources_of(started_app[0]).redis
         assert redis is not None
         try:
             yield started_app
@@ -729,7 +729,7 @@ async def cached_app(
 
 
 async def cached_copy(app: FastAPI, item_id: str) -> bytes | None:
-    value: bytes | None = await app.state.cache.get(f"items:{item_id}")
+    value: bytes | None = await resources_of(app).cache.get(f"items:{item_id}")
     return value
 
 
@@ -844,7 +844,7 @@ async def test_two_writers_with_the_same_etag_one_wins_and_the_other_gets_412(
     app = create_app(make_settings(DATABASE_URL=live_database_url, APP_NAME=app_name))
     postgres = make_url(live_database_url).get_backend_name() == "postgresql"
     async with LifespanManager(app), client_for(app) as client:
-        engine: AsyncEngine = app.state.engine
+        engine: AsyncEngine = resources_of(app).engine
         try:
             headers = await signed_up(client, f"{LIVE_EMAIL_PREFIX}{uuid.uuid4().hex}@example.com")
             item = await create_item(client, headers)

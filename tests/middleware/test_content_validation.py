@@ -10,9 +10,9 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from app.core.problems import ProblemRenderer
+from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.content_validation import (
     DEFAULT_ALLOWED_MEDIA_TYPES,
-    BodyLimitMiddleware,
     ContentValidationMiddleware,
 )
 

@@ -9,8 +9,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.middleware import GZIP_LEVEL, GZIP_MINIMUM_BYTES
 from app.middleware.compression import CompressionMiddleware
+from app.pipeline import GZIP_LEVEL, GZIP_MINIMUM_BYTES
 
 pytestmark = pytest.mark.anyio
 

@@ -1,4 +1,5 @@
 import asyncio
+import functools
 import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -9,14 +10,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient, Response
 from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import RedisStorage
-from limits.aio.storage import memory as memory_module
 from limits.aio.strategies import MovingWindowRateLimiter, SlidingWindowCounterRateLimiter
 from redis import Redis
+from redis.asyncio import Redis as AsyncRedis
 from redis.exceptions import ConnectionError as RedisConnectionError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -24,14 +24,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import Scope
 
+from app.api import ROUTE_PATHS
 from app.core.config import Settings
 from app.core.problems import ProblemRenderer
-from app.core.security import create_access_token
+from app.core.security import create_access_token, token_subject
+from app.infra import rate_limit_storage as storage_module
+from app.infra.rate_limit_storage import PrunedMemoryStorage, create_rate_limit_storage
+from app.infra.redis import create_redis
 from app.main import create_app
-from app.middleware import rate_limit_storage as rate_limit_module
-from app.middleware.rate_limit import RateLimitMiddleware, rate_limit_options
+from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.rate_limit_keys import ClientKey, client_ip_key
-from app.middleware.rate_limit_storage import MemoryStorageWithPruning, redis_storage
+from app.pipeline import rate_limit_options
 from tests.harness import client_for, log_lines, make_settings, running
 from tests.migrations import migrate
 
@@ -47,6 +50,12 @@ AUTH_PATHS = (
     "/api/v1/auth/password-reset/confirm",
 )
 UNLIMITED_PATHS = ("/health", "/metrics", "/api/v1/health", "/api/v1/health/live", "/docs")
+# Where the real app's routes put the API and its exempt probes.
+PATHS: dict[str, Any] = {
+    "prefixes": ("/api/",),
+    "exempt": ("/api/v1/health",),
+    "auth_paths": AUTH_PATHS,
+}
 
 
 class Calls:
@@ -74,7 +83,7 @@ def middleware(
     per_auth: int = 2,
     **options: Any,
 ) -> RateLimitMiddleware:
-    options.setdefault("storage", MemoryStorageWithPruning())
+    options.setdefault("storage", PrunedMemoryStorage())
     options.setdefault("strategy", "moving-window")
     options.setdefault("fail_open", True)
     options.setdefault("key_func", client_ip_key)
@@ -86,7 +95,7 @@ def middleware(
         },
         auth_limits={"auth": RateLimitItemPerMinute(per_auth)},
         renderer=RENDERER,
-        **options,
+        **{**PATHS, **options},
     )
 
 
@@ -154,11 +163,12 @@ async def test_a_request_refused_by_the_minute_window_is_not_counted_by_the_hour
         Calls().app(),
         limits={"minute": RateLimitItemPerMinute(2), "hour": hour},
         auth_limits={"auth": RateLimitItemPerMinute(2)},
-        storage=MemoryStorageWithPruning(),
+        storage=PrunedMemoryStorage(),
         strategy="moving-window",
         fail_open=True,
         renderer=RENDERER,
         key_func=client_ip_key,
+        **PATHS,
     )
     responses = await get_many(limited, "/api/v1/items", 5)
     assert [r.status_code for r in responses] == [200, 200, 429, 429, 429]
@@ -240,15 +250,20 @@ def scope_with(*headers: tuple[bytes, bytes], client: tuple[str, int] | None = C
 def token(settings: Settings, subject: uuid.UUID, *, issued: datetime | None = None) -> bytes:
     now = issued or datetime.now(UTC)
     access = create_access_token(
-        subject=subject, session_id=uuid.uuid4(), settings=settings, now=now
+        subject=subject, session_id=uuid.uuid4(), auth=settings.auth, now=now
     )
     return b"Bearer " + access.token.encode()
+
+
+def verifying(settings: Settings) -> ClientKey:
+    """The key function the real app uses with local tokens."""
+    return ClientKey(functools.partial(token_subject, auth=settings.auth))
 
 
 def test_a_valid_access_token_is_keyed_by_its_user() -> None:
     settings = make_settings()
     user_id = uuid.uuid4()
-    key = ClientKey(settings)(scope_with((b"authorization", token(settings, user_id))))
+    key = verifying(settings)(scope_with((b"authorization", token(settings, user_id))))
     assert key == f"user:{user_id}"
 
 
@@ -262,7 +277,7 @@ def test_a_valid_access_token_is_keyed_by_its_user() -> None:
     ],
 )
 def test_unusable_credentials_fall_back_to_the_address(authorization: bytes) -> None:
-    key = ClientKey(make_settings())(scope_with((b"authorization", authorization)))
+    key = verifying(make_settings())(scope_with((b"authorization", authorization)))
     assert key == "ip:203.0.113.9"
 
 
@@ -272,7 +287,7 @@ def test_tokens_that_fail_verification_fall_back_to_the_address() -> None:
     expired = token(settings, uuid.uuid4(), issued=datetime.now(UTC) - timedelta(days=1))
     forged = token(other, uuid.uuid4())
     for authorization in (expired, forged):
-        assert ClientKey(settings)(scope_with((b"authorization", authorization))) == (
+        assert verifying(settings)(scope_with((b"authorization", authorization))) == (
             "ip:203.0.113.9"
         )
 
@@ -287,20 +302,20 @@ def test_api_keys_cannot_open_quotas_of_their_own() -> None:
     # Unverifiable without the database: random keys must not each get a fresh quota.
     settings = make_settings()
     for api_key in (b"x", b"pfb_0123abcd_" + b"s" * 43):
-        key = ClientKey(settings)(
+        key = verifying(settings)(
             scope_with((b"authorization", token(settings, uuid.uuid4())), (b"x-api-key", api_key))
         )
         assert key == "ip:203.0.113.9"
 
 
 def test_a_request_without_a_client_address_shares_one_key() -> None:
-    assert ClientKey(make_settings())(scope_with(client=None)) == "ip:unknown"
+    assert verifying(make_settings())(scope_with(client=None)) == "ip:unknown"
 
 
 async def test_users_keep_their_quota_from_any_address() -> None:
     settings = make_settings()
     headers = {"Authorization": token(settings, uuid.uuid4()).decode()}
-    limited = middleware(per_minute=2, key_func=ClientKey(settings))
+    limited = middleware(per_minute=2, key_func=verifying(settings))
     async with client(limited) as c:
         assert [(await c.get("/api/v1/items", headers=headers)).status_code for _ in range(2)] == [
             200,
@@ -323,17 +338,20 @@ async def test_users_keep_their_quota_from_any_address() -> None:
         ({"limits": {"Per Minute": RateLimitItemPerMinute(1)}}, "Limit names"),
         ({"limits": {"minute": RateLimitItemPerMinute(0)}}, "at least one request"),
         ({"storage_retry_interval": -1}, "storage_retry_interval"),
+        ({"prefixes": ("api/",)}, "must start with '/'"),
+        ({"auth_paths": ("auth/login",)}, "must start with '/'"),
     ],
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
     values: dict[str, Any] = {
         "limits": {"minute": RateLimitItemPerMinute(1)},
         "auth_limits": {"auth": RateLimitItemPerMinute(1)},
-        "storage": MemoryStorageWithPruning(),
+        "storage": PrunedMemoryStorage(),
         "strategy": "moving-window",
         "fail_open": True,
         "renderer": RENDERER,
         "key_func": client_ip_key,
+        **PATHS,
     }
     values.update(options)
     with pytest.raises(ValueError, match=message):
@@ -342,7 +360,7 @@ def test_bad_options_are_refused_at_construction(options: dict[str, Any], messag
 
 def test_a_negative_prune_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="prune_interval"):
-        MemoryStorageWithPruning(prune_interval=-1)
+        PrunedMemoryStorage(prune_interval=-1)
 
 
 def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> None:
@@ -354,9 +372,10 @@ def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> N
         RATE_LIMIT_STRATEGY="sliding-window-counter",
         RATE_LIMIT_FAIL_OPEN=False,
     )
-    options = rate_limit_options(settings, RENDERER)
-    assert isinstance(options["storage"], MemoryStorageWithPruning)
-    assert options["on_shutdown"] is None
+    storage = create_rate_limit_storage(None, namespace=settings.app.slug)
+    options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
+    assert isinstance(options["storage"], PrunedMemoryStorage)
+    assert options["auth_paths"] == ROUTE_PATHS.credentials
     assert [(name, item.amount, item.get_expiry()) for name, item in options["limits"].items()] == [
         ("minute", 70, 60),
         ("hour", 1000, 3600),
@@ -374,12 +393,15 @@ def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> N
 )
 async def test_options_from_settings_use_redis_when_it_is_set(url: str) -> None:
     settings = make_settings(REDIS_URL=url, APP_NAME="My Service!")
-    options = rate_limit_options(settings, RENDERER)
-    storage = options["storage"]
+    redis = create_redis(settings.redis)
+    assert redis is not None
+    storage = create_rate_limit_storage(redis, namespace=settings.app.slug)
     assert isinstance(storage, RedisStorage)
     assert storage.bridge.key_prefix == "ratelimit:my-service"
-    assert options["on_shutdown"] is not None
-    await options["on_shutdown"]()
+    # The app's one Redis pool, not a second one of its own.
+    bridge: Any = storage.bridge
+    assert bridge.storage.connection_pool is redis.connection_pool
+    await redis.aclose()
 
 
 def test_oidc_tokens_are_not_decoded_by_the_limiter() -> None:
@@ -389,44 +411,17 @@ def test_oidc_tokens_are_not_decoded_by_the_limiter() -> None:
         OIDC_AUDIENCE="api",
         OIDC_JWKS_URL="https://issuer.test/jwks",
     )
-    key_func = rate_limit_options(settings, RENDERER)["key_func"]
+    storage = create_rate_limit_storage(None, namespace=settings.app.slug)
+    options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
+    key_func = options["key_func"]
     assert isinstance(key_func, ClientKey)
-    assert key_func.settings is None
-
-
-async def test_lifespan_passes_through_and_closes_the_storage_before_shutdown_ends() -> None:
-    events: list[str] = []
-
-    async def close() -> None:
-        events.append("closed")
-
-    @asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        events.append("started")
-        yield
-        events.append("stopped")
-
-    inner = Starlette(lifespan=lifespan)
-    limited = RateLimitMiddleware(
-        inner,
-        limits={"minute": RateLimitItemPerMinute(1)},
-        auth_limits={"auth": RateLimitItemPerMinute(1)},
-        storage=MemoryStorageWithPruning(),
-        strategy="moving-window",
-        fail_open=True,
-        renderer=RENDERER,
-        key_func=client_ip_key,
-        on_shutdown=close,
-    )
-    async with LifespanManager(limited):
-        assert events == ["started"]
-    assert events == ["started", "stopped", "closed"]
+    assert key_func.token_subject is None
 
 
 # --- Storage failures -----------------------------------------------------------------------
 
 
-class FlakyStorage(MemoryStorageWithPruning):
+class FlakyStorage(PrunedMemoryStorage):
     """Memory storage that raises Redis's connection error while `failing` is set."""
 
     def __init__(self) -> None:
@@ -497,7 +492,7 @@ async def test_after_an_error_the_storage_is_left_alone_for_a_moment() -> None:
 
 
 class Clock:
-    """Stands in for the `time` module in `limits`' memory storage and in the middleware."""
+    """Stands in for the `time` module of the memory storage."""
 
     def __init__(self) -> None:
         self.now = 1_000_000.0
@@ -512,8 +507,7 @@ class Clock:
 @pytest.fixture
 def clock(monkeypatch: pytest.MonkeyPatch) -> Clock:
     fake = Clock()
-    monkeypatch.setattr(memory_module, "time", fake)
-    monkeypatch.setattr(rate_limit_module, "time", fake)
+    monkeypatch.setattr(storage_module, "time", fake)
     return fake
 
 
@@ -527,7 +521,7 @@ async def hit(
 
 
 async def test_memory_storage_drops_expired_keys(clock: Clock) -> None:
-    storage = MemoryStorageWithPruning(prune_interval=10)
+    storage = PrunedMemoryStorage(prune_interval=10)
     moving, sliding = MovingWindowRateLimiter(storage), SlidingWindowCounterRateLimiter(storage)
     minute, hour = RateLimitItemPerMinute(5), RateLimitItemPerHour(5)
     clients = [f"ip:10.0.0.{n}" for n in range(50)]
@@ -535,24 +529,24 @@ async def test_memory_storage_drops_expired_keys(clock: Clock) -> None:
     await hit(moving, hour, "ip:hourly")
     await hit(sliding, minute, *clients)
     assert len(storage.events) == 51
-    assert len(storage.storage) == 50
+    assert len(storage.counters) == 50
 
     clock.now += 61  # minute entries expired; the sweep runs at most every 10 s
     await hit(moving, minute, "ip:new")
     assert set(storage.events) == {minute.key_for("ip:new"), hour.key_for("ip:hourly")}
-    assert len(storage.storage) == 50  # sliding-window counters live for two windows
+    assert len(storage.counters) == 50  # sliding-window counters live for two windows
 
     clock.now += 60
     await hit(moving, minute, "ip:newer")
-    assert len(storage.storage) == 0
+    assert len(storage.counters) == 0
     clock.now += 3600
     await hit(moving, minute, "ip:latest")
     assert set(storage.events) == {minute.key_for("ip:latest")}
-    assert set(storage.locks) <= {minute.key_for("ip:latest")}
+    assert set(storage.windows) == {minute.key_for("ip:latest")}
 
 
 async def test_memory_storage_trims_expired_entries_of_live_keys(clock: Clock) -> None:
-    storage = MemoryStorageWithPruning(prune_interval=0)
+    storage = PrunedMemoryStorage(prune_interval=0)
     limiter = MovingWindowRateLimiter(storage)
     minute = RateLimitItemPerMinute(100)
     for _ in range(20):
@@ -562,13 +556,13 @@ async def test_memory_storage_trims_expired_entries_of_live_keys(clock: Clock) -
 
 
 async def test_memory_storage_sweeps_in_line_not_in_a_task_per_hit() -> None:
-    # `limits` starts a sweeping task after every hit; ours replaces that hook (see the class).
-    storage = MemoryStorageWithPruning(prune_interval=0)
+    # `limits`' own memory storage starts a sweeping task after every hit (see the class).
+    storage = PrunedMemoryStorage(prune_interval=0)
     limiter = MovingWindowRateLimiter(storage)
+    tasks = len(asyncio.all_tasks())
     for n in range(20):
         await hit(limiter, RateLimitItemPerMinute(5), f"ip:{n}")
-        await asyncio.sleep(0)
-    assert storage.timer is None
+        assert len(asyncio.all_tasks()) == tasks
 
 
 # --- Redis ----------------------------------------------------------------------------------
@@ -601,13 +595,13 @@ def namespace(redis_url_or_skip: str) -> Iterator[RedisNamespace]:
 @pytest.mark.redis
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
 async def test_redis_storage_enforces_the_limit(strategy: str, namespace: RedisNamespace) -> None:
-    settings = make_settings(APP_NAME=namespace.app_name)
-    storage, pool = redis_storage(namespace.url, settings)
+    redis = AsyncRedis.from_url(namespace.url)
+    storage = create_rate_limit_storage(redis, namespace=namespace.app_name)
     try:
         limited = middleware(per_minute=2, storage=storage, strategy=strategy)
         responses = await get_many(limited, "/api/v1/items", 3)
     finally:
-        await pool.disconnect()
+        await redis.aclose()
     assert [r.status_code for r in responses] == [200, 200, 429]
     assert responses[0].headers["x-ratelimit-remaining"] == "1"
     assert namespace.keys()  # under the app's prefix

@@ -10,20 +10,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.api import API_ROOT
 from app.core.problems import ProblemRenderer
 from app.main import create_app
-from app.middleware.security_headers import (
-    DOCS_CSP,
-    SecurityHeadersMiddleware,
-    security_headers_options,
-)
+from app.middleware.security_headers import DOCS_CSP, SecurityHeadersMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
+from app.pipeline import security_headers_options
 from tests.harness import make_settings
 from tests.middleware.apps import fail
 
 pytestmark = pytest.mark.anyio
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
+# What the app passes: its API root and its docs pages.
+DEFAULTS: dict[str, Any] = {"api_prefix": "/api/", "docs_paths": ("/docs", "/redoc")}
 HSTS = "max-age=31536000; includeSubDomains"
 HARDENING = {
     "x-content-type-options": "nosniff",
@@ -73,7 +73,10 @@ def client(
             Route("/own", own_headers),
             Route("/fail", fail),
         ],
-        middleware=[Middleware(SecurityHeadersMiddleware, **options), *inner],
+        middleware=[
+            Middleware(SecurityHeadersMiddleware, **{**DEFAULTS, **options}),
+            *inner,
+        ],
     )
     transport = ASGITransport(app=app, root_path=root_path)
     return AsyncClient(transport=transport, base_url=base_url)
@@ -154,7 +157,9 @@ async def test_hsts_max_age_is_configurable() -> None:
 def test_settings_turn_hsts_on_only_in_production(
     overrides: dict[str, Any], expected: bool
 ) -> None:
-    assert security_headers_options(make_settings(**overrides))["hsts"] is expected
+    assert (
+        security_headers_options(make_settings(**overrides), api_root=API_ROOT)["hsts"] is expected
+    )
 
 
 async def test_docs_pages_get_the_docs_policy_and_others_the_api_policy() -> None:
@@ -174,14 +179,18 @@ async def test_docs_paths_are_matched_below_the_root_path() -> None:
 
 
 async def test_settings_choose_the_policies() -> None:
-    options = security_headers_options(make_settings(SECURITY_CSP="default-src 'self'"))
+    options = security_headers_options(
+        make_settings(SECURITY_CSP="default-src 'self'"), api_root=API_ROOT
+    )
     app = client(**options)
     assert (await app.get("/page")).headers["content-security-policy"] == "default-src 'self'"
     assert (await app.get("/docs")).headers["content-security-policy"] == DOCS_CSP
 
 
 async def test_csp_disabled_sends_no_policy() -> None:
-    app = client(**security_headers_options(make_settings(SECURITY_CSP_ENABLED=False)))
+    app = client(
+        **security_headers_options(make_settings(SECURITY_CSP_ENABLED=False), api_root=API_ROOT)
+    )
     for path in ("/page", "/docs", "/api/v1/items"):
         response = await app.get(path)
         assert "content-security-policy" not in response.headers
@@ -190,8 +199,8 @@ async def test_csp_disabled_sends_no_policy() -> None:
 
 async def test_docs_are_not_special_when_docs_are_off() -> None:
     settings = make_settings(ENVIRONMENT="production", JWT_SECRET="p" * 40)
-    response = await client(**security_headers_options(settings)).get("/docs")
-    assert response.headers["content-security-policy"] == settings.SECURITY_CSP
+    response = await client(**security_headers_options(settings, api_root=API_ROOT)).get("/docs")
+    assert response.headers["content-security-policy"] == settings.http.csp
 
 
 async def test_server_error_problems_inside_get_the_headers() -> None:
@@ -216,7 +225,7 @@ async def test_non_http_scopes_pass_through(scope_type: str) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    middleware = SecurityHeadersMiddleware(inner, csp=API_CSP)
+    middleware = SecurityHeadersMiddleware(inner, csp=API_CSP, api_prefix="/api/")
     await middleware({"type": scope_type, "path": "/api/ws"}, None, send)  # type: ignore[arg-type]
     assert seen == [scope_type]
     assert sent == [{"type": "marker"}]
@@ -236,7 +245,7 @@ async def test_non_http_scopes_pass_through(scope_type: str) -> None:
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SecurityHeadersMiddleware(Starlette(), **options)
+        SecurityHeadersMiddleware(Starlette(), **{"api_prefix": "/api/", **options})
 
 
 class ScriptCollector(HTMLParser):
@@ -268,7 +277,9 @@ def scripts_of(html: str) -> list[tuple[dict[str, str | None], str]]:
 
 async def test_the_real_docs_pages_run_no_inline_script_under_the_docs_policy() -> None:
     settings = make_settings()
-    app = SecurityHeadersMiddleware(create_app(settings), **security_headers_options(settings))
+    app = SecurityHeadersMiddleware(
+        create_app(settings), **security_headers_options(settings, api_root=API_ROOT)
+    )
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
         for page in ("/docs", "/redoc"):
             response = await c.get(page)

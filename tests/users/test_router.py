@@ -16,9 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.api_keys.models import ApiKey
 from app.auth.models import LoginFailure, RefreshToken
 from app.core.config import Settings
-from app.core.security import password_hasher_from
+from app.core.security import PasswordHasher
 from app.db.base import utcnow
 from app.db.session import create_engine, create_session_factory
+from app.deps import resources_of
 from app.main import create_app
 from app.users import service as users_service
 from app.users.models import User
@@ -189,7 +190,7 @@ async def test_update_me_changes_the_full_name(client: AsyncClient) -> None:
 
 
 async def mark_verified(app: FastAPI, user_id: str) -> None:
-    async with app.state.session_factory() as session:
+    async with resources_of(app).session_factory() as session:
         await session.execute(
             update(User).where(User.id == uuid.UUID(user_id)).values(email_verified_at=utcnow())
         )
@@ -197,7 +198,7 @@ async def mark_verified(app: FastAPI, user_id: str) -> None:
 
 
 async def stored_user(app: FastAPI, user_id: str) -> User | None:
-    factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
     async with factory() as session:
         return await session.get(User, uuid.UUID(user_id))
 
@@ -346,7 +347,7 @@ async def test_change_password_refuses_a_weak_new_password(client: AsyncClient) 
 
 
 async def rows_of(app: FastAPI, model: type[RefreshToken | ApiKey], user_id: str) -> int:
-    async with app.state.session_factory() as session:
+    async with resources_of(app).session_factory() as session:
         count = await session.scalar(
             select(func.count()).select_from(model).where(model.user_id == uuid.UUID(user_id))
         )
@@ -696,7 +697,7 @@ async def committed(settings: Settings) -> AsyncIterator[list[str]]:
     """
     emails: list[str] = []
     yield emails
-    engine = create_engine(settings)
+    engine = create_engine(settings.database, application_name="tests")
     try:
         async with engine.begin() as connection:
             await connection.execute(delete(LoginFailure).where(LoginFailure.email.in_(emails)))
@@ -708,7 +709,7 @@ async def committed(settings: Settings) -> AsyncIterator[list[str]]:
 async def test_first_superuser_is_created_once(settings: Settings, committed: list[str]) -> None:
     committed.append("root@example.com")
     bootstrap = settings_for(
-        settings.DATABASE_URL,
+        settings.database.url,
         FIRST_SUPERUSER_EMAIL=" Root@Example.com ",
         FIRST_SUPERUSER_PASSWORD=BOOTSTRAP_PASSWORD,
     )
@@ -736,12 +737,12 @@ async def test_first_superuser_leaves_an_existing_account_alone(
     settings: Settings, committed: list[str]
 ) -> None:
     committed.append("boss@example.com")
-    engine = create_engine(settings)
+    engine = create_engine(settings.database, application_name="tests")
     try:
         async with create_session_factory(engine)() as session:
             existing = await users_service.create(
                 session=session,
-                hasher=password_hasher_from(settings),
+                hasher=PasswordHasher.from_settings(settings.auth),
                 email="boss@example.com",
                 password=DEFAULT_PASSWORD,
                 full_name="The Boss",
@@ -751,7 +752,7 @@ async def test_first_superuser_leaves_an_existing_account_alone(
         await engine.dispose()
 
     bootstrap = settings_for(
-        settings.DATABASE_URL,
+        settings.database.url,
         FIRST_SUPERUSER_EMAIL="BOSS@example.com",
         FIRST_SUPERUSER_PASSWORD=BOOTSTRAP_PASSWORD,
     )
@@ -778,10 +779,10 @@ async def test_reads_by_id_are_cached_and_every_write_invalidates(
     target_headers = bearer(await login(client, "cache-target@example.com"))
     url = f"{USERS}/{target['id']}"
     assert (await client.get(url, headers=admin)).json()["full_name"] is None
-    assert await app.state.cache.get(f"users:{target['id']}") is not None
+    assert await resources_of(app).cache.get(f"users:{target['id']}") is not None
 
     # A change the cache does not see (straight in the database) is served stale...
-    async with app.state.session_factory() as session:
+    async with resources_of(app).session_factory() as session:
         user = await session.get(User, uuid.UUID(target["id"]))
         assert user is not None
         user.full_name = "Behind the API"

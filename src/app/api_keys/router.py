@@ -3,13 +3,14 @@
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.api_keys import service as api_keys_service
-from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyRead
+from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 from app.auth.deps import Principal, RequireScopes, require_scopes
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses
+from app.db.pagination import PageQuery
 from app.deps import SessionDep
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
@@ -39,10 +40,26 @@ async def create_api_key(
 
 
 @router.get("", responses=problem_responses(401, 403))
-async def list_api_keys(principal: Reader, session: SessionDep) -> list[ApiKeyRead]:
-    """List your keys that are not revoked (prefix and metadata, never the key)."""
-    keys = await api_keys_service.list_keys(session=session, user=principal.user)
-    return [ApiKeyRead.model_validate(k) for k in keys]
+async def list_api_keys(
+    principal: Reader,
+    page: Annotated[PageQuery, Query()],
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> ApiKeyPage:
+    """List your keys that are not revoked, newest first (prefix and metadata, never the key)."""
+    keys, total = await api_keys_service.list_keys(
+        session=session, user=principal.user, limit=page.limit, offset=page.offset
+    )
+    result = ApiKeyPage(
+        items=[ApiKeyRead.model_validate(key) for key in keys],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    if link := result.next_link(request.url):
+        response.headers["Link"] = link
+    return result
 
 
 @router.delete(

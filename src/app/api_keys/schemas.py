@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.auth.scopes import Scope
+from app.db.pagination import Page
 
 
 class ApiKeyCreate(BaseModel):
@@ -37,3 +38,7 @@ class ApiKeyCreated(ApiKeyRead):
     """The creation response: the only time the key is shown."""
 
     key: str
+
+
+class ApiKeyPage(Page[ApiKeyRead]):
+    """One page of keys."""

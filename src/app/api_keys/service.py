@@ -5,7 +5,7 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast
@@ -49,14 +49,16 @@ async def create(
     return api_key, key
 
 
-async def list_keys(*, session: AsyncSession, user: User) -> Sequence[ApiKey]:
-    """Return the user's keys that are not revoked, newest first."""
-    result = await session.scalars(
-        select(ApiKey)
-        .where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
-        .order_by(ApiKey.created_at.desc(), ApiKey.id)
+async def list_keys(
+    *, session: AsyncSession, user: User, limit: int, offset: int
+) -> tuple[Sequence[ApiKey], int]:
+    """Return one page of the user's keys that are not revoked, newest first, and the total."""
+    live = select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+    total = await session.scalar(select(func.count()).select_from(live.subquery())) or 0
+    page = await session.scalars(
+        live.order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit).offset(offset)
     )
-    return result.all()
+    return page.all(), total
 
 
 async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:

@@ -5,8 +5,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Annotated, Literal
 
-from fastapi import Depends, Request
+from fastapi import Depends
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys import service as api_keys_service
 from app.auth import provisioning
@@ -14,8 +15,15 @@ from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticate
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
 from app.core.security import InvalidTokenError, PasswordHasher, decode_access_token
-from app.deps import SessionDep, SettingsDep
-from app.infra.mail import Mailer
+from app.core.settings_groups import AuthSettings
+from app.deps import (
+    OptionalOidcVerifierDep,
+    OptionalRedisDep,
+    PasswordHasherDep,
+    SessionDep,
+    SettingsDep,
+)
+from app.infra.oidc import OidcVerifier
 from app.users import service as users_service
 from app.users.models import User
 
@@ -33,23 +41,20 @@ class Principal:
     session_id: uuid.UUID | None = None
 
 
-async def _from_oidc_token(token: str, request: Request, session: SessionDep) -> Principal:
+async def _from_oidc_token(
+    token: str, verifier: OidcVerifier, hasher: PasswordHasher, session: AsyncSession
+) -> Principal:
     try:
-        identity = await request.app.state.oidc_verifier.verify(token)
+        identity = await verifier.verify(token)
     except InvalidTokenError as exc:
         raise InvalidToken from exc
-    user = await provisioning.user_for_identity(
-        session=session, hasher=request.app.state.password_hasher, identity=identity
-    )
+    user = await provisioning.user_for_identity(session=session, hasher=hasher, identity=identity)
     return Principal(user=user, scopes=ALL_SCOPES, method="oidc")
 
 
-async def _from_access_token(token: str, request: Request, session: SessionDep) -> Principal:
-    settings = request.app.state.settings
-    if settings.AUTH_PROVIDER == "oidc":
-        return await _from_oidc_token(token, request, session)
+async def _from_access_token(token: str, auth: AuthSettings, session: AsyncSession) -> Principal:
     try:
-        claims = decode_access_token(token, settings=settings)
+        claims = decode_access_token(token, auth=auth)
         user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
     except (InvalidTokenError, KeyError, ValueError) as exc:
         raise InvalidToken from exc
@@ -60,8 +65,11 @@ async def _from_access_token(token: str, request: Request, session: SessionDep) 
 
 
 async def get_principal(
-    request: Request,
+    *,
     session: SessionDep,
+    settings: SettingsDep,
+    verifier: OptionalOidcVerifierDep,
+    hasher: PasswordHasherDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
@@ -72,9 +80,11 @@ async def get_principal(
             raise InvalidToken("The API key is invalid, revoked or expired.")
         user, scopes = found
         return Principal(user=user, scopes=frozenset(scopes), method="api_key")
-    if bearer is not None:
-        return await _from_access_token(bearer.credentials, request, session)
-    raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
+    if bearer is None:
+        raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
+    if verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
+        return await _from_oidc_token(bearer.credentials, verifier, hasher, session)
+    return await _from_access_token(bearer.credentials, settings.auth, session)
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
@@ -107,29 +117,15 @@ def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:
         raise InsufficientScope(f"These credentials lack the scope(s): {', '.join(missing)}.")
 
 
-async def get_password_hasher(request: Request) -> PasswordHasher:
-    """Return the process's password hasher (bounded worker threads)."""
-    hasher: PasswordHasher = request.app.state.password_hasher
-    return hasher
-
-
 async def get_login_throttle(
-    request: Request, settings: SettingsDep, session: SessionDep
+    settings: SettingsDep, session: SessionDep, redis: OptionalRedisDep
 ) -> LoginThrottle:
     """Return the login throttle: Redis when configured, else the request's database session."""
-    return create_login_throttle(settings, session=session, redis=request.app.state.redis)
-
-
-async def get_mailer(request: Request) -> Mailer:
-    """Return the configured mailer."""
-    mailer: Mailer = request.app.state.mailer
-    return mailer
+    return create_login_throttle(settings.auth, session=session, redis=redis)
 
 
 UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
 UsersWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE))]
 AdminReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, superuser=True))]
 AdminWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE, superuser=True))]
-PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
-MailerDep = Annotated[Mailer, Depends(get_mailer)]

@@ -3,10 +3,10 @@
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import InvalidToken
-from app.auth.oidc import OidcIdentity
 from app.auth.service import could_be_email
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
+from app.infra.oidc import OidcIdentity
 from app.users import service as users_service
 from app.users.exceptions import EmailTaken
 from app.users.models import User

@@ -5,15 +5,9 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.auth import notifications
+from app.auth import flows, notifications
 from app.auth import service as auth_service
-from app.auth.deps import (
-    LoginThrottleDep,
-    MailerDep,
-    PasswordHasherDep,
-    UsersReader,
-    UsersWriter,
-)
+from app.auth.deps import LoginThrottleDep, UsersReader, UsersWriter
 from app.auth.schemas import (
     EmailVerification,
     PasswordResetConfirm,
@@ -22,9 +16,8 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
-from app.deps import CacheDep, SessionDep, SettingsDep
-from app.infra.cache import invalidate
-from app.users.router import user_cache_key
+from app.deps import CacheDep, MailerDep, PasswordHasherDep, SessionDep, SettingsDep
+from app.users import cache as users_cache
 from app.users.schemas import UserRead, normalize_email
 
 # Every route here deals in local passwords or local tokens: with an external identity
@@ -35,6 +28,8 @@ legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 
 LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
+# Routes of `router` that check or issue credentials: the rate limiter's stricter auth quota.
+CREDENTIAL_PATHS = ("/login", "/password-reset", "/password-reset/confirm")
 
 
 @router.post(
@@ -61,14 +56,14 @@ async def login(
         email=normalize_email(form.username),
         password=form.password,
     )
-    return await auth_service.issue_tokens(session=session, settings=settings, user=user)
+    return await auth_service.issue_tokens(session=session, auth=settings.auth, user=user)
 
 
 @router.post("/refresh", responses=problem_responses(401))
 async def refresh(body: RefreshRequest, session: SessionDep, settings: SettingsDep) -> TokenPair:
     """Exchange a refresh token for a new pair; the old one stops working."""
     return await auth_service.rotate(
-        session=session, settings=settings, refresh_token=body.refresh_token
+        session=session, auth=settings.auth, refresh_token=body.refresh_token
     )
 
 
@@ -97,7 +92,7 @@ async def request_password_reset(
     background: BackgroundTasks,
 ) -> None:
     """Mail a reset token if the account exists; the answer is the same either way."""
-    ttl = settings.PASSWORD_RESET_TTL_SECONDS
+    ttl = settings.auth.password_reset_ttl_seconds
     issued = await auth_service.start_password_reset(
         session=session, email=body.email, ttl_seconds=ttl
     )
@@ -116,7 +111,7 @@ async def confirm_password_reset(
     body: PasswordResetConfirm, session: SessionDep, hasher: PasswordHasherDep
 ) -> None:
     """Set a new password with a reset token; every session of the account is revoked."""
-    await auth_service.reset_password(
+    await flows.reset_password(
         session=session, hasher=hasher, token=body.token, new_password=body.new_password
     )
 
@@ -135,7 +130,9 @@ async def request_email_verification(
 ) -> None:
     """Mail a verification token to the current email (nothing when already verified)."""
     token = await auth_service.start_email_verification(
-        session=session, user=principal.user, ttl_seconds=settings.EMAIL_VERIFICATION_TTL_SECONDS
+        session=session,
+        user=principal.user,
+        ttl_seconds=settings.auth.email_verification_ttl_seconds,
     )
     if token is not None:
         message = notifications.verification_message(to=principal.user.email, token=token)
@@ -151,8 +148,8 @@ async def verify_email(
     body: EmailVerification, session: SessionDep, cache: CacheDep, background: BackgroundTasks
 ) -> None:
     """Confirm the email address with the token from the verification mail."""
-    user = await auth_service.verify_email(session=session, token=body.token)
-    await invalidate(cache, background, user_cache_key(user.id))
+    user = await flows.verify_email(session=session, token=body.token)
+    await users_cache.forget(cache, background, user.id)
 
 
 @legacy_router.get("/me", summary="Current user (legacy path)", responses=problem_responses(401))

@@ -11,8 +11,8 @@ from app.auth.exceptions import InvalidActionToken, InvalidCredentials, InvalidT
 from app.auth.models import ActionToken, RefreshToken
 from app.auth.schemas import TokenPair
 from app.auth.throttle import LoginThrottle
-from app.core.config import Settings
 from app.core.security import PasswordHasher, create_access_token, digest, new_secret
+from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 from app.users import service as users_service
 from app.users.models import User
@@ -64,12 +64,12 @@ def could_be_email(value: str) -> bool:
 
 
 async def issue_tokens(
-    *, session: AsyncSession, settings: Settings, user: User, family_id: uuid.UUID | None = None
+    *, session: AsyncSession, auth: AuthSettings, user: User, family_id: uuid.UUID | None = None
 ) -> TokenPair:
     """Sign an access token and store a new refresh token (a new family unless given)."""
     now = utcnow()
     family_id = family_id or uuid.uuid4()
-    access = create_access_token(subject=user.id, session_id=family_id, settings=settings, now=now)
+    access = create_access_token(subject=user.id, session_id=family_id, auth=auth, now=now)
     refresh = new_secret()
     session.add(
         RefreshToken(
@@ -77,7 +77,7 @@ async def issue_tokens(
             family_id=family_id,
             token_hash=digest(refresh),
             created_at=now,
-            expires_at=now + timedelta(seconds=settings.REFRESH_TOKEN_TTL_SECONDS),
+            expires_at=now + timedelta(seconds=auth.refresh_token_ttl_seconds),
         )
     )
     await session.flush()
@@ -112,7 +112,7 @@ async def _claim(session: AsyncSession, stored: RefreshToken, now: datetime) -> 
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
 
 
-async def rotate(*, session: AsyncSession, settings: Settings, refresh_token: str) -> TokenPair:
+async def rotate(*, session: AsyncSession, auth: AuthSettings, refresh_token: str) -> TokenPair:
     """Exchange a refresh token for a new pair; a re-used token revokes its whole family."""
     now = utcnow()
     stored = await session.scalar(
@@ -127,9 +127,7 @@ async def rotate(*, session: AsyncSession, settings: Settings, refresh_token: st
     user = await users_service.get(session=session, user_id=stored.user_id)
     if user is None or not user.is_active:
         raise InvalidToken
-    return await issue_tokens(
-        session=session, settings=settings, user=user, family_id=stored.family_id
-    )
+    return await issue_tokens(session=session, auth=auth, user=user, family_id=stored.family_id)
 
 
 async def logout(*, session: AsyncSession, refresh_token: str) -> None:
@@ -224,15 +222,9 @@ async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -
     return user
 
 
-async def reset_password(
-    *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
-) -> None:
-    """Set a new password with a reset token; every session of the user is revoked."""
+async def spend_reset_token(*, session: AsyncSession, token: str) -> User:
+    """Spend a password-reset token, and every other one of its user; return the user."""
     user = await use_action_token(session=session, token=token, purpose=PASSWORD_RESET)
-    await users_service.set_password(
-        session=session, hasher=hasher, user=user, password=new_password
-    )
-    now = utcnow()
     await session.execute(
         update(ActionToken)
         .where(
@@ -240,14 +232,6 @@ async def reset_password(
             ActionToken.purpose == PASSWORD_RESET,
             ActionToken.used_at.is_(None),
         )
-        .values(used_at=now)
+        .values(used_at=utcnow())
     )
-    await _revoke_families(session, RefreshToken.user_id == user.id, now=now)
-
-
-async def verify_email(*, session: AsyncSession, token: str) -> User:
-    """Mark the user's current email verified with a verification token; return the user."""
-    user = await use_action_token(session=session, token=token, purpose=EMAIL_VERIFICATION)
-    user.email_verified_at = utcnow()
-    await session.flush()
     return user

@@ -15,8 +15,8 @@ from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.models import LoginFailure
-from app.core.config import Settings
 from app.core.errors import RateLimitedError
+from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 
 log = structlog.get_logger(__name__)
@@ -174,19 +174,12 @@ class FallbackLoginThrottle:
 
 
 def create_login_throttle(
-    settings: Settings, *, session: AsyncSession, redis: Redis | None
+    settings: AuthSettings, *, session: AsyncSession, redis: Redis | None
 ) -> LoginThrottle:
     """Return the Redis throttle (falling back to the database) when a client is given."""
-    database = DatabaseLoginThrottle(
-        session,
-        max_attempts=settings.LOGIN_MAX_ATTEMPTS,
-        window_seconds=settings.LOGIN_WINDOW_SECONDS,
-    )
+    attempts, window = settings.login_max_attempts, settings.login_window_seconds
+    database = DatabaseLoginThrottle(session, max_attempts=attempts, window_seconds=window)
     if redis is None:
         return database
-    shared = RedisLoginThrottle(
-        redis,
-        max_attempts=settings.LOGIN_MAX_ATTEMPTS,
-        window_seconds=settings.LOGIN_WINDOW_SECONDS,
-    )
+    shared = RedisLoginThrottle(redis, max_attempts=attempts, window_seconds=window)
     return FallbackLoginThrottle(shared, database)

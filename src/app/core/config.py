@@ -1,188 +1,108 @@
-"""Settings read from the environment and `.env`, validated once at start-up."""
+"""Settings: the groups of `settings_groups` composed into one object, validated once at start-up.
 
-import ipaddress
-import json
+Operators set flat environment variables (`DATABASE_URL`, `RATE_LIMIT_PER_MINUTE`); code reads
+the group of its concern (`settings.database.url`, `settings.rate_limit.per_minute`). Rules that
+span groups live in one validator here, which names every bad setting at once.
+"""
+
 from functools import lru_cache
-from typing import Annotated, Any, Literal, Self
+from pathlib import Path
+from typing import Any, Self
 
-from pydantic import EmailStr, Field, SecretStr, ValidationError, field_validator, model_validator
-from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails
 
-Environment = Literal["local", "test", "staging", "production"]
-LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
-LogFormat = Literal["auto", "json", "console"]
-JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
-AuthProvider = Literal["local", "oidc"]
-MailBackend = Literal["console", "smtp"]
-RateLimitStrategy = Literal["moving-window", "sliding-window-counter"]
+from app.core.settings_groups import (
+    PLACEHOLDER_SECRET,
+    ApiSettings,
+    AppSettings,
+    AuthSettings,
+    CacheSettings,
+    DatabaseSettings,
+    HttpSettings,
+    LoggingSettings,
+    MailSettings,
+    ObservabilitySettings,
+    OidcSettings,
+    RateLimitSettings,
+    RedisSettings,
+    SettingsGroup,
+    SuperuserSettings,
+)
 
-# Long enough for HS256 (PyJWT warns below 32 bytes), and refused in production.
-PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105
+__all__ = [
+    "PLACEHOLDER_SECRET",
+    "Settings",
+    "SettingsError",
+    "build_settings",
+    "get_settings",
+    "load_settings",
+]
+
 # RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
 MIN_SECRET_LENGTH = {"HS256": 32, "HS384": 48, "HS512": 64}
 _PLACEHOLDER_SECRETS = frozenset(
     {"", PLACEHOLDER_SECRET, "change-me", "changethis", "secret", "changeme"}
 )
+_SUPERUSER_PASSWORD_LENGTH = range(8, 129)
 
-StrList = Annotated[list[str], NoDecode]
 
+class Settings(BaseModel):
+    """Every setting of the service, one group per concern."""
 
-class Settings(BaseSettings):
-    """Every setting of the service; names are the environment variables an operator sets."""
+    model_config = ConfigDict(frozen=True)
 
-    model_config = SettingsConfigDict(
-        env_file=".env",
-        env_file_encoding="utf-8",
-        extra="ignore",
-        case_sensitive=True,
-        # `REDIS_URL=` as copied from .env.example means "not set", not an empty URL.
-        env_ignore_empty=True,
-    )
+    app: AppSettings
+    logging: LoggingSettings
+    database: DatabaseSettings
+    redis: RedisSettings
+    observability: ObservabilitySettings
+    auth: AuthSettings
+    oidc: OidcSettings
+    first_superuser: SuperuserSettings
+    mail: MailSettings
+    http: HttpSettings
+    rate_limit: RateLimitSettings
+    cache: CacheSettings
+    api: ApiSettings
 
-    APP_NAME: str = "Production FastAPI Backend"
-    ENVIRONMENT: Environment = "local"
-    DEBUG: bool = False
-
-    LOG_LEVEL: LogLevel = "INFO"
-    LOG_FORMAT: LogFormat = "auto"
-
-    DATABASE_URL: str = Field(
-        default="sqlite+aiosqlite:///./app.db", repr=False
-    )  # may hold a password
-    DATABASE_POOL_SIZE: int = Field(default=5, ge=1)
-    DATABASE_MAX_OVERFLOW: int = Field(default=10, ge=0)
-    DATABASE_POOL_TIMEOUT: float = Field(default=30.0, gt=0)
-    DATABASE_POOL_RECYCLE: int = Field(default=1800, ge=-1)
-    DATABASE_STATEMENT_TIMEOUT_MS: int = Field(default=30_000, ge=0)
-    DATABASE_ECHO: bool = False
-
-    REDIS_URL: SecretStr | None = None
-    REDIS_SOCKET_TIMEOUT: float = Field(default=2.0, gt=0)
-
-    HEALTH_CHECK_TIMEOUT: float = Field(default=1.0, gt=0, le=2.5)
-    GC_FREEZE_AFTER_STARTUP: bool = True
-
-    JWT_SECRET: SecretStr = SecretStr(PLACEHOLDER_SECRET)
-    JWT_ALGORITHM: JwtAlgorithm = "HS256"
-    JWT_ISSUER: str = "production-fastapi-backend"
-    JWT_AUDIENCE: str = "production-fastapi-backend"
-    ACCESS_TOKEN_TTL_SECONDS: int = Field(default=900, ge=30)
-    REFRESH_TOKEN_TTL_SECONDS: int = Field(default=30 * 24 * 3600, ge=60)
-    PASSWORD_RESET_TTL_SECONDS: int = Field(default=3600, ge=60)
-    EMAIL_VERIFICATION_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
-    PASSWORD_HASH_CONCURRENCY: int | None = Field(default=None, ge=1)
-    PASSWORD_HASH_TIME_COST: int = Field(default=3, ge=1)
-    PASSWORD_HASH_MEMORY_KIB: int = Field(default=65536, ge=1024)
-    PASSWORD_HASH_PARALLELISM: int = Field(default=4, ge=1)
-    LOGIN_MAX_ATTEMPTS: int = Field(default=5, ge=1)
-    LOGIN_WINDOW_SECONDS: int = Field(default=900, ge=1)
-
-    AUTH_PROVIDER: AuthProvider = "local"
-    OIDC_ISSUER: str | None = None
-    OIDC_AUDIENCE: str | None = None
-    OIDC_JWKS_URL: str | None = None
-    OIDC_JWKS_CACHE_SECONDS: int = Field(default=300, ge=0)
-    OIDC_HTTP_TIMEOUT: float = Field(default=5.0, gt=0)
-
-    FIRST_SUPERUSER_EMAIL: EmailStr | None = None
-    FIRST_SUPERUSER_PASSWORD: SecretStr | None = None
-
-    MAIL_BACKEND: MailBackend = "console"
-    MAIL_FROM: str = "no-reply@example.com"
-    SMTP_HOST: str | None = None
-    SMTP_PORT: int = Field(default=587, ge=1, le=65535)
-    SMTP_USERNAME: str | None = None
-    SMTP_PASSWORD: SecretStr | None = None
-    SMTP_STARTTLS: bool = True
-    SMTP_TIMEOUT: float = Field(default=10.0, gt=0)
-
-    DOCS_ENABLED: bool | None = None
-    TRACING_ENABLED: bool = False
-
-    CORS_ALLOW_ORIGINS: StrList = []
-    CORS_ALLOW_CREDENTIALS: bool = False
-    CORS_ALLOW_METHODS: StrList = ["GET", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
-    CORS_ALLOW_HEADERS: StrList = [
-        "Authorization",
-        "Content-Type",
-        "Idempotency-Key",
-        "If-Match",
-        "If-None-Match",
-        "X-API-Key",
-        "X-Request-ID",
-    ]
-    ALLOWED_HOSTS: StrList = ["*"]
-
-    TRUST_PROXY_HEADERS: bool = False
-    TRUSTED_PROXIES: StrList = ["127.0.0.1", "::1"]
-
-    SECURITY_HSTS_ENABLED: bool = True
-    SECURITY_CSP_ENABLED: bool = True
-    SECURITY_CSP: str = "default-src 'none'; frame-ancestors 'none'"
-
-    MAX_REQUEST_BODY_BYTES: int = Field(default=1024 * 1024, ge=1)
-
-    RATE_LIMIT_ENABLED: bool = True
-    RATE_LIMIT_PER_MINUTE: int = Field(default=60, ge=1)
-    RATE_LIMIT_PER_HOUR: int = Field(default=1000, ge=1)
-    RATE_LIMIT_BURST: int = Field(default=10, ge=0)
-    RATE_LIMIT_STRATEGY: RateLimitStrategy = "moving-window"
-    RATE_LIMIT_FAIL_OPEN: bool = True
-    RATE_LIMIT_AUTH_PER_MINUTE: int = Field(default=10, ge=1)
-
-    PROBLEM_TYPE_BASE_URL: str = "https://errors.example.invalid/"
-
-    CACHE_ENABLED: bool = True
-    CACHE_TTL_SECONDS: int = Field(default=60, ge=1)
-    CACHE_MAX_ENTRIES: int = Field(default=10_000, ge=1)
-    IDEMPOTENCY_TTL_SECONDS: int = Field(default=24 * 3600, ge=60)
-    REQUIRE_IF_MATCH: bool = False
-
-    @field_validator(
-        "CORS_ALLOW_ORIGINS",
-        "CORS_ALLOW_METHODS",
-        "CORS_ALLOW_HEADERS",
-        "ALLOWED_HOSTS",
-        "TRUSTED_PROXIES",
-        mode="before",
-    )
     @classmethod
-    def _parse_list(cls, value: Any) -> Any:
-        """Accept a JSON array or a comma-separated string for list settings."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
+    def groups(cls) -> dict[str, type[SettingsGroup]]:
+        """Return each group's class by its attribute name."""
+        return {name: field.annotation for name, field in cls.model_fields.items()}  # type: ignore[misc]
 
-    @field_validator("TRUSTED_PROXIES")
     @classmethod
-    def _valid_networks(cls, value: list[str]) -> list[str]:
-        """Refuse proxy entries that are not IP addresses or CIDR networks."""
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{entry!r} is not an IP address or network") from exc
-        return value
+    def env_names(cls) -> tuple[str, ...]:
+        """Return every environment variable the service reads, group by group."""
+        return tuple(name for group in cls.groups().values() for name in group.env_names())
+
+    @property
+    def docs_enabled(self) -> bool:
+        """Whether `/docs`, `/redoc` and the OpenAPI schema are served."""
+        if self.api.docs is not None:
+            return self.api.docs
+        return self.app.environment != "production"
 
     @model_validator(mode="after")
     def _require_companion_settings(self) -> Self:
         """Refuse a mode whose required settings are missing, naming each one."""
         missing = []
-        if self.AUTH_PROVIDER == "oidc":
+        if self.auth.provider == "oidc":
             missing += [
                 name
-                for name in ("OIDC_ISSUER", "OIDC_AUDIENCE", "OIDC_JWKS_URL")
-                if not getattr(self, name)
+                for name, value in (
+                    ("OIDC_ISSUER", self.oidc.issuer),
+                    ("OIDC_AUDIENCE", self.oidc.audience),
+                    ("OIDC_JWKS_URL", self.oidc.jwks_url),
+                )
+                if not value
             ]
-        if self.MAIL_BACKEND == "smtp" and not self.SMTP_HOST:
+        if self.mail.backend == "smtp" and not self.mail.smtp_host:
             missing.append("SMTP_HOST")
-        if bool(self.FIRST_SUPERUSER_EMAIL) != bool(self.FIRST_SUPERUSER_PASSWORD):
+        email, password = self.first_superuser.email, self.first_superuser.password
+        if bool(email) != bool(password):
             missing.append("FIRST_SUPERUSER_EMAIL and FIRST_SUPERUSER_PASSWORD (both or neither)")
-        password = self.FIRST_SUPERUSER_PASSWORD
-        if password and not 8 <= len(password.get_secret_value()) <= 128:  # noqa: PLR2004
+        if password and len(password.get_secret_value()) not in _SUPERUSER_PASSWORD_LENGTH:
             missing.append("FIRST_SUPERUSER_PASSWORD of 8 to 128 characters")
         if missing:
             raise ValueError("missing settings: " + ", ".join(missing))
@@ -191,32 +111,26 @@ class Settings(BaseSettings):
     @model_validator(mode="after")
     def _refuse_unsafe_production(self) -> Self:
         """Name every unsafe production setting at once, so one restart fixes them all."""
-        if self.ENVIRONMENT != "production":
+        if self.app.environment != "production":
             return self
         problems = []
-        secret = self.JWT_SECRET.get_secret_value()
+        secret = self.auth.jwt_secret.get_secret_value()
+        algorithm = self.auth.jwt_algorithm
         if secret.strip().lower() in _PLACEHOLDER_SECRETS:
             problems.append("JWT_SECRET is missing or a placeholder; set a random secret")
-        elif len(secret.encode()) < (minimum := MIN_SECRET_LENGTH[self.JWT_ALGORITHM]):
+        elif len(secret.encode()) < (minimum := MIN_SECRET_LENGTH[algorithm]):
             problems.append(
-                f"JWT_SECRET is shorter than {minimum} bytes, the minimum for {self.JWT_ALGORITHM}",
+                f"JWT_SECRET is shorter than {minimum} bytes, the minimum for {algorithm}",
             )
-        if self.DEBUG:
+        if self.app.debug:
             problems.append("DEBUG must be false in production")
-        if self.CORS_ALLOW_CREDENTIALS and "*" in self.CORS_ALLOW_ORIGINS:
+        if self.http.cors_allow_credentials and "*" in self.http.cors_allow_origins:
             problems.append(
                 "CORS_ALLOW_ORIGINS must list origins, not '*', when CORS_ALLOW_CREDENTIALS is on",
             )
         if problems:
             raise ValueError("unsafe production settings: " + "; ".join(problems))
         return self
-
-    @property
-    def docs_enabled(self) -> bool:
-        """Whether `/docs`, `/redoc` and the OpenAPI schema are served."""
-        if self.DOCS_ENABLED is not None:
-            return self.DOCS_ENABLED
-        return self.ENVIRONMENT != "production"
 
 
 class SettingsError(SystemExit):
@@ -233,10 +147,36 @@ def _describe(item: Any) -> str:
     return f"{location}: {message}" if location else message
 
 
-def load_settings(**overrides: Any) -> Settings:
-    """Build settings from the environment, exiting with a readable message if they are invalid."""
+def build_settings(*, env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
+    """Build settings from the environment, `env_file` and `overrides` (flat names).
+
+    Raise one `ValidationError` that names every invalid setting of every group; an unknown
+    override name is a programming error (`TypeError`), so a typo never passes silently.
+    """
+    unknown = sorted(set(overrides) - set(Settings.env_names()))
+    if unknown:
+        raise TypeError(f"unknown settings: {', '.join(unknown)}")
+    groups: dict[str, SettingsGroup] = {}
+    errors: list[ErrorDetails] = []
+    for name, group in Settings.groups().items():
+        values = {key: overrides[key] for key in group.env_names() if key in overrides}
+        try:
+            groups[name] = group(_env_file=env_file, **values)
+        except ValidationError as error:
+            errors += error.errors()
+    if errors:
+        details = [
+            InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+            for e in errors
+        ]
+        raise ValidationError.from_exception_data(Settings.__name__, details)
+    return Settings.model_validate(groups)
+
+
+def load_settings(*, env_file: Path | str | None = ".env", **overrides: Any) -> Settings:
+    """Build settings like `build_settings`; exit with one readable message if they are invalid."""
     try:
-        return Settings(**overrides)
+        return build_settings(env_file=env_file, **overrides)
     except ValidationError as error:
         raise SettingsError(error) from None
 

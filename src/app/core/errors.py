@@ -129,3 +129,31 @@ class ExternalServiceError(AppError):
     status_code = HTTPStatus.BAD_GATEWAY
     code = "external_service_error"
     title = "Bad Gateway"
+
+
+class BadRequestError(AppError):
+    """The request is malformed in a way no route can accept."""
+
+    status_code = HTTPStatus.BAD_REQUEST
+    code = "bad_request"
+    title = "Bad Request"
+
+
+class InvalidCharacters(BadRequestError):
+    """The path or query string holds a character no route accepts (a NUL byte)."""
+
+    code = "invalid_characters"
+
+
+class InvalidHost(BadRequestError):
+    """The `Host` header does not name this service."""
+
+    code = "invalid_host"
+
+
+class UnsupportedMediaType(AppError):
+    """The request body's `Content-Type` is not one the API reads."""
+
+    status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
+    code = "unsupported_media_type"
+    title = "Unsupported Media Type"

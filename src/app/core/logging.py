@@ -10,7 +10,7 @@ from typing import Any, TextIO
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
 
-from app.core.config import Settings
+from app.core.settings_groups import LoggingSettings
 
 REDACTED = "[REDACTED]"
 _SENSITIVE_MARKERS = ("password", "passwd", "secret", "token", "authorization", "cookie", "api_key")
@@ -104,12 +104,17 @@ def _line_logger(*args: Any) -> LineLogger:
     return LineLogger(str(args[0]) if args else "app")
 
 
-def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
-    """Route structlog and stdlib logging, in one format, to `stream` (stdout by default)."""
+def configure_logging(
+    settings: LoggingSettings, *, sql_echo: bool = False, stream: TextIO | None = None
+) -> None:
+    """Route structlog and stdlib logging, in one format, to `stream` (stdout by default).
+
+    `sql_echo` (`DATABASE_ECHO`) logs every SQL statement through the same format.
+    """
     stream = stream or sys.stdout
-    level = logging.getLevelNamesMapping()[settings.LOG_LEVEL]
+    level = logging.getLevelNamesMapping()[settings.level]
     shared = _shared_processors()
-    renderer = _renderer(use_json(settings.LOG_FORMAT, stream), stream)
+    renderer = _renderer(use_json(settings.format, stream), stream)
 
     formatter = structlog.stdlib.ProcessorFormatter(
         foreign_pre_chain=shared,
@@ -129,7 +134,7 @@ def configure_logging(settings: Settings, stream: TextIO | None = None) -> None:
         logging.getLogger(name).disabled = True
     # SQLAlchemy's own `echo=True` adds a second handler; a level on its logger does not.
     logging.getLogger("sqlalchemy.engine").setLevel(
-        logging.INFO if settings.DATABASE_ECHO else logging.WARNING,
+        logging.INFO if sql_echo else logging.WARNING,
     )
 
     _SINK.stream = stream

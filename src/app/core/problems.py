@@ -13,7 +13,6 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Scope
 
-from app.core.config import Settings
 from app.core.errors import (
     DATABASE_UNAVAILABLE_ERRORS,
     AppError,
@@ -192,13 +191,11 @@ def _escape_pointer(token: str) -> str:
     return token.replace("~", "~0").replace("/", "~1")
 
 
-def register_exception_handlers(app: FastAPI, settings: Settings) -> ProblemRenderer:
+def register_exception_handlers(app: FastAPI, renderer: ProblemRenderer) -> None:
     """Render our errors, FastAPI's and Starlette's, and unexpected ones as problems."""
-    renderer = ProblemRenderer(settings.PROBLEM_TYPE_BASE_URL, expose_exceptions=settings.DEBUG)
 
     async def handle(request: Request, exc: Exception) -> Response:
         return renderer.from_exception(request.scope, exc)
 
     for exc_class in (AppError, HTTPException, RequestValidationError, Exception):
         app.add_exception_handler(exc_class, handle)
-    return renderer

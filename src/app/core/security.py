@@ -17,7 +17,7 @@ from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
 from pwdlib.hashers.bcrypt import BcryptHasher
 
-from app.core.config import Settings
+from app.core.settings_groups import AuthSettings
 
 ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
 BCRYPT_MAX_BYTES = 72
@@ -56,6 +56,16 @@ class PasswordHasher:
         # Verifying against this when the account is unknown makes every login cost the same.
         self._dummy_hash = self._hash.hash(secrets.token_urlsafe(16))
 
+    @classmethod
+    def from_settings(cls, auth: AuthSettings) -> "PasswordHasher":
+        """Build the process's password hasher from the `PASSWORD_HASH_*` settings."""
+        return cls(
+            auth.password_hash_concurrency,
+            time_cost=auth.password_hash_time_cost,
+            memory_kib=auth.password_hash_memory_kib,
+            parallelism=auth.password_hash_parallelism,
+        )
+
     async def hash(self, password: str) -> str:
         """Return an Argon2id hash of `password`."""
         return await anyio.to_thread.run_sync(self._hash.hash, password, limiter=self.limiter)
@@ -89,13 +99,13 @@ class InvalidTokenError(Exception):
 
 
 def create_access_token(
-    *, subject: uuid.UUID, session_id: uuid.UUID, settings: Settings, now: datetime
+    *, subject: uuid.UUID, session_id: uuid.UUID, auth: AuthSettings, now: datetime
 ) -> AccessToken:
     """Sign a short-lived access token for `subject` in the login session `session_id`.
 
     `sid` names the refresh token family, so "log out my other sessions" can keep this one.
     """
-    ttl = settings.ACCESS_TOKEN_TTL_SECONDS
+    ttl = auth.access_token_ttl_seconds
     claims = {
         "sub": str(subject),
         "sid": str(session_id),
@@ -103,17 +113,15 @@ def create_access_token(
         "nbf": now,
         "exp": now + timedelta(seconds=ttl),
         "jti": uuid.uuid4().hex,
-        "iss": settings.JWT_ISSUER,
-        "aud": settings.JWT_AUDIENCE,
+        "iss": auth.jwt_issuer,
+        "aud": auth.jwt_audience,
         "type": ACCESS_TOKEN_TYPE,
     }
-    token = jwt.encode(
-        claims, settings.JWT_SECRET.get_secret_value(), algorithm=settings.JWT_ALGORITHM
-    )
+    token = jwt.encode(claims, auth.jwt_secret.get_secret_value(), algorithm=auth.jwt_algorithm)
     return AccessToken(token=token, expires_in=ttl)
 
 
-def decode_access_token(token: str, *, settings: Settings) -> dict[str, Any]:
+def decode_access_token(token: str, *, auth: AuthSettings) -> dict[str, Any]:
     """Return the claims of a valid access token, or raise `InvalidTokenError`.
 
     The algorithm is pinned to `JWT_ALGORITHM`, so `alg=none` and algorithm confusion fail.
@@ -121,10 +129,10 @@ def decode_access_token(token: str, *, settings: Settings) -> dict[str, Any]:
     try:
         claims: dict[str, Any] = jwt.decode(
             token,
-            settings.JWT_SECRET.get_secret_value(),
-            algorithms=[settings.JWT_ALGORITHM],
-            audience=settings.JWT_AUDIENCE,
-            issuer=settings.JWT_ISSUER,
+            auth.jwt_secret.get_secret_value(),
+            algorithms=[auth.jwt_algorithm],
+            audience=auth.jwt_audience,
+            issuer=auth.jwt_issuer,
             options={"require": list(_REQUIRED_CLAIMS)},
         )
     except jwt.PyJWTError as exc:
@@ -149,11 +157,10 @@ def same_digest(secret: str, stored_digest: str) -> bool:
     return hmac.compare_digest(digest(secret), stored_digest)
 
 
-def password_hasher_from(settings: Settings) -> PasswordHasher:
-    """Build the process's password hasher from settings."""
-    return PasswordHasher(
-        settings.PASSWORD_HASH_CONCURRENCY,
-        time_cost=settings.PASSWORD_HASH_TIME_COST,
-        memory_kib=settings.PASSWORD_HASH_MEMORY_KIB,
-        parallelism=settings.PASSWORD_HASH_PARALLELISM,
-    )
+def token_subject(token: str, *, auth: AuthSettings) -> str | None:
+    """Return the subject of a valid access token, or None; no database is involved."""
+    try:
+        subject = decode_access_token(token, auth=auth)["sub"]
+    except InvalidTokenError:
+        return None
+    return subject if isinstance(subject, str) and subject else None

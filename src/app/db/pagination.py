@@ -1,12 +1,51 @@
-"""Opaque keyset cursors and `Link` headers for paginated lists."""
+"""Paginated lists: the one page schema, opaque keyset cursors and the `Link` header."""
 
 import base64
 import binascii
 import json
 import uuid
 from datetime import UTC, datetime
+from typing import Generic, TypeVar
 
+from pydantic import BaseModel, Field
 from starlette.datastructures import URL
+
+DEFAULT_PAGE_SIZE = 50
+MAX_PAGE_SIZE = 100
+# Deep offsets cost a scan each; past this, lists that have cursors page with them.
+MAX_OFFSET = 1_000_000
+
+T = TypeVar("T")
+
+
+class PageQuery(BaseModel):
+    """Offset paging: `limit` rows from `offset` (query parameters)."""
+
+    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+
+
+class Page(BaseModel, Generic[T]):
+    """One page of a list: `total` with offset paging, `next_cursor` when a next page exists.
+
+    Subclass it per list (`class ItemPage(Page[ItemRead])`) so the schema has a readable name.
+    """
+
+    items: list[T]
+    limit: int
+    offset: int | None = None
+    total: int | None = Field(default=None, description="Matching rows (offset paging only).")
+    next_cursor: str | None = None
+
+    def next_link(self, url: URL) -> str | None:
+        """Return the `Link` header to the next page of `url`, or None on the last page."""
+        if self.next_cursor is not None:
+            return next_link(url, cursor=self.next_cursor)
+        if self.offset is not None and self.total is not None:
+            following = self.offset + self.limit
+            if following < self.total:
+                return next_link(url, offset=following)
+        return None
 
 
 class CursorError(ValueError):

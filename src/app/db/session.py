@@ -1,9 +1,7 @@
-"""The async engine built from settings, and the per-request session dependency."""
+"""The async engine built from the database settings, and its session factory."""
 
-from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Any
 
-from fastapi import Depends, Request
 from sqlalchemy import event
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
@@ -14,7 +12,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 
-from app.core.config import Settings
+from app.core.settings_groups import DatabaseSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
 POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
@@ -24,20 +22,20 @@ def _is_sqlite_memory(url: URL) -> bool:
     return url.database in (None, "", ":memory:") or "mode=memory" in str(url)
 
 
-def _engine_options(settings: Settings, url: URL) -> dict[str, Any]:
+def _engine_options(settings: DatabaseSettings, url: URL, application_name: str) -> dict[str, Any]:
     options: dict[str, Any] = {"pool_pre_ping": True}
     if url.get_backend_name() == "sqlite" and _is_sqlite_memory(url):
         return options | {"poolclass": StaticPool}
     options |= {
-        "pool_size": settings.DATABASE_POOL_SIZE,
-        "max_overflow": settings.DATABASE_MAX_OVERFLOW,
-        "pool_timeout": settings.DATABASE_POOL_TIMEOUT,
-        "pool_recycle": settings.DATABASE_POOL_RECYCLE,
+        "pool_size": settings.pool_size,
+        "max_overflow": settings.max_overflow,
+        "pool_timeout": settings.pool_timeout,
+        "pool_recycle": settings.pool_recycle,
     }
     if url.get_driver_name() == "asyncpg":
-        server_settings = {"application_name": settings.APP_NAME[:63]}
-        if settings.DATABASE_STATEMENT_TIMEOUT_MS:
-            server_settings["statement_timeout"] = str(settings.DATABASE_STATEMENT_TIMEOUT_MS)
+        server_settings = {"application_name": application_name[:63]}
+        if settings.statement_timeout_ms:
+            server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
         options["connect_args"] = {
             "server_settings": server_settings,
             "timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
@@ -79,10 +77,13 @@ def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def create_engine(settings: Settings) -> AsyncEngine:
-    """Build the async engine for `DATABASE_URL` with the pool options from settings."""
-    url = make_url(settings.DATABASE_URL)
-    engine = create_async_engine(url, **_engine_options(settings, url))
+def create_engine(settings: DatabaseSettings, *, application_name: str) -> AsyncEngine:
+    """Build the async engine for `DATABASE_URL` with the pool options from settings.
+
+    `application_name` labels the connections on PostgreSQL (`pg_stat_activity`).
+    """
+    url = make_url(settings.url)
+    engine = create_async_engine(url, **_engine_options(settings, url, application_name))
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, url)
     return engine
@@ -96,20 +97,3 @@ def create_session_factory(bind: Any) -> async_sessionmaker[AsyncSession]:
 def safe_url(database_url: str) -> str:
     """Return the URL with its password masked, for logs."""
     return make_url(database_url).render_as_string(hide_password=True)
-
-
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Yield one session per request: commit when the handler succeeds, roll back otherwise."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    async with factory() as session:
-        try:
-            yield session
-        except Exception:
-            await session.rollback()
-            raise
-        await session.commit()
-
-
-# scope="function": commit before the response is sent, so a failed commit is an error
-# response rather than a success the client already received.
-SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]

@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import CurrentPrincipal
 from app.db.base import utcnow
-from app.deps import OptionalRedisDep, SessionDep, SettingsDep
+from app.deps import OptionalRedisDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.idempotency import service
 from app.idempotency.exceptions import IdempotencyKeyInProgress, InvalidIdempotencyKey
 from app.idempotency.locks import claim_lock
@@ -40,12 +40,9 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 log = structlog.get_logger(__name__)
 
 
-def _session_factory(request: Request) -> async_sessionmaker[AsyncSession]:
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    return factory
-
-
-async def _release_unfinished_claim(request: Request) -> AsyncIterator[IdempotencyState]:
+async def _release_unfinished_claim(
+    request: Request, factory: SessionFactoryDep
+) -> AsyncIterator[IdempotencyState]:
     """Free the key once the request is over unless its response was committed with its work.
 
     Request scope: this runs after the request's session has committed or rolled back, so on
@@ -59,17 +56,17 @@ async def _release_unfinished_claim(request: Request) -> AsyncIterator[Idempoten
     try:
         yield state
     except BaseException:
-        await _release(request, state)
+        await _release(factory, state)
         raise
     if not state.completed:
-        await _release(request, state)
+        await _release(factory, state)
 
 
-async def _release(request: Request, state: IdempotencyState) -> None:
+async def _release(factory: async_sessionmaker[AsyncSession], state: IdempotencyState) -> None:
     if state.claim is None:
         return
     try:
-        async with _session_factory(request)() as session:
+        async with factory() as session:
             await service.release(session=session, claim_id=state.claim.record_id)
             await session.commit()
     except SQLAlchemyError as exc:
@@ -94,7 +91,7 @@ def _replay(stored: StoredResponse) -> Response:
 
 
 async def _claim(
-    request: Request,
+    factory: async_sessionmaker[AsyncSession],
     *,
     redis: Redis | None,
     user_id: uuid.UUID,
@@ -106,7 +103,7 @@ async def _claim(
     now = utcnow()
     async with (
         claim_lock(redis, user_id=user_id, key=key) as locked,
-        _session_factory(request)() as session,
+        factory() as session,
     ):
         if locked:
             record, claimed = await service.claim(
@@ -129,6 +126,7 @@ async def idempotency_key(
     *,
     principal: CurrentPrincipal,
     session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
     redis: OptionalRedisDep,
     state: Annotated[IdempotencyState, Depends(_release_unfinished_claim)],
@@ -155,12 +153,12 @@ async def idempotency_key(
     # and everywhere it holds a pooled connection while the claim needs another one.
     await session.commit()
     record_id = await _claim(
-        request,
+        factory,
         redis=redis,
         user_id=principal.user.id,
         key=key,
         fingerprint=fingerprint,
-        ttl=timedelta(seconds=settings.IDEMPOTENCY_TTL_SECONDS),
+        ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
     )
     state.claim = Claim(record_id=record_id, session=session)
     return key

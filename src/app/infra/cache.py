@@ -5,24 +5,26 @@ has a time to live. The TTL is what bounds staleness: an invalidation that fails
 stores a value loaded just before a concurrent write, leaves a stale entry until it expires.
 """
 
-import re
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol
+from typing import NamedTuple, Protocol, TypeVar
 
 import structlog
 from fastapi import BackgroundTasks
+from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.core.config import Settings
+from app.core.backoff import Backoff
+from app.core.settings_groups import CacheSettings
 
 log = structlog.get_logger(__name__)
 
 # Redis errors, and socket errors (builtin ConnectionError and TimeoutError are OSErrors).
 CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
-_WARNING_INTERVAL = 5.0
+
+M = TypeVar("M", bound=BaseModel)
 
 
 class Cache(Protocol):
@@ -147,14 +149,16 @@ class RedisCache:
         self.redis = redis
         self.prefix = prefix
         self.default_ttl = _checked_ttl(default_ttl)
-        self.retry_interval = retry_interval
-        self.errors = 0  # process-wide count of failed Redis calls, for metrics
-        self._retry_at = 0.0
-        self._next_warning_at = 0.0
+        self.backoff = Backoff(retry_interval)
+
+    @property
+    def errors(self) -> int:
+        """Process-wide count of failed Redis calls, for metrics."""
+        return self.backoff.failures
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under `key`, or None when it is missing or Redis fails."""
-        if self._resting():
+        if self.backoff.resting():
             return None
         try:
             value = await self.redis.get(self.prefix + key)
@@ -168,7 +172,7 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
         """Store `value` under `key` for `ttl` seconds; nothing happens when Redis fails."""
         ttl = self.default_ttl if ttl is None else _checked_ttl(ttl)
-        if self._resting():
+        if self.backoff.resting():
             return
         try:
             await self.redis.set(self.prefix + key, value, ex=ttl)
@@ -184,15 +188,8 @@ class RedisCache:
         except CACHE_ERRORS as exc:
             self._failed("delete", exc)
 
-    def _resting(self) -> bool:
-        return time.monotonic() < self._retry_at
-
     def _failed(self, operation: str, exc: Exception) -> None:
-        now = time.monotonic()
-        self.errors += 1
-        self._retry_at = now + self.retry_interval
-        if now >= self._next_warning_at:
-            self._next_warning_at = now + _WARNING_INTERVAL
+        if self.backoff.failed():
             # The message may name the host; the type says enough to start looking.
             log.warning(
                 "cache_error",
@@ -200,11 +197,6 @@ class RedisCache:
                 error_type=type(exc).__name__,
                 errors=self.errors,
             )
-
-
-def cache_prefix(settings: Settings) -> str:
-    """Return the Redis key prefix, so services sharing one Redis keep separate caches."""
-    return "cache:" + re.sub(r"[^a-z0-9]+", "-", settings.APP_NAME.lower()).strip("-") + ":"
 
 
 class NullCache:
@@ -221,17 +213,17 @@ class NullCache:
         """Nothing to drop."""
 
 
-def create_cache(settings: Settings, redis: Redis | None) -> Cache:
-    """Return a Redis cache when a client is given, else a bounded in-memory one."""
-    if not settings.CACHE_ENABLED:
+def create_cache(settings: CacheSettings, redis: Redis | None, *, namespace: str) -> Cache:
+    """Return a Redis cache when a client is given, else a bounded in-memory one.
+
+    Redis keys start with `cache:<namespace>:`, so services sharing one Redis keep apart.
+    """
+    if not settings.enabled:
         return NullCache()
     if redis is not None:
-        return RedisCache(
-            redis, prefix=cache_prefix(settings), default_ttl=settings.CACHE_TTL_SECONDS
-        )
-    return MemoryCache(
-        max_entries=settings.CACHE_MAX_ENTRIES, default_ttl=settings.CACHE_TTL_SECONDS
-    )
+        prefix = f"cache:{namespace}:"
+        return RedisCache(redis, prefix=prefix, default_ttl=settings.ttl_seconds)
+    return MemoryCache(max_entries=settings.max_entries, default_ttl=settings.ttl_seconds)
 
 
 async def cached(
@@ -249,6 +241,36 @@ async def cached(
         value = await load()
         if value is not None:
             await cache.set(key, value, ttl)
+    return value
+
+
+def _always(_: object) -> bool:
+    return True
+
+
+async def read_through(
+    cache: Cache,
+    key: str,
+    schema: type[M],
+    load: Callable[[], Awaitable[M | None]],
+    *,
+    visible: Callable[[M], bool] = _always,
+    ttl: int | None = None,
+) -> M | None:
+    """Return the `schema` cached under `key`, or `load` it and cache it.
+
+    `visible` is the caller's authorization: a representation it refuses comes back as None,
+    as if it did not exist, and a freshly loaded one it refuses is not stored, so a refused
+    read never fills the cache. Keys name the resource, never the caller.
+    """
+    raw = await cache.get(key)
+    if raw is not None:
+        cached_value = schema.model_validate_json(raw)
+        return cached_value if visible(cached_value) else None
+    value = await load()
+    if value is None or not visible(value):
+        return None
+    await cache.set(key, value.model_dump_json().encode(), ttl)
     return value
 
 

@@ -1,17 +1,15 @@
-"""The outbound HTTP client: one per process, created in lifespan, always with timeouts."""
+"""The outbound HTTP client: one per process, built in the wiring place, always with timeouts."""
 
 import httpx2
-
-from app.core.config import Settings
 
 CONNECT_TIMEOUT_SECONDS = 5.0
 DEFAULT_TIMEOUT_SECONDS = 10.0
 
 
-def create_http_client(settings: Settings) -> httpx2.AsyncClient:
+def create_http_client(*, user_agent: str) -> httpx2.AsyncClient:
     """Return a pooled async client whose every call has a connect and a total timeout."""
     return httpx2.AsyncClient(
         timeout=httpx2.Timeout(DEFAULT_TIMEOUT_SECONDS, connect=CONNECT_TIMEOUT_SECONDS),
-        headers={"User-Agent": f"{settings.JWT_ISSUER}/http"},
+        headers={"User-Agent": user_agent},
         follow_redirects=False,
     )

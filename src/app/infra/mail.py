@@ -7,8 +7,8 @@ from typing import Protocol
 import aiosmtplib
 import structlog
 
-from app.core.config import Settings
 from app.core.errors import ExternalServiceError
+from app.core.settings_groups import MailSettings
 
 log = structlog.get_logger(__name__)
 
@@ -32,9 +32,9 @@ class Mailer(Protocol):
 class ConsoleMailer:
     """Write messages to the log instead of sending them, so `make run` needs no mail server."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, *, show_bodies: bool) -> None:
         # Bodies carry reset and verification links; a production log must never hold them.
-        self._show_body = settings.ENVIRONMENT != "production"
+        self._show_body = show_bodies
 
     async def send(self, message: MailMessage) -> None:
         """Log the message, with its body only outside production."""
@@ -47,12 +47,12 @@ class ConsoleMailer:
 class SmtpMailer:
     """Send messages through the SMTP server named in the settings."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: MailSettings) -> None:
         self._settings = settings
 
     def _build(self, message: MailMessage) -> EmailMessage:
         email = EmailMessage()
-        email["From"] = self._settings.MAIL_FROM
+        email["From"] = self._settings.sender
         email["To"] = message.to
         email["Subject"] = message.subject
         email.set_content(message.text)
@@ -61,16 +61,16 @@ class SmtpMailer:
     async def send(self, message: MailMessage) -> None:
         """Send the message in one SMTP session; any failure becomes `ExternalServiceError`."""
         settings = self._settings
-        password = settings.SMTP_PASSWORD
+        password = settings.smtp_password
         try:
             await aiosmtplib.send(
                 self._build(message),
-                hostname=settings.SMTP_HOST,
-                port=settings.SMTP_PORT,
-                username=settings.SMTP_USERNAME,
+                hostname=settings.smtp_host,
+                port=settings.smtp_port,
+                username=settings.smtp_username,
                 password=password.get_secret_value() if password is not None else None,
-                start_tls=settings.SMTP_STARTTLS,
-                timeout=settings.SMTP_TIMEOUT,
+                start_tls=settings.smtp_starttls,
+                timeout=settings.smtp_timeout,
             )
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
             # Only the type name: server replies and exception text can echo credentials.
@@ -80,8 +80,11 @@ class SmtpMailer:
             raise ExternalServiceError("The mail server did not accept the message.") from exc
 
 
-def create_mailer(settings: Settings) -> Mailer:
-    """Return the mail backend that `MAIL_BACKEND` selects."""
-    if settings.MAIL_BACKEND == "smtp":
+def create_mailer(settings: MailSettings, *, environment: str) -> Mailer:
+    """Return the mail backend that `MAIL_BACKEND` selects.
+
+    The console backend logs message bodies everywhere but in production.
+    """
+    if settings.backend == "smtp":
         return SmtpMailer(settings)
-    return ConsoleMailer(settings)
+    return ConsoleMailer(show_bodies=environment != "production")

@@ -1,32 +1,26 @@
-"""The Redis client: one connection pool per process, created in lifespan."""
+"""The Redis client: one connection pool per process, shared by everything that uses Redis."""
 
-from typing import Annotated
-
-from fastapi import Depends, Request
 from redis.asyncio import Redis
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
-from app.core.config import Settings
-from app.core.errors import ServiceUnavailableError
+from app.core.settings_groups import RedisSettings
+
+HEALTH_CHECK_INTERVAL_SECONDS = 30
 
 
-def create_redis(settings: Settings) -> Redis | None:
-    """Return a client for `REDIS_URL`, or None when Redis is not configured."""
-    if settings.REDIS_URL is None:
+def create_redis(settings: RedisSettings) -> Redis | None:
+    """Return a client for `REDIS_URL`, or None when Redis is not configured.
+
+    Nothing connects until the first command. One immediate retry (no backoff) rides over
+    connections Redis closed when it restarted; more would multiply a timeout per request.
+    """
+    if settings.url is None:
         return None
     return Redis.from_url(
-        settings.REDIS_URL.get_secret_value(),
-        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-        health_check_interval=30,
+        settings.url.get_secret_value(),
+        socket_connect_timeout=settings.socket_timeout,
+        socket_timeout=settings.socket_timeout,
+        health_check_interval=HEALTH_CHECK_INTERVAL_SECONDS,
+        retry=Retry(NoBackoff(), 1),
     )
-
-
-async def get_redis(request: Request) -> Redis:
-    """Return the process's Redis client; 503 when the route needs Redis and none is set."""
-    redis: Redis | None = request.app.state.redis
-    if redis is None:
-        raise ServiceUnavailableError("Redis is not configured (set REDIS_URL).")
-    return redis
-
-
-RedisDep = Annotated[Redis, Depends(get_redis)]

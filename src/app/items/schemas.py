@@ -16,14 +16,14 @@ from pydantic import (
     StringConstraints,
 )
 
+from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
 
+__all__ = ["MAX_OFFSET", "ItemCreate", "ItemPage", "ItemQuery", "ItemRead", "ItemUpdate"]
+
 MAX_TAGS = 20
 MAX_DESCRIPTION = 10_000
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 100
-MAX_OFFSET = 1_000_000
 
 
 def _iso_4217(code: str) -> str:
@@ -137,14 +137,14 @@ class ItemRead(BaseModel):
 Sort = Literal["created_at", "-created_at", "title", "-title", "price", "-price"]
 
 
-class ItemQuery(BaseModel):
-    """Filters, sorting and paging of the item list; unknown parameters are refused."""
+class ItemQuery(PageQuery):
+    """Filters, sorting and paging of the item list; unknown parameters are refused.
+
+    Past `MAX_OFFSET`, page with `cursor`.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    # Deep offsets cost a scan each; past this use `cursor`.
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
     cursor: str | None = Field(default=None, max_length=200)
     sort: Sort = "-created_at"
     status: ItemStatus | None = None
@@ -155,11 +155,5 @@ class ItemQuery(BaseModel):
     owner_id: uuid.UUID | None = None
 
 
-class ItemPage(BaseModel):
+class ItemPage(Page[ItemRead]):
     """One page of items: `total` in offset mode, `next_cursor` when a next page exists."""
-
-    items: list[ItemRead]
-    limit: int
-    offset: int | None = None
-    total: int | None = None
-    next_cursor: str | None = None

@@ -10,6 +10,7 @@ from sqlalchemy.orm import selectinload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.conditional import PreconditionFailed
+from app.core.errors import ValidationFailedError
 from app.db.base import utcnow
 from app.db.pagination import CursorError, decode_cursor, encode_cursor
 from app.items.exceptions import InvalidCursor
@@ -17,6 +18,8 @@ from app.items.models import Item, ItemTag
 from app.items.schemas import ItemCreate, ItemQuery
 
 _SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price_units}
+# Members a merge patch may not remove (RFC 7396: `null` removes a member).
+REQUIRED_MEMBERS = ("title", "status", "price", "currency")
 
 
 def _with_tags(statement: Select[Item]) -> Select[Item]:
@@ -61,8 +64,24 @@ async def _flush_versioned(session: AsyncSession) -> None:
         raise PreconditionFailed("The item changed meanwhile; read it again and retry.") from exc
 
 
+def _refuse_removing_required(changes: dict[str, Any]) -> None:
+    removed = [name for name in REQUIRED_MEMBERS if name in changes and changes[name] is None]
+    if removed:
+        raise ValidationFailedError(
+            "These members cannot be removed.",
+            errors=[
+                {"detail": "Required; null is not allowed.", "pointer": f"#/{name}"}
+                for name in removed
+            ],
+        )
+
+
 async def update(*, session: AsyncSession, item: Item, changes: dict[str, Any]) -> Item:
-    """Apply a merge patch; the version grows by one when anything changed."""
+    """Apply a merge patch (the members sent); the version grows by one when anything changed.
+
+    Raise `ValidationFailedError` when the patch removes (`null`) a required member.
+    """
+    _refuse_removing_required(changes)
     if "tags" in changes:
         tags = changes.pop("tags") or []
         if tags != item.tags:

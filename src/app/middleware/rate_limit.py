@@ -1,35 +1,32 @@
 """Rate limiting with `limits`: per-client windows, IETF `RateLimit` headers, 429 problems.
 
-Read `RateLimitMiddleware` for what a request pays, `rate_limit_keys.ClientKey` for whose
-quota it uses, and `rate_limit_options` for how settings become limits and a storage.
+Read `RateLimitMiddleware` for what a request pays and `rate_limit_keys.ClientKey` for whose
+quota it uses; the wiring place turns settings into its limits, storage and paths.
 """
 
 import math
 import re
 import time
-from collections.abc import Awaitable, Callable, Collection, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import TypedDict
 
 import structlog
-from limits import RateLimitItem, RateLimitItemPerHour, RateLimitItemPerMinute
+from limits import RateLimitItem
 from limits.aio.storage import Storage
 from limits.aio.strategies import (
     MovingWindowRateLimiter,
     RateLimiter,
     SlidingWindowCounterRateLimiter,
 )
+from limits.errors import StorageError
 from limits.util import WindowStats
+from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.config import Settings
+from app.core.backoff import Backoff
+from app.core.errors import RateLimitedError, ServiceUnavailableError
 from app.core.problems import ProblemRenderer
-from app.middleware.rate_limit_keys import ClientKey, client_ip_key
-from app.middleware.rate_limit_storage import (
-    STORAGE_ERRORS,
-    MemoryStorageWithPruning,
-    redis_storage,
-)
+from app.middleware.rate_limit_keys import client_ip_key
 
 log = structlog.get_logger(__name__)
 
@@ -37,16 +34,10 @@ STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
     "moving-window": MovingWindowRateLimiter,
     "sliding-window-counter": SlidingWindowCounterRateLimiter,
 }
-AUTH_PATHS = frozenset(
-    {
-        "/api/v1/auth/login",
-        "/auth/login",
-        "/api/v1/auth/password-reset",
-        "/api/v1/auth/password-reset/confirm",
-    }
-)
+# Redis errors, `limits`' wrapper, and socket errors (builtin ConnectionError and TimeoutError).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (RedisError, StorageError, OSError)
+ENFORCE_PATH_PREFIX = "Paths and prefixes must start with '/'."
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
-_WARNING_INTERVAL = 5.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,12 +71,15 @@ class _Policy:
 class RateLimitMiddleware:
     """Limit requests under `prefixes` per client; answer 429 problems past a quota.
 
+    Requests to `auth_paths` (POST) use `auth_limits` per client address; other requests under
+    `prefixes`, except those at or below an `exempt` path, use `limits` per `key_func`.
     Each limited request hits its quotas in order and stops at the first refusal, so a request
     refused by the first (shortest) window never counts against the later ones; one refused by
     a later window has used a slot of the earlier, which frees again within that window.
     Storage errors let requests through (`fail_open`) or answer 503; either way they are
     logged and counted in `storage_errors`, and the storage is left alone for
     `storage_retry_interval` seconds so an unreachable Redis does not slow every request.
+    The storage belongs to the caller, who closes it.
     """
 
     def __init__(
@@ -99,16 +93,17 @@ class RateLimitMiddleware:
         fail_open: bool,
         renderer: ProblemRenderer,
         key_func: Callable[[Scope], str],
-        prefixes: Collection[str] = ("/api/",),
-        exempt: Collection[str] = ("/api/v1/health",),
-        auth_paths: Collection[str] = AUTH_PATHS,
+        prefixes: Collection[str],
+        exempt: Collection[str] = (),
+        auth_paths: Collection[str] = (),
         storage_retry_interval: float = 1.0,
-        on_shutdown: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
         if storage_retry_interval < 0:
             raise ValueError("storage_retry_interval must be zero or more seconds.")
+        if not all(path.startswith("/") for path in (*prefixes, *exempt, *auth_paths)):
+            raise ValueError(ENFORCE_PATH_PREFIX)
         try:
             self.limiter: RateLimiter = STRATEGIES[strategy](storage)
         except NotImplementedError as exc:
@@ -123,16 +118,15 @@ class RateLimitMiddleware:
         self.exempt = tuple(exempt)
         self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
         self.auth_paths = frozenset(auth_paths)
-        self.storage_retry_interval = storage_retry_interval
-        self.on_shutdown = on_shutdown
-        self.storage_errors = 0  # process-wide count of failed storage calls, for metrics
-        self._storage_retry_at = 0.0
-        self._next_warning_at = 0.0
+        self.backoff = Backoff(storage_retry_interval)
+
+    @property
+    def storage_errors(self) -> int:
+        """Process-wide count of failed storage calls, for metrics."""
+        return self.backoff.failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
-            if scope["type"] == "lifespan" and self.on_shutdown is not None:
-                send = _closing_before_shutdown(send, self.on_shutdown)
             await self.app(scope, receive, send)
             return
 
@@ -147,7 +141,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        if time.monotonic() < self._storage_retry_at:  # storage failed a moment ago
+        if self.backoff.resting():  # storage failed a moment ago
             await self._storage_failed(None, scope, receive, send)
             return
         try:
@@ -184,13 +178,10 @@ class RateLimitMiddleware:
     async def _too_many(
         self, headers: list[tuple[bytes, bytes]], scope: Scope, receive: Receive, send: Send
     ) -> None:
-        response = self.renderer.render(
-            scope,
-            status_code=429,
-            code="rate_limited",
-            title="Too Many Requests",
-            detail="Too many requests; retry after the number of seconds in Retry-After.",
+        error = RateLimitedError(
+            "Too many requests; retry after the number of seconds in Retry-After."
         )
+        response = self.renderer.from_exception(scope, error)
         reset = next(value for name, value in headers if name == b"x-ratelimit-reset")
         response.raw_headers += [*headers, (b"retry-after", reset)]
         await response(scope, receive, send)
@@ -199,31 +190,21 @@ class RateLimitMiddleware:
         self, exc: Exception | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Count and log a storage error (`exc`), then pass the request or answer 503."""
-        now = time.monotonic()
-        if exc is not None:
-            self.storage_errors += 1
-            self._storage_retry_at = now + self.storage_retry_interval
-            if now >= self._next_warning_at:
-                self._next_warning_at = now + _WARNING_INTERVAL
-                log.warning(
-                    "rate_limit_storage_error",
-                    error_type=type(exc).__name__,
-                    storage_errors=self.storage_errors,
-                    fail_open=self.fail_open,
-                )
+        if exc is not None and self.backoff.failed():
+            log.warning(
+                "rate_limit_storage_error",
+                error_type=type(exc).__name__,
+                storage_errors=self.storage_errors,
+                fail_open=self.fail_open,
+            )
         if self.fail_open:
             await self.app(scope, receive, send)
             return
-        retry_after = str(max(1, math.ceil(self.storage_retry_interval)))
-        response = self.renderer.render(
-            scope,
-            status_code=503,
-            code="service_unavailable",
-            title="Service Unavailable",
-            detail="Rate limits cannot be checked right now; retry shortly.",
-            headers={"Retry-After": retry_after},
+        error = ServiceUnavailableError(
+            "Rate limits cannot be checked right now; retry shortly.",
+            retry_after=max(1, math.ceil(self.backoff.interval)),
         )
-        await response(scope, receive, send)
+        await self.renderer.from_exception(scope, error)(scope, receive, send)
 
 
 def _route_path(scope: Scope) -> str:
@@ -246,51 +227,3 @@ def _headers(
         (b"x-ratelimit-remaining", b"%d" % remaining),
         (b"x-ratelimit-reset", b"%d" % reset),
     ]
-
-
-def _closing_before_shutdown(send: Send, close: Callable[[], Awaitable[None]]) -> Send:
-    async def send_after_closing(message: Message) -> None:
-        if message["type"] in ("lifespan.shutdown.complete", "lifespan.shutdown.failed"):
-            await close()
-        await send(message)
-
-    return send_after_closing
-
-
-class RateLimitOptions(TypedDict):
-    """The keyword arguments of `RateLimitMiddleware` that `rate_limit_options` builds."""
-
-    limits: dict[str, RateLimitItem]
-    auth_limits: dict[str, RateLimitItem]
-    storage: Storage
-    strategy: str
-    fail_open: bool
-    renderer: ProblemRenderer
-    key_func: Callable[[Scope], str]
-    on_shutdown: Callable[[], Awaitable[None]] | None
-
-
-def rate_limit_options(settings: Settings, renderer: ProblemRenderer) -> RateLimitOptions:
-    """Build the middleware's options from `RATE_LIMIT_*` and `REDIS_URL`."""
-    storage: Storage
-    if settings.REDIS_URL is None:
-        storage, on_shutdown = MemoryStorageWithPruning(), None
-    else:
-        storage, pool = redis_storage(settings.REDIS_URL.get_secret_value(), settings)
-        on_shutdown = pool.disconnect
-    return RateLimitOptions(
-        limits={
-            "minute": RateLimitItemPerMinute(
-                settings.RATE_LIMIT_PER_MINUTE + settings.RATE_LIMIT_BURST
-            ),
-            "hour": RateLimitItemPerHour(settings.RATE_LIMIT_PER_HOUR),
-        },
-        auth_limits={"auth": RateLimitItemPerMinute(settings.RATE_LIMIT_AUTH_PER_MINUTE)},
-        storage=storage,
-        strategy=settings.RATE_LIMIT_STRATEGY,
-        fail_open=settings.RATE_LIMIT_FAIL_OPEN,
-        renderer=renderer,
-        # Only our own HS tokens can be checked here; OIDC callers are limited per address.
-        key_func=ClientKey(settings if settings.AUTH_PROVIDER == "local" else None),
-        on_shutdown=on_shutdown,
-    )

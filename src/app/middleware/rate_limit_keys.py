@@ -1,21 +1,22 @@
 """Whose quota a request uses: the user of a valid access token, or the client address."""
 
-from starlette.types import Scope
+from collections.abc import Callable
 
-from app.core.config import Settings
-from app.core.security import InvalidTokenError, decode_access_token
+from starlette.types import Scope
 
 
 class ClientKey:
     """Name whose quota a request uses: `user:<sub>` or `ip:<client host>`.
 
-    A valid access token is decoded (signature and claims, no database). An `X-API-Key` cannot
-    be checked without the database, so it gets no quota of its own: keyed by its text, random
-    keys would each open a fresh quota. Requests with one use the client address.
+    `token_subject` returns the subject of a valid bearer token, or None; it checks signature
+    and claims, no database. Without it (tokens this service cannot check), callers are keyed
+    by address. An `X-API-Key` cannot be checked without the database, so it gets no quota of
+    its own: keyed by its text, random keys would each open a fresh quota. Requests with one
+    use the client address.
     """
 
-    def __init__(self, settings: Settings | None) -> None:
-        self.settings = settings
+    def __init__(self, token_subject: Callable[[str], str | None] | None) -> None:
+        self.token_subject = token_subject
 
     def __call__(self, scope: Scope) -> str:
         authorization = None
@@ -24,14 +25,11 @@ class ClientKey:
                 return client_ip_key(scope)
             if name == b"authorization":
                 authorization = value
-        if authorization is not None and self.settings is not None:
+        if authorization is not None and self.token_subject is not None:
             scheme, _, token = authorization.decode("latin-1").partition(" ")
             if scheme.lower() == "bearer" and token:
-                try:
-                    subject = decode_access_token(token.strip(), settings=self.settings)["sub"]
-                except InvalidTokenError:
-                    subject = None
-                if isinstance(subject, str) and subject:
+                subject = self.token_subject(token.strip())
+                if subject:
                     return "user:" + subject
         return client_ip_key(scope)
 

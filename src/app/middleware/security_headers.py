@@ -1,12 +1,8 @@
 """Security headers: browser hardening on every response, unless the response set its own."""
 
 from collections.abc import Sequence
-from typing import Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
-
-from app.core.config import Settings
-from app.core.openapi import DOCS_PATHS
 
 HSTS_MAX_AGE = 31_536_000  # one year
 PERMISSIONS_POLICY = (
@@ -58,8 +54,8 @@ class SecurityHeadersMiddleware:
         hsts_max_age: int = HSTS_MAX_AGE,
         csp: str | None = None,
         docs_csp: str | None = DOCS_CSP,
-        docs_paths: Sequence[str] = DOCS_PATHS,
-        api_prefix: str = "/api/",
+        docs_paths: Sequence[str] = (),
+        api_prefix: str,
         permissions_policy: str = PERMISSIONS_POLICY,
         referrer_policy: str = "strict-origin-when-cross-origin",
     ) -> None:
@@ -109,14 +105,3 @@ class SecurityHeadersMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_security_headers)
-
-
-def security_headers_options(settings: Settings) -> dict[str, Any]:
-    """Constructor options from settings: HSTS in production only, CSP unless disabled."""
-    csp_enabled = settings.SECURITY_CSP_ENABLED
-    return {
-        "hsts": settings.SECURITY_HSTS_ENABLED and settings.ENVIRONMENT == "production",
-        "csp": settings.SECURITY_CSP if csp_enabled else None,
-        "docs_csp": DOCS_CSP if csp_enabled else None,
-        "docs_paths": DOCS_PATHS if settings.docs_enabled else (),
-    }

@@ -5,6 +5,7 @@ from collections.abc import Sequence
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.core.errors import InvalidHost
 from app.core.problems import ProblemRenderer
 
 ENFORCE_DOMAIN_WILDCARD = "Domain wildcard patterns must be like '*.example.com'."
@@ -52,11 +53,5 @@ class TrustedHostMiddleware:
         if self.is_allowed(_host_of(scope)):
             await self.app(scope, receive, send)
             return
-        response = self.renderer.render(
-            scope,
-            status_code=400,
-            code="invalid_host",
-            title="Bad Request",
-            detail="The Host header does not name this service.",
-        )
-        await response(scope, receive, send)
+        error = InvalidHost("The Host header does not name this service.")
+        await self.renderer.from_exception(scope, error)(scope, receive, send)

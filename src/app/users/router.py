@@ -1,25 +1,17 @@
 """User endpoints: registration, the caller's own account, and administration."""
 
-import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Query, status
+from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
-from app.auth import service as auth_service
-from app.auth.deps import (
-    AdminReader,
-    AdminWriter,
-    PasswordHasherDep,
-    UsersReader,
-    UsersWriter,
-)
-from app.auth.exceptions import SuperuserRequired
+from app.auth import flows
+from app.auth.deps import AdminReader, UsersReader, UsersWriter
 from app.core.openapi import problem_responses
-from app.deps import CacheDep, SessionDep
-from app.infra.cache import cached, invalidate
+from app.db.pagination import PageQuery
+from app.deps import CacheDep, PasswordHasherDep, SessionDep
+from app.users import cache as users_cache
 from app.users import service as users_service
-from app.users.exceptions import UserNotFound
-from app.users.models import User
+from app.users.deps import AdminTargetDep, ReadableUserDep
 from app.users.schemas import (
     PasswordChange,
     UserAdminUpdate,
@@ -30,17 +22,8 @@ from app.users.schemas import (
 )
 
 router = APIRouter(prefix="/users", tags=["users"])
-
-
-def user_cache_key(user_id: uuid.UUID) -> str:
-    """Where the cache keeps an account's public representation."""
-    return f"users:{user_id}"
-
-
 # Registration and password changes exist only while this service owns passwords.
 local_router = APIRouter(prefix="/users", tags=["users"])
-
-MAX_PAGE_SIZE = 100
 
 
 @local_router.post(
@@ -78,7 +61,7 @@ async def update_me(
     user = await users_service.update(
         session=session, user=principal.user, changes=body.model_dump(exclude_unset=True)
     )
-    await invalidate(cache, background, user_cache_key(user.id))
+    await users_cache.forget(cache, background, user.id)
     return UserRead.model_validate(user)
 
 
@@ -94,15 +77,13 @@ async def change_password(
     hasher: PasswordHasherDep,
 ) -> None:
     """Change the password; every other session of the account is revoked."""
-    await users_service.change_password(
+    await flows.change_password(
         session=session,
         hasher=hasher,
         user=principal.user,
         current_password=body.current_password,
         new_password=body.new_password,
-    )
-    await auth_service.logout_all(
-        session=session, user_id=principal.user.id, keep_session=principal.session_id
+        keep_session=principal.session_id,
     )
 
 
@@ -111,57 +92,41 @@ async def delete_me(
     principal: UsersWriter, session: SessionDep, cache: CacheDep, background: BackgroundTasks
 ) -> None:
     """Delete the caller's account, with its tokens and keys."""
+    user_id = principal.user.id
     await users_service.delete(session=session, user=principal.user)
-    await invalidate(cache, background, user_cache_key(principal.user.id))
+    await users_cache.forget(cache, background, user_id)
 
 
 @router.get("", responses=problem_responses(401, 403))
 async def list_users(
     _: AdminReader,
+    page: Annotated[PageQuery, Query()],
     session: SessionDep,
-    limit: Annotated[int, Query(ge=1, le=MAX_PAGE_SIZE)] = 50,
-    offset: Annotated[int, Query(ge=0)] = 0,
+    request: Request,
+    response: Response,
 ) -> UserPage:
     """List every account, oldest first (superusers only)."""
-    users, total = await users_service.list_users(session=session, limit=limit, offset=offset)
-    return UserPage(
-        items=[UserRead.model_validate(u) for u in users], total=total, limit=limit, offset=offset
+    users, total = await users_service.list_users(
+        session=session, limit=page.limit, offset=page.offset
     )
+    result = UserPage(
+        items=[UserRead.model_validate(user) for user in users],
+        total=total,
+        limit=page.limit,
+        offset=page.offset,
+    )
+    if link := result.next_link(request.url):
+        response.headers["Link"] = link
+    return result
 
 
 @router.get("/{user_id}", responses=problem_responses(401, 403, 404))
-async def read_user(
-    user_id: uuid.UUID, principal: UsersReader, session: SessionDep, cache: CacheDep
-) -> UserRead:
+async def read_user(user: ReadableUserDep) -> UserRead:
     """Return an account: your own, or any for a superuser (cached after authorization).
 
     A non-superuser asking for another id gets 403 whether or not it exists.
     """
-    caller = principal.user
-    if user_id == caller.id:
-        return UserRead.model_validate(caller)
-    if not caller.is_superuser:
-        raise SuperuserRequired("You may only read your own account.")
-
-    async def load() -> bytes | None:
-        user = await users_service.get(session=session, user_id=user_id)
-        return None if user is None else UserRead.model_validate(user).model_dump_json().encode()
-
-    body = await cached(cache, user_cache_key(user_id), load)
-    if body is None:
-        raise UserNotFound(f"User {user_id} was not found.")
-    return UserRead.model_validate_json(body)
-
-
-async def get_user_for_admin(user_id: uuid.UUID, _: AdminWriter, session: SessionDep) -> User:
-    """Load any user for a superuser, or 404."""
-    user = await users_service.get(session=session, user_id=user_id)
-    if user is None:
-        raise UserNotFound(f"User {user_id} was not found.")
     return user
-
-
-AdminTargetDep = Annotated[User, Depends(get_user_for_admin)]
 
 
 @router.patch("/{user_id}", responses=problem_responses(401, 403, 404))
@@ -175,7 +140,7 @@ async def update_user(
     """Activate, deactivate, promote or rename an account (superusers only)."""
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     updated = await users_service.update(session=session, user=user, changes=changes)
-    await invalidate(cache, background, user_cache_key(user.id))
+    await users_cache.forget(cache, background, user.id)
     return UserRead.model_validate(updated)
 
 
@@ -190,4 +155,4 @@ async def delete_user(
     """Delete an account (superusers only)."""
     user_id = user.id
     await users_service.delete(session=session, user=user)
-    await invalidate(cache, background, user_cache_key(user_id))
+    await users_cache.forget(cache, background, user_id)

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from app.db.pagination import Page
 
 
 def normalize_email(email: str) -> str:
@@ -67,10 +68,5 @@ class PasswordChange(BaseModel):
     new_password: Password
 
 
-class UserPage(BaseModel):
+class UserPage(Page[UserRead]):
     """One page of users."""
-
-    items: list[UserRead]
-    total: int
-    limit: int
-    offset: int

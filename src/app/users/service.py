@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.security import PasswordHasher
 from app.users.exceptions import EmailTaken, WrongPassword
 from app.users.models import User
+from app.users.schemas import normalize_email
 
 log = structlog.get_logger(__name__)
 
@@ -130,6 +131,7 @@ async def ensure_superuser(
     password: str,
 ) -> None:
     """Create the first superuser at start-up unless an account with that email exists."""
+    email = normalize_email(email)
     async with session_factory() as session:
         if await get_by_email(session=session, email=email) is not None:
             return

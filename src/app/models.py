@@ -1,4 +1,7 @@
-"""The model registry: import every domain's models here so Alembic sees all tables."""
+"""The model registry: every domain's models, imported so Alembic sees all tables.
+
+It sits at the top of the package, not in `db/`: the database layer knows no domain.
+"""
 
 from app.api_keys.models import ApiKey
 from app.auth.models import ActionToken, LoginFailure, RefreshToken

@@ -12,9 +12,9 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
-from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError
 from app.core.security import InvalidTokenError
+from app.core.settings_groups import OidcSettings
 
 log = structlog.get_logger(__name__)
 
@@ -113,17 +113,17 @@ class OidcVerifier:
         self._lock = asyncio.Lock()
 
     @classmethod
-    def from_settings(cls, settings: Settings, http: httpx2.AsyncClient) -> Self:
+    def from_settings(cls, settings: OidcSettings, http: httpx2.AsyncClient) -> Self:
         """Build a verifier from the OIDC settings; raise ValueError if any is missing."""
-        if not (settings.OIDC_ISSUER and settings.OIDC_AUDIENCE and settings.OIDC_JWKS_URL):
+        if not (settings.issuer and settings.audience and settings.jwks_url):
             raise ValueError("OIDC_ISSUER, OIDC_AUDIENCE and OIDC_JWKS_URL are required")
         return cls(
-            issuer=settings.OIDC_ISSUER,
-            audience=settings.OIDC_AUDIENCE,
-            jwks_url=settings.OIDC_JWKS_URL,
-            cache_seconds=settings.OIDC_JWKS_CACHE_SECONDS,
+            issuer=settings.issuer,
+            audience=settings.audience,
+            jwks_url=settings.jwks_url,
+            cache_seconds=settings.jwks_cache_seconds,
             http=http,
-            timeout=settings.OIDC_HTTP_TIMEOUT,
+            timeout=settings.http_timeout,
         )
 
     async def verify(self, token: str) -> OidcIdentity:
