@@ -4,7 +4,7 @@ import io
 import json
 import socket
 import sys
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings, build_settings
 from app.core.logging import configure_logging
 from app.deps import attach_resources, resources_of
+from app.main import create_app
 
 
 def free_port() -> int:
@@ -73,6 +74,40 @@ async def client_for(app: FastAPI) -> AsyncIterator[AsyncClient]:
         yield c
 
 
+@asynccontextmanager
+async def started(
+    settings: Settings, prepare: Callable[[FastAPI], None] | None = None, **overrides: Any
+) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+    """Run an app on the database of `settings`, changed by `overrides`, and a client for it.
+
+    `prepare`, if given, changes the app before it starts (e.g. mounts routes only tests use).
+    """
+    app = create_app(make_settings(DATABASE_URL=settings.database.url, **overrides))
+    if prepare is not None:
+        prepare(app)
+    async with running(app), client_for(app) as client:
+        yield app, client
+
+
+def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    """The session factory of a running app (inside `running`: the rolled-back one)."""
+    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
+    return session_factory
+
+
+class FakeClock:
+    """A clock the test moves by hand: call it for the time, `advance` it."""
+
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
 class LogLines:
     """The JSON log lines the app wrote since `log_lines()` started."""
 
@@ -110,3 +145,8 @@ def assert_problem(response: Response, status: int, code: str | None = None) -> 
     if code is not None:
         assert body["code"] == code
     return body
+
+
+def pointers(body: dict[str, Any]) -> set[str]:
+    """The JSON pointers of a validation problem's errors."""
+    return {error["pointer"] for error in body.get("errors", []) if "pointer" in error}

@@ -1,5 +1,6 @@
 """Helpers for tests that need accounts and tokens: they go through the real API."""
 
+import uuid
 from typing import Any
 
 from fastapi import FastAPI
@@ -10,6 +11,13 @@ from app.deps import resources_of
 from app.users.models import User
 
 DEFAULT_PASSWORD = "correct horse battery"
+# 64 bytes: long enough for every HMAC algorithm, so PyJWT has nothing to warn about.
+JWT_SECRET = "test-secret-for-login-and-token-tests-0123456789abcdef0123456789"
+
+
+def unique_email(name: str = "user") -> str:
+    """An address no other test uses: failed logins kept in Redis outlive a test."""
+    return f"{name}-{uuid.uuid4().hex[:12]}@example.com"
 
 
 async def register(
@@ -34,6 +42,14 @@ async def login(
     assert response.status_code == 200, response.text
     body: dict[str, Any] = response.json()
     return body
+
+
+async def login_status(client: AsyncClient, email: str, password: str = DEFAULT_PASSWORD) -> int:
+    """The status of a login attempt through the OAuth2 password form."""
+    response = await client.post(
+        "/api/v1/auth/login", data={"username": email, "password": password}
+    )
+    return response.status_code
 
 
 def bearer(tokens: dict[str, Any] | str) -> dict[str, str]:

@@ -1,8 +1,11 @@
 import gc
 import json
+import os
 import re
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,7 @@ from httpx2 import AsyncClient
 from app.core.config import Settings
 from app.deps import resources_of
 from app.main import create_app
-from tests.harness import client_for, log_lines, make_settings, running
+from tests.harness import client_for, free_port, log_lines, make_settings, running
 
 pytestmark = pytest.mark.anyio
 
@@ -52,6 +55,48 @@ def test_module_app_attribute_builds_the_app_for_fastapi_cli() -> None:
         "FastAPI Production FastAPI Backend",
         "module 'app.main' has no attribute 'nothing'",
     ]
+
+
+def test_module_app_attribute_is_built_once() -> None:
+    result = run_python("import app.main as m; print(m.app is m.app)")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize("command", ["run", "dev"])
+def test_the_fastapi_cli_serves_the_app(command: str, tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABASE_", "LOG_"))}
+    env.update(DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path}/app.db", LOG_FORMAT="json")
+    args = [str(ROOT / ".venv" / "bin" / "fastapi"), command, "--port", str(port)]
+    server = subprocess.Popen(  # noqa: S603 - fixed arguments
+        [*args, "--no-proxy-headers", "--no-reload"]
+        if command == "dev"
+        else [*args, "--no-proxy-headers"],
+        cwd=ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        body = get_when_up(f"http://127.0.0.1:{port}/health")
+    finally:
+        server.terminate()
+        server.wait(timeout=20)
+    assert json.loads(body) == {"status": "ok"}
+
+
+def get_when_up(url: str) -> bytes:
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback
+                body: bytes = response.read()
+                return body
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def test_fastapi_cli_finds_the_entrypoint() -> None:

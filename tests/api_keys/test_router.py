@@ -9,12 +9,10 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.api_keys.models import ApiKey
 from app.auth.scopes import Scope
-from app.deps import resources_of
-from tests.harness import assert_problem
+from tests.harness import assert_problem, factory
 from tests.identity import bearer, login, make_superuser, register, signed_up
 
 pytestmark = pytest.mark.anyio
@@ -46,11 +44,6 @@ async def list_keys(client: AsyncClient, headers: dict[str, str]) -> list[dict[s
     assert response.status_code == 200, response.text
     keys: list[dict[str, Any]] = response.json()["items"]
     return keys
-
-
-def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
-    return session_factory
 
 
 async def expire_key(app: FastAPI, key_id: str) -> None:

@@ -12,15 +12,13 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from sqlalchemy import select, update
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.models import ActionToken
 from app.core.config import Settings
-from app.deps import resources_of
 from app.main import create_app
 from app.users.models import User
-from tests.harness import client_for, free_port, log_lines, running
-from tests.identity import DEFAULT_PASSWORD, login, register, signed_up
+from tests.harness import client_for, factory, free_port, log_lines, running
+from tests.identity import DEFAULT_PASSWORD, login, login_status, register, signed_up
 from tests.smtp import Inbox, SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
@@ -86,11 +84,6 @@ def sha256(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
-    return session_factory
-
-
 async def deactivate(app: FastAPI, email: str) -> None:
     async with factory(app)() as session:
         await session.execute(update(User).where(User.email == email).values(is_active=False))
@@ -144,13 +137,6 @@ async def verification_token(client: AsyncClient, inbox: Inbox, headers: dict[st
 
 async def confirm_reset(client: AsyncClient, token: str, password: str = NEW_PASSWORD) -> Response:
     return await client.post(RESET_CONFIRM, json={"token": token, "new_password": password})
-
-
-async def login_status(client: AsyncClient, email: str, password: str) -> int:
-    response = await client.post(
-        "/api/v1/auth/login", data={"username": email, "password": password}
-    )
-    return response.status_code
 
 
 def assert_invalid_action_token(response: Response) -> None:

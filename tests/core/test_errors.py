@@ -21,12 +21,10 @@ from app.core.errors import (
     UnauthorizedError,
     ValidationFailedError,
 )
-from app.main import create_app
-from tests.harness import client_for, log_lines, make_settings, running
+from tests.harness import PROBLEM, log_lines, started
 
 pytestmark = pytest.mark.anyio
 
-PROBLEM = "application/problem+json"
 DOCS_ERRORS = Path(__file__).resolve().parents[2] / "docs" / "errors.md"
 
 
@@ -78,16 +76,9 @@ APP_ERRORS: dict[str, AppError] = {
 }
 
 
-async def started(settings: Settings) -> AsyncIterator[AsyncClient]:
-    app = create_app(settings)
-    add_failing_routes(app)
-    async with running(app), client_for(app) as client:
-        yield client
-
-
 @pytest.fixture
 async def client(settings: Settings) -> AsyncIterator[AsyncClient]:
-    async for client in started(settings):
+    async with started(settings, add_failing_routes) as (_, client):
         yield client
 
 
@@ -138,8 +129,7 @@ async def test_unexpected_exception_is_a_generic_500(client: AsyncClient) -> Non
 
 
 async def test_debug_names_the_exception_in_the_500(settings: Settings) -> None:
-    debug_settings = make_settings(DATABASE_URL=settings.database.url, DEBUG=True)
-    async for client in started(debug_settings):
+    async with started(settings, add_failing_routes, DEBUG=True) as (_, client):
         response = await client.get("/boom")
     assert response.status_code == 500
     assert response.json()["exception"].startswith("RuntimeError: ")
@@ -204,10 +194,8 @@ async def test_malformed_json_is_a_422_problem(client: AsyncClient) -> None:
 
 
 async def test_problem_type_base_url_is_configurable(settings: Settings) -> None:
-    custom = make_settings(
-        DATABASE_URL=settings.database.url, PROBLEM_TYPE_BASE_URL="https://docs.example.com/errors"
-    )
-    async for client in started(custom):
+    base_url = "https://docs.example.com/errors"
+    async with started(settings, add_failing_routes, PROBLEM_TYPE_BASE_URL=base_url) as (_, client):
         response = await client.get("/app-error/conflict")
     assert response.json()["type"] == "https://docs.example.com/errors/conflict"
 

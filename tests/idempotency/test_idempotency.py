@@ -36,7 +36,6 @@ from tests.identity import signed_up
 
 pytestmark = pytest.mark.anyio
 
-PROBLEM = "application/problem+json"
 KEY = "3f1d7c0e-idempotency-key"
 WAIT_SECONDS = 5
 FAILURE_STATUS: dict[Failure, int] = {"conflict": 409, "boom": 500, "server_error": 503}

@@ -14,20 +14,9 @@ from app.core.config import Settings
 from app.deps import CacheDep, resources_of
 from app.infra.cache import Cache, MemoryCache, NullCache, RedisCache, cached, create_cache
 from app.main import create_app
-from tests.harness import client_for, log_lines, make_settings, running
+from tests.harness import FakeClock, client_for, log_lines, make_settings, running
 
 pytestmark = pytest.mark.anyio
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Shared by the item tests: the API's paths, item bodies, problem checks and fast inserts."""
+"""Shared by the item tests: the API's paths, item bodies, reading results, fast inserts."""
 
 import uuid
 from collections.abc import Iterable
@@ -8,15 +8,13 @@ from typing import Any
 
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.base import utcnow
-from app.deps import resources_of
 from app.items.models import Item, ItemStatus, ItemTag
+from tests.harness import factory
 
 ITEMS = "/api/v1/items"
 KEYS = "/api/v1/api-keys"
-PROBLEM = "application/problem+json"
 MERGE_PATCH = {"Content-Type": "application/merge-patch+json"}
 ALICE = "alice@example.com"
 BOB = "bob@example.com"
@@ -59,21 +57,35 @@ async def list_page(client: AsyncClient, headers: dict[str, str], **params: Any)
     return body
 
 
+def parse_time(value: str) -> datetime:
+    assert value.endswith("Z"), value  # RFC 3339 in UTC
+    return datetime.fromisoformat(value)
+
+
+def item_etag(item: dict[str, Any]) -> str:
+    return f'"{item["version"]}"'
+
+
+async def user_id(client: AsyncClient, headers: dict[str, str]) -> str:
+    response = await client.get("/api/v1/users/me", headers=headers)
+    assert response.status_code == 200
+    value: str = response.json()["id"]
+    return value
+
+
+def newest_first(items: list[Item]) -> list[str]:
+    """The ids in the list's default order: created_at, then id, both descending."""
+    return [
+        str(item.id) for item in sorted(items, key=lambda i: (i.created_at, i.id), reverse=True)
+    ]
+
+
 def ids(page: dict[str, Any]) -> list[str]:
     return [item["id"] for item in page["items"]]
 
 
-def pointers(body: dict[str, Any]) -> set[str]:
-    return {error["pointer"] for error in body.get("errors", []) if "pointer" in error}
-
-
 def parameters(body: dict[str, Any]) -> set[str]:
     return {error["parameter"] for error in body.get("errors", []) if "parameter" in error}
-
-
-def factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
-    session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
-    return session_factory
 
 
 async def insert_items(

@@ -1,54 +1,27 @@
+"""The content validation middleware on an inline app: allowed media types (415 otherwise)
+and NUL bytes in the path or query (400).
+"""
+
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
-from httpx2 import ASGITransport, AsyncClient
-from starlette.applications import Starlette
+from httpx2 import AsyncClient
 from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
-from starlette.routing import Route
+from starlette.responses import PlainTextResponse
 from starlette.types import Message, Receive, Scope, Send
 
-from app.core.problems import ProblemRenderer
-from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.content_validation import (
     DEFAULT_ALLOWED_MEDIA_TYPES,
     ContentValidationMiddleware,
 )
+from tests.harness import PROBLEM
+from tests.middleware.apps import RENDERER, body_client, nothing
 
 pytestmark = pytest.mark.anyio
 
-RENDERER = ProblemRenderer("https://errors.test/")
-PROBLEM = "application/problem+json"
-METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"]
-
-
-async def echo(request: Request) -> Response:
-    body = await request.body()
-    return JSONResponse({"bytes": len(body)})
-
-
-async def refuse_as_text(request: Request) -> Response:
-    return PlainTextResponse("nope", status_code=413)
-
-
-async def nothing(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("never called")
-
-
-def client(*middleware: Middleware) -> AsyncClient:
-    app = Starlette(
-        routes=[
-            Route("/items", echo, methods=METHODS),
-            Route("/text-413", refuse_as_text, methods=["GET", "POST"]),
-        ],
-        middleware=list(middleware),
-    )
-    return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
-
 
 def validating(allowed: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES) -> AsyncClient:
-    return client(
+    return body_client(
         Middleware(ContentValidationMiddleware, renderer=RENDERER, allowed_media_types=allowed)
     )
 
@@ -215,45 +188,3 @@ async def test_lifespan_passes_through() -> None:
 def test_bad_allowlists_are_refused(allowed: list[str]) -> None:
     with pytest.raises(ValueError, match="without parameters"):
         ContentValidationMiddleware(nothing, renderer=RENDERER, allowed_media_types=allowed)
-
-
-def limited(max_body_size: int) -> AsyncClient:
-    return client(Middleware(BodyLimitMiddleware, max_body_size=max_body_size, renderer=RENDERER))
-
-
-async def test_the_body_limit_413_is_a_problem() -> None:
-    async with limited(8) as c:
-        small = await c.post("/items", content=b"12345678")
-        large = await c.post("/items", content=b"123456789")
-    assert small.status_code == 200
-    assert large.status_code == 413
-    assert large.headers["content-type"] == PROBLEM
-    assert large.json()["code"] == "content_too_large"
-
-
-async def test_a_chunked_body_over_the_limit_is_a_413_problem() -> None:
-    async def chunks() -> AsyncIterator[bytes]:
-        for _ in range(3):
-            yield b"1234"
-
-    async with limited(8) as c:
-        response = await c.post("/items", content=chunks())
-    assert response.status_code == 413
-    assert response.headers["content-type"] == PROBLEM
-
-
-async def test_any_plain_413_to_a_request_with_a_body_becomes_a_problem() -> None:
-    async with limited(1024) as c:
-        response = await c.post("/text-413", json={"small": True})
-        bodyless = await c.get("/text-413")
-    assert response.status_code == 413
-    assert response.json()["code"] == "content_too_large"
-    # Without a body nothing was limited: the route's own answer passes as it is.
-    assert bodyless.status_code == 413
-    assert bodyless.headers["content-type"].startswith("text/plain")
-
-
-@pytest.mark.parametrize("size", [-1, 1.5, True, "1024"])
-def test_bad_body_limits_are_refused(size: object) -> None:
-    with pytest.raises(ValueError, match="non-negative integer"):
-        BodyLimitMiddleware(nothing, max_body_size=size, renderer=RENDERER)  # type: ignore[arg-type]

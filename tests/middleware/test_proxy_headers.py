@@ -8,6 +8,7 @@ from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
 from app.middleware.proxy_headers import ProxyHeadersMiddleware
+from tests.middleware.apps import nothing
 
 pytestmark = pytest.mark.anyio
 
@@ -160,10 +161,6 @@ async def test_forwarded_proto(headers: tuple[tuple[str, str], ...], expected: s
 async def test_not_installed_means_headers_are_ignored() -> None:
     result = await seen(xff("203.0.113.7"), proto("https"), installed=False)
     assert result == {"client": "127.0.0.1", "scheme": "http"}
-
-
-async def nothing(scope: Scope, receive: Receive, send: Send) -> None:
-    raise AssertionError("never called")
 
 
 async def call(scope: Scope) -> Scope:

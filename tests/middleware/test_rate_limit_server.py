@@ -22,7 +22,15 @@ from redis.exceptions import RedisError
 
 from app.main import create_app
 from app.middleware.rate_limit import RateLimitMiddleware
-from tests.harness import LogLines, client_for, free_port, log_lines, make_settings, running
+from tests.harness import (
+    PROBLEM,
+    LogLines,
+    client_for,
+    free_port,
+    log_lines,
+    make_settings,
+    running,
+)
 from tests.migrations import migrate
 from tests.services import service_unavailable
 
@@ -53,7 +61,9 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 @contextmanager
-def started(args: list[str], log: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
+def server_process(
+    args: list[str], log: Path, env: dict[str, str]
+) -> Iterator[subprocess.Popen[bytes]]:
     with log.open("wb") as output:
         process = subprocess.Popen(  # noqa: S603 - fixed arguments
             args,
@@ -96,7 +106,7 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[int]:
     log = tmp_path / f"uvicorn-{port}.log"
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
     command += ["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
-    with started(command, log, env) as server:
+    with server_process(command, log, env) as server:
 
         def both_workers_up() -> bool:
             if server.poll() is not None:
@@ -309,7 +319,7 @@ async def test_with_fail_open_off_a_dead_redis_answers_503_problems(
         after = [await client.get(LIMITED_PATH) for _ in range(2)]
     assert [r.status_code for r in during] == [503] * 3
     problem = during[0]
-    assert problem.headers["content-type"] == "application/problem+json"
+    assert problem.headers["content-type"] == PROBLEM
     assert problem.json()["code"] == "service_unavailable"
     assert int(problem.headers["retry-after"]) >= 1
     assert health.status_code == 200  # exempt paths never touch the storage

@@ -4,7 +4,7 @@ from starlette.middleware import Middleware
 
 from app.core.problems import ProblemRenderer
 from app.middleware.server_errors import ServerErrorMiddleware
-from tests.harness import log_lines
+from tests.harness import PROBLEM, log_lines
 from tests.middleware.apps import inline_app
 
 pytestmark = pytest.mark.anyio
@@ -20,7 +20,7 @@ async def test_exception_becomes_a_problem_and_is_logged_once() -> None:
     with log_lines() as logs:
         response = await client().get("/fail")
     assert response.status_code == 500
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.json()["code"] == "internal_error"
     assert "boom" not in response.text
     [logged] = logs.events("unhandled_exception")

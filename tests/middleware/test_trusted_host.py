@@ -3,13 +3,11 @@ from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
 from starlette.types import Receive, Scope, Send
 
-from app.core.problems import ProblemRenderer
 from app.middleware.trusted_host import TrustedHostMiddleware
-from tests.middleware.apps import inline_app
+from tests.harness import PROBLEM
+from tests.middleware.apps import RENDERER, inline_app
 
 pytestmark = pytest.mark.anyio
-
-RENDERER = ProblemRenderer("https://errors.test/")
 
 
 def client(*allowed: str, host: str) -> AsyncClient:
@@ -45,7 +43,7 @@ async def test_allowed_hosts_pass(allowed: tuple[str, ...], host: str) -> None:
 async def test_other_hosts_get_a_400_problem(allowed: tuple[str, ...], host: str) -> None:
     response = await client(*allowed, host=host).get("/items/1")
     assert response.status_code == 400
-    assert response.headers["content-type"] == "application/problem+json"
+    assert response.headers["content-type"] == PROBLEM
     assert response.json()["code"] == "invalid_host"
 
 

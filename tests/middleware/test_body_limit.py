@@ -1,4 +1,6 @@
-"""Body limits through the real app: every 413 is our problem, chunked bodies included."""
+"""The body limit (app/middleware/body_limit.py): every 413 is our problem, chunked bodies
+included; first on an inline app, then through the real app with its per-route limits.
+"""
 
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
@@ -6,16 +8,68 @@ from typing import Annotated, Any
 import pytest
 from fastapi import Body, FastAPI, Form
 from httpx2 import AsyncClient, Response
+from starlette.middleware import Middleware
 
-from app.main import create_app
-from tests.harness import client_for, log_lines, make_settings, running
+from app.core.config import Settings
+from app.middleware.body_limit import BodyLimitMiddleware
+from tests.harness import PROBLEM, log_lines, started
+from tests.middleware.apps import RENDERER, body_client, nothing
 
 pytestmark = pytest.mark.anyio
 
-PROBLEM = "application/problem+json"
 LIMIT = 1024
 UPLOAD_LIMIT = 8 * 1024
 TWO_KIB = {"data": "x" * 2048}
+
+
+# --- on an inline app -----------------------------------------------------------------------
+
+
+def limited_client(max_body_size: int) -> AsyncClient:
+    return body_client(
+        Middleware(BodyLimitMiddleware, max_body_size=max_body_size, renderer=RENDERER)
+    )
+
+
+async def test_the_body_limit_413_is_a_problem() -> None:
+    async with limited_client(8) as c:
+        small = await c.post("/items", content=b"12345678")
+        large = await c.post("/items", content=b"123456789")
+    assert small.status_code == 200
+    assert large.status_code == 413
+    assert large.headers["content-type"] == PROBLEM
+    assert large.json()["code"] == "content_too_large"
+
+
+async def test_a_chunked_body_over_the_limit_of_an_inline_app_is_a_413_problem() -> None:
+    async def chunks() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield b"1234"
+
+    async with limited_client(8) as c:
+        response = await c.post("/items", content=chunks())
+    assert response.status_code == 413
+    assert response.headers["content-type"] == PROBLEM
+
+
+async def test_any_plain_413_to_a_request_with_a_body_becomes_a_problem() -> None:
+    async with limited_client(1024) as c:
+        response = await c.post("/text-413", json={"small": True})
+        bodyless = await c.get("/text-413")
+    assert response.status_code == 413
+    assert response.json()["code"] == "content_too_large"
+    # Without a body nothing was limited: the route's own answer passes as it is.
+    assert bodyless.status_code == 413
+    assert bodyless.headers["content-type"].startswith("text/plain")
+
+
+@pytest.mark.parametrize("size", [-1, 1.5, True, "1024"])
+def test_bad_body_limits_are_refused(size: object) -> None:
+    with pytest.raises(ValueError, match="non-negative integer"):
+        BodyLimitMiddleware(nothing, max_body_size=size, renderer=RENDERER)  # type: ignore[arg-type]
+
+
+# --- through the real app --------------------------------------------------------------------
 
 
 def add_limited_routes(app: FastAPI) -> None:
@@ -35,10 +89,9 @@ def add_limited_routes(app: FastAPI) -> None:
 
 
 @pytest.fixture
-async def limited(database_url: str) -> AsyncIterator[AsyncClient]:
-    app = create_app(make_settings(DATABASE_URL=database_url, MAX_REQUEST_BODY_BYTES=LIMIT))
-    add_limited_routes(app)
-    async with running(app), client_for(app) as client:
+async def limited(settings: Settings) -> AsyncIterator[AsyncClient]:
+    """The real app with the routes above and a body limit of LIMIT bytes."""
+    async with started(settings, add_limited_routes, MAX_REQUEST_BODY_BYTES=LIMIT) as (_, client):
         yield client
 
 

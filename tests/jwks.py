@@ -1,6 +1,7 @@
 """An OIDC issuer for tests: RSA/EC keys made in the test, a JWKS served over real HTTP on loopback.
 
-Shared by the verifier's unit tests (test_oidc.py) and the app's tests (test_oidc_app.py).
+Shared by the verifier's unit tests (tests/infra/oidc/) and the app's tests in OIDC mode
+(tests/auth/oidc/).
 """
 
 import base64
@@ -9,7 +10,7 @@ import hmac
 import json
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -18,10 +19,21 @@ import jwt
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
+from app.infra.oidc import OidcVerifier
+
 ISSUER = "https://issuer.example.test/"
 AUDIENCE = "production-fastapi-backend"
+CACHE_SECONDS = 300
+# OidcVerifier's default pause between two fetches of the JWKS.
+MIN_REFETCH = 10.0
 
 PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+VerifierFactory = Callable[..., OidcVerifier]
+
+
+def rsa_private_key() -> rsa.RSAPrivateKey:
+    """A fresh 2048-bit RSA key (slow enough that fixtures make one per module)."""
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 class JwksServer(ThreadingHTTPServer):
@@ -83,17 +95,6 @@ def serving(httpd: JwksServer) -> Iterator[JwksServer]:
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)
-
-
-class FakeClock:
-    def __init__(self) -> None:
-        self.now = 1_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 def public_jwk(key: PrivateKey, kid: str, **extra: str) -> dict[str, Any]:

@@ -1,0 +1,153 @@
+"""Access tokens as app/auth/deps.py checks them on every request: accepted and refused.
+
+Tokens are forged here (signed with the app's secret or another, with claims changed or
+dropped) and sent to the routes that need a caller, over the real app on SQLite and PostgreSQL.
+"""
+
+import base64
+import json
+import uuid
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from app.core.config import Settings
+from tests.auth.helpers import LEGACY_ME, LOGOUT_ALL, ME, assert_unauthorized, set_user
+from tests.identity import bearer, login, register, unique_email
+
+pytestmark = pytest.mark.anyio
+
+
+def valid_claims(settings: Settings, user_id: str, **changes: Any) -> dict[str, Any]:
+    """The claims of a well-formed access token; `changes` replace (or, as None, drop) some."""
+    now = datetime.now(UTC)
+    claims: dict[str, Any] = {
+        "sub": user_id,
+        "sid": str(uuid.uuid4()),
+        "iat": now,
+        "nbf": now,
+        "exp": now + timedelta(minutes=15),
+        "jti": uuid.uuid4().hex,
+        "iss": settings.auth.jwt_issuer,
+        "aud": settings.auth.jwt_audience,
+        "type": "access",
+    }
+    claims.update(changes)
+    return {name: value for name, value in claims.items() if value is not None}
+
+
+def forge(
+    settings: Settings,
+    user_id: str,
+    *,
+    key: str | None = None,
+    algorithm: str | None = None,
+    **changes: Any,
+) -> str:
+    """Sign an access token ourselves, with the app's secret unless told otherwise."""
+    return jwt.encode(
+        valid_claims(settings, user_id, **changes),
+        key or settings.auth.jwt_secret.get_secret_value(),
+        algorithm=algorithm or settings.auth.jwt_algorithm,
+    )
+
+
+def b64url(data: dict[str, Any]) -> str:
+    raw = json.dumps(data, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def unsigned(settings: Settings, user_id: str) -> str:
+    """An `alg=none` token with otherwise perfect claims, and an empty signature."""
+    claims = valid_claims(settings, user_id)
+    for name in ("iat", "nbf", "exp"):
+        claims[name] = int(claims[name].timestamp())
+    return f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims)}."
+
+
+# --- Access tokens ---------------------------------------------------------------------------
+
+
+async def test_a_forged_but_well_formed_token_is_accepted(
+    client: AsyncClient, settings: Settings
+) -> None:
+    """The control for the rejections below: `forge` itself makes tokens the app accepts."""
+    email = unique_email()
+    user = await register(client, email)
+    response = await client.get(ME, headers=bearer(forge(settings, user["id"])))
+    assert response.status_code == 200, response.text
+    assert response.json()["id"] == user["id"]
+
+
+BAD_TOKENS: dict[str, Callable[[Settings, str], str]] = {
+    "alg none": unsigned,
+    "wrong signature": lambda s, sub: forge(s, sub, key="another-secret-" + "x" * 50),
+    "other HMAC algorithm": lambda s, sub: forge(s, sub, algorithm="HS512"),
+    "wrong audience": lambda s, sub: forge(s, sub, aud="someone-else"),
+    "wrong issuer": lambda s, sub: forge(s, sub, iss="https://evil.example.com"),
+    "expired": lambda s, sub: forge(
+        s,
+        sub,
+        iat=datetime.now(UTC) - timedelta(minutes=20),
+        nbf=datetime.now(UTC) - timedelta(minutes=20),
+        exp=datetime.now(UTC) - timedelta(minutes=5),
+    ),
+    "not yet valid": lambda s, sub: forge(
+        s,
+        sub,
+        nbf=datetime.now(UTC) + timedelta(minutes=10),
+        exp=datetime.now(UTC) + timedelta(minutes=25),
+    ),
+    "refresh type": lambda s, sub: forge(s, sub, type="refresh"),
+    "no type": lambda s, sub: forge(s, sub, type=None),
+    "no jti": lambda s, sub: forge(s, sub, jti=None),
+    "no expiry": lambda s, sub: forge(s, sub, exp=None),
+    "no session id": lambda s, sub: forge(s, sub, sid=None),
+    "subject not a uuid": lambda s, sub: forge(s, sub, sub="admin"),
+    "unknown user": lambda s, sub: forge(s, sub, sub=str(uuid.uuid4())),
+    "garbage": lambda s, sub: "not-a-jwt",
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_TOKENS))
+async def test_bad_access_tokens_are_refused(
+    client: AsyncClient, settings: Settings, case: str
+) -> None:
+    email = unique_email()
+    user = await register(client, email)
+    token = BAD_TOKENS[case](settings, user["id"])
+    for path in (ME, LEGACY_ME, LOGOUT_ALL):
+        method = client.post if path == LOGOUT_ALL else client.get
+        response = await method(path, headers=bearer(token))
+        body = assert_unauthorized(response)
+        assert body["instance"] == path
+
+
+async def test_a_refresh_token_is_not_a_bearer_token(client: AsyncClient) -> None:
+    email = unique_email()
+    await register(client, email)
+    tokens = await login(client, email)
+    assert_unauthorized(await client.get(ME, headers=bearer(tokens["refresh_token"])))
+    assert_unauthorized(await client.post(LOGOUT_ALL, headers=bearer(tokens["refresh_token"])))
+
+
+async def test_no_credentials_is_a_401(client: AsyncClient) -> None:
+    response = await client.get(ME)
+    assert_unauthorized(response, "not_authenticated")
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_a_deactivated_users_access_token_stops_working(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    email = unique_email()
+    await register(client, email)
+    tokens = await login(client, email)
+    assert (await client.get(ME, headers=bearer(tokens))).status_code == 200
+    await set_user(app, email, is_active=False)
+    assert_unauthorized(await client.get(ME, headers=bearer(tokens)))

@@ -1,0 +1,73 @@
+"""The request pipeline (app/pipeline.py): rate-limit options built from the settings."""
+
+from typing import Any
+
+import pytest
+from limits.aio.storage import RedisStorage
+
+from app.api import ROUTE_PATHS
+from app.infra.rate_limit_storage import PrunedMemoryStorage, create_rate_limit_storage
+from app.infra.redis import create_redis
+from app.middleware.rate_limit import RateLimitMiddleware
+from app.middleware.rate_limit_keys import ClientKey
+from app.pipeline import rate_limit_options
+from tests.harness import make_settings
+from tests.middleware.apps import RENDERER
+from tests.middleware.rate_limit_apps import Calls
+
+pytestmark = pytest.mark.anyio
+
+
+def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> None:
+    settings = make_settings(
+        RATE_LIMIT_PER_MINUTE=60,
+        RATE_LIMIT_BURST=10,
+        RATE_LIMIT_PER_HOUR=1000,
+        RATE_LIMIT_AUTH_PER_MINUTE=5,
+        RATE_LIMIT_STRATEGY="sliding-window-counter",
+        RATE_LIMIT_FAIL_OPEN=False,
+    )
+    storage = create_rate_limit_storage(None, namespace=settings.app.slug)
+    options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
+    assert isinstance(options["storage"], PrunedMemoryStorage)
+    assert options["auth_paths"] == ROUTE_PATHS.credentials
+    assert [(name, item.amount, item.get_expiry()) for name, item in options["limits"].items()] == [
+        ("minute", 70, 60),
+        ("hour", 1000, 3600),
+    ]
+    assert options["auth_limits"]["auth"].amount == 5
+    assert options["strategy"] == "sliding-window-counter"
+    assert options["fail_open"] is False
+    limited = RateLimitMiddleware(Calls().app(), **options)
+    assert limited.policy.header == b'"minute";q=70;w=60, "hour";q=1000;w=3600'
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["redis://:pw@127.0.0.1:1/3", "rediss://127.0.0.1:1/0", "unix:///tmp/redis-test.sock?db=2"],
+)
+async def test_options_from_settings_use_redis_when_it_is_set(url: str) -> None:
+    settings = make_settings(REDIS_URL=url, APP_NAME="My Service!")
+    redis = create_redis(settings.redis)
+    assert redis is not None
+    storage = create_rate_limit_storage(redis, namespace=settings.app.slug)
+    assert isinstance(storage, RedisStorage)
+    assert storage.bridge.key_prefix == "ratelimit:my-service"
+    # The app's one Redis pool, not a second one of its own.
+    bridge: Any = storage.bridge
+    assert bridge.storage.connection_pool is redis.connection_pool
+    await redis.aclose()
+
+
+def test_oidc_tokens_are_not_decoded_by_the_limiter() -> None:
+    settings = make_settings(
+        AUTH_PROVIDER="oidc",
+        OIDC_ISSUER="https://issuer.test/",
+        OIDC_AUDIENCE="api",
+        OIDC_JWKS_URL="https://issuer.test/jwks",
+    )
+    storage = create_rate_limit_storage(None, namespace=settings.app.slug)
+    options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
+    key_func = options["key_func"]
+    assert isinstance(key_func, ClientKey)
+    assert key_func.token_subject is None
