@@ -16,7 +16,7 @@ from httpx2 import AsyncClient
 from app.core.config import Settings
 from app.deps import resources_of
 from app.main import create_app
-from tests.harness import client_for, free_port, log_lines, make_settings, running
+from tests.harness import PRODUCTION, client_for, free_port, log_lines, make_settings, running
 
 pytestmark = pytest.mark.anyio
 
@@ -161,7 +161,7 @@ async def test_swagger_ui_reads_its_config_from_inert_json(client: AsyncClient) 
 
 
 async def test_docs_are_off_in_production_unless_enabled(database_url: str) -> None:
-    production = {"ENVIRONMENT": "production", "JWT_SECRET": "p" * 40, "DATABASE_URL": database_url}
+    production = {**PRODUCTION, "DATABASE_URL": database_url}
     async with running(create_app(make_settings(**production))) as app, client_for(app) as client:
         for path in ("/docs", "/redoc", "/openapi.json", "/static/docs/swagger-ui.css"):
             assert (await client.get(path)).status_code == 404

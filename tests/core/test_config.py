@@ -1,5 +1,6 @@
 import os
 import re
+import secrets
 import subprocess
 import sys
 from pathlib import Path
@@ -7,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from app.core.config import PLACEHOLDER_SECRET, Settings, SettingsError, load_settings
-from tests.harness import make_settings
+from tests.harness import PRODUCTION, make_settings
 
 ROOT = Path(__file__).resolve().parents[2]
-STRONG_SECRET = "s" * 48
+LONG_RANDOM = secrets.token_urlsafe(64)  # 86 varied characters
 
 
 def env_example_names() -> list[str]:
@@ -99,29 +100,23 @@ def test_production_refuses_weak_secrets(secret: str) -> None:
 
 
 def test_production_secret_length_follows_the_algorithm() -> None:
+    production = {**PRODUCTION, "JWT_ALGORITHM": "HS512"}
     with pytest.raises(SettingsError, match="64 bytes"):
-        load_settings(
-            env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 48
-        )
-    settings = load_settings(
-        env_file=None, ENVIRONMENT="production", JWT_ALGORITHM="HS512", JWT_SECRET="s" * 64
-    )
+        load_settings(env_file=None, **{**production, "JWT_SECRET": LONG_RANDOM[:48]})
+    settings = load_settings(env_file=None, **{**production, "JWT_SECRET": LONG_RANDOM[:64]})
     assert settings.auth.jwt_algorithm == "HS512"
 
 
 def test_production_accepts_safe_settings() -> None:
     settings = load_settings(
         env_file=None,
-        ENVIRONMENT="production",
-        JWT_SECRET=STRONG_SECRET,
+        **PRODUCTION,
         CORS_ALLOW_ORIGINS="https://app.example.com",
         CORS_ALLOW_CREDENTIALS=True,
     )
     assert settings.app.environment == "production"
     assert not settings.docs_enabled
-    assert load_settings(
-        env_file=None, ENVIRONMENT="production", JWT_SECRET=STRONG_SECRET, DOCS_ENABLED=True
-    ).docs_enabled
+    assert load_settings(env_file=None, **PRODUCTION, DOCS_ENABLED=True).docs_enabled
 
 
 def test_placeholder_secret_is_fine_outside_production() -> None:

@@ -8,7 +8,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
 from app.core.errors import ExternalServiceError
 from app.infra.mail import ConsoleMailer, MailMessage, SmtpMailer, create_mailer
-from tests.harness import free_port, log_lines, make_settings
+from tests.harness import PRODUCTION, free_port, log_lines, make_settings
 from tests.smtp import SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
@@ -121,7 +121,7 @@ async def test_console_mailer_logs_the_body_outside_production() -> None:
 
 
 async def test_console_mailer_omits_the_body_in_production() -> None:
-    production = make_settings(ENVIRONMENT="production", JWT_SECRET="p" * 40)
+    production = make_settings(**PRODUCTION)
 
     with log_lines() as logs:
         await create_mailer(production.mail, environment=production.app.environment).send(MESSAGE)

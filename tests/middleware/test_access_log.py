@@ -13,11 +13,11 @@ from tests.harness import log_lines
 pytestmark = pytest.mark.anyio
 
 
-def fastapi_app() -> FastAPI:
+def fastapi_app(*, process_time_header: bool = False) -> FastAPI:
     app = FastAPI(
         middleware=[
             Middleware(RequestIdMiddleware),
-            Middleware(AccessLogMiddleware),
+            Middleware(AccessLogMiddleware, process_time_header=process_time_header),
             Middleware(ServerErrorMiddleware, renderer=ProblemRenderer("https://errors.test/")),
         ]
     )
@@ -41,8 +41,11 @@ def fastapi_app() -> FastAPI:
     return app
 
 
-async def request(method: str, path: str) -> tuple[int, dict[str, str], list[dict[str, object]]]:
-    transport = ASGITransport(app=fastapi_app(), client=("203.0.113.9", 4711))
+async def request(
+    method: str, path: str, *, process_time_header: bool = False
+) -> tuple[int, dict[str, str], list[dict[str, object]]]:
+    app = fastapi_app(process_time_header=process_time_header)
+    transport = ASGITransport(app=app, client=("203.0.113.9", 4711))
     with log_lines() as logs:
         async with AsyncClient(transport=transport, base_url="http://testserver") as client:
             response = await client.request(method, path)
@@ -60,6 +63,11 @@ async def test_one_line_per_request_with_the_route_template() -> None:
     assert line["client"] == "203.0.113.9"
     assert isinstance(line["duration_ms"], float)
     assert line["level"] == "info"
+    assert "x-process-time" not in headers  # it times the work behind an answer: off by default
+
+
+async def test_process_time_header_when_asked() -> None:
+    _, headers, _ = await request("GET", "/items/42", process_time_header=True)
     assert headers["x-process-time"].endswith("ms")
 
 

@@ -10,20 +10,20 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.api import API_ROOT
+from app.api import ROUTE_PATHS
 from app.core.problems import ProblemRenderer
 from app.main import create_app
 from app.middleware.security_headers import DOCS_CSP, SecurityHeadersMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
 from app.pipeline import security_headers_options
-from tests.harness import make_settings
+from tests.harness import PRODUCTION, STRONG_SECRET, make_settings
 from tests.middleware.apps import fail
 
 pytestmark = pytest.mark.anyio
 
 API_CSP = "default-src 'none'; frame-ancestors 'none'"
 # What the app passes: its API root and its docs pages.
-DEFAULTS: dict[str, Any] = {"api_prefix": "/api/", "docs_paths": ("/docs", "/redoc")}
+DEFAULTS: dict[str, Any] = {"no_store_prefixes": ("/api/",), "docs_paths": ("/docs", "/redoc")}
 HSTS = "max-age=31536000; includeSubDomains"
 HARDENING = {
     "x-content-type-options": "nosniff",
@@ -111,7 +111,7 @@ async def test_no_store_only_on_api_responses() -> None:
 
 
 async def test_a_custom_api_prefix() -> None:
-    app = client(api_prefix="/v2/")
+    app = client(no_store_prefixes=("/v2/",))
     assert (await app.get("/v2/anything")).headers["cache-control"] == "no-store"
     assert "cache-control" not in (await app.get("/api/v1/items")).headers
 
@@ -145,12 +145,12 @@ async def test_hsts_max_age_is_configurable() -> None:
 @pytest.mark.parametrize(
     ("overrides", "expected"),
     [
-        ({"ENVIRONMENT": "production", "JWT_SECRET": "p" * 40}, True),
+        (PRODUCTION, True),
         (
-            {"ENVIRONMENT": "production", "JWT_SECRET": "p" * 40, "SECURITY_HSTS_ENABLED": False},
+            {**PRODUCTION, "SECURITY_HSTS_ENABLED": False},
             False,
         ),
-        ({"ENVIRONMENT": "staging"}, False),
+        ({"ENVIRONMENT": "staging", "JWT_SECRET": STRONG_SECRET}, False),
         ({"ENVIRONMENT": "test"}, False),
     ],
 )
@@ -158,7 +158,7 @@ def test_settings_turn_hsts_on_only_in_production(
     overrides: dict[str, Any], expected: bool
 ) -> None:
     assert (
-        security_headers_options(make_settings(**overrides), api_root=API_ROOT)["hsts"] is expected
+        security_headers_options(make_settings(**overrides), paths=ROUTE_PATHS)["hsts"] is expected
     )
 
 
@@ -180,7 +180,7 @@ async def test_docs_paths_are_matched_below_the_root_path() -> None:
 
 async def test_settings_choose_the_policies() -> None:
     options = security_headers_options(
-        make_settings(SECURITY_CSP="default-src 'self'"), api_root=API_ROOT
+        make_settings(SECURITY_CSP="default-src 'self'"), paths=ROUTE_PATHS
     )
     app = client(**options)
     assert (await app.get("/page")).headers["content-security-policy"] == "default-src 'self'"
@@ -189,7 +189,7 @@ async def test_settings_choose_the_policies() -> None:
 
 async def test_csp_disabled_sends_no_policy() -> None:
     app = client(
-        **security_headers_options(make_settings(SECURITY_CSP_ENABLED=False), api_root=API_ROOT)
+        **security_headers_options(make_settings(SECURITY_CSP_ENABLED=False), paths=ROUTE_PATHS)
     )
     for path in ("/page", "/docs", "/api/v1/items"):
         response = await app.get(path)
@@ -198,8 +198,8 @@ async def test_csp_disabled_sends_no_policy() -> None:
 
 
 async def test_docs_are_not_special_when_docs_are_off() -> None:
-    settings = make_settings(ENVIRONMENT="production", JWT_SECRET="p" * 40)
-    response = await client(**security_headers_options(settings, api_root=API_ROOT)).get("/docs")
+    settings = make_settings(**PRODUCTION)
+    response = await client(**security_headers_options(settings, paths=ROUTE_PATHS)).get("/docs")
     assert response.headers["content-security-policy"] == settings.http.csp
 
 
@@ -225,7 +225,7 @@ async def test_non_http_scopes_pass_through(scope_type: str) -> None:
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
 
-    middleware = SecurityHeadersMiddleware(inner, csp=API_CSP, api_prefix="/api/")
+    middleware = SecurityHeadersMiddleware(inner, csp=API_CSP, no_store_prefixes=("/api/",))
     await middleware({"type": scope_type, "path": "/api/ws"}, None, send)  # type: ignore[arg-type]
     assert seen == [scope_type]
     assert sent == [{"type": "marker"}]
@@ -235,7 +235,7 @@ async def test_non_http_scopes_pass_through(scope_type: str) -> None:
     ("options", "message"),
     [
         ({"hsts_max_age": -1}, "must not be negative"),
-        ({"api_prefix": "api/"}, "must start with '/'"),
+        ({"no_store_prefixes": ("api/",)}, "must start with '/'"),
         ({"docs_paths": ["docs"]}, "must start with '/'"),
         ({"csp": ""}, "Header values"),
         ({"csp": "default-src 'none'\r\nSet-Cookie: x=1"}, "Header values"),
@@ -245,7 +245,7 @@ async def test_non_http_scopes_pass_through(scope_type: str) -> None:
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        SecurityHeadersMiddleware(Starlette(), **{"api_prefix": "/api/", **options})
+        SecurityHeadersMiddleware(Starlette(), **{**DEFAULTS, **options})
 
 
 class ScriptCollector(HTMLParser):
@@ -278,7 +278,7 @@ def scripts_of(html: str) -> list[tuple[dict[str, str | None], str]]:
 async def test_the_real_docs_pages_run_no_inline_script_under_the_docs_policy() -> None:
     settings = make_settings()
     app = SecurityHeadersMiddleware(
-        create_app(settings), **security_headers_options(settings, api_root=API_ROOT)
+        create_app(settings), **security_headers_options(settings, paths=ROUTE_PATHS)
     )
     async with AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver") as c:
         for page in ("/docs", "/redoc"):

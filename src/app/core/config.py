@@ -29,6 +29,7 @@ from app.core.settings_groups import (
     SettingsGroup,
     SuperuserSettings,
 )
+from app.core.settings_safety import unsafe_settings
 
 __all__ = [
     "PLACEHOLDER_SECRET",
@@ -39,11 +40,6 @@ __all__ = [
     "load_settings",
 ]
 
-# RFC 7518 section 3.2: an HMAC key at least as long as the hash output.
-MIN_SECRET_LENGTH = {"HS256": 32, "HS384": 48, "HS512": 64}
-_PLACEHOLDER_SECRETS = frozenset(
-    {"", PLACEHOLDER_SECRET, "change-me", "changethis", "secret", "changeme"}
-)
 _SUPERUSER_PASSWORD_LENGTH = range(8, 129)
 
 
@@ -109,27 +105,11 @@ class Settings(BaseModel):
         return self
 
     @model_validator(mode="after")
-    def _refuse_unsafe_production(self) -> Self:
-        """Name every unsafe production setting at once, so one restart fixes them all."""
-        if self.app.environment != "production":
-            return self
-        problems = []
-        secret = self.auth.jwt_secret.get_secret_value()
-        algorithm = self.auth.jwt_algorithm
-        if secret.strip().lower() in _PLACEHOLDER_SECRETS:
-            problems.append("JWT_SECRET is missing or a placeholder; set a random secret")
-        elif len(secret.encode()) < (minimum := MIN_SECRET_LENGTH[algorithm]):
-            problems.append(
-                f"JWT_SECRET is shorter than {minimum} bytes, the minimum for {algorithm}",
-            )
-        if self.app.debug:
-            problems.append("DEBUG must be false in production")
-        if self.http.cors_allow_credentials and "*" in self.http.cors_allow_origins:
-            problems.append(
-                "CORS_ALLOW_ORIGINS must list origins, not '*', when CORS_ALLOW_CREDENTIALS is on",
-            )
+    def _refuse_unsafe_settings(self) -> Self:
+        """Name every setting unsafe outside development at once, so one restart fixes all."""
+        problems = unsafe_settings(self)
         if problems:
-            raise ValueError("unsafe production settings: " + "; ".join(problems))
+            raise ValueError(f"unsafe {self.app.environment} settings: " + "; ".join(problems))
         return self
 
 

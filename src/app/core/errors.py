@@ -8,6 +8,7 @@ from http import HTTPStatus
 from typing import Any, ClassVar
 
 import sqlalchemy.exc
+import sqlalchemy.orm.exc
 
 
 class AppError(Exception):
@@ -121,6 +122,9 @@ class DatabaseUnavailableError(ServiceUnavailableError):
 
 # Errors that say the database is unreachable or overloaded, not that the request is wrong.
 DATABASE_UNAVAILABLE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
+# A write that lost a race: a row it refers to was deleted meanwhile (a foreign key), or it was
+# changed first. Services handle the conflicts they expect (a taken email); these are the rest.
+CONFLICTING_WRITE_ERRORS = (sqlalchemy.exc.IntegrityError, sqlalchemy.orm.exc.StaleDataError)
 
 
 class ExternalServiceError(AppError):

@@ -2,6 +2,7 @@
 
 import functools
 import logging
+import re
 import sys
 import threading
 from collections.abc import Mapping
@@ -28,21 +29,48 @@ def _is_sensitive(key: str) -> bool:
     return any(marker in lowered for marker in _SENSITIVE_MARKERS)
 
 
+# Secrets by their shape, wherever they appear in a string (messages, tracebacks, reprs): the
+# password of a URL, a bearer credential, a JWT, one of our API keys.
+_SECRET_SHAPES = (
+    (re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]*@"), REDACTED + "@"),
+    (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
+    (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
+    (re.compile(r"\bpfb_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"), REDACTED),
+)
+
+
+# One cheap search rules out nearly every string a log line holds (paths, names, numbers).
+_MIGHT_HOLD_A_SECRET = re.compile(r"://|(?i:bearer|basic)|eyJ|pfb_")
+
+
+def scrub(text: str) -> str:
+    """Replace secret-shaped parts of `text` (URL passwords, bearer tokens, JWTs, API keys)."""
+    if _MIGHT_HOLD_A_SECRET.search(text) is None:
+        return text
+    for pattern, replacement in _SECRET_SHAPES:
+        text = pattern.sub(replacement, text)
+    return text
+
+
 def _redact(value: Any) -> Any:
+    if isinstance(value, str):
+        return scrub(value)
     if isinstance(value, Mapping):
         return {
             key: REDACTED if isinstance(key, str) and _is_sensitive(key) else _redact(item)
             for key, item in value.items()
         }
+    if isinstance(value, list | tuple):
+        return [_redact(item) for item in value]
     return value
 
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
-    """Replace the values of password, token, secret, cookie and authorization keys."""
+    """Replace the values of secret-named keys, at any depth, and secret-shaped text anywhere."""
     for key, value in event_dict.items():
         if _is_sensitive(key):
             event_dict[key] = REDACTED
-        elif isinstance(value, Mapping):
+        elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _redact(value)
     return event_dict
 
@@ -60,14 +88,21 @@ def _shared_processors() -> list[Processor]:
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
+        # Tracebacks become text before redaction, so secrets in them are scrubbed too. The text
+        # is the standard one: no local variables, which may hold passwords and keys.
+        structlog.processors.format_exc_info,
         redact_secrets,
     ]
 
 
 def _renderer(as_json: bool, stream: TextIO) -> list[Processor]:
     if as_json:
-        return [structlog.processors.format_exc_info, structlog.processors.JSONRenderer()]
-    return [structlog.dev.ConsoleRenderer(colors=stream.isatty())]
+        return [structlog.processors.JSONRenderer()]
+    return [
+        structlog.dev.ConsoleRenderer(
+            colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
+    ]
 
 
 class _Sink:

@@ -14,11 +14,14 @@ from starlette.responses import Response
 from starlette.types import Scope
 
 from app.core.errors import (
+    CONFLICTING_WRITE_ERRORS,
     DATABASE_UNAVAILABLE_ERRORS,
     AppError,
+    ConflictError,
     DatabaseUnavailableError,
     ValidationFailedError,
 )
+from app.core.logging import scrub
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 GENERIC_SERVER_ERROR_DETAIL = (
@@ -107,7 +110,7 @@ class ProblemRenderer:
         """Return the generic 500 problem: no stack trace, and no exception text unless DEBUG."""
         extra = {}
         if exc is not None and self.expose_exceptions:
-            extra["exception"] = f"{type(exc).__name__}: {exc}"
+            extra["exception"] = scrub(f"{type(exc).__name__}: {exc}")
         return self.render(
             scope,
             status_code=HTTPStatus.INTERNAL_SERVER_ERROR,
@@ -142,6 +145,12 @@ class ProblemRenderer:
             return self._from_http_exception(scope, exc)
         if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
             return self._database_unavailable(scope, exc)
+        if isinstance(exc, CONFLICTING_WRITE_ERRORS):
+            log.info("write_conflict", path=scope.get("path"), error=type(exc).__name__)
+            conflict = ConflictError(
+                "The request conflicts with a change made meanwhile; read again and retry."
+            )
+            return self.from_exception(scope, conflict)
         log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
         return self.server_error(scope, exc)
 

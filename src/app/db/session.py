@@ -23,7 +23,9 @@ def _is_sqlite_memory(url: URL) -> bool:
 
 
 def _engine_options(settings: DatabaseSettings, url: URL, application_name: str) -> dict[str, Any]:
-    options: dict[str, Any] = {"pool_pre_ping": True}
+    # Bound parameters (password hashes, key digests, personal data) never appear in error
+    # messages or in the statements `DATABASE_ECHO` logs.
+    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
     if url.get_backend_name() == "sqlite" and _is_sqlite_memory(url):
         return options | {"poolclass": StaticPool}
     options |= {

@@ -14,8 +14,10 @@ from pydantic import (
     Field,
     PlainSerializer,
     StringConstraints,
+    WithJsonSchema,
 )
 
+from app.core.types import Text
 from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
@@ -59,22 +61,26 @@ def _in_utc(value: datetime) -> datetime:
 
 
 UTCInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
-Title = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-Description = Annotated[str, Field(max_length=MAX_DESCRIPTION)]
+Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+Description = Annotated[Text, Field(max_length=MAX_DESCRIPTION)]
 Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
-Tag = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
 # Strings only on input ("19.90"): a JSON float would already have lost the exact value.
+# What the schema promises: a plain decimal string. (The validator also takes "+5" or "1e2".)
+PRICE_PATTERN = rf"^\d{{1,{PRICE_DIGITS - PRICE_SCALE}}}(\.\d{{1,{PRICE_SCALE}}})?$"
 Price = Annotated[
     Decimal,
     BeforeValidator(_no_floats),
     AfterValidator(_exact_price),
-    Field(
-        ge=0,
-        max_digits=PRICE_DIGITS,
-        decimal_places=PRICE_SCALE,
-        strict=False,
-        json_schema_extra={"type": "string", "examples": ["19.90"]},
+    Field(ge=0, max_digits=PRICE_DIGITS, decimal_places=PRICE_SCALE, strict=False),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "pattern": PRICE_PATTERN,
+            "examples": ["19.90"],
+            "description": f"A decimal string, at most {PRICE_SCALE} decimals; never a number.",
+        }
     ),
 ]
 PriceOut = Annotated[Decimal, PlainSerializer(lambda value: f"{value:f}", return_type=str)]
@@ -145,11 +151,11 @@ class ItemQuery(PageQuery):
 
     model_config = ConfigDict(extra="forbid")
 
-    cursor: str | None = Field(default=None, max_length=200)
+    cursor: Text | None = Field(default=None, max_length=200)
     sort: Sort = "-created_at"
     status: ItemStatus | None = None
     tag: Tag | None = None
-    q: str | None = Field(default=None, min_length=1, max_length=200)
+    q: Text | None = Field(default=None, min_length=1, max_length=200)
     created_after: UTCInstant | None = None
     created_before: UTCInstant | None = None
     owner_id: uuid.UUID | None = None

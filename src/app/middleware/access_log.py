@@ -1,4 +1,4 @@
-"""Access log: one structured line per request, and `X-Process-Time` on the response."""
+"""Access log: one structured line per request, and `X-Process-Time` on the response if asked."""
 
 import time
 
@@ -31,10 +31,16 @@ def client_address(scope: Scope) -> str | None:
 
 
 class AccessLogMiddleware:
-    """Log method, route template, status, duration and client of every HTTP request."""
+    """Log method, route template, status, duration and client of every HTTP request.
 
-    def __init__(self, app: ASGIApp) -> None:
+    With `process_time_header`, responses carry `X-Process-Time`: useful in development, but
+    it times the work behind an answer (a known email costs more than an unknown one), so
+    elsewhere it stays off.
+    """
+
+    def __init__(self, app: ASGIApp, *, process_time_header: bool = False) -> None:
         self.app = app
+        self.process_time_header = process_time_header
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -48,11 +54,12 @@ class AccessLogMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                elapsed = f"{(time.perf_counter() - started) * 1000:.2f}ms"
-                message["headers"] = [
-                    *message.get("headers", ()),
-                    (b"x-process-time", elapsed.encode("ascii")),
-                ]
+                if self.process_time_header:
+                    elapsed = f"{(time.perf_counter() - started) * 1000:.2f}ms"
+                    message["headers"] = [
+                        *message.get("headers", ()),
+                        (b"x-process-time", elapsed.encode("ascii")),
+                    ]
             await send(message)
 
         try:

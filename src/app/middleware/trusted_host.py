@@ -11,13 +11,30 @@ from app.core.problems import ProblemRenderer
 ENFORCE_DOMAIN_WILDCARD = "Domain wildcard patterns must be like '*.example.com'."
 
 
+_MAX_PORT = 65535
+
+
+def _valid_port(port: str) -> bool:
+    return port.isascii() and port.isdigit() and 0 < int(port) <= _MAX_PORT
+
+
 def _host_of(scope: Scope) -> str | None:
+    """The host name of the `Host` header, or None when it is absent or its port is not one."""
     host = Headers(scope=scope).get("host")
     if not host:
         return None
     if host.startswith("["):  # IPv6 literal, maybe with a port
-        return host.split("]", 1)[0].lstrip("[").lower()
-    return host.rsplit(":", 1)[0].lower() if ":" in host else host.lower()
+        name, _, rest = host[1:].partition("]")
+        port = rest.removeprefix(":") if rest.startswith(":") else None
+        if rest and port is None:
+            return None
+    elif ":" in host:
+        name, _, port = host.rpartition(":")
+    else:
+        name, port = host, None
+    if port is not None and not _valid_port(port):
+        return None
+    return name.lower()
 
 
 class TrustedHostMiddleware:
