@@ -25,7 +25,7 @@ install: .venv/.installed ## Install the locked dependencies into .venv (bootstr
 run: install migrate ## Install, migrate ./app.db and serve on http://$(HOST):$(PORT)
 	$(RUN) uvicorn --factory app.main:create_app --host $(HOST) --port $(PORT) --no-access-log --no-proxy-headers
 
-dev: install migrate ## Serve with auto-reload (fastapi dev)
+dev: install migrate ## Serve with auto-reload (fastapi dev --no-proxy-headers)
 	$(RUN) fastapi dev --host $(HOST) --port $(PORT) --no-proxy-headers
 
 migrate: install ## Apply every migration to DATABASE_URL

@@ -1,5 +1,6 @@
 """Helpers for tests that need accounts and tokens: they go through the real API."""
 
+import re
 import uuid
 from typing import Any
 
@@ -9,6 +10,7 @@ from sqlalchemy import update
 
 from app.deps import resources_of
 from app.users.models import User
+from tests.harness import LogLines
 
 DEFAULT_PASSWORD = "correct horse battery"
 # 64 bytes: long enough for every HMAC algorithm, so PyJWT has nothing to warn about.
@@ -71,3 +73,15 @@ async def make_superuser(app: FastAPI, email: str) -> None:
     async with resources_of(app).session_factory() as session:
         await session.execute(update(User).where(User.email == email).values(is_superuser=True))
         await session.commit()
+
+
+_MAILED_TOKEN = re.compile(r"\b[A-Za-z0-9_-]{43}\b")
+
+
+def mailed_token(logs: LogLines, to: str, subject: str) -> str:
+    """The single-use token in the newest console mail to `to` with `subject`."""
+    mails = [m for m in logs.events("mail_sent") if m["to"] == to and m["subject"] == subject]
+    assert mails, f"no mail {subject!r} to {to}"
+    found = _MAILED_TOKEN.search(mails[-1]["body"])
+    assert found is not None, mails[-1]["body"]
+    return found.group(0)

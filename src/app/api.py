@@ -4,8 +4,10 @@ from dataclasses import dataclass
 
 from fastapi import FastAPI
 
+from app.api_keys.router import CREDENTIAL_PATHS as API_KEYS_CREDENTIAL_PATHS
 from app.api_keys.router import router as api_keys_router
-from app.auth.router import CREDENTIAL_PATHS
+from app.auth.router import CREDENTIAL_PATHS as AUTH_CREDENTIAL_PATHS
+from app.auth.router import LEGACY_CREDENTIAL_PATHS
 from app.auth.router import legacy_local_router as legacy_login_router
 from app.auth.router import legacy_router as legacy_auth_router
 from app.auth.router import router as auth_router
@@ -14,6 +16,7 @@ from app.health.router import PROBES
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
 from app.items.router import router as items_router
+from app.users.router import CREDENTIAL_PATHS as USERS_CREDENTIAL_PATHS
 from app.users.router import local_router as users_local_router
 from app.users.router import router as users_router
 
@@ -25,17 +28,20 @@ API_PREFIX = f"{API_ROOT}/v1"
 class RoutePaths:
     """The paths the middleware treat specially, named where the routes are defined."""
 
-    api_root: str  # API responses (any version): rate limited, never stored by caches
-    unlimited: tuple[str, ...]  # below the API root, never rate limited (probes)
-    credentials: tuple[str, ...]  # check or issue credentials: the stricter auth quota
+    # Where API routes live, every version and the legacy paths: rate limited, never cached.
+    api_roots: tuple[str, ...]
+    unlimited: tuple[str, ...]  # below an API root, never rate limited (probes)
+    credentials: tuple[str, ...]  # POSTs that check or issue credentials: the auth quota
 
 
 ROUTE_PATHS = RoutePaths(
-    api_root=API_ROOT,
+    api_roots=(API_ROOT + "/", legacy_auth_router.prefix + "/"),
     unlimited=(API_PREFIX + PROBES,),
     credentials=(
-        *(API_PREFIX + auth_router.prefix + path for path in CREDENTIAL_PATHS),
-        legacy_login_router.prefix + "/login",
+        *(API_PREFIX + auth_router.prefix + path for path in AUTH_CREDENTIAL_PATHS),
+        *(API_PREFIX + users_local_router.prefix + path for path in USERS_CREDENTIAL_PATHS),
+        *(API_PREFIX + api_keys_router.prefix + path for path in API_KEYS_CREDENTIAL_PATHS),
+        *(legacy_login_router.prefix + path for path in LEGACY_CREDENTIAL_PATHS),
     ),
 )
 

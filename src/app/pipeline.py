@@ -78,7 +78,7 @@ def _trusted_hosts(settings: Settings, renderer: ProblemRenderer) -> list[Middle
     return [Middleware(TrustedHostMiddleware, allowed_hosts=hosts, renderer=renderer)]
 
 
-def security_headers_options(settings: Settings, *, api_root: str) -> dict[str, Any]:
+def security_headers_options(settings: Settings, *, paths: RoutePaths) -> dict[str, Any]:
     """Return `SecurityHeadersMiddleware` options: HSTS in production only, CSP unless off."""
     http = settings.http
     return {
@@ -87,7 +87,7 @@ def security_headers_options(settings: Settings, *, api_root: str) -> dict[str, 
         "csp": http.csp if http.csp_enabled else None,
         "docs_csp": DOCS_CSP if http.csp_enabled else None,
         "docs_paths": DOCS_PATHS if settings.docs_enabled else (),
-        "api_prefix": api_root + "/",
+        "no_store_prefixes": paths.api_roots,
     }
 
 
@@ -109,7 +109,7 @@ def rate_limit_options(
         "fail_open": limits.fail_open,
         "renderer": renderer,
         "key_func": ClientKey(subject),
-        "prefixes": (paths.api_root + "/",),
+        "prefixes": paths.api_roots,
         "exempt": paths.unlimited,
         "auth_paths": paths.credentials,
     }
@@ -139,10 +139,11 @@ def install_middleware(
     """
     stack = [
         Middleware(RequestIdMiddleware),
-        Middleware(AccessLogMiddleware),
+        # Timings only for a developer: they tell an attacker which emails have accounts.
+        Middleware(AccessLogMiddleware, process_time_header=settings.app.environment == "local"),
         Middleware(
             SecurityHeadersMiddleware,
-            **security_headers_options(settings, api_root=paths.api_root),
+            **security_headers_options(settings, paths=paths),
         ),
         Middleware(ServerErrorMiddleware, renderer=renderer),
         *_proxy_headers(settings),

@@ -110,7 +110,11 @@ async def test_without_scopes_a_key_gets_all_of_them(client: AsyncClient) -> Non
     created = await create_key(client, headers)
 
     assert created["scopes"] == ALL_SCOPES
-    assert created["expires_at"] is None
+    # Without expires_at a key gets the default lifetime (API_KEY_DEFAULT_TTL_DAYS).
+    lifetime = datetime.fromisoformat(created["expires_at"]) - datetime.fromisoformat(
+        created["created_at"]
+    )
+    assert lifetime == timedelta(days=90)
 
 
 async def test_list_shows_only_the_callers_keys_newest_first(client: AsyncClient) -> None:

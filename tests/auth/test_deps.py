@@ -23,12 +23,14 @@ from tests.identity import bearer, login, register, unique_email
 pytestmark = pytest.mark.anyio
 
 
-def valid_claims(settings: Settings, user_id: str, **changes: Any) -> dict[str, Any]:
+def valid_claims(
+    settings: Settings, user_id: str, session_id: str, **changes: Any
+) -> dict[str, Any]:
     """The claims of a well-formed access token; `changes` replace (or, as None, drop) some."""
     now = datetime.now(UTC)
     claims: dict[str, Any] = {
         "sub": user_id,
-        "sid": str(uuid.uuid4()),
+        "sid": session_id,
         "iat": now,
         "nbf": now,
         "exp": now + timedelta(minutes=15),
@@ -44,6 +46,7 @@ def valid_claims(settings: Settings, user_id: str, **changes: Any) -> dict[str, 
 def forge(
     settings: Settings,
     user_id: str,
+    session_id: str,
     *,
     key: str | None = None,
     algorithm: str | None = None,
@@ -51,7 +54,7 @@ def forge(
 ) -> str:
     """Sign an access token ourselves, with the app's secret unless told otherwise."""
     return jwt.encode(
-        valid_claims(settings, user_id, **changes),
+        valid_claims(settings, user_id, session_id, **changes),
         key or settings.auth.jwt_secret.get_secret_value(),
         algorithm=algorithm or settings.auth.jwt_algorithm,
     )
@@ -62,9 +65,9 @@ def b64url(data: dict[str, Any]) -> str:
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
 
-def unsigned(settings: Settings, user_id: str) -> str:
+def unsigned(settings: Settings, user_id: str, session_id: str) -> str:
     """An `alg=none` token with otherwise perfect claims, and an empty signature."""
-    claims = valid_claims(settings, user_id)
+    claims = valid_claims(settings, user_id, session_id)
     for name in ("iat", "nbf", "exp"):
         claims[name] = int(claims[name].timestamp())
     return f"{b64url({'alg': 'none', 'typ': 'JWT'})}.{b64url(claims)}."
@@ -77,40 +80,50 @@ async def test_a_forged_but_well_formed_token_is_accepted(
     client: AsyncClient, settings: Settings
 ) -> None:
     """The control for the rejections below: `forge` itself makes tokens the app accepts."""
-    email = unique_email()
-    user = await register(client, email)
-    response = await client.get(ME, headers=bearer(forge(settings, user["id"])))
+    user, session_id = await logged_in(client)
+    response = await client.get(ME, headers=bearer(forge(settings, user["id"], session_id)))
     assert response.status_code == 200, response.text
     assert response.json()["id"] == user["id"]
 
 
-BAD_TOKENS: dict[str, Callable[[Settings, str], str]] = {
+async def logged_in(client: AsyncClient) -> tuple[dict[str, Any], str]:
+    """Register and log in; return the user and the id of its live session."""
+    user = await register(client, unique_email())
+    tokens = await login(client, user["email"])
+    session_id: str = jwt.decode(tokens["access_token"], options={"verify_signature": False})["sid"]
+    return user, session_id
+
+
+BAD_TOKENS: dict[str, Callable[[Settings, str, str], str]] = {
     "alg none": unsigned,
-    "wrong signature": lambda s, sub: forge(s, sub, key="another-secret-" + "x" * 50),
-    "other HMAC algorithm": lambda s, sub: forge(s, sub, algorithm="HS512"),
-    "wrong audience": lambda s, sub: forge(s, sub, aud="someone-else"),
-    "wrong issuer": lambda s, sub: forge(s, sub, iss="https://evil.example.com"),
-    "expired": lambda s, sub: forge(
+    "wrong signature": lambda s, sub, sid: forge(s, sub, sid, key="another-secret-" + "x" * 50),
+    "other HMAC algorithm": lambda s, sub, sid: forge(s, sub, sid, algorithm="HS512"),
+    "wrong audience": lambda s, sub, sid: forge(s, sub, sid, aud="someone-else"),
+    "wrong issuer": lambda s, sub, sid: forge(s, sub, sid, iss="https://evil.example.com"),
+    "expired": lambda s, sub, sid: forge(
         s,
         sub,
+        sid,
         iat=datetime.now(UTC) - timedelta(minutes=20),
         nbf=datetime.now(UTC) - timedelta(minutes=20),
         exp=datetime.now(UTC) - timedelta(minutes=5),
     ),
-    "not yet valid": lambda s, sub: forge(
+    "not yet valid": lambda s, sub, sid: forge(
         s,
         sub,
+        sid,
         nbf=datetime.now(UTC) + timedelta(minutes=10),
         exp=datetime.now(UTC) + timedelta(minutes=25),
     ),
-    "refresh type": lambda s, sub: forge(s, sub, type="refresh"),
-    "no type": lambda s, sub: forge(s, sub, type=None),
-    "no jti": lambda s, sub: forge(s, sub, jti=None),
-    "no expiry": lambda s, sub: forge(s, sub, exp=None),
-    "no session id": lambda s, sub: forge(s, sub, sid=None),
-    "subject not a uuid": lambda s, sub: forge(s, sub, sub="admin"),
-    "unknown user": lambda s, sub: forge(s, sub, sub=str(uuid.uuid4())),
-    "garbage": lambda s, sub: "not-a-jwt",
+    "refresh type": lambda s, sub, sid: forge(s, sub, sid, type="refresh"),
+    "no type": lambda s, sub, sid: forge(s, sub, sid, type=None),
+    "no jti": lambda s, sub, sid: forge(s, sub, sid, jti=None),
+    "no expiry": lambda s, sub, sid: forge(s, sub, sid, exp=None),
+    "no session id": lambda s, sub, sid: forge(s, sub, sid, sid=None),
+    "subject not a uuid": lambda s, sub, sid: forge(s, sub, sid, sub="admin"),
+    "unknown user": lambda s, sub, sid: forge(s, sub, sid, sub=str(uuid.uuid4())),
+    "ended session": lambda s, sub, sid: forge(s, sub, str(uuid.uuid4())),
+    "garbage": lambda s, sub, sid: "not-a-jwt",
 }
 
 
@@ -118,9 +131,8 @@ BAD_TOKENS: dict[str, Callable[[Settings, str], str]] = {
 async def test_bad_access_tokens_are_refused(
     client: AsyncClient, settings: Settings, case: str
 ) -> None:
-    email = unique_email()
-    user = await register(client, email)
-    token = BAD_TOKENS[case](settings, user["id"])
+    user, session_id = await logged_in(client)
+    token = BAD_TOKENS[case](settings, user["id"], session_id)
     for path in (ME, LEGACY_ME, LOGOUT_ALL):
         method = client.post if path == LOGOUT_ALL else client.get
         response = await method(path, headers=bearer(token))

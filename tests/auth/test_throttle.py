@@ -1,4 +1,8 @@
-"""Login throttling: one set of behaviour tests run against the database and Redis throttles."""
+"""Login throttling: one set of behaviour tests run against the database and Redis throttles.
+
+These are one client's view (the account's slower answers stay under a second here); the
+rules across clients are attacked in tests/security/test_login_lockout.py.
+"""
 
 import hashlib
 import time
@@ -18,6 +22,7 @@ from app.auth.throttle import (
     FallbackLoginThrottle,
     LoginThrottle,
     RedisLoginThrottle,
+    ThrottleRules,
     create_login_throttle,
 )
 from app.core.config import Settings
@@ -31,6 +36,8 @@ MAX_ATTEMPTS = 3
 WINDOW = 60
 EMAIL = "alice@example.com"
 OTHER = "bob@example.com"
+CLIENT = "203.0.113.9"
+RULES = ThrottleRules(max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, max_delay_seconds=1)
 
 
 class Clock:
@@ -154,9 +161,7 @@ async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
 class TestDatabaseLoginThrottle(ThrottleBehaviour):
     @pytest.fixture
     def throttle(self, session: AsyncSession, clock: Clock) -> DatabaseLoginThrottle:
-        return DatabaseLoginThrottle(
-            session, max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, now=clock.datetime
-        )
+        return DatabaseLoginThrottle(session, client=CLIENT, rules=RULES, now=clock.datetime)
 
     async def test_old_failures_are_pruned_on_record(
         self, app: FastAPI, throttle: DatabaseLoginThrottle, clock: Clock
@@ -194,9 +199,7 @@ async def prefix(redis: Redis) -> AsyncIterator[str]:
 
 
 def redis_throttle(redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
-    return RedisLoginThrottle(
-        redis, max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, now=clock.timestamp, prefix=prefix
-    )
+    return RedisLoginThrottle(redis, client=CLIENT, rules=RULES, now=clock.timestamp, prefix=prefix)
 
 
 class TestRedisLoginThrottle(ThrottleBehaviour):
@@ -204,14 +207,18 @@ class TestRedisLoginThrottle(ThrottleBehaviour):
     def throttle(self, redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
         return redis_throttle(redis, prefix, clock)
 
-    async def test_the_key_is_a_digest_that_expires(
+    async def test_the_keys_are_digests_that_expire(
         self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
     ) -> None:
         await fail_at(throttle, clock, 0)
-        keys = [key async for key in redis.scan_iter(match=prefix + "*")]
-        assert keys == [(prefix + hashlib.sha256(EMAIL.encode()).hexdigest()).encode()]
-        assert b"alice" not in keys[0]
-        assert 0 < await redis.ttl(keys[0]) <= WINDOW
+        keys = sorted([key async for key in redis.scan_iter(match=prefix + "*")])
+        account = prefix + hashlib.sha256(EMAIL.encode()).hexdigest()
+        client = hashlib.sha256(CLIENT.encode()).hexdigest()
+        assert keys == [account.encode(), f"{account}:{client}".encode()]
+        for key in keys:
+            assert b"alice" not in key
+            assert b"203.0.113" not in key
+            assert 0 < await redis.ttl(key) <= WINDOW
 
     async def test_clear_deletes_the_key(
         self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
@@ -242,6 +249,7 @@ async def test_create_login_throttle_uses_the_database_without_redis(
         make_settings(DATABASE_URL=settings.database.url, **LIMITS).auth,
         session=session,
         redis=None,
+        client=CLIENT,
     )
     assert isinstance(throttle, DatabaseLoginThrottle)
     await throttle.record_failure(EMAIL)
@@ -252,7 +260,7 @@ async def test_create_login_throttle_uses_the_database_without_redis(
 
 async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None:
     throttle = create_login_throttle(
-        make_settings(**LIMITS).auth, session=AsyncSession(), redis=redis
+        make_settings(**LIMITS).auth, session=AsyncSession(), redis=redis, client=CLIENT
     )
     assert isinstance(throttle, FallbackLoginThrottle)
     email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
@@ -274,6 +282,7 @@ async def test_while_redis_is_down_the_database_keeps_counting(
         make_settings(DATABASE_URL=settings.database.url, **LIMITS).auth,
         session=session,
         redis=dead,
+        client=CLIENT,
     )
     try:
         with log_lines() as logs:

@@ -15,6 +15,8 @@ from tests.identity import bearer, login, make_superuser, register
 
 USERS = "/api/v1/users"
 ME = f"{USERS}/me"
+EMAIL_CHANGE = f"{ME}/email"
+EMAIL_CHANGE_CONFIRM = "/api/v1/auth/email-change/confirm"
 LOGIN = "/api/v1/auth/login"
 REFRESH = "/api/v1/auth/refresh"
 PUBLIC_FIELDS = {

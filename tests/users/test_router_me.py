@@ -15,9 +15,19 @@ from app.db.base import utcnow
 from app.deps import resources_of
 from app.users.models import User
 from tests.harness import assert_problem as problem
-from tests.harness import pointers
-from tests.identity import DEFAULT_PASSWORD, bearer, login, login_status, register, signed_up
+from tests.harness import log_lines, pointers
+from tests.identity import (
+    DEFAULT_PASSWORD,
+    bearer,
+    login,
+    login_status,
+    mailed_token,
+    register,
+    signed_up,
+)
 from tests.users.helpers import (
+    EMAIL_CHANGE,
+    EMAIL_CHANGE_CONFIRM,
     LOGIN,
     ME,
     NEW_PASSWORD,
@@ -58,20 +68,24 @@ async def mark_verified(app: FastAPI, user_id: str) -> None:
         await session.commit()
 
 
-async def test_changing_the_email_clears_verification(app: FastAPI, client: AsyncClient) -> None:
+async def test_a_confirmed_email_change_moves_the_login(app: FastAPI, client: AsyncClient) -> None:
     user = await register(client, "me-old@example.com")
     headers = bearer(await login(client, "me-old@example.com"))
     await mark_verified(app, user["id"])
     assert (await client.get(ME, headers=headers)).json()["email_verified_at"] is not None
 
-    response = await client.patch(ME, json={"email": " Me-New@Example.COM "}, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["email"] == "me-new@example.com"
-    assert response.json()["email_verified_at"] is None
+    with log_lines() as logs:
+        response = await client.post(
+            EMAIL_CHANGE, json={"email": " Me-New@Example.COM "}, headers=headers
+        )
+    assert response.status_code == 202, response.text
+    token = mailed_token(logs, "me-new@example.com", "Confirm your new email address")
+    confirmed = await client.post(EMAIL_CHANGE_CONFIRM, json={"token": token})
+    assert confirmed.status_code == 204, confirmed.text
     stored = await stored_user(app, user["id"])
     assert stored is not None
     assert stored.email == "me-new@example.com"
-    assert stored.email_verified_at is None
+    assert stored.email_verified_at is not None  # the token proved the new address
 
     assert await login_status(client, "me-new@example.com") == 200
     assert await login_status(client, "me-old@example.com") == 401
@@ -83,10 +97,13 @@ async def test_same_email_in_another_case_keeps_verification(
     user = await register(client, "me-same@example.com")
     headers = bearer(await login(client, "me-same@example.com"))
     await mark_verified(app, user["id"])
-    response = await client.patch(ME, json={"email": "ME-SAME@example.com"}, headers=headers)
-    assert response.status_code == 200, response.text
-    assert response.json()["email"] == "me-same@example.com"
-    assert response.json()["email_verified_at"] is not None
+    response = await client.post(
+        EMAIL_CHANGE, json={"email": "ME-SAME@example.com"}, headers=headers
+    )
+    problem(response, 422, "email_unchanged")
+    me = (await client.get(ME, headers=headers)).json()
+    assert me["email"] == "me-same@example.com"
+    assert me["email_verified_at"] is not None
 
 
 async def test_changing_to_another_accounts_email_is_a_conflict(
@@ -95,7 +112,9 @@ async def test_changing_to_another_accounts_email_is_a_conflict(
     await register(client, "me-taken@example.com")
     user = await register(client, "me-wants@example.com")
     headers = bearer(await login(client, "me-wants@example.com"))
-    response = await client.patch(ME, json={"email": "Me-Taken@example.com"}, headers=headers)
+    response = await client.post(
+        EMAIL_CHANGE, json={"email": "Me-Taken@example.com"}, headers=headers
+    )
     problem(response, 409, "email_taken")
     stored = await stored_user(app, user["id"])
     assert stored is not None

@@ -15,3 +15,10 @@ class ExpiryInThePast(ValidationFailedError):
 
     code = "expiry_in_the_past"
     title = "Expiry In The Past"
+
+
+class ExpiryTooLate(ValidationFailedError):
+    """A key may not outlive the maximum lifetime, nor the key that creates it."""
+
+    code = "expiry_too_late"
+    title = "Expiry Too Late"

@@ -7,34 +7,51 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.api_keys import service as api_keys_service
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
-from app.auth.deps import Principal, RequireScopes, require_scopes
+from app.auth import flows
+from app.auth.deps import LoginThrottleDep, Principal, RequireScopes, require_scopes
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses
 from app.db.pagination import PageQuery
-from app.deps import SessionDep
+from app.deps import PasswordHasherDep, SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
+# POST routes that issue credentials: the rate limiter gives them its auth quota.
+CREDENTIAL_PATHS = ("",)
 
 Reader = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_READ))]
 Writer = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_WRITE))]
 
 
-@router.post("", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403))
+@router.post(
+    "", status_code=status.HTTP_201_CREATED, responses=problem_responses(401, 403, 422, 429)
+)
 async def create_api_key(
-    body: ApiKeyCreate, principal: Writer, session: SessionDep
+    *,
+    body: ApiKeyCreate,
+    principal: Writer,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    throttle: LoginThrottleDep,
 ) -> ApiKeyCreated:
     """Create a key; copy it from this response, it is never shown again.
 
-    A key never gets more than its creator holds: without `scopes` it gets the caller's.
+    From a session it needs `current_password` or a login of the last few minutes. A key
+    never gets more than its creator holds: without `scopes` it gets the caller's, and a key
+    made by a key expires no later than its parent and is revoked with it.
     """
     scopes = principal.scopes if body.scopes is None else frozenset(body.scopes)
     require_scopes(principal, scopes)
-    api_key, key = await api_keys_service.create(
+    api_key, key = await flows.create_api_key(
         session=session,
-        user=principal.user,
+        hasher=hasher,
+        throttle=throttle,
+        principal=principal,
         name=body.name,
         scopes=scopes,
         expires_at=body.expires_at,
+        current_password=body.current_password,
+        auth=settings.auth,
     )
     return ApiKeyCreated(**ApiKeyRead.model_validate(api_key).model_dump(), key=key)
 
@@ -66,5 +83,5 @@ async def list_api_keys(
     "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404)
 )
 async def revoke_api_key(key_id: uuid.UUID, principal: Writer, session: SessionDep) -> None:
-    """Revoke one of your keys; it stops working at once."""
+    """Revoke one of your keys; it, and every key it created, stop working at once."""
     await api_keys_service.revoke(session=session, user=principal.user, key_id=key_id)

@@ -7,17 +7,27 @@ from typing import Annotated
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from app.auth.scopes import Scope
+from app.core.security import PASSWORD_MAX_LENGTH
+from app.core.types import Text
 from app.db.pagination import Page
 
 
 class ApiKeyCreate(BaseModel):
-    """A new key: a name, optional scopes (default: all) and an optional expiry."""
+    """A new key: a name, optional scopes (default: the caller's) and an optional expiry.
+
+    From a session, `current_password` (or a login of the last few minutes) proves the caller.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[str, Field(min_length=1, max_length=100)]
-    scopes: list[Scope] | None = Field(default=None, max_length=len(Scope))
-    expires_at: AwareDatetime | None = None
+    name: Annotated[Text, Field(min_length=1, max_length=100)]
+    scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=len(Scope))
+    expires_at: AwareDatetime | None = Field(
+        default=None,
+        description="Default: API_KEY_DEFAULT_TTL_DAYS from now; at most API_KEY_MAX_TTL_DAYS, "
+        "and never after the expiry of a key that creates it.",
+    )
+    current_password: Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)] | None = None
 
 
 class ApiKeyRead(BaseModel):

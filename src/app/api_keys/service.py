@@ -5,10 +5,10 @@ import uuid
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast
+from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast, ExpiryTooLate
 from app.api_keys.models import ApiKey
 from app.core.security import digest, new_secret
 from app.db.base import utcnow
@@ -24,6 +24,30 @@ def _new_key() -> tuple[str, str]:
     return prefix, f"{prefix}_{new_secret()}"
 
 
+def _expiry(
+    requested: datetime | None,
+    *,
+    now: datetime,
+    default_ttl: timedelta,
+    max_ttl: timedelta,
+    parent: ApiKey | None,
+) -> datetime:
+    """The expiry of a new key: as asked, or the default; never past the maximum or the parent."""
+    latest = now + max_ttl
+    if parent is not None and parent.expires_at is not None:
+        latest = min(latest, parent.expires_at)
+    if requested is None:
+        return min(now + default_ttl, latest)
+    if requested <= now:
+        raise ExpiryInThePast("expires_at must be in the future.")
+    if requested > latest:
+        raise ExpiryTooLate(
+            f"expires_at may be at most {latest.isoformat()}"
+            + (" (the expiry of the key that creates it)." if latest < now + max_ttl else ".")
+        )
+    return requested
+
+
 async def create(
     *,
     session: AsyncSession,
@@ -31,10 +55,19 @@ async def create(
     name: str,
     scopes: Iterable[str],
     expires_at: datetime | None,
+    now: datetime,
+    default_ttl: timedelta,
+    max_ttl: timedelta,
+    parent: ApiKey | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key for `user`; return it with the plaintext key, which is not stored."""
-    if expires_at is not None and expires_at <= utcnow():
-        raise ExpiryInThePast("expires_at must be in the future.")
+    """Create a key for `user`; return it with the plaintext key, which is not stored.
+
+    A key created by another key (`parent`) never outlives it and is revoked with it; its
+    scopes are the caller's to check (a key cannot grant more than it holds).
+    """
+    expires_at = _expiry(
+        expires_at, now=now, default_ttl=default_ttl, max_ttl=max_ttl, parent=parent
+    )
     prefix, key = _new_key()
     api_key = ApiKey(
         user_id=user.id,
@@ -43,6 +76,8 @@ async def create(
         key_hash=digest(key),
         scopes=sorted(set(scopes)),
         expires_at=expires_at,
+        parent_id=parent.id if parent is not None else None,
+        created_at=now,
     )
     session.add(api_key)
     await session.flush()
@@ -61,17 +96,41 @@ async def list_keys(
     return page.all(), total
 
 
+async def _revoke_with_descendants(session: AsyncSession, key_ids: list[uuid.UUID]) -> None:
+    now = utcnow()
+    while key_ids:
+        await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id.in_(key_ids), ApiKey.revoked_at.is_(None))
+            .values(revoked_at=now)
+            .execution_options(synchronize_session="fetch")
+        )
+        children = await session.scalars(
+            select(ApiKey.id).where(ApiKey.parent_id.in_(key_ids), ApiKey.revoked_at.is_(None))
+        )
+        key_ids = list(children.all())
+
+
 async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
-    """Revoke one of the user's keys; raise `ApiKeyNotFound` for anyone else's."""
+    """Revoke one of the user's keys and every key it created; 404 for anyone else's."""
     api_key = await session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id or api_key.revoked_at is not None:
         raise ApiKeyNotFound(f"API key {key_id} was not found.")
-    api_key.revoked_at = utcnow()
-    await session.flush()
+    await _revoke_with_descendants(session, [api_key.id])
 
 
-async def authenticate(*, session: AsyncSession, key: str) -> tuple[User, list[str]] | None:
-    """Return the owner and scopes of a valid key, or None (unknown, revoked or expired)."""
+async def revoke_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Revoke every key of the user (account recovery)."""
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
+
+
+async def authenticate(*, session: AsyncSession, key: str) -> tuple[ApiKey, User] | None:
+    """Return a valid key and its owner, or None (unknown, revoked or expired)."""
     now = utcnow()
     row = (
         await session.execute(
@@ -90,4 +149,4 @@ async def authenticate(*, session: AsyncSession, key: str) -> tuple[User, list[s
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         api_key.last_used_at = now
         await session.flush()
-    return user, list(api_key.scopes)
+    return api_key, user

@@ -3,14 +3,17 @@
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
 
-from fastapi import Depends
+from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.api_keys import service as api_keys_service
+from app.api_keys.models import ApiKey
 from app.auth import provisioning
+from app.auth import service as auth_service
 from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticated, SuperuserRequired
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
@@ -24,7 +27,6 @@ from app.deps import (
     SettingsDep,
 )
 from app.infra.oidc import OidcVerifier
-from app.users import service as users_service
 from app.users.models import User
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login.")
@@ -33,12 +35,18 @@ api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="A
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """The authenticated caller, what it may do, and how it proved who it is."""
+    """The authenticated caller, what it may do, and how it proved who it is.
+
+    `authenticated_at` is when the person last proved who they are (their login), for tokens;
+    `api_key` is the key the request came with, for API keys.
+    """
 
     user: User
     scopes: frozenset[str]
     method: Literal["access_token", "api_key", "oidc"]
     session_id: uuid.UUID | None = None
+    authenticated_at: datetime | None = None
+    api_key: ApiKey | None = None
 
 
 async def _from_oidc_token(
@@ -49,7 +57,19 @@ async def _from_oidc_token(
     except InvalidTokenError as exc:
         raise InvalidToken from exc
     user = await provisioning.user_for_identity(session=session, hasher=hasher, identity=identity)
-    return Principal(user=user, scopes=ALL_SCOPES, method="oidc")
+    return Principal(
+        user=user,
+        scopes=ALL_SCOPES,
+        method="oidc",
+        authenticated_at=identity.authenticated_at,
+    )
+
+
+def _login_time(claims: dict[str, Any]) -> datetime | None:
+    moment = claims.get("auth_time")
+    if isinstance(moment, int) and not isinstance(moment, bool):
+        return datetime.fromtimestamp(moment, UTC)
+    return None
 
 
 async def _from_access_token(token: str, auth: AuthSettings, session: AsyncSession) -> Principal:
@@ -58,10 +78,18 @@ async def _from_access_token(token: str, auth: AuthSettings, session: AsyncSessi
         user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
     except (InvalidTokenError, KeyError, ValueError) as exc:
         raise InvalidToken from exc
-    user = await users_service.get(session=session, user_id=user_id)
-    if user is None or not user.is_active:
+    # The session is checked on every request: logout, revocation and deactivation end the
+    # token at once, not when it expires.
+    user = await auth_service.session_user(session=session, user_id=user_id, session_id=session_id)
+    if user is None:
         raise InvalidToken
-    return Principal(user=user, scopes=ALL_SCOPES, method="access_token", session_id=session_id)
+    return Principal(
+        user=user,
+        scopes=ALL_SCOPES,
+        method="access_token",
+        session_id=session_id,
+        authenticated_at=_login_time(claims),
+    )
 
 
 async def get_principal(
@@ -78,8 +106,8 @@ async def get_principal(
         found = await api_keys_service.authenticate(session=session, key=api_key)
         if found is None:
             raise InvalidToken("The API key is invalid, revoked or expired.")
-        user, scopes = found
-        return Principal(user=user, scopes=frozenset(scopes), method="api_key")
+        key, user = found
+        return Principal(user=user, scopes=frozenset(key.scopes), method="api_key", api_key=key)
     if bearer is None:
         raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
     if verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
@@ -117,11 +145,18 @@ def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:
         raise InsufficientScope(f"These credentials lack the scope(s): {', '.join(missing)}.")
 
 
+def client_address(request: Request) -> str:
+    """Return the client's address as the server (or the proxy-headers layer) resolved it."""
+    return request.client.host if request.client else "unknown"
+
+
 async def get_login_throttle(
-    settings: SettingsDep, session: SessionDep, redis: OptionalRedisDep
+    request: Request, settings: SettingsDep, session: SessionDep, redis: OptionalRedisDep
 ) -> LoginThrottle:
-    """Return the login throttle: Redis when configured, else the request's database session."""
-    return create_login_throttle(settings.auth, session=session, redis=redis)
+    """Return this client's login throttle: Redis when configured, else the request's session."""
+    return create_login_throttle(
+        settings.auth, session=session, redis=redis, client=client_address(request)
+    )
 
 
 UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]

@@ -1,6 +1,6 @@
 """Errors of authentication: every one says as little as it can."""
 
-from app.core.errors import ForbiddenError, UnauthorizedError, ValidationFailedError
+from app.core.errors import ConflictError, ForbiddenError, UnauthorizedError, ValidationFailedError
 
 
 class InvalidCredentials(UnauthorizedError):
@@ -52,3 +52,30 @@ class InvalidActionToken(ValidationFailedError):
 
     def __init__(self) -> None:
         super().__init__("The token is invalid, already used or expired.")
+
+
+class AccountLinkRefused(ConflictError):
+    """An identity provider's sign-in whose email belongs to a local account not linkable to it."""
+
+    code = "account_link_refused"
+    title = "Account Link Refused"
+
+    def __init__(self) -> None:
+        super().__init__(
+            "A local account uses this email but has not confirmed it; confirm it by mail, "
+            "or ask an administrator."
+        )
+
+
+class CredentialsChangeForbidden(ForbiddenError):
+    """API keys may never change credentials or mint keys for a session."""
+
+    code = "api_key_not_allowed"
+    title = "Not Allowed With An API Key"
+
+
+class FreshLoginRequired(UnauthorizedError):
+    """A sensitive change needs the current password, or a login of the last few minutes."""
+
+    code = "fresh_login_required"
+    title = "Fresh Login Required"

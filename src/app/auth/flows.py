@@ -1,16 +1,26 @@
-"""Account flows that span users and sessions: one named home for each, called by routers.
+"""Account flows that span users, sessions and keys: one named home for each, called by routers.
 
-Each flow is a service-level function (keyword-only, session first, flushes, never commits).
+Each flow is a service-level function (keyword-only, session first, flushes, never commits;
+`proof.check_password` commits a failed password check, as a login does).
 """
 
-import uuid
+from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api_keys import service as api_keys_service
+from app.api_keys.models import ApiKey
+from app.auth import action_tokens
 from app.auth import service as auth_service
+from app.auth.deps import Principal
+from app.auth.proof import confirm_identity
+from app.auth.throttle import LoginThrottle
 from app.core.security import PasswordHasher
+from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 from app.users import service as users_service
+from app.users.exceptions import EmailTaken, EmailUnchanged
 from app.users.models import User
 
 
@@ -18,38 +28,146 @@ async def change_password(
     *,
     session: AsyncSession,
     hasher: PasswordHasher,
-    user: User,
+    throttle: LoginThrottle,
+    principal: Principal,
     current_password: str,
     new_password: str,
-    keep_session: uuid.UUID | None,
 ) -> None:
-    """Replace a proven password; every session of the account but `keep_session` is revoked."""
-    await users_service.change_password(
+    """Replace a proven password; every other session and every reset token stop working."""
+    await confirm_identity(
         session=session,
         hasher=hasher,
-        user=user,
+        throttle=throttle,
+        principal=principal,
         current_password=current_password,
-        new_password=new_password,
+        fresh_for=timedelta(0),
+        now=utcnow(),
     )
-    await auth_service.logout_all(session=session, user_id=user.id, keep_session=keep_session)
+    user = principal.user
+    await users_service.set_password(
+        session=session, hasher=hasher, user=user, password=new_password
+    )
+    await auth_service.logout_all(
+        session=session, user_id=user.id, keep_session=principal.session_id
+    )
+    await action_tokens.void_action_tokens(
+        session=session, user_id=user.id, purpose=action_tokens.PASSWORD_RESET
+    )
 
 
 async def reset_password(
     *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
 ) -> None:
-    """Set a new password with a reset token; every session of the account is revoked."""
-    user = await auth_service.spend_reset_token(session=session, token=token)
+    """Recover an account with a reset token: new password, every session and API key revoked."""
+    user = await action_tokens.spend_reset_token(session=session, token=token)
     await users_service.set_password(
         session=session, hasher=hasher, user=user, password=new_password
     )
     await auth_service.logout_all(session=session, user_id=user.id)
+    await api_keys_service.revoke_all(session=session, user_id=user.id)
 
 
 async def verify_email(*, session: AsyncSession, token: str) -> User:
     """Mark the user's current email verified with a verification token; return the user."""
-    user = await auth_service.use_action_token(
-        session=session, token=token, purpose=auth_service.EMAIL_VERIFICATION
+    user = await action_tokens.use_action_token(
+        session=session, token=token, purpose=action_tokens.EMAIL_VERIFICATION
     )
     user.email_verified_at = utcnow()
     await session.flush()
     return user
+
+
+async def request_email_change(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    principal: Principal,
+    new_email: str,
+    current_password: str | None,
+    auth: AuthSettings,
+) -> str:
+    """Start moving the account to `new_email`; return the token to mail there.
+
+    Nothing changes until the token comes back (`confirm_email_change`).
+    """
+    await confirm_identity(
+        session=session,
+        hasher=hasher,
+        throttle=throttle,
+        principal=principal,
+        current_password=current_password,
+        fresh_for=timedelta(seconds=auth.fresh_login_seconds),
+        now=utcnow(),
+    )
+    if new_email == principal.user.email:
+        raise EmailUnchanged("That is already the account's email.")
+    if await users_service.get_by_email(session=session, email=new_email) is not None:
+        raise EmailTaken(f"An account with {new_email} already exists.")
+    return await action_tokens.start_email_change(
+        session=session,
+        user=principal.user,
+        new_email=new_email,
+        ttl_seconds=auth.email_verification_ttl_seconds,
+    )
+
+
+async def confirm_email_change(*, session: AsyncSession, token: str) -> User:
+    """Move the account to the address the token was mailed to; it counts as verified."""
+    user, new_email = await action_tokens.spend_email_change_token(session=session, token=token)
+    await users_service.update(session=session, user=user, changes={"email": new_email})
+    user.email_verified_at = utcnow()
+    for purpose in (action_tokens.PASSWORD_RESET, action_tokens.EMAIL_VERIFICATION):
+        # Tokens mailed to the old address must not act on the account any more.
+        await action_tokens.void_action_tokens(session=session, user_id=user.id, purpose=purpose)
+    await session.flush()
+    return user
+
+
+async def update_user_as_admin(
+    *, session: AsyncSession, user: User, changes: dict[str, Any]
+) -> User:
+    """Apply a superuser's changes; deactivating an account ends its sessions for good."""
+    deactivating = changes.get("is_active") is False and user.is_active
+    updated = await users_service.update(session=session, user=user, changes=changes)
+    if deactivating:
+        await auth_service.logout_all(session=session, user_id=user.id)
+    return updated
+
+
+async def create_api_key(
+    *,
+    session: AsyncSession,
+    hasher: PasswordHasher,
+    throttle: LoginThrottle,
+    principal: Principal,
+    name: str,
+    scopes: frozenset[str],
+    expires_at: datetime | None,
+    current_password: str | None,
+    auth: AuthSettings,
+) -> tuple[ApiKey, str]:
+    """Create a key for the caller: a session proves itself afresh; a key mints a lesser key."""
+    now = utcnow()
+    parent = principal.api_key
+    if parent is None:
+        await confirm_identity(
+            session=session,
+            hasher=hasher,
+            throttle=throttle,
+            principal=principal,
+            current_password=current_password,
+            fresh_for=timedelta(seconds=auth.fresh_login_seconds),
+            now=now,
+        )
+    return await api_keys_service.create(
+        session=session,
+        user=principal.user,
+        name=name,
+        scopes=scopes,
+        expires_at=expires_at,
+        parent=parent,
+        now=now,
+        default_ttl=timedelta(days=auth.api_key_default_ttl_days),
+        max_ttl=timedelta(days=auth.api_key_max_ttl_days),
+    )

@@ -20,6 +20,9 @@ class RefreshToken(UUIDPrimaryKeyMixin, Base):
     family_id: Mapped[uuid.UUID] = mapped_column(index=True)
     token_hash: Mapped[str] = mapped_column(String(64), unique=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    # When the user proved who they are (the login that began the family): access tokens
+    # issued on refresh carry it, so "a fresh login" survives rotation but not its age.
+    authenticated_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime]
     # Set when this token was exchanged for the next one of its family.
     rotated_at: Mapped[datetime | None] = mapped_column(default=None)
@@ -44,9 +47,10 @@ class ActionToken(UUIDPrimaryKeyMixin, Base):
 
 
 class LoginFailure(UUIDPrimaryKeyMixin, Base):
-    """A failed login for one (normalised) email, kept for the throttling window."""
+    """A failed proof of a password for one (normalised) email, from one client address."""
 
     __tablename__ = "login_failures"
 
     email: Mapped[str] = mapped_column(String(320), index=True)
+    client: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,8 +1,9 @@
 """Local accounts for people who sign in through an external identity provider (OIDC)."""
 
+import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.exceptions import InvalidToken
+from app.auth.exceptions import AccountLinkRefused, InvalidToken
 from app.auth.service import could_be_email
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
@@ -13,6 +14,8 @@ from app.users.models import User
 from app.users.schemas import normalize_email
 
 MAX_SUBJECT_LENGTH = 255  # OIDC Core: `sub` is at most 255 ASCII characters
+
+log = structlog.get_logger(__name__)
 
 
 def _email_of(identity: OidcIdentity) -> str:
@@ -30,14 +33,25 @@ def _check_storable(identity: OidcIdentity) -> None:
 
 
 async def _link_by_email(session: AsyncSession, identity: OidcIdentity) -> User | None:
+    """Link the identity to the local account with its email, if both sides proved the email.
+
+    Anyone can register a victim's address locally (and create an API key) before the victim
+    first signs in through the issuer; linking then would hand the intruder the victim's data.
+    So the issuer must vouch for the email, and so must a confirmation mail sent locally.
+    """
     user = await users_service.get_by_email(session=session, email=_email_of(identity))
     if user is None:
         return None
-    # Linking on an unverified email would let anyone claim an existing local account.
-    if not identity.email_verified or user.external_subject is not None:
+    if user.external_subject is not None:
         raise InvalidToken("This email belongs to another account.")
+    if not identity.email_verified or user.email_verified_at is None:
+        log.warning(
+            "oidc_link_refused", user_id=str(user.id), issuer_verified=identity.email_verified
+        )
+        raise AccountLinkRefused
     user.external_subject = identity.subject
     await session.flush()
+    log.info("oidc_account_linked", user_id=str(user.id))
     return user
 
 

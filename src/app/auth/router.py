@@ -5,7 +5,7 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Depends, status
 from fastapi.security import OAuth2PasswordRequestForm
 
-from app.auth import flows, notifications
+from app.auth import action_tokens, flows, jobs, notifications
 from app.auth import service as auth_service
 from app.auth.deps import LoginThrottleDep, UsersReader, UsersWriter
 from app.auth.schemas import (
@@ -16,7 +16,14 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
-from app.deps import CacheDep, MailerDep, PasswordHasherDep, SessionDep, SettingsDep
+from app.deps import (
+    CacheDep,
+    MailerDep,
+    PasswordHasherDep,
+    SessionDep,
+    SessionFactoryDep,
+    SettingsDep,
+)
 from app.users import cache as users_cache
 from app.users.schemas import UserRead, normalize_email
 
@@ -28,8 +35,17 @@ legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 
 LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
-# Routes of `router` that check or issue credentials: the rate limiter's stricter auth quota.
-CREDENTIAL_PATHS = ("/login", "/password-reset", "/password-reset/confirm")
+# POST routes that check or issue credentials: the rate limiter gives them its auth quota.
+CREDENTIAL_PATHS = (
+    "/login",
+    "/refresh",
+    "/logout",
+    "/password-reset",
+    "/password-reset/confirm",
+    "/verify-email",
+    "/email-change/confirm",
+)
+LEGACY_CREDENTIAL_PATHS = ("/login",)
 
 
 @router.post(
@@ -86,20 +102,22 @@ async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def request_password_reset(
     body: PasswordResetRequest,
-    session: SessionDep,
+    factory: SessionFactoryDep,
     settings: SettingsDep,
     mailer: MailerDep,
     background: BackgroundTasks,
 ) -> None:
-    """Mail a reset token if the account exists; the answer is the same either way."""
-    ttl = settings.auth.password_reset_ttl_seconds
-    issued = await auth_service.start_password_reset(
-        session=session, email=body.email, ttl_seconds=ttl
+    """Mail a reset token if the account exists; the answer is the same either way.
+
+    The account is looked up after the answer is sent, so its time says nothing either.
+    """
+    background.add_task(
+        jobs.send_password_reset,
+        session_factory=factory,
+        mailer=mailer,
+        email=body.email,
+        ttl_seconds=settings.auth.password_reset_ttl_seconds,
     )
-    if issued is not None:
-        email, token = issued
-        message = notifications.password_reset_message(to=email, token=token, ttl_seconds=ttl)
-        notifications.send_later(background, mailer, message)
 
 
 @router.post(
@@ -110,7 +128,10 @@ async def request_password_reset(
 async def confirm_password_reset(
     body: PasswordResetConfirm, session: SessionDep, hasher: PasswordHasherDep
 ) -> None:
-    """Set a new password with a reset token; every session of the account is revoked."""
+    """Set a new password with a reset token.
+
+    Recovering the account ends every session and revokes every API key of the account.
+    """
     await flows.reset_password(
         session=session, hasher=hasher, token=body.token, new_password=body.new_password
     )
@@ -129,7 +150,7 @@ async def request_email_verification(
     background: BackgroundTasks,
 ) -> None:
     """Mail a verification token to the current email (nothing when already verified)."""
-    token = await auth_service.start_email_verification(
+    token = await action_tokens.start_email_verification(
         session=session,
         user=principal.user,
         ttl_seconds=settings.auth.email_verification_ttl_seconds,
@@ -149,6 +170,19 @@ async def verify_email(
 ) -> None:
     """Confirm the email address with the token from the verification mail."""
     user = await flows.verify_email(session=session, token=body.token)
+    await users_cache.forget(cache, background, user.id)
+
+
+@router.post(
+    "/email-change/confirm",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(409, 422),
+)
+async def confirm_email_change(
+    body: EmailVerification, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+) -> None:
+    """Move the account to its new email with the token mailed there (`POST /users/me/email`)."""
+    user = await flows.confirm_email_change(session=session, token=body.token)
     await users_cache.forget(cache, background, user.id)
 
 

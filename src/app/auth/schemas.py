@@ -4,9 +4,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, Field
 
+from app.core.types import Text
 from app.users.schemas import Email, Password
 
-OpaqueToken = Annotated[str, Field(min_length=1, max_length=512)]
+OpaqueToken = Annotated[Text, Field(min_length=1, max_length=512)]
 
 
 class TokenPair(BaseModel):

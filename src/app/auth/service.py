@@ -1,4 +1,4 @@
-"""Login, refresh-token rotation with re-use detection, logout, reset and verification."""
+"""Login, refresh-token rotation with re-use detection, session liveness and logout."""
 
 import uuid
 from datetime import datetime, timedelta
@@ -7,8 +7,8 @@ import structlog
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.exceptions import InvalidActionToken, InvalidCredentials, InvalidToken
-from app.auth.models import ActionToken, RefreshToken
+from app.auth.exceptions import InvalidCredentials, InvalidToken
+from app.auth.models import RefreshToken
 from app.auth.schemas import TokenPair
 from app.auth.throttle import LoginThrottle
 from app.core.security import PasswordHasher, create_access_token, digest, new_secret
@@ -19,8 +19,6 @@ from app.users.models import User
 
 log = structlog.get_logger(__name__)
 
-PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret
-EMAIL_VERIFICATION = "email_verification"
 MAX_EMAIL_LENGTH = 320
 
 
@@ -64,12 +62,27 @@ def could_be_email(value: str) -> bool:
 
 
 async def issue_tokens(
-    *, session: AsyncSession, auth: AuthSettings, user: User, family_id: uuid.UUID | None = None
+    *,
+    session: AsyncSession,
+    auth: AuthSettings,
+    user: User,
+    family_id: uuid.UUID | None = None,
+    authenticated_at: datetime | None = None,
 ) -> TokenPair:
-    """Sign an access token and store a new refresh token (a new family unless given)."""
+    """Sign an access token and store a new refresh token (a new family unless given).
+
+    A new family is a login (authenticated now); a rotation passes on the family's login time.
+    """
     now = utcnow()
     family_id = family_id or uuid.uuid4()
-    access = create_access_token(subject=user.id, session_id=family_id, auth=auth, now=now)
+    authenticated_at = authenticated_at or now
+    access = create_access_token(
+        subject=user.id,
+        session_id=family_id,
+        auth=auth,
+        now=now,
+        authenticated_at=authenticated_at,
+    )
     refresh = new_secret()
     session.add(
         RefreshToken(
@@ -77,6 +90,7 @@ async def issue_tokens(
             family_id=family_id,
             token_hash=digest(refresh),
             created_at=now,
+            authenticated_at=authenticated_at,
             expires_at=now + timedelta(seconds=auth.refresh_token_ttl_seconds),
         )
     )
@@ -127,7 +141,33 @@ async def rotate(*, session: AsyncSession, auth: AuthSettings, refresh_token: st
     user = await users_service.get(session=session, user_id=stored.user_id)
     if user is None or not user.is_active:
         raise InvalidToken
-    return await issue_tokens(session=session, auth=auth, user=user, family_id=stored.family_id)
+    return await issue_tokens(
+        session=session,
+        auth=auth,
+        user=user,
+        family_id=stored.family_id,
+        authenticated_at=stored.authenticated_at,
+    )
+
+
+async def session_user(
+    *, session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
+) -> User | None:
+    """Return the active user whose login session `session_id` is live; None once revoked.
+
+    One statement: the user and the liveness of the session (a refresh-token family with a
+    token that is not revoked) are checked together, on every request with an access token.
+    """
+    live = (
+        select(RefreshToken.id)
+        .where(
+            RefreshToken.family_id == session_id,
+            RefreshToken.user_id == user_id,
+            RefreshToken.revoked_at.is_(None),
+        )
+        .exists()
+    )
+    return await session.scalar(select(User).where(User.id == user_id, User.is_active, live))
 
 
 async def logout(*, session: AsyncSession, refresh_token: str) -> None:
@@ -147,91 +187,3 @@ async def logout_all(
     if keep_session is not None:
         conditions.append(RefreshToken.family_id != keep_session)
     await _revoke_families(session, *conditions, now=utcnow())
-
-
-async def create_action_token(
-    *, session: AsyncSession, user: User, purpose: str, ttl_seconds: int
-) -> str:
-    """Store a single-use token for `purpose` and return it (it is stored only as a digest)."""
-    token = new_secret()
-    now = utcnow()
-    session.add(
-        ActionToken(
-            user_id=user.id,
-            purpose=purpose,
-            email=user.email,
-            token_hash=digest(token),
-            created_at=now,
-            expires_at=now + timedelta(seconds=ttl_seconds),
-        )
-    )
-    await session.flush()
-    return token
-
-
-async def start_password_reset(
-    *, session: AsyncSession, email: str, ttl_seconds: int
-) -> tuple[str, str] | None:
-    """Issue a reset token for an active account with a password: (its email, the token).
-
-    None for anyone else; the caller answers the same either way.
-    """
-    user = await users_service.get_by_email(session=session, email=email)
-    if user is None or not user.is_active or user.hashed_password is None:
-        return None
-    token = await create_action_token(
-        session=session, user=user, purpose=PASSWORD_RESET, ttl_seconds=ttl_seconds
-    )
-    return user.email, token
-
-
-async def start_email_verification(
-    *, session: AsyncSession, user: User, ttl_seconds: int
-) -> str | None:
-    """Issue a verification token for the user's current email; None when already verified."""
-    if user.email_verified_at is not None:
-        return None
-    return await create_action_token(
-        session=session, user=user, purpose=EMAIL_VERIFICATION, ttl_seconds=ttl_seconds
-    )
-
-
-async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -> User:
-    """Spend a single-use token and return its user; raise when unknown, used or expired."""
-    now = utcnow()
-    stored = await session.scalar(
-        select(ActionToken).where(
-            ActionToken.token_hash == digest(token), ActionToken.purpose == purpose
-        )
-    )
-    if stored is None or stored.used_at is not None or stored.expires_at <= now:
-        raise InvalidActionToken
-    spent = await session.execute(
-        update(ActionToken)
-        .where(ActionToken.id == stored.id, ActionToken.used_at.is_(None))
-        .values(used_at=now)
-    )
-    user = await users_service.get(session=session, user_id=stored.user_id)
-    if (
-        spent.rowcount != 1  # type: ignore[attr-defined]
-        or user is None
-        or not user.is_active
-        or user.email != stored.email
-    ):
-        raise InvalidActionToken
-    return user
-
-
-async def spend_reset_token(*, session: AsyncSession, token: str) -> User:
-    """Spend a password-reset token, and every other one of its user; return the user."""
-    user = await use_action_token(session=session, token=token, purpose=PASSWORD_RESET)
-    await session.execute(
-        update(ActionToken)
-        .where(
-            ActionToken.user_id == user.id,
-            ActionToken.purpose == PASSWORD_RESET,
-            ActionToken.used_at.is_(None),
-        )
-        .values(used_at=utcnow())
-    )
-    return user

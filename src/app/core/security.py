@@ -99,11 +99,18 @@ class InvalidTokenError(Exception):
 
 
 def create_access_token(
-    *, subject: uuid.UUID, session_id: uuid.UUID, auth: AuthSettings, now: datetime
+    *,
+    subject: uuid.UUID,
+    session_id: uuid.UUID,
+    auth: AuthSettings,
+    now: datetime,
+    authenticated_at: datetime | None = None,
 ) -> AccessToken:
     """Sign a short-lived access token for `subject` in the login session `session_id`.
 
-    `sid` names the refresh token family, so "log out my other sessions" can keep this one.
+    `sid` names the refresh token family, so "log out my other sessions" can keep this one,
+    and every request checks it is still live. `auth_time` is when the user last proved who
+    they are (the login, not a refresh): sensitive changes ask for a recent one.
     """
     ttl = auth.access_token_ttl_seconds
     claims = {
@@ -116,6 +123,7 @@ def create_access_token(
         "iss": auth.jwt_issuer,
         "aud": auth.jwt_audience,
         "type": ACCESS_TOKEN_TYPE,
+        "auth_time": int((authenticated_at or now).timestamp()),
     }
     token = jwt.encode(claims, auth.jwt_secret.get_secret_value(), algorithm=auth.jwt_algorithm)
     return AccessToken(token=token, expires_in=ttl)

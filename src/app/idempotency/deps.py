@@ -20,7 +20,11 @@ from app.auth.deps import CurrentPrincipal
 from app.db.base import utcnow
 from app.deps import OptionalRedisDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.idempotency import service
-from app.idempotency.exceptions import IdempotencyKeyInProgress, InvalidIdempotencyKey
+from app.idempotency.exceptions import (
+    IdempotencyKeyInProgress,
+    IdempotencyKeyReused,
+    InvalidIdempotencyKey,
+)
 from app.idempotency.locks import claim_lock
 from app.idempotency.models import MAX_KEY_LENGTH
 from app.idempotency.routing import (
@@ -138,7 +142,12 @@ async def idempotency_key(
         ),
     ] = None,
 ) -> str | None:
-    """Claim the request's Idempotency-Key, or answer with the response stored for it."""
+    """Claim the request's Idempotency-Key, or answer with the response stored for it.
+
+    The answer for a key that is taken (its stored response, 409 or 422) is only given once
+    every other dependency of the route has run: a caller the route refuses (an API key
+    without its scope) never receives what another request stored.
+    """
     if key is None:
         return None
     key = _valid_key(key)
@@ -152,14 +161,18 @@ async def idempotency_key(
     # on SQLite it holds the single write lock, which the claim's connection would wait for,
     # and everywhere it holds a pooled connection while the claim needs another one.
     await session.commit()
-    record_id = await _claim(
-        factory,
-        redis=redis,
-        user_id=principal.user.id,
-        key=key,
-        fingerprint=fingerprint,
-        ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
-    )
+    try:
+        record_id = await _claim(
+            factory,
+            redis=redis,
+            user_id=principal.user.id,
+            key=key,
+            fingerprint=fingerprint,
+            ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
+        )
+    except (Replay, IdempotencyKeyInProgress, IdempotencyKeyReused) as taken:
+        state.answer = taken  # raised by the route once it has authorized the caller
+        return key
     state.claim = Claim(record_id=record_id, session=session)
     return key
 

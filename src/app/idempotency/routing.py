@@ -4,10 +4,17 @@ Dependencies never see the response, so the route itself hands it over: its hand
 the response (dependencies, endpoint, serialization) while the request's session is still
 open, and the function-scoped session dependency commits only after the handler returns.
 Storing the response there makes it part of the same commit as the work it reports.
+
+The route also decides when a taken key is answered: the dependency finds the stored response
+(or the 409/422), and the endpoint raises it on entry, after FastAPI has run every other
+dependency of the route, the authorization included.
 """
 
+import functools
+import inspect
 import uuid
 from collections.abc import Callable, Coroutine
+from contextvars import ContextVar
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
@@ -38,10 +45,46 @@ class Claim:
 
 @dataclass(slots=True)
 class IdempotencyState:
-    """What the route and the idempotency dependency share during one request."""
+    """What the route and the idempotency dependency share during one request.
+
+    `answer` is what a taken key gets (a `Replay`, or a 409/422 error): raised by the endpoint.
+    """
 
     claim: Claim | None = None
     completed: bool = False
+    answer: Exception | None = None
+
+
+_current_state: ContextVar[IdempotencyState | None] = ContextVar("idempotency", default=None)
+
+
+def _answering_taken_keys(endpoint: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap an endpoint so it raises the answer for a taken key before doing any work.
+
+    The wrapper keeps the endpoint's signature (`functools.wraps`), so FastAPI solves the same
+    dependencies, all of them before the wrapper runs.
+    """
+
+    def raise_answer() -> None:
+        state = _current_state.get()
+        if state is not None and state.answer is not None:
+            raise state.answer
+
+    if inspect.iscoroutinefunction(endpoint):
+
+        @functools.wraps(endpoint)
+        async def run_async(*args: Any, **kwargs: Any) -> Any:
+            raise_answer()
+            return await endpoint(*args, **kwargs)
+
+        return run_async
+
+    @functools.wraps(endpoint)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        raise_answer()
+        return endpoint(*args, **kwargs)
+
+    return run
 
 
 class Replay(Exception):
@@ -67,7 +110,7 @@ class IdempotentRoute(APIRoute):
     """
 
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
-        super().__init__(path, endpoint, **kwargs)
+        super().__init__(path, _answering_taken_keys(endpoint), **kwargs)
         if _reads_idempotency_key(self):
             # A new dict: the one given may be shared with other routes.
             self.responses = {**problem_responses(*IDEMPOTENCY_ERROR_STATUSES), **self.responses}
@@ -79,10 +122,13 @@ class IdempotentRoute(APIRoute):
         async def handle(request: Request) -> Response:
             state = IdempotencyState()
             request.scope[SCOPE_KEY] = state
+            token = _current_state.set(state)
             try:
                 response = await handler(request)
             except Replay as replay:
                 return replay.response
+            finally:
+                _current_state.reset(token)
             if state.claim is not None:
                 state.completed = await _store(state.claim, response)
             return response

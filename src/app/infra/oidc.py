@@ -4,8 +4,10 @@ import asyncio
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Self
 
+import email_validator
 import httpx2
 import jwt
 import structlog
@@ -32,17 +34,38 @@ _PublicKey = RSAPublicKey | EllipticCurvePublicKey
 
 @dataclass(frozen=True, slots=True)
 class OidcIdentity:
-    """Who a verified external token says the caller is."""
+    """Who a verified external token says the caller is, and when they signed in there."""
 
     subject: str
     email: str | None
     email_verified: bool
+    authenticated_at: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class _Key:
     key: _PublicKey
     algorithms: frozenset[str]
+
+
+def _is_address(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        email_validator.validate_email(value, check_deliverability=False)
+    except email_validator.EmailNotValidError:
+        return False
+    return True
+
+
+def _moment(value: object) -> datetime | None:
+    """A NumericDate claim (`auth_time`, `iat`) as a time, or None when it is not one."""
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        try:
+            return datetime.fromtimestamp(value, UTC)
+        except (OverflowError, OSError, ValueError):
+            return None
+    return None
 
 
 def _key_algorithms(jwk: Mapping[str, Any]) -> frozenset[str]:
@@ -163,12 +186,17 @@ class OidcVerifier:
         if not isinstance(subject, str) or not subject:
             raise InvalidTokenError("token has no subject")
         email = claims.get("email")
+        if isinstance(email, str):
+            email = email.strip() or None  # issuers that send a blank email send none
+        if email is not None and not _is_address(email):
+            raise InvalidTokenError("token's email is not an address")
         # Some issuers send the string "true"; bool("false") would wrongly be True.
         verified = claims.get("email_verified")
         return OidcIdentity(
             subject=subject,
-            email=email if isinstance(email, str) else None,
+            email=email,
             email_verified=verified is True or verified == "true",
+            authenticated_at=_moment(claims.get("auth_time", claims.get("iat"))),
         )
 
     async def _key_for(self, kid: str) -> _Key:

@@ -2,6 +2,8 @@
 
 from collections.abc import Callable
 
+from fastapi.security.utils import get_authorization_scheme_param
+from starlette.datastructures import Headers
 from starlette.types import Scope
 
 
@@ -13,24 +15,23 @@ class ClientKey:
     by address. An `X-API-Key` cannot be checked without the database, so it gets no quota of
     its own: keyed by its text, random keys would each open a fresh quota. Requests with one
     use the client address.
+
+    The credential is read exactly as the routes' authentication reads it (the first of each
+    header, an empty `X-API-Key` as none), so repeating a header cannot switch quotas.
     """
 
     def __init__(self, token_subject: Callable[[str], str | None] | None) -> None:
         self.token_subject = token_subject
 
     def __call__(self, scope: Scope) -> str:
-        authorization = None
-        for name, value in scope["headers"]:
-            if name == b"x-api-key" and value:
-                return client_ip_key(scope)
-            if name == b"authorization":
-                authorization = value
-        if authorization is not None and self.token_subject is not None:
-            scheme, _, token = authorization.decode("latin-1").partition(" ")
-            if scheme.lower() == "bearer" and token:
-                subject = self.token_subject(token.strip())
-                if subject:
-                    return "user:" + subject
+        headers = Headers(scope=scope)
+        if headers.get("x-api-key") or self.token_subject is None:
+            return client_ip_key(scope)
+        scheme, token = get_authorization_scheme_param(headers.get("authorization"))
+        if scheme.lower() == "bearer" and token:
+            subject = self.token_subject(token)
+            if subject:
+                return "user:" + subject
         return client_ip_key(scope)
 
 

@@ -41,9 +41,10 @@ class SecurityHeadersMiddleware:
     """Add hardening headers on `http.response.start`; a header the app already set is kept.
 
     `csp` applies to every response but `docs_paths`, which get `docs_csp`; `None` sends none.
-    `Cache-Control: no-store` goes only on `api_prefix` responses. HSTS is sent when `hsts` is on
-    and the request is HTTPS, read when the response starts, so a proxy-headers layer inside
-    this one has already resolved the scheme.
+    `Cache-Control: no-store` goes on responses below `no_store_prefixes` (the API, whose
+    answers carry tokens and personal data) unless the route set its own. HSTS is sent when
+    `hsts` is on and the request is HTTPS, read when the response starts, so a proxy-headers
+    layer inside this one has already resolved the scheme.
     """
 
     def __init__(
@@ -55,16 +56,16 @@ class SecurityHeadersMiddleware:
         csp: str | None = None,
         docs_csp: str | None = DOCS_CSP,
         docs_paths: Sequence[str] = (),
-        api_prefix: str,
+        no_store_prefixes: Sequence[str],
         permissions_policy: str = PERMISSIONS_POLICY,
         referrer_policy: str = "strict-origin-when-cross-origin",
     ) -> None:
         if hsts_max_age < 0:
             raise ValueError(ENFORCE_MAX_AGE)
-        if not api_prefix.startswith("/") or not all(p.startswith("/") for p in docs_paths):
+        if not all(p.startswith("/") for p in (*no_store_prefixes, *docs_paths)):
             raise ValueError(ENFORCE_PATH_PREFIX)
         self.app = app
-        self.api_prefix = api_prefix
+        self.no_store_prefixes = tuple(no_store_prefixes)
         self.docs_paths = frozenset(docs_paths)
         common = [
             (b"x-content-type-options", b"nosniff"),
@@ -90,7 +91,7 @@ class SecurityHeadersMiddleware:
         if root_path and path.startswith(root_path):
             path = path[len(root_path) :] or "/"
         extra = self.docs_headers if path in self.docs_paths else self.headers
-        is_api = path.startswith(self.api_prefix)
+        is_api = path.startswith(self.no_store_prefixes)
 
         async def send_with_security_headers(message: Message) -> None:
             if message["type"] == "http.response.start":

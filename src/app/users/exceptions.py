@@ -1,6 +1,6 @@
 """Errors of the users domain."""
 
-from app.core.errors import ConflictError, NotFoundError, UnauthorizedError
+from app.core.errors import ConflictError, NotFoundError, UnauthorizedError, ValidationFailedError
 
 
 class EmailTaken(ConflictError):
@@ -22,3 +22,10 @@ class WrongPassword(UnauthorizedError):
 
     code = "wrong_password"
     title = "Wrong Password"
+
+
+class EmailUnchanged(ValidationFailedError):
+    """An email change to the address the account already has."""
+
+    code = "email_unchanged"
+    title = "Email Unchanged"

@@ -4,15 +4,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
-from app.auth import flows
-from app.auth.deps import AdminReader, UsersReader, UsersWriter
+from app.auth import flows, notifications
+from app.auth.deps import AdminReader, LoginThrottleDep, UsersReader, UsersWriter
 from app.core.openapi import problem_responses
 from app.db.pagination import PageQuery
-from app.deps import CacheDep, PasswordHasherDep, SessionDep
+from app.deps import CacheDep, MailerDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.users import cache as users_cache
 from app.users import service as users_service
 from app.users.deps import AdminTargetDep, ReadableUserDep
 from app.users.schemas import (
+    EmailChange,
     PasswordChange,
     UserAdminUpdate,
     UserCreate,
@@ -24,6 +25,8 @@ from app.users.schemas import (
 router = APIRouter(prefix="/users", tags=["users"])
 # Registration and password changes exist only while this service owns passwords.
 local_router = APIRouter(prefix="/users", tags=["users"])
+# POST routes of `local_router` that check or issue credentials: the rate limiter's auth quota.
+CREDENTIAL_PATHS = ("", "/me/password", "/me/email")
 
 
 @local_router.post(
@@ -49,7 +52,7 @@ async def read_me(principal: UsersReader) -> UserRead:
     return UserRead.model_validate(principal.user)
 
 
-@router.patch("/me", responses=problem_responses(401, 403, 409))
+@router.patch("/me", responses=problem_responses(401, 403))
 async def update_me(
     body: UserUpdateMe,
     principal: UsersWriter,
@@ -57,7 +60,7 @@ async def update_me(
     cache: CacheDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    """Change the caller's name or email (a new email must be verified again)."""
+    """Change the caller's name (the email changes through `POST /users/me/email`)."""
     user = await users_service.update(
         session=session, user=principal.user, changes=body.model_dump(exclude_unset=True)
     )
@@ -71,20 +74,62 @@ async def update_me(
     responses=problem_responses(401, 403),
 )
 async def change_password(
+    *,
     body: PasswordChange,
     principal: UsersWriter,
     session: SessionDep,
     hasher: PasswordHasherDep,
+    throttle: LoginThrottleDep,
 ) -> None:
-    """Change the password; every other session of the account is revoked."""
+    """Change the password, proven by the current one; never with an API key.
+
+    Every other session of the account ends, and outstanding reset tokens stop working.
+    """
     await flows.change_password(
         session=session,
         hasher=hasher,
-        user=principal.user,
+        throttle=throttle,
+        principal=principal,
         current_password=body.current_password,
         new_password=body.new_password,
-        keep_session=principal.session_id,
     )
+
+
+@local_router.post(
+    "/me/email",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403, 409, 429),
+)
+async def change_email(
+    *,
+    body: EmailChange,
+    principal: UsersWriter,
+    session: SessionDep,
+    settings: SettingsDep,
+    hasher: PasswordHasherDep,
+    throttle: LoginThrottleDep,
+    mailer: MailerDep,
+    background: BackgroundTasks,
+) -> None:
+    """Ask to move the account to a new email; it changes once the mailed token is confirmed.
+
+    Needs `current_password`, or a login of the last few minutes; never an API key. The new
+    address gets the token (`POST /auth/email-change/confirm`); the current one is told.
+    """
+    token = await flows.request_email_change(
+        session=session,
+        hasher=hasher,
+        throttle=throttle,
+        principal=principal,
+        new_email=body.email,
+        current_password=body.current_password,
+        auth=settings.auth,
+    )
+    notifications.send_later(
+        background, mailer, notifications.email_change_message(to=body.email, token=token)
+    )
+    notice = notifications.email_change_notice(to=principal.user.email, new_email=body.email)
+    notifications.send_later(background, mailer, notice)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403))
@@ -137,9 +182,12 @@ async def update_user(
     cache: CacheDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    """Activate, deactivate, promote or rename an account (superusers only)."""
+    """Activate, deactivate, promote or rename an account (superusers only).
+
+    Deactivating ends every session of the account; reactivating does not bring them back.
+    """
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    updated = await users_service.update(session=session, user=user, changes=changes)
+    updated = await flows.update_user_as_admin(session=session, user=user, changes=changes)
     await users_cache.forget(cache, background, user.id)
     return UserRead.model_validate(updated)
 

@@ -7,6 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+from app.core.types import Text
 from app.db.pagination import Page
 
 
@@ -16,8 +17,9 @@ def normalize_email(email: str) -> str:
 
 
 Email = Annotated[EmailStr, AfterValidator(normalize_email)]
-Password = Annotated[str, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
-FullName = Annotated[str, Field(min_length=1, max_length=200)]
+Password = Annotated[Text, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
+FullName = Annotated[Text, Field(min_length=1, max_length=200)]
+CurrentPassword = Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)]
 
 
 class UserCreate(BaseModel):
@@ -43,12 +45,20 @@ class UserRead(BaseModel):
 
 
 class UserUpdateMe(BaseModel):
-    """Changes a user may make to their own account; changing the email clears verification."""
+    """Changes a user may make to their own account (the email changes by `/users/me/email`)."""
 
     model_config = ConfigDict(extra="forbid")
 
     full_name: FullName | None = None
-    email: Email | None = None
+
+
+class EmailChange(BaseModel):
+    """Move the account to a new email, proven by the current password or a recent login."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: Email
+    current_password: CurrentPassword | None = None
 
 
 class UserAdminUpdate(BaseModel):
@@ -64,7 +74,7 @@ class UserAdminUpdate(BaseModel):
 class PasswordChange(BaseModel):
     """A password change, proven by the current password."""
 
-    current_password: Annotated[str, Field(max_length=PASSWORD_MAX_LENGTH)]
+    current_password: CurrentPassword
     new_password: Password
 
 

@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.security import PasswordHasher
-from app.users.exceptions import EmailTaken, WrongPassword
+from app.users.exceptions import EmailTaken
 from app.users.models import User
 from app.users.schemas import normalize_email
 
@@ -102,21 +102,6 @@ async def set_password(
     await session.flush()
 
 
-async def change_password(
-    *,
-    session: AsyncSession,
-    hasher: PasswordHasher,
-    user: User,
-    current_password: str,
-    new_password: str,
-) -> None:
-    """Replace the password once the current one is proven; raise `WrongPassword` otherwise."""
-    valid, _ = await hasher.verify(current_password, user.hashed_password)
-    if not valid:
-        raise WrongPassword("The current password is incorrect.")
-    await set_password(session=session, hasher=hasher, user=user, password=new_password)
-
-
 async def delete(*, session: AsyncSession, user: User) -> None:
     """Delete the account; its tokens and keys go with it (ON DELETE CASCADE)."""
     await session.delete(user)
@@ -130,10 +115,18 @@ async def ensure_superuser(
     email: str,
     password: str,
 ) -> None:
-    """Create the first superuser at start-up unless an account with that email exists."""
+    """Create the first superuser at start-up, only while no superuser exists at all.
+
+    Once one exists, the settings are ignored: renaming it, or changing its password, must not
+    bring the configured account back. An existing account with the configured email is never
+    promoted: anyone may have registered it.
+    """
     email = normalize_email(email)
     async with session_factory() as session:
+        if await session.scalar(select(User.id).where(User.is_superuser).limit(1)) is not None:
+            return
         if await get_by_email(session=session, email=email) is not None:
+            log.warning("superuser_not_created", reason="email_taken")
             return
         try:
             await create(

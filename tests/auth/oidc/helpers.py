@@ -8,6 +8,7 @@ from httpx2 import AsyncClient, Response
 from sqlalchemy import func, select, update
 
 from app.core.config import Settings
+from app.db.base import utcnow
 from app.deps import attach_resources, resources_of
 from app.infra.oidc import OidcVerifier
 from app.users import service as users_service
@@ -54,8 +55,11 @@ async def stored_user(app: FastAPI, user_id: str) -> User:
     return user
 
 
-async def create_local_account(app: FastAPI, email: str) -> User:
-    """A password account as local mode made it (registration answers 404 in OIDC mode)."""
+async def create_local_account(app: FastAPI, email: str, *, verified: bool = False) -> User:
+    """A password account as local mode made it (registration answers 404 in OIDC mode).
+
+    With `verified`, its email was confirmed by mail, as linking to an issuer needs.
+    """
     async with factory(app)() as session:
         user = await users_service.create(
             session=session,
@@ -63,6 +67,8 @@ async def create_local_account(app: FastAPI, email: str) -> User:
             email=email,
             password=DEFAULT_PASSWORD,
         )
+        if verified:
+            user.email_verified_at = utcnow()
         await session.commit()
     return user
 

@@ -119,7 +119,7 @@ async def test_deactivated_user_is_401(
 async def test_disabled_local_account_is_not_linked(
     app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    local = await create_local_account(app, "ada@example.com")
+    local = await create_local_account(app, "ada@example.com", verified=True)
     await set_user(app, str(local.id), is_active=False)
 
     assert_invalid_token(await client.get(ME, headers=bearer(sign(rsa_key, KID, sub="idp"))))

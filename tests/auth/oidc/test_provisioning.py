@@ -25,6 +25,7 @@ from tests.auth.oidc.helpers import (
     stored_users,
     user_count,
 )
+from tests.harness import assert_problem
 from tests.identity import bearer
 from tests.jwks import JwksServer, sign
 
@@ -151,7 +152,7 @@ async def test_claims_too_long_to_store_are_refused_not_a_server_error(
 async def test_verified_email_links_the_existing_local_account(
     app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey
 ) -> None:
-    local = await create_local_account(app, "ada@example.com")
+    local = await create_local_account(app, "ada@example.com", verified=True)
 
     linked = await me(client, sign(rsa_key, KID, sub="idp-ada", email="Ada@Example.com"))
     again = await me(client, sign(rsa_key, KID, sub="idp-ada", email="ada@example.com"))
@@ -162,18 +163,21 @@ async def test_verified_email_links_the_existing_local_account(
     assert user.hashed_password == local.hashed_password  # the account is kept, not replaced
 
 
-async def test_linking_on_a_verified_email_marks_the_email_verified(
+async def test_a_local_account_that_never_confirmed_its_email_is_not_linked(
     app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey
 ) -> None:
+    # The issuer vouches for the address, but whoever registered it locally never proved it:
+    # it may be an intruder who registered the victim's address first.
     local = await create_local_account(app, "ada@example.com")
     assert local.email_verified_at is None
 
-    linked = await me(client, sign(rsa_key, KID, sub="idp-ada", email_verified=True))
+    response = await client.get(
+        ME, headers=bearer(sign(rsa_key, KID, sub="idp-ada", email_verified=True))
+    )
 
-    assert linked["id"] == str(local.id)
-    # The issuer vouches for this very address: email_verified true -> email_verified_at set.
-    assert linked["email_verified_at"] is not None
-    assert (await stored_user(app, linked["id"])).email_verified_at is not None
+    assert_problem(response, 409, "account_link_refused")
+    [user] = await stored_users(app)
+    assert user.external_subject is None
 
 
 async def test_returning_subject_whose_email_became_verified_is_marked_verified(
@@ -193,13 +197,13 @@ async def test_returning_subject_whose_email_became_verified_is_marked_verified(
 async def test_unverified_email_cannot_take_over_a_local_account(
     app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey, email_verified: Any
 ) -> None:
-    local = await create_local_account(app, "ada@example.com")
+    local = await create_local_account(app, "ada@example.com", verified=True)
 
     response = await client.get(
         ME, headers=bearer(sign(rsa_key, KID, sub="attacker", email_verified=email_verified))
     )
 
-    assert_invalid_token(response)
+    assert_problem(response, 409, "account_link_refused")
     [user] = await stored_users(app)
     assert user.id == local.id
     assert user.external_subject is None

@@ -4,12 +4,14 @@ Against a JWKS served over real HTTP on loopback (fixtures in conftest.py).
 """
 
 import time
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
+from app.core.security import InvalidTokenError
 from app.infra.oidc import OidcIdentity, OidcVerifier
 from tests.harness import make_settings
 from tests.jwks import AUDIENCE, ISSUER, JwksServer, VerifierFactory, sign
@@ -25,8 +27,14 @@ async def test_valid_rs256_token_returns_the_identity(
 ) -> None:
     identity = await verifier.verify(sign(rsa_key, "rsa-1"))
     assert identity == OidcIdentity(
-        subject="user-123", email="ada@example.com", email_verified=True
+        subject="user-123",
+        email="ada@example.com",
+        email_verified=True,
+        authenticated_at=identity.authenticated_at,
     )
+    # When the person signed in at the issuer: `auth_time`, else the token's `iat`.
+    assert identity.authenticated_at is not None
+    assert abs((datetime.now(UTC) - identity.authenticated_at).total_seconds()) < 60
     assert server.requests == 1
 
 
@@ -59,7 +67,8 @@ async def test_rsa_key_without_declared_alg_accepts_other_rsa_algorithms(
         ({"email_verified": False}, "ada@example.com", False),
         ({"email_verified": "false"}, "ada@example.com", False),
         ({"email_verified": "true"}, "ada@example.com", True),
-        ({"email": 42}, None, True),
+        ({"email": " ada@example.com "}, "ada@example.com", True),
+        ({"email": "  "}, None, True),
     ],
 )
 async def test_email_claims_map_to_the_identity(
@@ -129,3 +138,18 @@ async def test_invalid_options_raise_at_construction(
 ) -> None:
     with pytest.raises(ValueError, match="must be"):
         make_verifier(**overrides)
+
+
+@pytest.mark.parametrize("email", [42, "not an address", "ada@", "ada\u0000@example.com"])
+async def test_an_email_claim_that_is_not_an_address_is_refused(
+    verifier: OidcVerifier, rsa_key: rsa.RSAPrivateKey, email: object
+) -> None:
+    with pytest.raises(InvalidTokenError, match="not an address"):
+        await verifier.verify(sign(rsa_key, "rsa-1", email=email))
+
+
+async def test_auth_time_is_when_the_person_signed_in(
+    verifier: OidcVerifier, rsa_key: rsa.RSAPrivateKey
+) -> None:
+    identity = await verifier.verify(sign(rsa_key, "rsa-1", auth_time=1_700_000_000))
+    assert identity.authenticated_at == datetime.fromtimestamp(1_700_000_000, UTC)
