@@ -18,28 +18,12 @@ import sys
 import tempfile
 from pathlib import Path
 
-import asyncpg  # type: ignore[import-untyped]
 import httpx2
 import servers
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-SERVER_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
 DATABASE = "bench_items"
-
-
-async def fresh_database() -> str:
-    """Drop and create the bench database; return its SQLAlchemy URL."""
-    plain = SERVER_URL.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(plain)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await connection.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await connection.close()
-    return SERVER_URL.rsplit("/", 1)[0] + "/" + DATABASE
 
 
 async def seed(base_url: str) -> tuple[str, str]:
@@ -78,7 +62,7 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for name, cache in (("cached", "true"), ("uncached", "false")):
-            url = asyncio.run(fresh_database())
+            url = asyncio.run(servers.fresh_postgres_database(DATABASE))
             env = {**os.environ, "LOG_LEVEL": "WARNING", "RATE_LIMIT_ENABLED": "false",
                    "CACHE_ENABLED": cache, "DATABASE_URL": url}  # fmt: skip
             servers.migrate(env)

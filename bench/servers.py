@@ -1,5 +1,6 @@
 """What every benchmark needs: a migrated database, a real server on a free port, and wrk."""
 
+import os
 import re
 import shutil
 import socket
@@ -15,6 +16,10 @@ from typing import IO
 
 ROOT = Path(__file__).resolve().parent.parent
 APP = ["--factory", "app.main:create_app"]
+# The PostgreSQL server benchmarks create their databases on (the tests' local one by default).
+POSTGRES_URL = os.environ.get(
+    "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -87,3 +92,18 @@ def requests_per_second(
     if match is None:
         raise RuntimeError(result.stdout)
     return float(match.group(1))
+
+
+async def fresh_postgres_database(name: str) -> str:
+    """Drop and create database `name` on the benchmark server; return its SQLAlchemy URL."""
+    import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415 - only PostgreSQL benchmarks
+
+    connection = await asyncpg.connect(
+        POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")
+    )
+    try:
+        await connection.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        await connection.execute(f"CREATE DATABASE {name}")
+    finally:
+        await connection.close()
+    return POSTGRES_URL.rsplit("/", 1)[0] + "/" + name

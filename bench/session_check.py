@@ -12,13 +12,12 @@ ITERATIONS times through SQLAlchemy on one connection. Prints one JSON line (µs
 import argparse
 import asyncio
 import json
-import os
 import time
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 
-import asyncpg  # type: ignore[import-untyped]
+import servers
 from sqlalchemy.ext.asyncio import AsyncSession, create_async_engine
 
 from app.auth import service as auth_service
@@ -28,21 +27,7 @@ from app.models import Base
 from app.users import service as users_service
 from app.users.models import User
 
-SERVER_URL = os.environ.get(
-    "BENCH_DATABASE_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
-)
 DATABASE = "bench_sessions"
-
-
-async def fresh_database() -> str:
-    plain = SERVER_URL.replace("postgresql+asyncpg://", "postgresql://")
-    connection = await asyncpg.connect(plain)
-    try:
-        await connection.execute(f"DROP DATABASE IF EXISTS {DATABASE} WITH (FORCE)")
-        await connection.execute(f"CREATE DATABASE {DATABASE}")
-    finally:
-        await connection.close()
-    return SERVER_URL.rsplit("/", 1)[0] + "/" + DATABASE
 
 
 async def seed(session: AsyncSession, sessions: int) -> tuple[uuid.UUID, uuid.UUID]:
@@ -76,7 +61,7 @@ async def per_call(call: Callable[[], Awaitable[object]], iterations: int) -> fl
 
 
 async def main(iterations: int, sessions: int) -> dict[str, float]:
-    engine = create_async_engine(await fresh_database())
+    engine = create_async_engine(await servers.fresh_postgres_database(DATABASE))
     try:
         async with engine.begin() as connection:
             await connection.run_sync(Base.metadata.create_all)

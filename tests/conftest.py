@@ -16,6 +16,8 @@ from tests.migrations import migrate, reset_postgres
 from tests.services import postgres_url, redis_url
 
 BACKENDS = ("sqlite", "postgresql")
+# An identity provider's keys and JWKS server, for every test that needs one.
+pytest_plugins = ("tests.jwks",)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from typing import Any
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient, Response
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings, build_settings
@@ -160,3 +161,26 @@ def assert_problem(response: Response, status: int, code: str | None = None) -> 
 def pointers(body: dict[str, Any]) -> set[str]:
     """The JSON pointers of a validation problem's errors."""
     return {error["pointer"] for error in body.get("errors", []) if "pointer" in error}
+
+
+_TRANSACTION_CONTROL = ("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE")
+
+
+@contextmanager
+def counted_statements(app: FastAPI, *, queries_only: bool = False) -> Iterator[list[str]]:
+    """Collect the SQL statements the app's engine sends while the block runs.
+
+    With `queries_only`, transaction control (BEGIN, COMMIT, SAVEPOINT...) is left out.
+    """
+    statements: list[str] = []
+    engine = resources_of(app).engine.sync_engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if not (queries_only and statement.lstrip().upper().startswith(_TRANSACTION_CONTROL)):
+            statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        yield statements
+    finally:
+        event.remove(engine, "before_cursor_execute", record)

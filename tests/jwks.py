@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import jwt
+import pytest
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
@@ -135,3 +136,28 @@ def hand_made(header: dict[str, Any], signature: bytes = b"", secret: bytes | No
     if secret is not None:
         signature = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
     return f"{signing_input}.{b64(signature)}"
+
+
+# Fixtures (tests/conftest.py loads this module as a plugin): an issuer's keys and its JWKS.
+KID = "rsa-1"
+
+
+@pytest.fixture(scope="module")
+def rsa_key() -> rsa.RSAPrivateKey:
+    """The issuer's signing key."""
+    return rsa_private_key()
+
+
+@pytest.fixture(scope="module")
+def new_rsa_key() -> rsa.RSAPrivateKey:
+    """The key the issuer rotates to."""
+    return rsa_private_key()
+
+
+@pytest.fixture
+def jwks(rsa_key: rsa.RSAPrivateKey) -> Iterator[JwksServer]:
+    """The issuer's JWKS endpoint on loopback, publishing `rsa_key` as KID."""
+    httpd = JwksServer()
+    httpd.publish(public_jwk(rsa_key, KID, alg="RS256", use="sig"))
+    with serving(httpd):
+        yield httpd

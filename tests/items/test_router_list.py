@@ -3,19 +3,16 @@ sorting, and a bounded number of queries. Paging through it: test_router_paging.
 """
 
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from sqlalchemy import event
 
-from app.deps import resources_of
 from app.items.schemas import MAX_OFFSET
 from tests.harness import assert_problem as problem
+from tests.harness import counted_statements
 from tests.identity import bearer, login, make_superuser, register, signed_up
 from tests.items.helpers import (
     ADMIN,
@@ -269,22 +266,6 @@ async def test_sort_by_title_price_and_creation(client: AsyncClient) -> None:
 
 
 # --- queries ---------------------------------------------------------------------------------
-
-
-@contextmanager
-def counted_statements(app: FastAPI) -> Iterator[list[str]]:
-    """Collect every SQL statement the app's engine sends while the block runs."""
-    statements: list[str] = []
-    engine = resources_of(app).engine.sync_engine
-
-    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        statements.append(statement)
-
-    event.listen(engine, "before_cursor_execute", count)
-    try:
-        yield statements
-    finally:
-        event.remove(engine, "before_cursor_execute", count)
 
 
 async def test_listing_costs_the_same_queries_for_3_or_30_items(

@@ -1,13 +1,11 @@
 """Helpers of the attack tests: tokens from the console mailer, statement counts, a superuser."""
 
 import secrets
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
-from sqlalchemy import event, update
+from sqlalchemy import update
 
 from app.deps import resources_of
 from app.users.models import User
@@ -43,27 +41,6 @@ async def make_superuser(app: FastAPI, email: str) -> None:
     async with resources_of(app).session_factory() as session:
         await session.execute(update(User).where(User.email == email).values(is_superuser=True))
         await session.commit()
-
-
-@contextmanager
-def statements(app: FastAPI) -> Iterator[list[str]]:
-    """Collect the SQL statements the app runs (transaction control and savepoints left out)."""
-    seen: list[str] = []
-    engine = resources_of(app).engine.sync_engine
-
-    def record(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
-        if (
-            not statement.lstrip()
-            .upper()
-            .startswith(("BEGIN", "COMMIT", "ROLLBACK", "SAVEPOINT", "RELEASE"))
-        ):
-            seen.append(statement)
-
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        yield seen
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
 
 
 __all__ = ["DEFAULT_PASSWORD", "ITEMS", "KEYS", "ME", "PRODUCTION", "mailed_token"]

@@ -1,6 +1,5 @@
 """Attack: pre-register a victim's address locally and inherit their sign-in through the issuer."""
 
-from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
@@ -12,27 +11,14 @@ from app.api_keys import service as api_keys_service
 from app.core.config import Settings
 from app.db.base import utcnow
 from app.deps import resources_of
-from tests.auth.oidc.helpers import KID, create_local_account, me, oidc_settings, stored_users
+from tests.auth.oidc.helpers import create_local_account, me, oidc_settings, stored_users
 from tests.harness import assert_problem, log_lines
 from tests.identity import bearer
-from tests.jwks import JwksServer, public_jwk, rsa_private_key, serving, sign
+from tests.jwks import KID, JwksServer, sign
 
 pytestmark = pytest.mark.anyio
 
 VICTIM = "victim@example.com"
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa_private_key()
-
-
-@pytest.fixture
-def jwks(rsa_key: rsa.RSAPrivateKey) -> Iterator[JwksServer]:
-    httpd = JwksServer()
-    httpd.publish(public_jwk(rsa_key, KID, alg="RS256", use="sig"))
-    with serving(httpd):
-        yield httpd
 
 
 @pytest.fixture

@@ -4,9 +4,9 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 
-from tests.harness import log_lines
+from tests.harness import counted_statements, log_lines
 from tests.identity import DEFAULT_PASSWORD, bearer, login, register
-from tests.security.helpers import ME, account, create_key, mailed_token, make_superuser, statements
+from tests.security.helpers import ME, account, create_key, mailed_token, make_superuser
 
 pytestmark = pytest.mark.anyio
 
@@ -122,7 +122,7 @@ async def test_the_check_rides_on_the_one_statement_that_loads_the_user(
     app: FastAPI, client: AsyncClient
 ) -> None:
     headers = await account(client, "cheap@example.com")
-    with statements(app) as seen:
+    with counted_statements(app, queries_only=True) as seen:
         assert (await client.get(ME, headers=headers)).status_code == 200
     assert len(seen) == 1, seen
     assert "refresh_tokens" in seen[0]

@@ -8,11 +8,12 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from app.api_keys import service as api_keys_service
 from app.api_keys.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyPage, ApiKeyRead
 from app.auth import flows
-from app.auth.deps import LoginThrottleDep, Principal, RequireScopes, require_scopes
+from app.auth.deps import Principal, RequireScopes, require_scopes
+from app.auth.proof import IdentityCheckDep
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses
 from app.db.pagination import PageQuery
-from app.deps import PasswordHasherDep, SessionDep, SettingsDep
+from app.deps import SessionDep, SettingsDep
 
 router = APIRouter(prefix="/api-keys", tags=["api keys"])
 # POST routes that issue credentials: the rate limiter gives them its auth quota.
@@ -31,8 +32,7 @@ async def create_api_key(
     principal: Writer,
     session: SessionDep,
     settings: SettingsDep,
-    hasher: PasswordHasherDep,
-    throttle: LoginThrottleDep,
+    identity: IdentityCheckDep,
 ) -> ApiKeyCreated:
     """Create a key; copy it from this response, it is never shown again.
 
@@ -44,8 +44,7 @@ async def create_api_key(
     require_scopes(principal, scopes)
     api_key, key = await flows.create_api_key(
         session=session,
-        hasher=hasher,
-        throttle=throttle,
+        identity=identity,
         principal=principal,
         name=body.name,
         scopes=scopes,

@@ -1,7 +1,7 @@
 """Account flows that span users, sessions and keys: one named home for each, called by routers.
 
 Each flow is a service-level function (keyword-only, session first, flushes, never commits;
-`proof.check_password` commits a failed password check, as a login does).
+`IdentityCheck` commits a failed password check, as a login does).
 """
 
 from datetime import datetime, timedelta
@@ -14,8 +14,7 @@ from app.api_keys.models import ApiKey
 from app.auth import action_tokens
 from app.auth import service as auth_service
 from app.auth.deps import Principal
-from app.auth.proof import confirm_identity
-from app.auth.throttle import LoginThrottle
+from app.auth.proof import IdentityCheck
 from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
@@ -28,21 +27,13 @@ async def change_password(
     *,
     session: AsyncSession,
     hasher: PasswordHasher,
-    throttle: LoginThrottle,
+    identity: IdentityCheck,
     principal: Principal,
     current_password: str,
     new_password: str,
 ) -> None:
     """Replace a proven password; every other session and every reset token stop working."""
-    await confirm_identity(
-        session=session,
-        hasher=hasher,
-        throttle=throttle,
-        principal=principal,
-        current_password=current_password,
-        fresh_for=timedelta(0),
-        now=utcnow(),
-    )
+    await identity.confirm(principal, current_password, fresh_for=timedelta(0))
     user = principal.user
     await users_service.set_password(
         session=session, hasher=hasher, user=user, password=new_password
@@ -80,8 +71,7 @@ async def verify_email(*, session: AsyncSession, token: str) -> User:
 async def request_email_change(
     *,
     session: AsyncSession,
-    hasher: PasswordHasher,
-    throttle: LoginThrottle,
+    identity: IdentityCheck,
     principal: Principal,
     new_email: str,
     current_password: str | None,
@@ -91,15 +81,8 @@ async def request_email_change(
 
     Nothing changes until the token comes back (`confirm_email_change`).
     """
-    await confirm_identity(
-        session=session,
-        hasher=hasher,
-        throttle=throttle,
-        principal=principal,
-        current_password=current_password,
-        fresh_for=timedelta(seconds=auth.fresh_login_seconds),
-        now=utcnow(),
-    )
+    fresh_for = timedelta(seconds=auth.fresh_login_seconds)
+    await identity.confirm(principal, current_password, fresh_for=fresh_for)
     if new_email == principal.user.email:
         raise EmailUnchanged("That is already the account's email.")
     if await users_service.get_by_email(session=session, email=new_email) is not None:
@@ -138,8 +121,7 @@ async def update_user_as_admin(
 async def create_api_key(
     *,
     session: AsyncSession,
-    hasher: PasswordHasher,
-    throttle: LoginThrottle,
+    identity: IdentityCheck,
     principal: Principal,
     name: str,
     scopes: frozenset[str],
@@ -151,15 +133,8 @@ async def create_api_key(
     now = utcnow()
     parent = principal.api_key
     if parent is None:
-        await confirm_identity(
-            session=session,
-            hasher=hasher,
-            throttle=throttle,
-            principal=principal,
-            current_password=current_password,
-            fresh_for=timedelta(seconds=auth.fresh_login_seconds),
-            now=now,
-        )
+        fresh_for = timedelta(seconds=auth.fresh_login_seconds)
+        await identity.confirm(principal, current_password, fresh_for=fresh_for)
     return await api_keys_service.create(
         session=session,
         user=principal.user,

@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime, timedelta
 
 import structlog
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import InvalidCredentials, InvalidToken
@@ -150,6 +150,20 @@ async def rotate(*, session: AsyncSession, auth: AuthSettings, refresh_token: st
     )
 
 
+# Built once: constructing a statement costs more Python than running this one.
+_LIVE_SESSION_USER = select(User).where(
+    User.id == bindparam("user_id"),
+    User.is_active,
+    select(RefreshToken.id)
+    .where(
+        RefreshToken.family_id == bindparam("session_id"),
+        RefreshToken.user_id == User.id,
+        RefreshToken.revoked_at.is_(None),
+    )
+    .exists(),
+)
+
+
 async def session_user(
     *, session: AsyncSession, user_id: uuid.UUID, session_id: uuid.UUID
 ) -> User | None:
@@ -158,16 +172,8 @@ async def session_user(
     One statement: the user and the liveness of the session (a refresh-token family with a
     token that is not revoked) are checked together, on every request with an access token.
     """
-    live = (
-        select(RefreshToken.id)
-        .where(
-            RefreshToken.family_id == session_id,
-            RefreshToken.user_id == user_id,
-            RefreshToken.revoked_at.is_(None),
-        )
-        .exists()
-    )
-    return await session.scalar(select(User).where(User.id == user_id, User.is_active, live))
+    params = {"user_id": user_id, "session_id": session_id}
+    return await session.scalar(_LIVE_SESSION_USER, params)
 
 
 async def logout(*, session: AsyncSession, refresh_token: str) -> None:

@@ -5,7 +5,8 @@ from typing import Annotated
 from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 
 from app.auth import flows, notifications
-from app.auth.deps import AdminReader, LoginThrottleDep, UsersReader, UsersWriter
+from app.auth.deps import AdminReader, UsersReader, UsersWriter
+from app.auth.proof import IdentityCheckDep
 from app.core.openapi import problem_responses
 from app.db.pagination import PageQuery
 from app.deps import CacheDep, MailerDep, PasswordHasherDep, SessionDep, SettingsDep
@@ -79,7 +80,7 @@ async def change_password(
     principal: UsersWriter,
     session: SessionDep,
     hasher: PasswordHasherDep,
-    throttle: LoginThrottleDep,
+    identity: IdentityCheckDep,
 ) -> None:
     """Change the password, proven by the current one; never with an API key.
 
@@ -88,7 +89,7 @@ async def change_password(
     await flows.change_password(
         session=session,
         hasher=hasher,
-        throttle=throttle,
+        identity=identity,
         principal=principal,
         current_password=body.current_password,
         new_password=body.new_password,
@@ -106,8 +107,7 @@ async def change_email(
     principal: UsersWriter,
     session: SessionDep,
     settings: SettingsDep,
-    hasher: PasswordHasherDep,
-    throttle: LoginThrottleDep,
+    identity: IdentityCheckDep,
     mailer: MailerDep,
     background: BackgroundTasks,
 ) -> None:
@@ -118,8 +118,7 @@ async def change_email(
     """
     token = await flows.request_email_change(
         session=session,
-        hasher=hasher,
-        throttle=throttle,
+        identity=identity,
         principal=principal,
         new_email=body.email,
         current_password=body.current_password,

@@ -17,7 +17,6 @@ from tests.harness import FakeClock, assert_problem, factory, make_settings
 from tests.identity import DEFAULT_PASSWORD, JWT_SECRET, bearer
 from tests.jwks import AUDIENCE, CACHE_SECONDS, ISSUER, MIN_REFETCH, JwksServer
 
-KID = "rsa-1"
 NEW_KID = "rsa-2"
 ME = "/api/v1/users/me"
 LEGACY_ME = "/auth/me"

@@ -16,7 +16,6 @@ from httpx2 import AsyncClient
 from app.core.config import Settings
 from app.core.security import create_access_token
 from tests.auth.oidc.helpers import (
-    KID,
     ME,
     assert_invalid_token,
     create_local_account,
@@ -26,7 +25,7 @@ from tests.auth.oidc.helpers import (
 )
 from tests.harness import assert_problem
 from tests.identity import bearer
-from tests.jwks import JwksServer, b64, claims, hand_made, sign
+from tests.jwks import KID, JwksServer, b64, claims, hand_made, sign
 
 pytestmark = pytest.mark.anyio
 

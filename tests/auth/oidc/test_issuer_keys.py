@@ -17,7 +17,6 @@ from app.infra.oidc import OidcVerifier
 from app.main import create_app
 from tests.auth.oidc.helpers import (
     KEYS_UNAVAILABLE,
-    KID,
     ME,
     NEW_KID,
     assert_invalid_token,
@@ -28,7 +27,16 @@ from tests.auth.oidc.helpers import (
 )
 from tests.harness import assert_problem, client_for, make_settings, running
 from tests.identity import JWT_SECRET, bearer
-from tests.jwks import AUDIENCE, CACHE_SECONDS, ISSUER, MIN_REFETCH, JwksServer, public_jwk, sign
+from tests.jwks import (
+    AUDIENCE,
+    CACHE_SECONDS,
+    ISSUER,
+    KID,
+    MIN_REFETCH,
+    JwksServer,
+    public_jwk,
+    sign,
+)
 
 pytestmark = pytest.mark.anyio
 

@@ -15,7 +15,6 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 
 from tests.auth.oidc.helpers import (
-    KID,
     LEGACY_ME,
     ME,
     assert_invalid_token,
@@ -27,7 +26,7 @@ from tests.auth.oidc.helpers import (
 )
 from tests.harness import assert_problem
 from tests.identity import bearer
-from tests.jwks import JwksServer, sign
+from tests.jwks import KID, JwksServer, sign
 
 pytestmark = pytest.mark.anyio
 

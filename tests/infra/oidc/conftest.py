@@ -17,19 +17,8 @@ from tests.jwks import (
     JwksServer,
     VerifierFactory,
     public_jwk,
-    rsa_private_key,
     serving,
 )
-
-
-@pytest.fixture(scope="module")
-def rsa_key() -> rsa.RSAPrivateKey:
-    return rsa_private_key()
-
-
-@pytest.fixture(scope="module")
-def new_rsa_key() -> rsa.RSAPrivateKey:
-    return rsa_private_key()
 
 
 @pytest.fixture(scope="module")
