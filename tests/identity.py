@@ -75,7 +75,8 @@ async def make_superuser(app: FastAPI, email: str) -> None:
         await session.commit()
 
 
-_MAILED_TOKEN = re.compile(r"\b[A-Za-z0-9_-]{43}\b")
+# 43 URL-safe characters, which may begin or end with "-": not a `\b` word boundary.
+_MAILED_TOKEN = re.compile(r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]{43}(?![A-Za-z0-9_-])")
 
 
 def mailed_token(logs: LogLines, to: str, subject: str) -> str:
