@@ -104,13 +104,18 @@ def test_fastapi_cli_finds_the_entrypoint() -> None:
     assert '[tool.fastapi]\nentrypoint = "app.main:app"' in pyproject
 
 
-def test_telemetry_is_off_unless_tracing_is_enabled() -> None:
+def test_telemetry_is_off_unless_an_otlp_endpoint_is_set() -> None:
     quiet = create_app(make_settings())
     assert not any(
         quiet._telemetry[key] for key in ("tracing", "metrics", "logs", "operation_spans")
     )
-    traced = create_app(make_settings(TRACING_ENABLED=True))
+    traced = create_app(
+        make_settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_TRACES_EXPORTER="none")
+    )
+    # One server span per request: FastAPI's own metrics, logs and operation spans stay off.
     assert traced._telemetry["tracing"] is True
+    assert traced._telemetry["tracer_provider"] is resources_of(traced).tracer_provider
+    assert not any(traced._telemetry[key] for key in ("metrics", "logs", "operation_spans"))
 
 
 async def test_lifespan_opens_and_closes_clients(settings: Settings) -> None:

@@ -3,6 +3,7 @@
 from dataclasses import dataclass
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from app.api_keys.router import CREDENTIAL_PATHS as API_KEYS_CREDENTIAL_PATHS
 from app.api_keys.router import router as api_keys_router
@@ -12,7 +13,8 @@ from app.auth.router import legacy_local_router as legacy_login_router
 from app.auth.router import legacy_router as legacy_auth_router
 from app.auth.router import router as auth_router
 from app.core.config import Settings
-from app.health.router import PROBES
+from app.health.router import METRICS_PATH, PROBES
+from app.health.router import metrics_router as health_metrics_router
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
 from app.items.router import router as items_router
@@ -32,6 +34,8 @@ class RoutePaths:
     api_roots: tuple[str, ...]
     unlimited: tuple[str, ...]  # below an API root, never rate limited (probes)
     credentials: tuple[str, ...]  # POSTs that check or issue credentials: the auth quota
+    # Asked every few seconds by machines (scrapes, probes): no trace, which would say nothing.
+    untraced: tuple[str, ...] = ()
 
 
 ROUTE_PATHS = RoutePaths(
@@ -42,6 +46,15 @@ ROUTE_PATHS = RoutePaths(
         *(API_PREFIX + users_local_router.prefix + path for path in USERS_CREDENTIAL_PATHS),
         *(API_PREFIX + api_keys_router.prefix + path for path in API_KEYS_CREDENTIAL_PATHS),
         *(legacy_login_router.prefix + path for path in LEGACY_CREDENTIAL_PATHS),
+    ),
+    untraced=(
+        METRICS_PATH,
+        *(route.path for route in health_root_router.routes if isinstance(route, APIRoute)),
+        *(
+            API_PREFIX + route.path
+            for route in health_router.routes
+            if isinstance(route, APIRoute) and route.path.startswith(PROBES)
+        ),
     ),
 )
 
@@ -63,6 +76,8 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     # Outside the versioned API: the load balancer's health check, and the first version's
     # auth paths that existing clients still call.
     app.include_router(health_root_router)
+    if settings.metrics.enabled:
+        app.include_router(health_metrics_router)
     app.include_router(legacy_auth_router)
     if local:
         app.include_router(legacy_login_router)

@@ -1,5 +1,7 @@
 """Start-up and shutdown of one process: bootstrap, freeze the start-up heap, close clients."""
 
+import asyncio
+import contextlib
 import gc
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -28,6 +30,22 @@ async def _bootstrap_superuser(resources: Resources) -> None:
 
 
 @asynccontextmanager
+async def _sampling_metrics(resources: Resources) -> AsyncIterator[None]:
+    """With several workers, each reads its pool and GC figures on a timer (see sampling.py)."""
+    metrics, sampler = resources.metrics, resources.metrics_sampler
+    if metrics is None or sampler is None or metrics.multiproc_dir is None:
+        yield
+        return
+    task = asyncio.create_task(sampler.run())
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run start-up work with the app's resources, and close them when the process stops."""
     resources = resources_of(app)
@@ -47,7 +65,8 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
             gc.collect()
             gc.freeze()
         try:
-            yield
+            async with _sampling_metrics(resources):
+                yield
         finally:
             if settings.app.gc_freeze_after_startup:
                 gc.unfreeze()

@@ -25,6 +25,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     settings = settings or get_settings()
     configure_logging(settings.logging, sql_echo=settings.database.echo)
     app_version = version(DISTRIBUTION)
+    # Built here, not in the lifespan: the middleware stack is assembled before the lifespan
+    # runs, and the rate limiter needs its storage then (and FastAPI the tracer provider now).
+    # Nothing connects until first use.
+    resources = build_resources(settings, version=app_version)
     app = FastAPI(
         title=settings.app.name,
         version=app_version,
@@ -32,14 +36,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         docs_url=None,
         redoc_url=None,
-        telemetry=telemetry_config(settings.observability),
+        telemetry=telemetry_config(resources.tracer_provider, untraced_paths=ROUTE_PATHS.untraced),
     )
-    # Built here, not in the lifespan: the middleware stack is assembled before the lifespan
-    # runs, and the rate limiter needs its storage then. Nothing connects until first use.
-    resources = build_resources(settings, version=app_version)
     attach_resources(app, resources)
     renderer = ProblemRenderer(
-        settings.api.problem_type_base_url, expose_exceptions=settings.app.debug
+        settings.api.problem_type_base_url,
+        expose_exceptions=settings.app.debug,
+        on_problem=resources.events.problem,
     )
     register_exception_handlers(app, renderer)
     install_middleware(
@@ -48,6 +51,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         renderer=renderer,
         rate_limit_storage=resources.rate_limit_storage,
         paths=ROUTE_PATHS,
+        http_metrics=resources.http_metrics,
+        events=resources.events,
+        tracing=resources.tracer_provider is not None,
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -18,10 +18,12 @@ from app.core.config import Settings
 from app.core.openapi import DOCS_PATHS
 from app.core.problems import ProblemRenderer
 from app.core.security import token_subject
+from app.idempotency.deps import REPLAYED_HEADER
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import ContentValidationMiddleware
+from app.middleware.metrics import MetricsMiddleware, RequestObserver
 from app.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.rate_limit_keys import ClientKey
@@ -29,6 +31,8 @@ from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import DOCS_CSP, SecurityHeadersMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
 from app.middleware.trusted_host import TrustedHostMiddleware
+from app.observability.events import Events
+from app.observability.tracing import tag_request_id
 
 GZIP_MINIMUM_BYTES = 1024
 # Level 6 compresses nearly as well as 9 at a fraction of the CPU.
@@ -92,9 +96,14 @@ def security_headers_options(settings: Settings, *, paths: RoutePaths) -> dict[s
 
 
 def rate_limit_options(
-    settings: Settings, *, renderer: ProblemRenderer, storage: Storage, paths: RoutePaths
+    settings: Settings,
+    *,
+    renderer: ProblemRenderer,
+    storage: Storage,
+    paths: RoutePaths,
+    events: Events | None = None,
 ) -> dict[str, Any]:
-    """Return `RateLimitMiddleware` options from `RATE_LIMIT_*` and the route paths."""
+    """Return `RateLimitMiddleware` options from `RATE_LIMIT_*`, the route paths and `events`."""
     limits, auth = settings.rate_limit, settings.auth
     # Only our own tokens can be checked here; OIDC callers are limited per address.
     subject = functools.partial(token_subject, auth=auth) if auth.provider == "local" else None
@@ -112,16 +121,33 @@ def rate_limit_options(
         "prefixes": paths.api_roots,
         "exempt": paths.unlimited,
         "auth_paths": paths.credentials,
+        **(
+            {"on_refused": events.rate_limited, "on_storage_error": events.rate_limit_backend_error}
+            if events is not None
+            else {}
+        ),
     }
 
 
 def _rate_limit(
-    settings: Settings, renderer: ProblemRenderer, storage: Storage, paths: RoutePaths
+    settings: Settings,
+    renderer: ProblemRenderer,
+    storage: Storage,
+    paths: RoutePaths,
+    events: Events | None,
 ) -> list[Middleware]:
     if not settings.rate_limit.enabled:
         return []
-    options = rate_limit_options(settings, renderer=renderer, storage=storage, paths=paths)
+    options = rate_limit_options(
+        settings, renderer=renderer, storage=storage, paths=paths, events=events
+    )
     return [Middleware(RateLimitMiddleware, **options)]
+
+
+def _metrics(observer: RequestObserver | None) -> list[Middleware]:
+    if observer is None:
+        return []
+    return [Middleware(MetricsMiddleware, observer=observer, replayed_header=REPLAYED_HEADER)]
 
 
 def install_middleware(
@@ -131,14 +157,19 @@ def install_middleware(
     renderer: ProblemRenderer,
     rate_limit_storage: Storage,
     paths: RoutePaths,
+    http_metrics: RequestObserver | None = None,
+    events: Events | None = None,
+    tracing: bool = False,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
     Layers that resolve the client (proxy headers) sit inside the ones that report it (access
     log, security headers): those read the scope when the response starts, after resolution.
+    The metrics layer sits outside every layer that may refuse a request, so it counts them.
     """
     stack = [
-        Middleware(RequestIdMiddleware),
+        Middleware(RequestIdMiddleware, on_request_id=tag_request_id if tracing else None),
+        *_metrics(http_metrics),
         # Timings only for a developer: they tell an attacker which emails have accounts.
         Middleware(AccessLogMiddleware, process_time_header=settings.app.environment == "local"),
         Middleware(
@@ -156,7 +187,7 @@ def install_middleware(
             max_body_size=settings.http.max_request_body_bytes,
             renderer=renderer,
         ),
-        *_rate_limit(settings, renderer, rate_limit_storage, paths),
+        *_rate_limit(settings, renderer, rate_limit_storage, paths, events),
         Middleware(
             CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
         ),

@@ -9,6 +9,7 @@ from contextlib import AsyncExitStack
 
 import httpx2
 from limits.aio.storage import Storage
+from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -21,6 +22,12 @@ from app.infra.mail import Mailer, create_mailer
 from app.infra.oidc import OidcVerifier
 from app.infra.rate_limit_storage import create_rate_limit_storage
 from app.infra.redis import create_redis
+from app.observability import tracing
+from app.observability.alerts import SecurityAlerts
+from app.observability.events import Events
+from app.observability.metrics import HttpMetrics, Metrics, create_metrics
+from app.observability.sampling import PoolGauges, Sampler
+from app.observability.slow_statements import log_slow_statements
 
 
 @dataclasses.dataclass(frozen=True, slots=True, kw_only=True)
@@ -38,10 +45,54 @@ class Resources:
     mailer: Mailer
     password_hasher: PasswordHasher
     oidc_verifier: OidcVerifier | None
+    tracer_provider: TracerProvider | None  # None: tracing is off
+    metrics: Metrics | None  # None: METRICS_ENABLED=false
+    http_metrics: HttpMetrics | None
+    metrics_sampler: Sampler | None
+    alerts: SecurityAlerts
+    events: Events  # what the renderer, rate limiter and cache report
 
     def replace(self, **changes: object) -> "Resources":
         """Return a copy with some resources swapped (tests isolate the database this way)."""
         return dataclasses.replace(self, **changes)  # type: ignore[arg-type]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Observability:
+    tracer_provider: TracerProvider | None
+    metrics: Metrics | None
+    sampler: Sampler | None
+    alerts: SecurityAlerts
+    events: Events
+
+
+def _observe(
+    settings: Settings,
+    *,
+    version: str,
+    engine: AsyncEngine,
+    redis: Redis | None,
+    http: httpx2.AsyncClient,
+) -> _Observability:
+    """Tracing, metrics and alerts for these clients (each only as far as its settings say)."""
+    namespace = settings.app.slug
+    provider = tracing.create_tracer_provider(
+        settings.observability, service_name=namespace, version=version
+    )
+    if provider is not None:
+        tracing.instrument_clients(provider, engine=engine, redis=redis, http=http)
+    log_slow_statements(engine, threshold_ms=settings.observability.db_slow_query_ms)
+    metrics = create_metrics(settings.metrics) if settings.metrics.enabled else None
+    sampler = None
+    if metrics is not None:
+        database = settings.database
+        pool = PoolGauges(
+            metrics, engine.pool, max_connections=database.pool_size + database.max_overflow
+        )
+        gc_counts = [metrics.gc_counters.update] if metrics.gc_counters else []
+        sampler = Sampler([pool.sample, *gc_counts])
+    alerts = SecurityAlerts(settings.alerts, http=http, service=namespace)
+    return _Observability(provider, metrics, sampler, alerts, Events(metrics, alerts))
 
 
 def build_resources(settings: Settings, *, version: str) -> Resources:
@@ -50,13 +101,17 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
     engine = create_engine(settings.database, application_name=settings.app.name)
     redis = create_redis(settings.redis)
     http = create_http_client(user_agent=f"{namespace}/{version}")
+    observed = _observe(settings, version=version, engine=engine, redis=redis, http=http)
+    cache = create_cache(
+        settings.cache, redis, namespace=namespace, on_result=observed.events.cache_result
+    )
     return Resources(
         settings=settings,
         version=version,
         engine=engine,
         session_factory=create_session_factory(engine),
         redis=redis,
-        cache=create_cache(settings.cache, redis, namespace=namespace),
+        cache=cache,
         rate_limit_storage=create_rate_limit_storage(redis, namespace=namespace),
         http=http,
         mailer=create_mailer(settings.mail, environment=settings.app.environment),
@@ -66,6 +121,12 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
             if settings.auth.provider == "oidc"
             else None
         ),
+        tracer_provider=observed.tracer_provider,
+        metrics=observed.metrics,
+        http_metrics=HttpMetrics(observed.metrics) if observed.metrics else None,
+        metrics_sampler=observed.sampler,
+        alerts=observed.alerts,
+        events=observed.events,
     )
 
 
@@ -76,3 +137,6 @@ async def close_resources(resources: Resources) -> None:
         if resources.redis is not None:
             stack.push_async_callback(resources.redis.aclose)
         stack.push_async_callback(resources.http.aclose)
+        if resources.tracer_provider is not None:
+            stack.push_async_callback(tracing.shutdown, resources.tracer_provider)
+        stack.push_async_callback(resources.alerts.aclose)

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from app.core.config import Settings
 from app.deps import CacheDep, resources_of
-from app.infra.cache import Cache, MemoryCache, NullCache, RedisCache, cached, create_cache
+from app.infra.cache import Cache, MemoryCache, NullCache, RedisCache, create_cache
+from app.infra.read_through import cached
 from app.main import create_app
 from tests.harness import FakeClock, client_for, log_lines, make_settings, running
 

@@ -3,7 +3,8 @@
 import pytest
 from pydantic import BaseModel
 
-from app.infra.cache import MemoryCache, read_through
+from app.infra.cache import MemoryCache
+from app.infra.read_through import read_through
 
 pytestmark = pytest.mark.anyio
 

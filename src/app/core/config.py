@@ -14,6 +14,7 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from app.core.settings_groups import (
     PLACEHOLDER_SECRET,
+    AlertSettings,
     ApiSettings,
     AppSettings,
     AuthSettings,
@@ -22,6 +23,7 @@ from app.core.settings_groups import (
     HttpSettings,
     LoggingSettings,
     MailSettings,
+    MetricsSettings,
     ObservabilitySettings,
     OidcSettings,
     RateLimitSettings,
@@ -53,6 +55,8 @@ class Settings(BaseModel):
     database: DatabaseSettings
     redis: RedisSettings
     observability: ObservabilitySettings
+    metrics: MetricsSettings
+    alerts: AlertSettings
     auth: AuthSettings
     oidc: OidcSettings
     first_superuser: SuperuserSettings

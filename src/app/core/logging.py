@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 import structlog
+from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.core.settings_groups import LoggingSettings
@@ -75,6 +76,15 @@ def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDic
     return event_dict
 
 
+def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
+    """Add `trace_id` and `span_id` of the current span, when tracing gave the line one."""
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        event_dict["trace_id"] = format(context.trace_id, "032x")
+        event_dict["span_id"] = format(context.span_id, "016x")
+    return event_dict
+
+
 def use_json(log_format: str, stream: TextIO) -> bool:
     """Decide the output format: JSON unless asked for console or writing to a terminal."""
     if log_format == "auto":
@@ -85,6 +95,7 @@ def use_json(log_format: str, stream: TextIO) -> bool:
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
+        add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
@@ -185,3 +196,12 @@ def bind_request_context(**values: Any) -> None:
     """Start a fresh log context for one request, so nothing leaks from the previous one."""
     structlog.contextvars.clear_contextvars()
     structlog.contextvars.bind_contextvars(**values)
+
+
+def bind_user(user_id: str) -> None:
+    """Put `user_id` on every later log line of this request, the access log line included.
+
+    Call it where the request's caller becomes known (authentication), from async code: the
+    request's middleware and async dependencies share one context, a worker thread does not.
+    """
+    structlog.contextvars.bind_contextvars(user_id=user_id)

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: one renderer for every error path, and the handlers that use it."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
@@ -71,11 +71,22 @@ def request_id_of(scope: Scope) -> str | None:
 
 
 class ProblemRenderer:
-    """Builds problem responses; knows the base URI that turns codes into `type` URIs."""
+    """Builds problem responses; knows the base URI that turns codes into `type` URIs.
 
-    def __init__(self, type_base_url: str, *, expose_exceptions: bool = False) -> None:
+    `on_problem`, if given, hears the status and code of every problem rendered: every error
+    answer passes here, so metrics count auth failures here, not in each place that fails.
+    """
+
+    def __init__(
+        self,
+        type_base_url: str,
+        *,
+        expose_exceptions: bool = False,
+        on_problem: Callable[[int, str], None] | None = None,
+    ) -> None:
         self.type_base_url = type_base_url.rstrip("/") + "/"
         self.expose_exceptions = expose_exceptions
+        self.on_problem = on_problem
 
     def type_uri(self, code: str) -> str:
         """Return the stable `type` URI documented for `code`."""
@@ -94,6 +105,8 @@ class ProblemRenderer:
         extra: Mapping[str, Any] | None = None,
     ) -> Response:
         """Return the problem+json response for one error."""
+        if self.on_problem is not None:
+            self.on_problem(int(status_code), code)
         body: dict[str, Any] = {
             "type": problem_type or self.type_uri(code),
             "title": title,

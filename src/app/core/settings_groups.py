@@ -9,7 +9,7 @@ import json
 import re
 from typing import Annotated, Any, Literal
 
-from pydantic import EmailStr, Field, SecretStr, field_validator
+from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Environment = Literal["local", "test", "staging", "production"]
@@ -29,6 +29,32 @@ StrList = Annotated[list[str], NoDecode]
 def env(name: str, default: Any = ..., **constraints: Any) -> Any:
     """A field read from the environment variable `name` (the one an operator sets)."""
     return Field(default, validation_alias=name, **constraints)
+
+
+def split_list(value: Any) -> Any:
+    """Read a list setting given as a JSON array or a comma-separated string."""
+    if not isinstance(value, str):
+        return value
+    text = value.strip()
+    if text.startswith("["):
+        return json.loads(text)
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def checked_networks(value: list[str]) -> list[str]:
+    """Return `value` when every entry is an IP address or CIDR network; else raise."""
+    for entry in value:
+        try:
+            ipaddress.ip_network(entry, strict=True)
+        except ValueError as exc:
+            raise ValueError(f"{entry!r} is not an IP address or network") from exc
+    return value
+
+
+# IP addresses or CIDR networks, as a JSON array or comma-separated.
+NetworkList = Annotated[
+    list[str], NoDecode, BeforeValidator(split_list), AfterValidator(checked_networks)
+]
 
 
 class SettingsGroup(BaseSettings):
@@ -95,11 +121,49 @@ class RedisSettings(SettingsGroup):
     socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 2.0, gt=0)
 
 
+# OpenTelemetry's names for its samplers (`OTEL_TRACES_SAMPLER`).
+TracesSampler = Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
+                        "parentbased_always_off", "parentbased_traceidratio"]  # fmt: skip
+
+
 class ObservabilitySettings(SettingsGroup):
-    """Readiness checks and tracing."""
+    """Readiness checks, slow statement warnings and OpenTelemetry tracing.
+
+    The `OTEL_*` names are OpenTelemetry's own; these few are read here (so `.env` works too),
+    the SDK reads the others from the process environment (docs/observability.md).
+    """
 
     health_check_timeout: float = env("HEALTH_CHECK_TIMEOUT", 1.0, gt=0, le=2.5)
-    tracing_enabled: bool = env("TRACING_ENABLED", False)
+    db_slow_query_ms: int = env("DB_SLOW_QUERY_MS", 500, ge=0)
+    otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", None)
+    traces_exporter: Literal["otlp", "none"] = env("OTEL_TRACES_EXPORTER", "otlp")
+    traces_sampler: TracesSampler = env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
+    traces_sampler_arg: float = env("OTEL_TRACES_SAMPLER_ARG", 1.0, ge=0, le=1)
+    service_name: str | None = env("OTEL_SERVICE_NAME", None)
+
+    @property
+    def tracing_enabled(self) -> bool:
+        """Whether requests are traced: only when an OTLP endpoint is set."""
+        return bool(self.otlp_endpoint)
+
+
+class MetricsSettings(SettingsGroup):
+    """Prometheus metrics at `GET /metrics`, and who may read them."""
+
+    enabled: bool = env("METRICS_ENABLED", True)
+    allowed_ips: NetworkList = env("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
+    token: SecretStr | None = env("METRICS_TOKEN", None)
+    # prometheus-client reads it from the process environment when imported; this copy lets
+    # start-up refuse a value set only in `.env`, which the library would never see.
+    multiproc_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", None)
+
+
+class AlertSettings(SettingsGroup):
+    """Security alerts: thresholds per minute (0: off) and where to post them."""
+
+    auth_failures_per_minute: int = env("ALERT_AUTH_FAILURES_PER_MINUTE", 100, ge=0)
+    rate_limited_per_minute: int = env("ALERT_RATE_LIMITED_PER_MINUTE", 600, ge=0)
+    webhook_url: SecretStr | None = env("ALERT_WEBHOOK_URL", None)  # may hold a token
 
 
 class AuthSettings(SettingsGroup):
@@ -195,23 +259,13 @@ class HttpSettings(SettingsGroup):
     @classmethod
     def _parse_list(cls, value: Any) -> Any:
         """Accept a JSON array or a comma-separated string for list settings."""
-        if not isinstance(value, str):
-            return value
-        text = value.strip()
-        if text.startswith("["):
-            return json.loads(text)
-        return [part.strip() for part in text.split(",") if part.strip()]
+        return split_list(value)
 
     @field_validator("trusted_proxies")
     @classmethod
     def _valid_networks(cls, value: list[str]) -> list[str]:
         """Refuse proxy entries that are not IP addresses or CIDR networks."""
-        for entry in value:
-            try:
-                ipaddress.ip_network(entry, strict=True)
-            except ValueError as exc:
-                raise ValueError(f"{entry!r} is not an IP address or network") from exc
-        return value
+        return checked_networks(value)
 
 
 class RateLimitSettings(SettingsGroup):

@@ -1,16 +1,22 @@
 """Health, readiness and meta endpoints."""
 
-from fastapi import APIRouter, Request, Response, status
+from fastapi import APIRouter, Depends, Request, Response, status
 
-from app.deps import EngineDep, OptionalRedisDep, SettingsDep, settings_of
+from app.core.errors import NotFoundError
+from app.core.openapi import problem_responses
+from app.deps import EngineDep, OptionalRedisDep, ResourcesDep, SettingsDep, settings_of
 from app.health import service as health_service
+from app.health.deps import require_metrics_reader
 from app.health.schemas import Liveness, Meta, Readiness
 
 # `/health` lives outside the versioned API: load balancers and probes hard-code it.
 root_router = APIRouter(tags=["health"])
 router = APIRouter(tags=["health"])
+# Prometheus scrapes it at the root, where exporters live; mounted when METRICS_ENABLED.
+metrics_router = APIRouter(tags=["metrics"])
 # The probes: below the API prefix, but never rate limited.
 PROBES = "/health"
+METRICS_PATH = "/metrics"
 
 
 @root_router.get("/health")
@@ -51,3 +57,19 @@ async def meta(request: Request) -> Meta:
     return Meta(
         name=settings.app.name, version=request.app.version, environment=settings.app.environment
     )
+
+
+@metrics_router.get(
+    METRICS_PATH,
+    dependencies=[Depends(require_metrics_reader)],
+    responses=problem_responses(403),
+    response_class=Response,
+)
+async def metrics(request: Request, resources: ResourcesDep) -> Response:
+    """Every metric in Prometheus text format, or OpenMetrics when the `Accept` header asks."""
+    if resources.metrics is None:  # METRICS_ENABLED=false mounts no route; tests swap parts
+        raise NotFoundError("Metrics are off.")
+    body, media_type = await health_service.metrics_exposition(
+        resources.metrics, resources.metrics_sampler, accept=request.headers.get("accept")
+    )
+    return Response(body, media_type=media_type)

@@ -3,12 +3,15 @@
 import asyncio
 from collections.abc import Awaitable
 
+import anyio.to_thread
 import structlog
 from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.health.schemas import CheckStatus
+from app.observability.metrics import Metrics, render
+from app.observability.sampling import Sampler
 
 log = structlog.get_logger(__name__)
 
@@ -41,3 +44,16 @@ async def check_dependencies(
         probes.append(_probe("redis", redis.ping(), timeout))
     results = await asyncio.gather(*probes)
     return dict(zip(names, results, strict=True))
+
+
+async def metrics_exposition(
+    metrics: Metrics, sampler: Sampler | None, *, accept: str | None
+) -> tuple[bytes, str]:
+    """Read the sampled figures, then render every metric (in a worker thread: it reads files)."""
+
+    def read() -> tuple[bytes, str]:
+        if sampler is not None:
+            sampler.sample()
+        return render(metrics, accept)
+
+    return await anyio.to_thread.run_sync(read)

@@ -7,24 +7,42 @@ stores a value loaded just before a concurrent write, leaves a stale entry until
 
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
-from typing import NamedTuple, Protocol, TypeVar
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
 
 import structlog
-from fastapi import BackgroundTasks
-from pydantic import BaseModel
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
 from app.core.backoff import Backoff
 from app.core.settings_groups import CacheSettings
+from app.infra.read_through import cached, invalidate, read_through
+
+# The read helpers live in read_through.py; some domains import them from here.
+__all__ = [
+    "CACHE_ERRORS",
+    "Cache",
+    "MemoryCache",
+    "NullCache",
+    "RedisCache",
+    "cached",
+    "create_cache",
+    "invalidate",
+    "read_through",
+]
 
 log = structlog.get_logger(__name__)
 
 # Redis errors, and socket errors (builtin ConnectionError and TimeoutError are OSErrors).
 CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 
-M = TypeVar("M", bound=BaseModel)
+# What `on_result` hears: a read found its value (hit) or not (miss); a Redis call failed
+# (error); a read or write left Redis alone because it failed a moment ago (skipped).
+HIT, MISS, ERROR, SKIPPED = "hit", "miss", "error", "skipped"
+
+
+def _ignore(_: str) -> None:
+    pass
 
 
 class Cache(Protocol):
@@ -61,6 +79,7 @@ class MemoryCache:
     TTL, where insertion order is expiry order, so the oldest expired entry is found at the head
     of a queue (callers use a handful of distinct TTLs). With several workers, each process has
     its own cache, so one worker's invalidation does not reach the others' copies.
+    `on_result` hears `hit` or `miss` for each read (metrics count them).
     """
 
     def __init__(
@@ -69,12 +88,14 @@ class MemoryCache:
         max_entries: int,
         default_ttl: int,
         clock: Callable[[], float] = time.monotonic,
+        on_result: Callable[[str], None] = _ignore,
     ) -> None:
         if max_entries < 1:
             raise ValueError("max_entries must be at least 1.")
         self.max_entries = max_entries
         self.default_ttl = _checked_ttl(default_ttl)
         self._clock = clock
+        self._on_result = on_result
         self._entries: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
         self._expiry_queues: dict[int, OrderedDict[str, None]] = {}  # per TTL, oldest first
 
@@ -85,11 +106,14 @@ class MemoryCache:
         """Return the value stored under `key`, or None when it is missing or expired."""
         entry = self._entries.get(key)
         if entry is None:
+            self._on_result(MISS)
             return None
         if entry.expires_at <= self._clock():
             self._remove(key)
+            self._on_result(MISS)
             return None
         self._entries.move_to_end(key)
+        self._on_result(HIT)
         return entry.value
 
     async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
@@ -133,7 +157,8 @@ class RedisCache:
     few seconds, with the operation and error type (never keys or values). After a failure,
     reads and writes leave Redis alone for `retry_interval` seconds, so an unreachable Redis
     does not slow every request. Deletes are always tried: a skipped invalidation would leave a
-    stale entry for up to its TTL, which a failed one does too.
+    stale entry for up to its TTL, which a failed one does too. `on_result` hears `hit` or
+    `miss` for each read, `error` for each failed call and `skipped` for each one left alone.
     """
 
     def __init__(
@@ -143,6 +168,7 @@ class RedisCache:
         prefix: str,
         default_ttl: int,
         retry_interval: float = 1.0,
+        on_result: Callable[[str], None] = _ignore,
     ) -> None:
         if retry_interval < 0:
             raise ValueError("retry_interval must be zero or more seconds.")
@@ -150,15 +176,17 @@ class RedisCache:
         self.prefix = prefix
         self.default_ttl = _checked_ttl(default_ttl)
         self.backoff = Backoff(retry_interval)
+        self._on_result = on_result
 
     @property
     def errors(self) -> int:
-        """Process-wide count of failed Redis calls, for metrics."""
+        """Count of failed Redis calls (`cache_requests_total{result="error"}` adds them up)."""
         return self.backoff.failures
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under `key`, or None when it is missing or Redis fails."""
         if self.backoff.resting():
+            self._on_result(SKIPPED)
             return None
         try:
             value = await self.redis.get(self.prefix + key)
@@ -166,6 +194,7 @@ class RedisCache:
             self._failed("get", exc)
             return None
         if value is None or isinstance(value, bytes):
+            self._on_result(MISS if value is None else HIT)
             return value
         raise TypeError("RedisCache needs a client with decode_responses off.")
 
@@ -173,6 +202,7 @@ class RedisCache:
         """Store `value` under `key` for `ttl` seconds; nothing happens when Redis fails."""
         ttl = self.default_ttl if ttl is None else _checked_ttl(ttl)
         if self.backoff.resting():
+            self._on_result(SKIPPED)
             return
         try:
             await self.redis.set(self.prefix + key, value, ex=ttl)
@@ -189,6 +219,7 @@ class RedisCache:
             self._failed("delete", exc)
 
     def _failed(self, operation: str, exc: Exception) -> None:
+        self._on_result(ERROR)
         if self.backoff.failed():
             # The message may name the host; the type says enough to start looking.
             log.warning(
@@ -213,72 +244,25 @@ class NullCache:
         """Nothing to drop."""
 
 
-def create_cache(settings: CacheSettings, redis: Redis | None, *, namespace: str) -> Cache:
+def create_cache(
+    settings: CacheSettings,
+    redis: Redis | None,
+    *,
+    namespace: str,
+    on_result: Callable[[str], None] = _ignore,
+) -> Cache:
     """Return a Redis cache when a client is given, else a bounded in-memory one.
 
     Redis keys start with `cache:<namespace>:`, so services sharing one Redis keep apart.
+    `on_result` hears the result of each call (see `HIT`); a disabled cache makes no calls.
     """
     if not settings.enabled:
         return NullCache()
     if redis is not None:
         prefix = f"cache:{namespace}:"
-        return RedisCache(redis, prefix=prefix, default_ttl=settings.ttl_seconds)
-    return MemoryCache(max_entries=settings.max_entries, default_ttl=settings.ttl_seconds)
-
-
-async def cached(
-    cache: Cache,
-    key: str,
-    load: Callable[[], Awaitable[bytes | None]],
-    ttl: int | None = None,
-) -> bytes | None:
-    """Return the cached value of `key`, or call `load` and cache what it returns (unless None).
-
-    Call it after authorization, with a key that names the resource, never the caller.
-    """
-    value = await cache.get(key)
-    if value is None:
-        value = await load()
-        if value is not None:
-            await cache.set(key, value, ttl)
-    return value
-
-
-def _always(_: object) -> bool:
-    return True
-
-
-async def read_through(
-    cache: Cache,
-    key: str,
-    schema: type[M],
-    load: Callable[[], Awaitable[M | None]],
-    *,
-    visible: Callable[[M], bool] = _always,
-    ttl: int | None = None,
-) -> M | None:
-    """Return the `schema` cached under `key`, or `load` it and cache it.
-
-    `visible` is the caller's authorization: a representation it refuses comes back as None,
-    as if it did not exist, and a freshly loaded one it refuses is not stored, so a refused
-    read never fills the cache. Keys name the resource, never the caller.
-    """
-    raw = await cache.get(key)
-    if raw is not None:
-        cached_value = schema.model_validate_json(raw)
-        return cached_value if visible(cached_value) else None
-    value = await load()
-    if value is None or not visible(value):
-        return None
-    await cache.set(key, value.model_dump_json().encode(), ttl)
-    return value
-
-
-async def invalidate(cache: Cache, background: BackgroundTasks, *keys: str) -> None:
-    """Drop `keys` now, and again once the response is sent (after the request committed).
-
-    The second delete catches a read that raced the write and cached the old version; if
-    both fail (Redis down), the TTL bounds how long the old version is served.
-    """
-    await cache.delete(*keys)
-    background.add_task(cache.delete, *keys)
+        return RedisCache(
+            redis, prefix=prefix, default_ttl=settings.ttl_seconds, on_result=on_result
+        )
+    return MemoryCache(
+        max_entries=settings.max_entries, default_ttl=settings.ttl_seconds, on_result=on_result
+    )

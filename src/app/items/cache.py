@@ -5,7 +5,8 @@ from collections.abc import Awaitable, Callable
 
 from fastapi import BackgroundTasks
 
-from app.infra.cache import Cache, invalidate, read_through
+from app.infra.cache import Cache
+from app.infra.read_through import invalidate, read_through
 from app.items.schemas import ItemRead
 
 

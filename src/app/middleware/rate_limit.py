@@ -79,7 +79,8 @@ class RateLimitMiddleware:
     Storage errors let requests through (`fail_open`) or answer 503; either way they are
     logged and counted in `storage_errors`, and the storage is left alone for
     `storage_retry_interval` seconds so an unreachable Redis does not slow every request.
-    The storage belongs to the caller, who closes it.
+    The storage belongs to the caller, who closes it. `on_refused` is called for each 429,
+    `on_storage_error` for each failed storage call (metrics and alerts count them).
     """
 
     def __init__(
@@ -97,6 +98,8 @@ class RateLimitMiddleware:
         exempt: Collection[str] = (),
         auth_paths: Collection[str] = (),
         storage_retry_interval: float = 1.0,
+        on_refused: Callable[[], None] = lambda: None,
+        on_storage_error: Callable[[], None] = lambda: None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
@@ -119,10 +122,12 @@ class RateLimitMiddleware:
         self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
         self.auth_paths = frozenset(auth_paths)
         self.backoff = Backoff(storage_retry_interval)
+        self.on_refused = on_refused
+        self.on_storage_error = on_storage_error
 
     @property
     def storage_errors(self) -> int:
-        """Process-wide count of failed storage calls, for metrics."""
+        """Count of failed storage calls (`rate_limit_backend_errors_total` adds them up)."""
         return self.backoff.failures
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -151,6 +156,7 @@ class RateLimitMiddleware:
             return
         headers = _headers(policy, quota, stats, refused=not allowed)
         if not allowed:
+            self.on_refused()
             await self._too_many(headers, scope, receive, send)
             return
 
@@ -190,6 +196,8 @@ class RateLimitMiddleware:
         self, exc: Exception | None, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Count and log a storage error (`exc`), then pass the request or answer 503."""
+        if exc is not None:
+            self.on_storage_error()
         if exc is not None and self.backoff.failed():
             log.warning(
                 "rate_limit_storage_error",

@@ -2,6 +2,7 @@
 
 import re
 import uuid
+from collections.abc import Callable
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -21,10 +22,14 @@ def incoming_request_id(scope: Scope) -> str | None:
 
 
 class RequestIdMiddleware:
-    """Give every HTTP request an id, stored in `scope["state"]["request_id"]`."""
+    """Give every HTTP request an id, stored in `scope["state"]["request_id"]`.
 
-    def __init__(self, app: ASGIApp) -> None:
+    `on_request_id`, if given, is called with each id (tracing records it on the span).
+    """
+
+    def __init__(self, app: ASGIApp, *, on_request_id: Callable[[str], None] | None = None) -> None:
         self.app = app
+        self.on_request_id = on_request_id
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -34,6 +39,8 @@ class RequestIdMiddleware:
         request_id = incoming_request_id(scope) or str(uuid.uuid4())
         scope.setdefault("state", {})["request_id"] = request_id
         bind_request_context(request_id=request_id)
+        if self.on_request_id is not None:
+            self.on_request_id(request_id)
         header = (REQUEST_ID_HEADER, request_id.encode("latin-1"))
 
         async def send_with_request_id(message: Message) -> None:
