@@ -21,6 +21,8 @@ _SENSITIVE_MARKERS = ("password", "passwd", "secret", "token", "authorization", 
 # line has one format. uvicorn's access log is replaced by our access log middleware.
 _FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "sqlalchemy.engine", "fastapi")
 _SILENCED_LOGGERS = ("uvicorn.access",)
+# The HTTP client logs every outbound URL at INFO, and webhook URLs carry tokens.
+_WARNINGS_ONLY_LOGGERS = ("httpx2", "httpcore")
 
 
 @functools.lru_cache(maxsize=1024)
@@ -178,6 +180,8 @@ def configure_logging(
         foreign.propagate = True
     for name in _SILENCED_LOGGERS:
         logging.getLogger(name).disabled = True
+    for name in _WARNINGS_ONLY_LOGGERS:
+        logging.getLogger(name).setLevel(max(level, logging.WARNING))
     # SQLAlchemy's own `echo=True` adds a second handler; a level on its logger does not.
     logging.getLogger("sqlalchemy.engine").setLevel(
         logging.INFO if sql_echo else logging.WARNING,
