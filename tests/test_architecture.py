@@ -62,7 +62,7 @@ def ids(modules: list[Module]) -> list[str]:
 
 def test_every_package_is_seen() -> None:
     names = {module.name for module in MODULES}
-    for package in ("core", "db", "infra", "middleware", *DOMAINS):
+    for package in ("core", "db", "infra", "middleware", "observability", *DOMAINS):
         assert f"app.{package}" in names
 
 
@@ -79,6 +79,14 @@ def test_db_imports_only_core(module: Module) -> None:
 @pytest.mark.parametrize("module", modules_in("infra"), ids=ids(modules_in("infra")))
 def test_infra_imports_no_domain_and_no_wiring(module: Module) -> None:
     assert module.imports_from("app") == module.imports_from("app.core", "app.db", "app.infra")
+
+
+@pytest.mark.parametrize(
+    "module", modules_in("observability"), ids=ids(modules_in("observability"))
+)
+def test_observability_sits_beside_infra(module: Module) -> None:
+    allowed = ("app.core", "app.db", "app.infra", "app.observability")
+    assert module.imports_from("app") == module.imports_from(*allowed)
 
 
 @pytest.mark.parametrize("module", modules_in("middleware"), ids=ids(modules_in("middleware")))
