@@ -104,18 +104,26 @@ def test_fastapi_cli_finds_the_entrypoint() -> None:
     assert '[tool.fastapi]\nentrypoint = "app.main:app"' in pyproject
 
 
-def test_telemetry_is_off_unless_an_otlp_endpoint_is_set() -> None:
+def test_tracing_is_off_unless_an_otlp_endpoint_is_set() -> None:
     quiet = create_app(make_settings())
-    assert not any(
-        quiet._telemetry[key] for key in ("tracing", "metrics", "logs", "operation_spans")
-    )
     traced = create_app(
         make_settings(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:9", OTEL_TRACES_EXPORTER="none")
     )
-    # One server span per request: FastAPI's own metrics, logs and operation spans stay off.
-    assert traced._telemetry["tracing"] is True
-    assert traced._telemetry["tracer_provider"] is resources_of(traced).tracer_provider
-    assert not any(traced._telemetry[key] for key in ("metrics", "logs", "operation_spans"))
+    # FastAPI's own telemetry stays off either way: the tracing middleware makes the span.
+    for app in (quiet, traced):
+        assert not any(
+            app._telemetry[key] for key in ("tracing", "metrics", "logs", "operation_spans")
+        )
+    assert resources_of(quiet).tracer_provider is None
+    assert resources_of(traced).tracer_provider is not None
+    assert [layer.cls.__name__ for layer in traced.user_middleware][:2] == [  # type: ignore[attr-defined]
+        "TracingMiddleware",
+        "RequestIdMiddleware",
+    ]
+    assert "TracingMiddleware" not in [
+        layer.cls.__name__  # type: ignore[attr-defined]
+        for layer in quiet.user_middleware
+    ]
 
 
 async def test_lifespan_opens_and_closes_clients(settings: Settings) -> None:

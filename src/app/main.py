@@ -13,7 +13,7 @@ from app.core.openapi import build_openapi, install_docs
 from app.core.problems import ProblemRenderer, register_exception_handlers
 from app.deps import attach_resources
 from app.lifespan import lifespan
-from app.observability.tracing import telemetry_config
+from app.observability.tracing import FASTAPI_TELEMETRY_OFF
 from app.pipeline import install_middleware
 from app.resources import build_resources
 
@@ -26,8 +26,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     configure_logging(settings.logging, sql_echo=settings.database.echo)
     app_version = version(DISTRIBUTION)
     # Built here, not in the lifespan: the middleware stack is assembled before the lifespan
-    # runs, and the rate limiter needs its storage then (and FastAPI the tracer provider now).
-    # Nothing connects until first use.
+    # runs, and the rate limiter needs its storage then. Nothing connects until first use.
     resources = build_resources(settings, version=app_version)
     app = FastAPI(
         title=settings.app.name,
@@ -36,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json" if settings.docs_enabled else None,
         docs_url=None,
         redoc_url=None,
-        telemetry=telemetry_config(resources.tracer_provider, untraced_paths=ROUTE_PATHS.untraced),
+        telemetry=FASTAPI_TELEMETRY_OFF,
     )
     attach_resources(app, resources)
     renderer = ProblemRenderer(
@@ -53,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         paths=ROUTE_PATHS,
         http_metrics=resources.http_metrics,
         events=resources.events,
-        tracing=resources.tracer_provider is not None,
+        tracer_provider=resources.tracer_provider,
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

@@ -10,6 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from limits.aio.storage import Storage
+from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 
@@ -30,9 +31,10 @@ from app.middleware.rate_limit_keys import ClientKey
 from app.middleware.request_id import RequestIdMiddleware
 from app.middleware.security_headers import DOCS_CSP, SecurityHeadersMiddleware
 from app.middleware.server_errors import ServerErrorMiddleware
+from app.middleware.tracing import TracingMiddleware
 from app.middleware.trusted_host import TrustedHostMiddleware
 from app.observability.events import Events
-from app.observability.tracing import tag_request_id
+from app.observability.tracing import server_tracer, tag_request_id
 
 GZIP_MINIMUM_BYTES = 1024
 # Level 6 compresses nearly as well as 9 at a fraction of the CPU.
@@ -144,6 +146,12 @@ def _rate_limit(
     return [Middleware(RateLimitMiddleware, **options)]
 
 
+def _tracing(provider: TracerProvider | None, paths: RoutePaths) -> list[Middleware]:
+    if provider is None:
+        return []
+    return [Middleware(TracingMiddleware, tracer=server_tracer(provider), untraced=paths.untraced)]
+
+
 def _metrics(observer: RequestObserver | None) -> list[Middleware]:
     if observer is None:
         return []
@@ -159,7 +167,7 @@ def install_middleware(
     paths: RoutePaths,
     http_metrics: RequestObserver | None = None,
     events: Events | None = None,
-    tracing: bool = False,
+    tracer_provider: TracerProvider | None = None,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -167,7 +175,10 @@ def install_middleware(
     log, security headers): those read the scope when the response starts, after resolution.
     The metrics layer sits outside every layer that may refuse a request, so it counts them.
     """
+    tracing = tracer_provider is not None
     stack = [
+        # Outermost: every layer inside, and its log lines, see the request's span.
+        *_tracing(tracer_provider, paths),
         Middleware(RequestIdMiddleware, on_request_id=tag_request_id if tracing else None),
         *_metrics(http_metrics),
         # Timings only for a developer: they tell an attacker which emails have accounts.

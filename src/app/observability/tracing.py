@@ -1,17 +1,15 @@
 """Tracing with OpenTelemetry: off unless `OTEL_EXPORTER_OTLP_ENDPOINT` names a collector.
 
 When on, one tracer provider per process (`Resources.tracer_provider`) serves:
-- FastAPI's built-in telemetry for the server span: one span per request named after the
-  route template, `traceparent` honoured; its operation spans (dependencies, serialisation),
-  metrics and log records stay off, so a request costs one span, not one per receive or send;
+- the tracing middleware's server span: one span per request named after the route template,
+  `traceparent` honoured (no span per receive or send, none per dependency);
 - the SQLAlchemy, Redis and httpx2 instrumentations, attached to our own clients only (no
   global patching), so database statements, Redis commands and outbound calls are child
   spans and outbound calls carry `traceparent`.
 Log lines carry the current span's ids (`app.core.logging`).
 """
 
-from collections.abc import Collection, MutableMapping, Sequence
-from typing import Any
+from collections.abc import Sequence
 
 import anyio.to_thread
 import httpx2
@@ -35,7 +33,7 @@ from opentelemetry.sdk.trace.sampling import (
     SamplingResult,
     TraceIdRatioBased,
 )
-from opentelemetry.trace import Link, SpanKind
+from opentelemetry.trace import Link, SpanKind, Tracer
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from redis.asyncio import Redis
@@ -131,30 +129,21 @@ def instrument_clients(
     )
 
 
-def telemetry_config(
-    provider: TracerProvider | None, *, untraced_paths: Collection[str] = ()
-) -> TelemetryConfig:
-    """Return FastAPI's telemetry options: the server span only, with our provider, or off.
+# FastAPI's built-in telemetry stays off: app/middleware/tracing.py makes the same server span
+# for a small part of its cost (measured there), and our metrics are Prometheus's. Explicit,
+# so `FASTAPI_OTEL_AUTO_CONFIGURE` never adds exporters of its own.
+FASTAPI_TELEMETRY_OFF: TelemetryConfig = {
+    "tracing": False,
+    "metrics": False,
+    "logs": False,
+    "operation_spans": False,
+    "auto_configure": False,
+}
 
-    `untraced_paths` (scrapes, probes) get no span: they come every few seconds and say
-    nothing about a user's request.
-    """
-    quiet: TelemetryConfig = {
-        "tracing": False,
-        "metrics": False,
-        "logs": False,
-        "operation_spans": False,
-        # Never add exporters of FastAPI's own from the environment: we export, once.
-        "auto_configure": False,
-    }
-    if provider is None:
-        return quiet
-    skipped = frozenset(untraced_paths)
 
-    def exclude(scope: MutableMapping[str, Any]) -> bool:
-        return scope.get("path") in skipped
-
-    return quiet | {"tracer_provider": provider, "tracing": True, "exclude": exclude}
+def server_tracer(provider: TracerProvider) -> Tracer:
+    """The tracer of the server spans (app/middleware/tracing.py)."""
+    return provider.get_tracer("app.middleware.tracing")
 
 
 def tag_request_id(request_id: str) -> None:
