@@ -25,7 +25,8 @@ from app.infra.redis import create_redis
 from app.observability import tracing
 from app.observability.alerts import SecurityAlerts
 from app.observability.events import Events
-from app.observability.metrics import HttpMetrics, Metrics, create_metrics
+from app.observability.http_metrics import HttpMetrics
+from app.observability.metrics import Metrics, create_metrics
 from app.observability.sampling import PoolGauges, Sampler
 from app.observability.slow_statements import log_slow_statements
 
@@ -123,7 +124,7 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         ),
         tracer_provider=observed.tracer_provider,
         metrics=observed.metrics,
-        http_metrics=HttpMetrics(observed.metrics) if observed.metrics else None,
+        http_metrics=observed.metrics.http if observed.metrics else None,
         metrics_sampler=observed.sampler,
         alerts=observed.alerts,
         events=observed.events,

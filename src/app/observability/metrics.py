@@ -17,7 +17,6 @@ from prometheus_client import (
     Counter,
     Gauge,
     GCCollector,
-    Histogram,
     PlatformCollector,
     ProcessCollector,
     disable_created_metrics,
@@ -27,6 +26,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from app.core.settings_groups import MetricsSettings
 from app.observability import multiprocess
+from app.observability.http_metrics import HttpMetrics, LocalHttpMetrics, SharedHttpMetrics
 
 # Seconds; from a cached read (a few ms) to the statement timeout's neighbourhood.
 HTTP_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -38,9 +38,7 @@ class Metrics:
 
     registry: CollectorRegistry
     multiproc_dir: str | None
-    http_requests: Counter
-    http_request_duration: Histogram
-    http_requests_in_progress: Gauge
+    http: HttpMetrics  # what the metrics middleware reports to
     db_pool_connections: Gauge
     db_pool_max_connections: Gauge
     rate_limit_rejections: Counter
@@ -95,22 +93,14 @@ def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
         # livesum: the workers' values add up, and a dead worker's drop out.
         return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livesum")
 
+    replays = counter(
+        "idempotency_replays_total", "Responses replayed for a repeated Idempotency-Key."
+    )
+    http = LocalHttpMetrics if directory is None else SharedHttpMetrics
     metrics = Metrics(
         registry=registry,
         multiproc_dir=directory,
-        http_requests=counter(
-            "http_requests_total", "HTTP requests answered.", ("method", "route", "status")
-        ),
-        http_request_duration=Histogram(
-            "http_request_duration_seconds",
-            "Time from receiving an HTTP request to sending its last byte.",
-            ("method", "route"),
-            registry=registry,
-            buckets=HTTP_DURATION_BUCKETS,
-        ),
-        http_requests_in_progress=gauge(
-            "http_requests_in_progress", "HTTP requests being answered right now."
-        ),
+        http=http(registry, buckets=HTTP_DURATION_BUCKETS, replays=replays),
         db_pool_connections=gauge(
             "db_pool_connections", "Database connections by state (in_use, idle).", ("state",)
         ),
@@ -131,9 +121,7 @@ def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
         auth_failures=counter(
             "auth_failures_total", "401 and 403 problems, by their code.", ("reason",)
         ),
-        idempotency_replays=counter(
-            "idempotency_replays_total", "Responses replayed for a repeated Idempotency-Key."
-        ),
+        idempotency_replays=replays,
         jobs=counter(
             "jobs_total", "Background jobs run, by task and outcome.", ("task", "outcome")
         ),
@@ -160,40 +148,3 @@ def render(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:
     multiprocess.WorkerProcessCollector(metrics.multiproc_dir, registry=registry)
     PlatformCollector(registry=registry)
     return encode(registry), media_type
-
-
-class HttpMetrics:
-    """What the metrics middleware records per request, with each label set looked up once.
-
-    `prometheus_client`'s `labels()` takes a lock and builds a key on every call; the
-    children are cached here per (method, route, status), which the middleware bounds.
-    """
-
-    def __init__(self, metrics: Metrics) -> None:
-        self._requests = metrics.http_requests
-        self._duration = metrics.http_request_duration
-        self._in_progress = metrics.http_requests_in_progress
-        self._replays = metrics.idempotency_replays
-        self._children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
-
-    def started(self) -> None:
-        """Count a request in progress."""
-        self._in_progress.inc()
-
-    def finished(self, method: str, route: str, status: int, seconds: float) -> None:
-        """Count a request answered, and its duration."""
-        self._in_progress.dec()
-        key = (method, route, status)
-        children = self._children.get(key)
-        if children is None:
-            children = (
-                self._requests.labels(method, route, str(status)),
-                self._duration.labels(method, route),
-            )
-            self._children[key] = children
-        children[0].inc()
-        children[1].observe(seconds)
-
-    def replayed(self) -> None:
-        """Count a response replayed for a repeated Idempotency-Key."""
-        self._replays.inc()
