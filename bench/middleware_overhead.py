@@ -43,22 +43,28 @@ def measure(
         )
 
 
+def behind_a_balancer(tmp: str, environ: dict[str, str]) -> tuple[dict[str, str], Path]:
+    """The full stack's environment as behind a load balancer, and the random-client script."""
+    env = {
+        **environ,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
+        "LOG_FORMAT": "json",
+        "RATE_LIMIT_ENABLED": "true",
+        "TRUST_PROXY_HEADERS": "true",
+        "PYTHONPATH": str(servers.ROOT / "bench"),
+    }
+    script = Path(tmp) / "random_client.lua"
+    script.write_text(RANDOM_CLIENT)
+    return env, script
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
     args = parser.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
-        env = {
-            **os.environ,
-            "DATABASE_URL": f"sqlite+aiosqlite:///{tmp}/bench.db",
-            "LOG_FORMAT": "json",
-            "RATE_LIMIT_ENABLED": "true",
-            "TRUST_PROXY_HEADERS": "true",
-            "PYTHONPATH": str(servers.ROOT / "bench"),
-        }
-        script = Path(tmp) / "random_client.lua"
-        script.write_text(RANDOM_CLIENT)
+        env, script = behind_a_balancer(tmp, dict(os.environ))
         full = measure(servers.APP, env, args, script)
         bare = measure(["bare_app:app"], env, args, script)
     ratio = full / bare

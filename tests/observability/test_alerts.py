@@ -13,7 +13,15 @@ import pytest
 from app.core.config import Settings
 from app.main import create_app
 from app.observability.alerts import SecurityAlerts
-from tests.harness import FakeClock, client_for, free_port, log_lines, make_settings, running
+from tests.harness import (
+    FakeClock,
+    LogLines,
+    client_for,
+    free_port,
+    log_lines,
+    make_settings,
+    running,
+)
 from tests.observability.loopback import LoopbackServer
 
 pytestmark = pytest.mark.anyio
@@ -146,20 +154,27 @@ async def test_rate_limit_refusals_raise_their_own_alert(settings: Settings) -> 
     assert (line["kind"], line["count"]) == ("rate_limited", 3)
 
 
+async def alert_once(url: str, *, until_failed: bool) -> LogLines:
+    """Cross a threshold of 1 once with a webhook at `url`, then close; return the log lines."""
+    async with httpx2.AsyncClient() as http:
+        alerts = alerts_for(
+            http, FakeClock(), ALERT_AUTH_FAILURES_PER_MINUTE=1, ALERT_WEBHOOK_URL=url
+        )
+        with log_lines() as logs:
+            alerts.auth_failure()
+            alerts.auth_failure()
+            if until_failed:
+                await until(lambda: logs.events("security.alert_webhook_failed"))
+            await alerts.aclose()  # waits for a post in flight
+    return logs
+
+
 async def test_a_failing_webhook_is_retried_then_logged_never_raised(
     webhook: type[Webhook],
 ) -> None:
     webhook.status = 500
     with LoopbackServer(webhook) as receiver:
-        async with httpx2.AsyncClient() as http:
-            alerts = alerts_for(
-                http, FakeClock(), ALERT_AUTH_FAILURES_PER_MINUTE=1, ALERT_WEBHOOK_URL=receiver.url
-            )
-            with log_lines() as logs:
-                alerts.auth_failure()
-                alerts.auth_failure()
-                await until(lambda: logs.events("security.alert_webhook_failed"))
-                await alerts.aclose()
+        logs = await alert_once(receiver.url, until_failed=True)
     assert len(webhook.bodies) == 3  # three tries
     [failure] = logs.events("security.alert_webhook_failed")
     assert failure["error"] == "HTTP 500"
@@ -168,30 +183,15 @@ async def test_a_failing_webhook_is_retried_then_logged_never_raised(
 
 async def test_an_unreachable_webhook_is_logged_by_error_type_only() -> None:
     url = f"http://127.0.0.1:{free_port()}/hook?token=s3cr3t-in-the-url"
-    async with httpx2.AsyncClient() as http:
-        alerts = alerts_for(
-            http, FakeClock(), ALERT_AUTH_FAILURES_PER_MINUTE=1, ALERT_WEBHOOK_URL=url
-        )
-        with log_lines() as logs:
-            alerts.auth_failure()
-            alerts.auth_failure()
-            await until(lambda: logs.events("security.alert_webhook_failed"))
-            await alerts.aclose()
+    logs = await alert_once(url, until_failed=True)
     [failure] = logs.events("security.alert_webhook_failed")
     assert failure["error"] == "ConnectError"
     assert "s3cr3t" not in json.dumps(logs.all())
 
 
-async def test_closing_gives_a_slow_post_its_chance_then_cancels(webhook: type[Webhook]) -> None:
+async def test_closing_gives_a_slow_post_its_chance(webhook: type[Webhook]) -> None:
     webhook.delay = 0.3
     with LoopbackServer(webhook) as receiver:
-        async with httpx2.AsyncClient() as http:
-            alerts = alerts_for(
-                http, FakeClock(), ALERT_AUTH_FAILURES_PER_MINUTE=1, ALERT_WEBHOOK_URL=receiver.url
-            )
-            with log_lines() as logs:
-                alerts.auth_failure()
-                alerts.auth_failure()
-                await alerts.aclose()  # waits for the post in flight
+        logs = await alert_once(receiver.url, until_failed=False)
     assert len(webhook.bodies) == 1
     assert logs.events("security.alert_webhook_failed") == []
