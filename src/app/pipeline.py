@@ -152,10 +152,22 @@ def _tracing(provider: TracerProvider | None, paths: RoutePaths) -> list[Middlew
     return [Middleware(TracingMiddleware, tracer=server_tracer(provider), untraced=paths.untraced)]
 
 
-def _metrics(observer: RequestObserver | None) -> list[Middleware]:
-    if observer is None:
-        return []
-    return [Middleware(MetricsMiddleware, observer=observer, replayed_header=REPLAYED_HEADER)]
+def _observing(
+    provider: TracerProvider | None, observer: RequestObserver | None, paths: RoutePaths
+) -> list[Middleware]:
+    # Tracing outermost: every layer inside, and its log lines, see the span. Metrics outside
+    # every layer that may refuse a request, so they count those refusals too.
+    tag = tag_request_id if provider is not None else None
+    metrics = []
+    if observer is not None:
+        metrics = [
+            Middleware(MetricsMiddleware, observer=observer, replayed_header=REPLAYED_HEADER)
+        ]
+    return [
+        *_tracing(provider, paths),
+        Middleware(RequestIdMiddleware, on_request_id=tag),
+        *metrics,
+    ]
 
 
 def install_middleware(
@@ -173,14 +185,9 @@ def install_middleware(
 
     Layers that resolve the client (proxy headers) sit inside the ones that report it (access
     log, security headers): those read the scope when the response starts, after resolution.
-    The metrics layer sits outside every layer that may refuse a request, so it counts them.
     """
-    tracing = tracer_provider is not None
     stack = [
-        # Outermost: every layer inside, and its log lines, see the request's span.
-        *_tracing(tracer_provider, paths),
-        Middleware(RequestIdMiddleware, on_request_id=tag_request_id if tracing else None),
-        *_metrics(http_metrics),
+        *_observing(tracer_provider, http_metrics, paths),
         # Timings only for a developer: they tell an attacker which emails have accounts.
         Middleware(AccessLogMiddleware, process_time_header=settings.app.environment == "local"),
         Middleware(

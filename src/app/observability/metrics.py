@@ -10,6 +10,7 @@ docs/observability.md), and hand it to its owner where `app/resources.py` builds
 """
 
 import dataclasses
+import functools
 import os
 
 from prometheus_client import (
@@ -86,13 +87,9 @@ def create_metrics(settings: MetricsSettings) -> Metrics:
 
 
 def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
-    def counter(name: str, doc: str, labels: tuple[str, ...] = ()) -> Counter:
-        return Counter(name, doc, labels, registry=registry)
-
-    def gauge(name: str, doc: str, labels: tuple[str, ...] = ()) -> Gauge:
-        # livesum: the workers' values add up, and a dead worker's drop out.
-        return Gauge(name, doc, labels, registry=registry, multiprocess_mode="livesum")
-
+    counter = functools.partial(Counter, registry=registry)
+    # livesum: the workers' values add up, and a dead worker's drop out.
+    gauge = functools.partial(Gauge, registry=registry, multiprocess_mode="livesum")
     replays = counter(
         "idempotency_replays_total", "Responses replayed for a repeated Idempotency-Key."
     )
