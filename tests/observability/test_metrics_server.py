@@ -22,6 +22,7 @@ pytestmark = pytest.mark.anyio
 ROOT = Path(__file__).resolve().parents[2]
 PATH = "/api/v1/meta"
 ROUTE = {"method": "GET", "route": PATH, "status": "200"}
+STARTUP_SECONDS = 60  # two workers importing the app, on a machine shared with other suites
 
 
 @contextmanager
@@ -46,7 +47,10 @@ def two_workers(tmp_path: Path, metrics_dir: Path) -> Iterator[tuple[int, Path]]
                 pytest.fail(f"uvicorn exited:\n{log.read_text()}")
             return log.read_text().count('"event": "startup"') >= count
 
-        wait_until(lambda: started(2), "two uvicorn workers")
+        try:
+            wait_until(lambda: started(2), "two uvicorn workers", seconds=STARTUP_SECONDS)
+        except pytest.fail.Exception:
+            pytest.fail(f"two workers did not start:\n{log.read_text()}")
         yield port, log
 
 
