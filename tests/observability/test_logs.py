@@ -15,6 +15,7 @@ from app.core.config import Settings
 from app.core.logging import REDACTED, bind_user
 from app.main import create_app
 from tests.harness import client_for, factory, log_lines, make_settings, running
+from tests.identity import signed_up
 
 pytestmark = pytest.mark.anyio
 
@@ -50,6 +51,19 @@ async def test_one_line_per_request_with_the_response_request_id(settings: Setti
     assert "user_id" not in lines[0]
     assert lines[2]["user_id"] == "user-42"
     assert [line["status"] for line in lines] == [200, 404, 200]
+
+
+async def test_an_authenticated_request_logs_its_user(settings: Settings) -> None:
+    app = create_app(make_settings(DATABASE_URL=settings.database.url))
+    with log_lines() as logs:
+        async with running(app), client_for(app) as client:
+            headers = await signed_up(client, "logged@example.com")
+            me = (await client.get("/api/v1/users/me", headers=headers)).json()
+            await client.get("/api/v1/users/me", headers={"Authorization": "Bearer forged"})
+    *_, signed_in, refused = logs.events("request")
+    assert (signed_in["path"], signed_in["user_id"]) == ("/api/v1/users/me", me["id"])
+    assert refused["status"] == 401
+    assert "user_id" not in refused
 
 
 def test_secrets_are_masked_at_any_depth() -> None:

@@ -17,6 +17,7 @@ from app.auth import service as auth_service
 from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticated, SuperuserRequired
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
+from app.core.logging import bind_user
 from app.core.security import InvalidTokenError, PasswordHasher, decode_access_token
 from app.core.settings_groups import AuthSettings
 from app.deps import (
@@ -101,18 +102,26 @@ async def get_principal(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
-    """Authenticate the request with `X-API-Key` or a bearer token, or raise 401."""
+    """Authenticate the request with `X-API-Key` or a bearer token, or raise 401.
+
+    From here on, the request's log lines (its access line too) name the user.
+    """
     if api_key:
         found = await api_keys_service.authenticate(session=session, key=api_key)
         if found is None:
             raise InvalidToken("The API key is invalid, revoked or expired.")
         key, user = found
-        return Principal(user=user, scopes=frozenset(key.scopes), method="api_key", api_key=key)
-    if bearer is None:
+        principal = Principal(
+            user=user, scopes=frozenset(key.scopes), method="api_key", api_key=key
+        )
+    elif bearer is None:
         raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
-    if verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
-        return await _from_oidc_token(bearer.credentials, verifier, hasher, session)
-    return await _from_access_token(bearer.credentials, settings.auth, session)
+    elif verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
+        principal = await _from_oidc_token(bearer.credentials, verifier, hasher, session)
+    else:
+        principal = await _from_access_token(bearer.credentials, settings.auth, session)
+    bind_user(str(principal.user.id))
+    return principal
 
 
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
