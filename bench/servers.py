@@ -44,12 +44,17 @@ def _drain(stream: IO[bytes]) -> None:
 
 
 @contextmanager
-def running(target: list[str], env: dict[str, str], ready_path: str = "/health") -> Iterator[int]:
-    """Run uvicorn (one worker, uvloop, httptools) on `target`; yield its port once
+def running(
+    target: list[str], env: dict[str, str], ready_path: str = "/health", workers: int = 1
+) -> Iterator[int]:
+    """Run uvicorn (`workers` workers, uvloop, httptools) on `target`; yield its port once
     `ready_path` answers."""
     port = free_port()
     command = [sys.executable, "-m", "uvicorn", *target, "--port", str(port), "--no-access-log",
-               "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools"]  # fmt: skip
+               "--no-proxy-headers", "--loop", "uvloop", "--http", "httptools",
+               "--workers", str(workers)]  # fmt: skip
+    # No load balancer to tell: stop at once on SIGTERM (see docs/resilience.md).
+    env = {"SHUTDOWN_DRAIN_SECONDS": "0", **env}
     server = subprocess.Popen(
         command, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
     )
@@ -64,7 +69,7 @@ def running(target: list[str], env: dict[str, str], ready_path: str = "/health")
 
 
 def _wait_until_up(port: int, path: str) -> None:
-    deadline = time.monotonic() + 30
+    deadline = time.monotonic() + 90  # workers import the whole app: slow on a busy machine
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=1):
@@ -75,14 +80,15 @@ def _wait_until_up(port: int, path: str) -> None:
 
 
 def requests_per_second(
-    port: int, path: str, *, seconds: int, connections: int, script: Path
+    port: int, path: str, *, seconds: int, connections: int, script: Path, warm_up: bool = True
 ) -> float:
     """Load `path` with wrk (driven by the Lua `script`) and return the requests per second."""
     wrk = shutil.which("wrk")
     if wrk is None:
         raise SystemExit("wrk is not installed: apt-get install wrk")
     load = [wrk, "-t1", "-s", str(script), "--latency", f"http://127.0.0.1:{port}{path}"]
-    subprocess.run([*load, "-c8", "-d2s"], capture_output=True, check=True)  # warm-up
+    if warm_up:
+        subprocess.run([*load, "-c8", "-d2s"], capture_output=True, check=True)
     result = subprocess.run(
         [*load, f"-c{connections}", f"-d{seconds}s"], capture_output=True, text=True, check=True
     )
@@ -96,7 +102,7 @@ def requests_per_second(
 
 async def fresh_postgres_database(name: str) -> str:
     """Drop and create database `name` on the benchmark server; return its SQLAlchemy URL."""
-    import asyncpg  # type: ignore[import-untyped]  # noqa: PLC0415 - only PostgreSQL benchmarks
+    import asyncpg  # noqa: PLC0415 - only PostgreSQL benchmarks
 
     connection = await asyncpg.connect(
         POSTGRES_URL.replace("postgresql+asyncpg://", "postgresql://")

@@ -1,7 +1,8 @@
 """Fixtures: one migrated database per backend, the app over ASGI, per-test isolation."""
 
 import asyncio
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -46,6 +47,15 @@ def settings(database_url: str) -> Settings:
 def closed_port() -> int:
     """A loopback port nothing listens on: a service that is down."""
     return free_port()
+
+
+@pytest.fixture
+def silent_port() -> Iterator[int]:
+    """A loopback port that accepts connections and never answers: a host that hangs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen(16)
+        yield server.getsockname()[1]
 
 
 @pytest.fixture

@@ -11,8 +11,16 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "app"
 DOMAINS = ("api_keys", "auth", "health", "idempotency", "items", "users")
 # The top floor: where the service is wired together. Nothing below may import it.
-WIRING = ("app.main", "app.api", "app.pipeline", "app.lifespan", "app.resources", "app.models")
-SETTINGS = ("app.core.config", "app.core.settings_groups")
+WIRING = (
+    "app.main",
+    "app.api",
+    "app.pipeline",
+    "app.lifespan",
+    "app.resources",
+    "app.models",
+    "app.shutdown",
+)
+SETTINGS = ("app.core.config", "app.core.settings_groups", "app.core.settings_operations")
 MAX_SOURCE_LINES = 300
 MAX_TEST_LINES = 500
 

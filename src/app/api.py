@@ -36,6 +36,8 @@ class RoutePaths:
     credentials: tuple[str, ...]  # POSTs that check or issue credentials: the auth quota
     # Asked every few seconds by machines (scrapes, probes): no trace, which would say nothing.
     untraced: tuple[str, ...] = ()
+    # Never shed, never refused by country: probes and scrapes must answer a busy worker.
+    probes: tuple[str, ...] = ()
 
 
 ROUTE_PATHS = RoutePaths(
@@ -56,6 +58,7 @@ ROUTE_PATHS = RoutePaths(
             if isinstance(route, APIRoute) and route.path.startswith(PROBES)
         ),
     ),
+    probes=("/health", API_PREFIX + PROBES, METRICS_PATH),
 )
 
 

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError
+from app.core.lifecycle import Lifecycle
 from app.core.security import PasswordHasher
 from app.infra.cache import Cache
 from app.infra.mail import Mailer
@@ -24,6 +25,7 @@ __all__ = [
     "CacheDep",
     "EngineDep",
     "HttpClientDep",
+    "LifecycleDep",
     "MailerDep",
     "OptionalOidcVerifierDep",
     "OptionalRedisDep",
@@ -125,6 +127,11 @@ async def get_oidc_verifier(request: Request) -> OidcVerifier | None:
     return resources_of(request.app).oidc_verifier
 
 
+async def get_lifecycle(request: Request) -> Lifecycle:
+    """Return this process's lifecycle (is it draining before it stops?)."""
+    return resources_of(request.app).lifecycle
+
+
 ResourcesDep = Annotated[Resources, Depends(get_resources)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 EngineDep = Annotated[AsyncEngine, Depends(get_engine)]
@@ -139,3 +146,4 @@ HttpClientDep = Annotated[httpx2.AsyncClient, Depends(get_http_client)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 OptionalOidcVerifierDep = Annotated[OidcVerifier | None, Depends(get_oidc_verifier)]
+LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]

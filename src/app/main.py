@@ -53,6 +53,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         http_metrics=resources.http_metrics,
         events=resources.events,
         tracer_provider=resources.tracer_provider,
+        lifecycle=resources.lifecycle,
+        country_of=resources.geoip.country if resources.geoip else None,
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]

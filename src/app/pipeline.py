@@ -5,6 +5,8 @@ their constructor arguments; this module is where settings, route paths and clie
 """
 
 import functools
+import math
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
@@ -16,6 +18,7 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.api import RoutePaths
 from app.core.config import Settings
+from app.core.lifecycle import Lifecycle
 from app.core.openapi import DOCS_PATHS
 from app.core.problems import ProblemRenderer
 from app.core.security import token_subject
@@ -24,6 +27,10 @@ from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import ContentValidationMiddleware
+from app.middleware.country_block import CountryBlockMiddleware
+from app.middleware.deadline import DeadlineMiddleware
+from app.middleware.drain import DrainMiddleware
+from app.middleware.load_shed import LoadShedMiddleware
 from app.middleware.metrics import MetricsMiddleware, RequestObserver
 from app.middleware.proxy_headers import ProxyHeadersMiddleware
 from app.middleware.rate_limit import RateLimitMiddleware
@@ -118,6 +125,8 @@ def rate_limit_options(
         "storage": storage,
         "strategy": limits.strategy,
         "fail_open": limits.fail_open,
+        # Fail-closed 503s: Redis is retried once its circuit breaker's cool-down is over.
+        "unavailable_retry_after": math.ceil(settings.redis.breaker_cool_down_seconds),
         "renderer": renderer,
         "key_func": ClientKey(subject),
         "prefixes": paths.api_roots,
@@ -170,6 +179,52 @@ def _observing(
     ]
 
 
+def _load_shedding(
+    settings: Settings, renderer: ProblemRenderer, paths: RoutePaths
+) -> list[Middleware]:
+    server = settings.server
+    if not server.max_concurrent_requests:
+        return []
+    options: dict[str, Any] = {
+        "max_concurrent": server.max_concurrent_requests,
+        "max_queued": server.request_queue_size,
+        "queue_timeout": server.request_queue_timeout_seconds,
+        "exempt": paths.probes,
+    }
+    return [Middleware(LoadShedMiddleware, renderer=renderer, **options)]
+
+
+def _resilience(
+    settings: Settings, renderer: ProblemRenderer, paths: RoutePaths, lifecycle: Lifecycle | None
+) -> list[Middleware]:
+    """Shed load past the cap, close connections while draining, stop requests at the deadline."""
+    drain = [Middleware(DrainMiddleware, draining=lifecycle.is_draining)] if lifecycle else []
+    seconds = settings.server.request_timeout_seconds
+    return [
+        *_load_shedding(settings, renderer, paths),
+        *drain,
+        Middleware(DeadlineMiddleware, seconds=seconds, renderer=renderer),
+    ]
+
+
+def _country_block(
+    settings: Settings,
+    renderer: ProblemRenderer,
+    paths: RoutePaths,
+    country_of: Callable[[str], str | None] | None,
+) -> list[Middleware]:
+    if country_of is None:
+        return []  # GEOIP_DATABASE_PATH unset
+    geoip = settings.geoip
+    options: dict[str, Any] = {
+        "allowed": geoip.allowed_countries,
+        "blocked": geoip.blocked_countries,
+        "block_unknown": geoip.unknown == "block",
+        "exempt": paths.probes,
+    }
+    return [Middleware(CountryBlockMiddleware, country_of=country_of, renderer=renderer, **options)]
+
+
 def install_middleware(
     app: FastAPI,
     settings: Settings,
@@ -180,6 +235,8 @@ def install_middleware(
     http_metrics: RequestObserver | None = None,
     events: Events | None = None,
     tracer_provider: TracerProvider | None = None,
+    lifecycle: Lifecycle | None = None,
+    country_of: Callable[[str], str | None] | None = None,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -195,8 +252,11 @@ def install_middleware(
             **security_headers_options(settings, paths=paths),
         ),
         Middleware(ServerErrorMiddleware, renderer=renderer),
+        *_resilience(settings, renderer, paths, lifecycle),
         *_proxy_headers(settings),
         *_trusted_hosts(settings, renderer),
+        # After proxy headers: the country of the client, not of the proxy.
+        *_country_block(settings, renderer, paths, country_of),
         *_cors(settings),
         Middleware(ContentValidationMiddleware, renderer=renderer),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.

@@ -14,9 +14,11 @@ from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
+from app.core.lifecycle import Lifecycle
 from app.core.security import PasswordHasher
 from app.db.session import create_engine, create_session_factory
 from app.infra.cache import Cache, create_cache
+from app.infra.geoip import CountryDatabase
 from app.infra.http import create_http_client
 from app.infra.mail import Mailer, create_mailer
 from app.infra.oidc import OidcVerifier
@@ -52,6 +54,8 @@ class Resources:
     metrics_sampler: Sampler | None
     alerts: SecurityAlerts
     events: Events  # what the renderer, rate limiter and cache report
+    geoip: CountryDatabase | None
+    lifecycle: Lifecycle
 
     def replace(self, **changes: object) -> "Resources":
         """Return a copy with some resources swapped (tests isolate the database this way)."""
@@ -128,6 +132,9 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         metrics_sampler=observed.sampler,
         alerts=observed.alerts,
         events=observed.events,
+        # Memory-mapped: opening reads only the file's metadata.
+        geoip=CountryDatabase(path) if (path := settings.geoip.database_path) else None,
+        lifecycle=Lifecycle(),
     )
 
 
@@ -135,6 +142,8 @@ async def close_resources(resources: Resources) -> None:
     """Close every client that holds connections, in the reverse order of construction."""
     async with AsyncExitStack() as stack:
         stack.push_async_callback(resources.engine.dispose)
+        if resources.geoip is not None:
+            stack.callback(resources.geoip.close)
         if resources.redis is not None:
             stack.push_async_callback(resources.redis.aclose)
         stack.push_async_callback(resources.http.aclose)

@@ -1,6 +1,4 @@
-import socket
 import time
-from collections.abc import Iterator
 
 import pytest
 from asgi_lifespan import LifespanManager
@@ -11,15 +9,6 @@ from app.main import create_app
 from tests.harness import client_for, make_settings, running
 
 pytestmark = pytest.mark.anyio
-
-
-@pytest.fixture
-def silent_port() -> Iterator[int]:
-    """A loopback port that accepts connections and never answers: a hung database host."""
-    with socket.socket() as server:
-        server.bind(("127.0.0.1", 0))
-        server.listen(16)
-        yield server.getsockname()[1]
 
 
 async def test_root_health_is_exactly_ok(client: AsyncClient) -> None:

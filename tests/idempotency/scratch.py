@@ -2,24 +2,32 @@
 
 import asyncio
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import Any, Literal
 
-from fastapi import APIRouter, Response
+from asgi_lifespan import LifespanManager
+from fastapi import APIRouter, FastAPI, Response
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
-from sqlalchemy import MetaData, String
+from sqlalchemy import MetaData, String, delete, func, select, text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from app.auth.deps import CurrentPrincipal
 from app.core.errors import ConflictError
 from app.db.base import NAMING_CONVENTION, Base, UUIDPrimaryKeyMixin
-from app.deps import SessionDep
+from app.deps import SessionDep, resources_of
 from app.idempotency.deps import IdempotencyKeyDep, Idempotent, IdempotentRoute
+from app.idempotency.models import IdempotencyKey
+from app.main import create_app
+from app.users.models import User
+from tests.harness import make_settings
 
 HOLD_TIMEOUT_SECONDS = 10
+EMAIL_PREFIX = "idem-live-"
 
-Failure = Literal["conflict", "server_error", "boom"]
+Failure = Literal["conflict", "server_error", "boom", "disconnect"]
 
 
 class IdempotencyScratchBase(DeclarativeBase):
@@ -85,6 +93,8 @@ def build_router(control: Control) -> APIRouter:
             raise ConflictError("Changed my mind.")
         if failure == "boom":
             raise RuntimeError("unexpected")
+        if failure == "disconnect":  # the server ends this connection, as a restart would
+            await session.execute(text("SELECT pg_terminate_backend(pg_backend_pid())"))
         if failure == "server_error":
             return JSONResponse({"detail": "try later"}, status_code=503)
         response.headers["Location"] = f"/things/{group}/{thing.id}"
@@ -110,3 +120,28 @@ def build_misconfigured_router() -> APIRouter:
         return {"never": "reached"}
 
     return router
+
+
+@asynccontextmanager
+async def live_app(url: str, control: Control, **settings: Any) -> AsyncIterator[FastAPI]:
+    """Run the app on `url` without the rolled-back harness; remove its rows afterwards."""
+    app = create_app(make_settings(DATABASE_URL=url, **settings))
+    app.include_router(build_router(control))
+    async with LifespanManager(app):
+        async with resources_of(app).engine.begin() as connection:
+            await connection.run_sync(IdempotencyScratchBase.metadata.create_all)
+        try:
+            yield app
+        finally:
+            async with resources_of(app).engine.begin() as connection:
+                await connection.run_sync(IdempotencyScratchBase.metadata.drop_all)
+                # Keys and tokens go with their users (ON DELETE CASCADE).
+                await connection.execute(delete(User).where(User.email.like(f"{EMAIL_PREFIX}%")))
+
+
+async def counts(app: FastAPI) -> tuple[int, int]:
+    """Return how many things and idempotency keys the database holds."""
+    async with resources_of(app).session_factory() as session:
+        things = await session.scalar(select(func.count()).select_from(Thing))
+        keys = await session.scalar(select(func.count()).select_from(IdempotencyKey))
+    return things or 0, keys or 0

@@ -7,56 +7,20 @@ migrated database, and delete what they created afterwards.
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
-from typing import Any
 
 import pytest
-from asgi_lifespan import LifespanManager
-from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from redis.asyncio import Redis
-from sqlalchemy import delete, func, select
 
-from app.deps import resources_of
 from app.idempotency.locks import LOCK_PREFIX
-from app.idempotency.models import IdempotencyKey
-from app.main import create_app
-from app.users.models import User
-from tests.harness import client_for, make_settings
-from tests.idempotency.scratch import Control, IdempotencyScratchBase, Thing, build_router
+from tests.harness import client_for
+from tests.idempotency.scratch import EMAIL_PREFIX, Control, counts, live_app
 from tests.identity import signed_up
 
 pytestmark = pytest.mark.anyio
 
 CONCURRENT_REQUESTS = 50
 WAIT_SECONDS = 30
-EMAIL_PREFIX = "idem-live-"
-
-
-@asynccontextmanager
-async def live_app(url: str, control: Control, **settings: Any) -> AsyncIterator[FastAPI]:
-    """Run the app on `url` without the rolled-back harness; remove its rows afterwards."""
-    app = create_app(make_settings(DATABASE_URL=url, **settings))
-    app.include_router(build_router(control))
-    async with LifespanManager(app):
-        async with resources_of(app).engine.begin() as connection:
-            await connection.run_sync(IdempotencyScratchBase.metadata.create_all)
-        try:
-            yield app
-        finally:
-            async with resources_of(app).engine.begin() as connection:
-                await connection.run_sync(IdempotencyScratchBase.metadata.drop_all)
-                # Keys and tokens go with their users (ON DELETE CASCADE).
-                await connection.execute(delete(User).where(User.email.like(f"{EMAIL_PREFIX}%")))
-
-
-async def counts(app: FastAPI) -> tuple[int, int]:
-    """Return how many things and idempotency keys the database holds."""
-    async with resources_of(app).session_factory() as session:
-        things = await session.scalar(select(func.count()).select_from(Thing))
-        keys = await session.scalar(select(func.count()).select_from(IdempotencyKey))
-    return things or 0, keys or 0
 
 
 async def storm(client: AsyncClient, auth: dict[str, str], key: str) -> list[Response]:

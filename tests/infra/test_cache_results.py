@@ -7,6 +7,7 @@ import pytest
 from redis.asyncio import Redis
 
 from app.infra.cache import MemoryCache, RedisCache, create_cache
+from app.infra.redis import create_redis
 from tests.harness import FakeClock, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -45,15 +46,31 @@ async def test_redis_reads_are_hits_or_misses(redis_url_or_skip: str) -> None:
     assert heard == ["miss", "hit"]
 
 
-async def test_a_failing_redis_reports_errors_then_skips(unreachable_redis: Redis) -> None:
+async def test_a_failing_redis_reports_errors(unreachable_redis: Redis) -> None:
     heard: list[str] = []
     cache = RedisCache(unreachable_redis, prefix="p:", default_ttl=60, on_result=heard.append)
     assert await cache.get("a") is None
-    assert await cache.get("a") is None  # resting: Redis is left alone
     await cache.set("a", b"1")
-    await cache.delete("a")  # deletes are always tried
-    assert heard == ["error", "skipped", "skipped", "error"]
-    assert cache.errors == 2
+    await cache.delete("a")
+    assert heard == ["error", "error", "error"]
+    assert cache.errors == 3
+
+
+async def test_calls_the_circuit_breaker_refuses_are_skipped(closed_port: int) -> None:
+    heard: list[str] = []
+    settings = make_settings(
+        REDIS_URL=f"redis://127.0.0.1:{closed_port}/0", REDIS_BREAKER_FAILURES=1
+    )
+    redis = create_redis(settings.redis)
+    assert redis is not None
+    cache = RedisCache(redis, prefix="p:", default_ttl=60, on_result=heard.append)
+    assert await cache.get("a") is None  # fails, and opens the breaker
+    assert await cache.get("a") is None  # refused at once: Redis is left alone
+    await cache.set("a", b"1")
+    await cache.delete("a")
+    await redis.aclose()
+    assert heard == ["error", "skipped", "skipped", "skipped"]
+    assert cache.errors == 1
 
 
 async def test_a_disabled_cache_makes_no_calls_to_report() -> None:

@@ -14,8 +14,8 @@ from httpx2 import AsyncClient
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.harness import free_port
-from tests.middleware.test_rate_limit_server import server_process, wait_until
 from tests.observability.helpers import Samples, parse, value
+from tests.processes import server_process, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -35,6 +35,7 @@ def two_workers(tmp_path: Path, metrics_dir: Path) -> Iterator[tuple[int, Path]]
         LOG_FORMAT="json",
         DATABASE_URL=f"sqlite+aiosqlite:///{tmp_path / 'app.db'}",  # /meta reads no table
         PROMETHEUS_MULTIPROC_DIR=str(metrics_dir),
+        SHUTDOWN_DRAIN_SECONDS="0",  # no load balancer to tell: stop at once
     )
     log = tmp_path / f"uvicorn-{port}.log"
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]

@@ -1,8 +1,10 @@
-"""Settings: the groups of `settings_groups` composed into one object, validated once at start-up.
+"""Settings: every settings group composed into one object, validated once at start-up.
 
 Operators set flat environment variables (`DATABASE_URL`, `RATE_LIMIT_PER_MINUTE`); code reads
-the group of its concern (`settings.database.url`, `settings.rate_limit.per_minute`). Rules that
-span groups live in one validator here, which names every bad setting at once.
+the group of its concern (`settings.database.url`, `settings.rate_limit.per_minute`). The groups
+live in `settings_groups` and, for running the service and what it reports,
+`settings_operations`. Rules that span groups live in one validator here, which names every bad
+setting at once.
 """
 
 from functools import lru_cache
@@ -14,7 +16,6 @@ from pydantic_core import ErrorDetails, InitErrorDetails
 
 from app.core.settings_groups import (
     PLACEHOLDER_SECRET,
-    AlertSettings,
     ApiSettings,
     AppSettings,
     AuthSettings,
@@ -23,13 +24,18 @@ from app.core.settings_groups import (
     HttpSettings,
     LoggingSettings,
     MailSettings,
-    MetricsSettings,
-    ObservabilitySettings,
     OidcSettings,
     RateLimitSettings,
     RedisSettings,
     SettingsGroup,
     SuperuserSettings,
+)
+from app.core.settings_operations import (
+    AlertSettings,
+    GeoIpSettings,
+    MetricsSettings,
+    ObservabilitySettings,
+    ServerSettings,
 )
 from app.core.settings_safety import unsafe_settings
 
@@ -54,6 +60,7 @@ class Settings(BaseModel):
     logging: LoggingSettings
     database: DatabaseSettings
     redis: RedisSettings
+    server: ServerSettings
     observability: ObservabilitySettings
     metrics: MetricsSettings
     alerts: AlertSettings
@@ -65,6 +72,7 @@ class Settings(BaseModel):
     rate_limit: RateLimitSettings
     cache: CacheSettings
     api: ApiSettings
+    geoip: GeoIpSettings
 
     @classmethod
     def groups(cls) -> dict[str, type[SettingsGroup]]:

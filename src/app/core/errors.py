@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
+import redis.exceptions
 import sqlalchemy.exc
 import sqlalchemy.orm.exc
 
@@ -71,6 +72,12 @@ class ForbiddenError(AppError):
     title = "Forbidden"
 
 
+class CountryBlockedError(ForbiddenError):
+    """The client's address is in a country this service does not serve (`GEOIP_*`)."""
+
+    code = "country_blocked"
+
+
 class ValidationFailedError(AppError):
     """Input is well-formed but breaks a rule that only the service can check."""
 
@@ -120,8 +127,58 @@ class DatabaseUnavailableError(ServiceUnavailableError):
     code = "database_unavailable"
 
 
+class DeadlineExceededError(ServiceUnavailableError):
+    """The request ran past its deadline (`REQUEST_TIMEOUT_SECONDS`) and was stopped."""
+
+    code = "deadline_exceeded"
+
+
+class OverloadedError(ServiceUnavailableError):
+    """This worker has as many requests in flight as it takes (`MAX_CONCURRENT_REQUESTS`)."""
+
+    code = "overloaded"
+
+
+class UpstreamTimeoutError(AppError):
+    """The request ran past its deadline while waiting for an upstream service."""
+
+    status_code = HTTPStatus.GATEWAY_TIMEOUT
+    code = "upstream_timeout"
+    title = "Gateway Timeout"
+
+
 # Errors that say the database is unreachable or overloaded, not that the request is wrong.
+# The engine wraps every failure to connect as an `OperationalError` (`db.session`).
 DATABASE_UNAVAILABLE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
+# PostgreSQL SQLSTATEs that mean the same (drivers report them as generic DBAPI errors):
+# connection exceptions (08), insufficient resources such as too many connections (53),
+# operator intervention: shutdown, restart, statement timeout (57), and lock_timeout (55P03).
+_UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+_UNAVAILABLE_SQLSTATES = frozenset({"55P03"})
+# Redis failing where it is required (fail-closed paths): a connection error, timeout, or the
+# client's circuit breaker refusing while Redis rests (a `ConnectionError` too).
+REDIS_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means the database is unreachable, restarting, or gave up waiting.
+
+    Those answer 503 with `Retry-After`; any other database error is a bug (500) or a
+    conflict. Decided by the driver's own signals: SQLAlchemy's disconnect detection
+    (`connection_invalidated`) and the SQLSTATE the server sent.
+    """
+    if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
+        return True
+    if not isinstance(exc, sqlalchemy.exc.DBAPIError):
+        return False
+    if exc.connection_invalidated:
+        return True
+    sqlstate = getattr(exc.orig, "sqlstate", None)
+    return isinstance(sqlstate, str) and (
+        sqlstate[:2] in _UNAVAILABLE_SQLSTATE_CLASSES or sqlstate in _UNAVAILABLE_SQLSTATES
+    )
+
+
 # A write that lost a race: a row it refers to was deleted meanwhile (a foreign key), or it was
 # changed first. Services handle the conflicts they expect (a taken email); these are the rest.
 CONFLICTING_WRITE_ERRORS = (sqlalchemy.exc.IntegrityError, sqlalchemy.orm.exc.StaleDataError)

@@ -12,6 +12,7 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from app.core.log_repeats import CollapseRepeats
 from app.core.settings_groups import LoggingSettings
 
 REDACTED = "[REDACTED]"
@@ -94,12 +95,18 @@ def use_json(log_format: str, stream: TextIO) -> bool:
     return log_format == "json"
 
 
+# One instance for the process: loggers cached on first use keep the processors they saw.
+_REPEATS = CollapseRepeats()
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
         add_trace_ids,
         structlog.stdlib.add_log_level,
         structlog.stdlib.add_logger_name,
+        # One warning per kind and interval, with a count: outages fail every request alike.
+        _REPEATS,
         structlog.processors.TimeStamper(fmt="iso", utc=True),
         # Tracebacks become text before redaction, so secrets in them are scrubbed too. The text
         # is the standard one: no local variables, which may hold passwords and keys.
@@ -188,6 +195,7 @@ def configure_logging(
     )
 
     _SINK.stream = stream
+    _REPEATS.reset()
     structlog.configure(
         processors=[*shared, *renderer],
         logger_factory=_line_logger,

@@ -15,11 +15,13 @@ from starlette.types import Scope
 
 from app.core.errors import (
     CONFLICTING_WRITE_ERRORS,
-    DATABASE_UNAVAILABLE_ERRORS,
+    REDIS_UNAVAILABLE_ERRORS,
     AppError,
     ConflictError,
     DatabaseUnavailableError,
+    ServiceUnavailableError,
     ValidationFailedError,
+    is_database_unavailable,
 )
 from app.core.logging import scrub
 
@@ -156,8 +158,8 @@ class ProblemRenderer:
             )
         if isinstance(exc, HTTPException):
             return self._from_http_exception(scope, exc)
-        if isinstance(exc, DATABASE_UNAVAILABLE_ERRORS):
-            return self._database_unavailable(scope, exc)
+        if is_database_unavailable(exc) or isinstance(exc, REDIS_UNAVAILABLE_ERRORS):
+            return self._unavailable(scope, exc)
         if isinstance(exc, CONFLICTING_WRITE_ERRORS):
             log.info("write_conflict", path=scope.get("path"), error=type(exc).__name__)
             conflict = ConflictError(
@@ -167,9 +169,14 @@ class ProblemRenderer:
         log.error("unhandled_exception", path=scope.get("path"), exc_info=exc)
         return self.server_error(scope, exc)
 
-    def _database_unavailable(self, scope: Scope, exc: Exception) -> Response:
+    def _unavailable(self, scope: Scope, exc: Exception) -> Response:
         # Lost connections, pool exhaustion, lock waits that ran out: the request may well
         # succeed a moment later, so say so (503 + Retry-After) instead of a bare 500.
+        if not is_database_unavailable(exc):
+            # Redis, where a path cannot do without it (fail-closed): the others handle it.
+            log.warning("redis_unavailable", path=scope.get("path"), error=type(exc).__name__)
+            redis = ServiceUnavailableError("Redis is unreachable; retry shortly.", retry_after=1)
+            return self.from_exception(scope, redis)
         log.warning("database_unavailable", path=scope.get("path"), error=type(exc).__name__)
         error = DatabaseUnavailableError(retry_after=1)
         return self.render(

@@ -108,9 +108,12 @@ class DatabaseSettings(SettingsGroup):
     )  # may hold a password
     pool_size: int = env("DATABASE_POOL_SIZE", 5, ge=1)
     max_overflow: int = env("DATABASE_MAX_OVERFLOW", 10, ge=0)
-    pool_timeout: float = env("DATABASE_POOL_TIMEOUT", 30.0, gt=0)
+    # Below REQUEST_TIMEOUT_SECONDS: a request waiting on the database gets the specific
+    # 503 `database_unavailable` before the request deadline would stop it.
+    pool_timeout: float = env("DATABASE_POOL_TIMEOUT", 10.0, gt=0)
     pool_recycle: int = env("DATABASE_POOL_RECYCLE", 1800, ge=-1)
-    statement_timeout_ms: int = env("DATABASE_STATEMENT_TIMEOUT_MS", 30_000, ge=0)
+    statement_timeout_ms: int = env("DATABASE_STATEMENT_TIMEOUT_MS", 20_000, ge=0)
+    connect_timeout: float = env("DATABASE_CONNECT_TIMEOUT", 5.0, gt=0)
     echo: bool = env("DATABASE_ECHO", False)
 
 
@@ -118,52 +121,13 @@ class RedisSettings(SettingsGroup):
     """Redis, shared by the rate limiter, cache, login throttle and idempotency locks."""
 
     url: SecretStr | None = env("REDIS_URL", None)
-    socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 2.0, gt=0)
-
-
-# OpenTelemetry's names for its samplers (`OTEL_TRACES_SAMPLER`).
-TracesSampler = Literal["always_on", "always_off", "traceidratio", "parentbased_always_on",
-                        "parentbased_always_off", "parentbased_traceidratio"]  # fmt: skip
-
-
-class ObservabilitySettings(SettingsGroup):
-    """Readiness checks, slow statement warnings and OpenTelemetry tracing.
-
-    The `OTEL_*` names are OpenTelemetry's own; these few are read here (so `.env` works too),
-    the SDK reads the others from the process environment (docs/observability.md).
-    """
-
-    health_check_timeout: float = env("HEALTH_CHECK_TIMEOUT", 1.0, gt=0, le=2.5)
-    db_slow_query_ms: int = env("DB_SLOW_QUERY_MS", 500, ge=0)
-    otlp_endpoint: str | None = env("OTEL_EXPORTER_OTLP_ENDPOINT", None)
-    traces_exporter: Literal["otlp", "none"] = env("OTEL_TRACES_EXPORTER", "otlp")
-    traces_sampler: TracesSampler = env("OTEL_TRACES_SAMPLER", "parentbased_always_on")
-    traces_sampler_arg: float = env("OTEL_TRACES_SAMPLER_ARG", 1.0, ge=0, le=1)
-    service_name: str | None = env("OTEL_SERVICE_NAME", None)
-
-    @property
-    def tracing_enabled(self) -> bool:
-        """Whether requests are traced: only when an OTLP endpoint is set."""
-        return bool(self.otlp_endpoint)
-
-
-class MetricsSettings(SettingsGroup):
-    """Prometheus metrics at `GET /metrics`, and who may read them."""
-
-    enabled: bool = env("METRICS_ENABLED", True)
-    allowed_ips: NetworkList = env("METRICS_ALLOWED_IPS", ["127.0.0.1", "::1"])
-    token: SecretStr | None = env("METRICS_TOKEN", None)
-    # prometheus-client reads it from the process environment when imported; this copy lets
-    # start-up refuse a value set only in `.env`, which the library would never see.
-    multiproc_dir: str | None = env("PROMETHEUS_MULTIPROC_DIR", None)
-
-
-class AlertSettings(SettingsGroup):
-    """Security alerts: thresholds per minute (0: off) and where to post them."""
-
-    auth_failures_per_minute: int = env("ALERT_AUTH_FAILURES_PER_MINUTE", 100, ge=0)
-    rate_limited_per_minute: int = env("ALERT_RATE_LIMITED_PER_MINUTE", 600, ge=0)
-    webhook_url: SecretStr | None = env("ALERT_WEBHOOK_URL", None)  # may hold a token
+    # Short: every use of Redis here has an answer without it (memory, the database, fail
+    # open), and a hung Redis must cost a request a fraction of a second, not seconds.
+    socket_timeout: float = env("REDIS_SOCKET_TIMEOUT", 0.25, gt=0)
+    max_connections: int = env("REDIS_MAX_CONNECTIONS", 50, ge=1)
+    pool_timeout: float = env("REDIS_POOL_TIMEOUT", 0.25, gt=0)
+    breaker_failures: int = env("REDIS_BREAKER_FAILURES", 3, ge=1)
+    breaker_cool_down_seconds: float = env("REDIS_BREAKER_COOL_DOWN_SECONDS", 2.0, gt=0)
 
 
 class AuthSettings(SettingsGroup):

@@ -15,7 +15,6 @@ from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
 from app.core.settings_groups import DatabaseSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
-POSTGRES_CONNECT_TIMEOUT_SECONDS = 10
 
 
 def _is_sqlite_memory(url: URL) -> bool:
@@ -40,7 +39,7 @@ def _engine_options(settings: DatabaseSettings, url: URL, application_name: str)
             server_settings["statement_timeout"] = str(settings.statement_timeout_ms)
         options["connect_args"] = {
             "server_settings": server_settings,
-            "timeout": POSTGRES_CONNECT_TIMEOUT_SECONDS,
+            "timeout": settings.connect_timeout,
         }
     return options
 
@@ -79,6 +78,27 @@ def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
+def _wrap_connect_errors(engine: AsyncEngine) -> None:
+    """Report every failure to connect as the driver's `OperationalError`.
+
+    A refused or timed-out connection reaches SQLAlchemy as a bare `OSError` or
+    `TimeoutError` (asyncpg raises them as they are, and so do its errors at start-up such as
+    "the database system is starting up"); SQLAlchemy wraps only the driver's own errors. As
+    an `OperationalError`, "cannot connect" is one kind of error for the rest of the service:
+    a 503 `database_unavailable`, never a 500.
+    """
+
+    @event.listens_for(engine.sync_engine, "do_connect")
+    def _connect(dialect: Any, _: Any, cargs: Any, cparams: Any) -> Any:
+        try:
+            return dialect.connect(*cargs, **cparams)
+        except dialect.loaded_dbapi.Error:
+            raise
+        except Exception as exc:
+            message = f"cannot connect to the database: {type(exc).__name__}"
+            raise dialect.loaded_dbapi.OperationalError(message, exc) from exc
+
+
 def create_engine(settings: DatabaseSettings, *, application_name: str) -> AsyncEngine:
     """Build the async engine for `DATABASE_URL` with the pool options from settings.
 
@@ -88,6 +108,8 @@ def create_engine(settings: DatabaseSettings, *, application_name: str) -> Async
     engine = create_async_engine(url, **_engine_options(settings, url, application_name))
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, url)
+    else:
+        _wrap_connect_errors(engine)
     return engine
 
 

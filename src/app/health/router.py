@@ -4,10 +4,17 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.core.errors import NotFoundError
 from app.core.openapi import problem_responses
-from app.deps import EngineDep, OptionalRedisDep, ResourcesDep, SettingsDep, settings_of
+from app.deps import (
+    EngineDep,
+    LifecycleDep,
+    OptionalRedisDep,
+    ResourcesDep,
+    SettingsDep,
+    settings_of,
+)
 from app.health import service as health_service
 from app.health.deps import require_metrics_reader
-from app.health.schemas import Liveness, Meta, Readiness
+from app.health.schemas import Liveness, Meta, Readiness, ReadinessStatus
 
 # `/health` lives outside the versioned API: load balancers and probes hard-code it.
 root_router = APIRouter(tags=["health"])
@@ -36,16 +43,30 @@ async def live() -> Liveness:
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness}},
 )
 async def ready(
-    response: Response, engine: EngineDep, redis: OptionalRedisDep, settings: SettingsDep
+    response: Response,
+    engine: EngineDep,
+    redis: OptionalRedisDep,
+    settings: SettingsDep,
+    lifecycle: LifecycleDep,
 ) -> Readiness:
-    """Readiness probe: 200 when the database (and Redis, if set) answer, else 503."""
+    """Readiness probe: 200 when the database (and Redis, if set) answer, else 503.
+
+    503 `draining` from the moment the process is asked to stop, so the load balancer stops
+    sending while requests in flight finish; 503 `starting` until start-up work has run.
+    """
+    if lifecycle.draining:
+        response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+        return Readiness(status="draining", checks={})
     checks = await health_service.check_dependencies(
         engine=engine, redis=redis, timeout=settings.observability.health_check_timeout
     )
     healthy = all(result == "ok" for result in checks.values())
-    if not healthy:
+    verdict: ReadinessStatus = "ok" if healthy else "error"
+    if healthy and not lifecycle.bootstrapped:
+        verdict = "starting"
+    if verdict != "ok":
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
-    return Readiness(status="ok" if healthy else "error", checks=checks)
+    return Readiness(status=verdict, checks=checks)
 
 
 @router.get("/meta")

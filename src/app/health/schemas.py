@@ -5,6 +5,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 CheckStatus = Literal["ok", "error"]
+ReadinessStatus = Literal["ok", "error", "starting", "draining"]
 
 
 class Liveness(BaseModel):
@@ -14,9 +15,13 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether every dependency answered, and each one's result."""
+    """Whether every dependency answered, and each one's result.
 
-    status: CheckStatus
+    `starting`: the start-up work that needs the database has not run yet; `draining`: the
+    process was asked to stop and is finishing its requests. Both answer 503.
+    """
+
+    status: ReadinessStatus
     checks: dict[str, CheckStatus]
 
 

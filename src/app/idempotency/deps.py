@@ -13,7 +13,6 @@ import structlog
 from fastapi import Depends, Header, Request, Response
 from fastapi.params import Depends as DependsParam
 from redis.asyncio import Redis
-from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import CurrentPrincipal
@@ -73,8 +72,9 @@ async def _release(factory: async_sessionmaker[AsyncSession], state: Idempotency
         async with factory() as session:
             await service.release(session=session, claim_id=state.claim.record_id)
             await session.commit()
-    except SQLAlchemyError as exc:
-        # The claim is then freed when its lease runs out.
+    except Exception as exc:  # noqa: BLE001 - whatever failed, the request's own error stands
+        # Any error: the driver's, a refused connection, a timeout. Raising it here would
+        # replace the request's error with this one; the claim is freed when its lease ends.
         log.warning("idempotency_release_failed", error=type(exc).__name__)
 
 
@@ -102,6 +102,7 @@ async def _claim(
     key: str,
     fingerprint: Fingerprint,
     ttl: timedelta,
+    lease: timedelta,
 ) -> uuid.UUID:
     """Claim the key in a short transaction of its own; raise `Replay`, 409 or 422 otherwise."""
     now = utcnow()
@@ -111,13 +112,19 @@ async def _claim(
     ):
         if locked:
             record, claimed = await service.claim(
-                session=session, user_id=user_id, key=key, fingerprint=fingerprint, now=now, ttl=ttl
+                session=session,
+                user_id=user_id,
+                key=key,
+                fingerprint=fingerprint,
+                now=now,
+                ttl=ttl,
+                lease=lease,
             )
             await session.commit()  # visible to every worker before the route does any work
         else:
             # Another worker is claiming this very key: answer from what it has stored, if any.
             found = await service.get(session=session, user_id=user_id, key=key)
-            if found is None or service.is_replaceable(found, now):
+            if found is None or service.is_replaceable(found, now, lease=lease):
                 raise IdempotencyKeyInProgress
             record, claimed = found, False
     if claimed:
@@ -169,6 +176,9 @@ async def idempotency_key(
             key=key,
             fingerprint=fingerprint,
             ttl=timedelta(seconds=settings.api.idempotency_ttl_seconds),
+            # No request runs past its deadline: a claim older than twice that was abandoned
+            # (its worker died, or the database was down when it failed to release it).
+            lease=timedelta(seconds=2 * settings.server.request_timeout_seconds),
         )
     except (Replay, IdempotencyKeyInProgress, IdempotencyKeyReused) as taken:
         state.answer = taken  # raised by the route once it has authorized the caller

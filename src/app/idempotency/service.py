@@ -16,7 +16,7 @@ from app.idempotency.models import IdempotencyKey
 # A claim still "in progress" after this long belongs to a request that died (a crashed
 # worker never releases it): another request may take the key over. Completion is
 # conditional on the claim, so even a very slow first request cannot create a second resource.
-CLAIM_LEASE = timedelta(seconds=60)
+CLAIM_LEASE = timedelta(seconds=60)  # the default; the app uses twice the request deadline
 # The response headers that describe the result; the middleware adds the rest on replay.
 STORED_HEADERS = ("content-type", "location", "etag")
 
@@ -52,19 +52,21 @@ class StoredResponse:
     body: bytes
 
 
-def _replaceable(now: datetime) -> ColumnElement[bool]:
+def _replaceable(now: datetime, lease: timedelta) -> ColumnElement[bool]:
     """Rows that no longer hold their key: expired, or claims abandoned past the lease."""
     return or_(
         IdempotencyKey.expires_at <= now,
-        and_(IdempotencyKey.completed_at.is_(None), IdempotencyKey.created_at <= now - CLAIM_LEASE),
+        and_(IdempotencyKey.completed_at.is_(None), IdempotencyKey.created_at <= now - lease),
     )
 
 
-def is_replaceable(record: IdempotencyKey, now: datetime) -> bool:
+def is_replaceable(
+    record: IdempotencyKey, now: datetime, *, lease: timedelta = CLAIM_LEASE
+) -> bool:
     """Whether the key held by `record` is free again (the Python twin of `_replaceable`)."""
     if record.expires_at <= now:
         return True
-    return record.completed_at is None and record.created_at <= now - CLAIM_LEASE
+    return record.completed_at is None and record.created_at <= now - lease
 
 
 async def get(*, session: AsyncSession, user_id: uuid.UUID, key: str) -> IdempotencyKey | None:
@@ -84,6 +86,7 @@ async def claim(
     fingerprint: Fingerprint,
     now: datetime,
     ttl: timedelta,
+    lease: timedelta = CLAIM_LEASE,
 ) -> tuple[IdempotencyKey, bool]:
     """Claim `key` for this request; return the row and whether this request now holds it.
 
@@ -91,7 +94,7 @@ async def claim(
     abandoned claims are replaced. The caller commits, so that other workers see the claim.
     """
     record = await get(session=session, user_id=user_id, key=key)
-    if record is not None and not is_replaceable(record, now):
+    if record is not None and not is_replaceable(record, now, lease=lease):
         return record, False
     if record is not None:
         # Conditional: of two requests replacing the same row, one deletes it and inserts;
@@ -99,7 +102,7 @@ async def claim(
         session.expunge(record)
         await session.execute(
             delete(IdempotencyKey)
-            .where(IdempotencyKey.id == record.id, _replaceable(now))
+            .where(IdempotencyKey.id == record.id, _replaceable(now, lease))
             .execution_options(synchronize_session=False)
         )
     claimed = IdempotencyKey(

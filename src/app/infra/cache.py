@@ -14,9 +14,9 @@ import structlog
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from app.core.backoff import Backoff
 from app.core.settings_groups import CacheSettings
 from app.infra.read_through import cached, invalidate, read_through
+from app.infra.redis import CircuitOpenError
 
 # The read helpers live in read_through.py; some domains import them from here.
 __all__ = [
@@ -37,7 +37,8 @@ log = structlog.get_logger(__name__)
 CACHE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 
 # What `on_result` hears: a read found its value (hit) or not (miss); a Redis call failed
-# (error); a read or write left Redis alone because it failed a moment ago (skipped).
+# (error); the Redis client's circuit breaker refused a call at once, Redis having failed a
+# moment ago (skipped).
 HIT, MISS, ERROR, SKIPPED = "hit", "miss", "error", "skipped"
 
 
@@ -153,12 +154,13 @@ class RedisCache:
     """A cache in Redis, shared by every worker; Redis failures are misses, never errors.
 
     Keys are stored under `prefix`. A failed read returns None, a failed write or delete is
-    dropped; each failure is counted in `errors` and logged as `cache_error`, at most once every
-    few seconds, with the operation and error type (never keys or values). After a failure,
-    reads and writes leave Redis alone for `retry_interval` seconds, so an unreachable Redis
-    does not slow every request. Deletes are always tried: a skipped invalidation would leave a
-    stale entry for up to its TTL, which a failed one does too. `on_result` hears `hit` or
-    `miss` for each read, `error` for each failed call and `skipped` for each one left alone.
+    dropped; each failure is counted in `errors` and logged as `cache_error` with the operation
+    and error type (never keys or values); the log collapses repeats. Leaving a failing Redis
+    alone is the client's job: its circuit breaker refuses commands at once for a while, so an
+    unreachable Redis does not slow every request; a call it refuses is skipped, neither
+    counted nor logged (the breaker logs its opening). A failed or skipped invalidation leaves
+    a stale entry for up to its TTL. `on_result` hears `hit` or `miss` for each read, `error`
+    for each failed call and `skipped` for each one the breaker refused.
     """
 
     def __init__(
@@ -167,27 +169,17 @@ class RedisCache:
         *,
         prefix: str,
         default_ttl: int,
-        retry_interval: float = 1.0,
         on_result: Callable[[str], None] = _ignore,
     ) -> None:
-        if retry_interval < 0:
-            raise ValueError("retry_interval must be zero or more seconds.")
         self.redis = redis
         self.prefix = prefix
         self.default_ttl = _checked_ttl(default_ttl)
-        self.backoff = Backoff(retry_interval)
         self._on_result = on_result
-
-    @property
-    def errors(self) -> int:
-        """Count of failed Redis calls (`cache_requests_total{result="error"}` adds them up)."""
-        return self.backoff.failures
+        # Failed Redis calls in this process (`cache_requests_total{result="error"}` adds them up).
+        self.errors = 0
 
     async def get(self, key: str) -> bytes | None:
         """Return the value stored under `key`, or None when it is missing or Redis fails."""
-        if self.backoff.resting():
-            self._on_result(SKIPPED)
-            return None
         try:
             value = await self.redis.get(self.prefix + key)
         except CACHE_ERRORS as exc:
@@ -201,9 +193,6 @@ class RedisCache:
     async def set(self, key: str, value: bytes, ttl: int | None = None) -> None:
         """Store `value` under `key` for `ttl` seconds; nothing happens when Redis fails."""
         ttl = self.default_ttl if ttl is None else _checked_ttl(ttl)
-        if self.backoff.resting():
-            self._on_result(SKIPPED)
-            return
         try:
             await self.redis.set(self.prefix + key, value, ex=ttl)
         except CACHE_ERRORS as exc:
@@ -219,15 +208,15 @@ class RedisCache:
             self._failed("delete", exc)
 
     def _failed(self, operation: str, exc: Exception) -> None:
+        if isinstance(exc, CircuitOpenError):
+            self._on_result(SKIPPED)  # Redis was left alone: nothing failed here
+            return
+        self.errors += 1
         self._on_result(ERROR)
-        if self.backoff.failed():
-            # The message may name the host; the type says enough to start looking.
-            log.warning(
-                "cache_error",
-                operation=operation,
-                error_type=type(exc).__name__,
-                errors=self.errors,
-            )
+        # The message may name the host; the type says enough to start looking.
+        log.warning(
+            "cache_error", operation=operation, error_type=type(exc).__name__, errors=self.errors
+        )
 
 
 class NullCache:

@@ -14,6 +14,7 @@ import structlog
 from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
+from app.core.deadline import upstream_call
 from app.core.errors import ServiceUnavailableError
 from app.core.security import InvalidTokenError
 from app.core.settings_groups import OidcSettings
@@ -233,8 +234,10 @@ class OidcVerifier:
         self._attempted_at = self._clock()
 
     async def _download(self) -> dict[str, _Key]:
-        # The client's timeout bounds each phase; this bounds the whole fetch.
-        async with asyncio.timeout(self._timeout):
-            response = await self._http.get(self.jwks_url, timeout=self._timeout)
+        # The client's timeout bounds each phase; this bounds the whole fetch. A request
+        # deadline passing meanwhile is the issuer's fault: 504, not 503.
+        with upstream_call():
+            async with asyncio.timeout(self._timeout):
+                response = await self._http.get(self.jwks_url, timeout=self._timeout)
         response.raise_for_status()
         return _parse_jwks(response.json())

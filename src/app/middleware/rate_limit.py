@@ -23,7 +23,6 @@ from limits.util import WindowStats
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.core.backoff import Backoff
 from app.core.errors import RateLimitedError, ServiceUnavailableError
 from app.core.problems import ProblemRenderer
 from app.middleware.rate_limit_keys import client_ip_key
@@ -76,11 +75,13 @@ class RateLimitMiddleware:
     Each limited request hits its quotas in order and stops at the first refusal, so a request
     refused by the first (shortest) window never counts against the later ones; one refused by
     a later window has used a slot of the earlier, which frees again within that window.
-    Storage errors let requests through (`fail_open`) or answer 503; either way they are
-    logged and counted in `storage_errors`, and the storage is left alone for
-    `storage_retry_interval` seconds so an unreachable Redis does not slow every request.
+    Storage errors let requests through (`fail_open`) or answer 503 with `Retry-After:
+    unavailable_retry_after`; either way they are logged and counted in `storage_errors`.
+    Leaving a failing Redis alone is the Redis client's job (its circuit breaker refuses
+    commands at once for a while), so an outage costs no timeout per request here.
     The storage belongs to the caller, who closes it. `on_refused` is called for each 429,
-    `on_storage_error` for each failed storage call (metrics and alerts count them).
+    `on_storage_error` for each storage error, a call the breaker refused included (metrics
+    and alerts count them).
     """
 
     def __init__(
@@ -97,14 +98,14 @@ class RateLimitMiddleware:
         prefixes: Collection[str],
         exempt: Collection[str] = (),
         auth_paths: Collection[str] = (),
-        storage_retry_interval: float = 1.0,
+        unavailable_retry_after: int = 1,
         on_refused: Callable[[], None] = lambda: None,
         on_storage_error: Callable[[], None] = lambda: None,
     ) -> None:
         if strategy not in STRATEGIES:
             raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
-        if storage_retry_interval < 0:
-            raise ValueError("storage_retry_interval must be zero or more seconds.")
+        if unavailable_retry_after < 1:
+            raise ValueError("unavailable_retry_after must be at least one second.")
         if not all(path.startswith("/") for path in (*prefixes, *exempt, *auth_paths)):
             raise ValueError(ENFORCE_PATH_PREFIX)
         try:
@@ -121,14 +122,11 @@ class RateLimitMiddleware:
         self.exempt = tuple(exempt)
         self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
         self.auth_paths = frozenset(auth_paths)
-        self.backoff = Backoff(storage_retry_interval)
+        self.unavailable_retry_after = unavailable_retry_after
         self.on_refused = on_refused
         self.on_storage_error = on_storage_error
-
-    @property
-    def storage_errors(self) -> int:
-        """Count of failed storage calls (`rate_limit_backend_errors_total` adds them up)."""
-        return self.backoff.failures
+        # Failed storage calls in this process (`rate_limit_backend_errors_total` adds them up).
+        self.storage_errors = 0
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -146,9 +144,6 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        if self.backoff.resting():  # storage failed a moment ago
-            await self._storage_failed(None, scope, receive, send)
-            return
         try:
             quota, stats, allowed = await self._consume(policy, key)
         except STORAGE_ERRORS as exc:
@@ -193,24 +188,24 @@ class RateLimitMiddleware:
         await response(scope, receive, send)
 
     async def _storage_failed(
-        self, exc: Exception | None, scope: Scope, receive: Receive, send: Send
+        self, exc: Exception, scope: Scope, receive: Receive, send: Send
     ) -> None:
         """Count and log a storage error (`exc`), then pass the request or answer 503."""
-        if exc is not None:
-            self.on_storage_error()
-        if exc is not None and self.backoff.failed():
-            log.warning(
-                "rate_limit_storage_error",
-                error_type=type(exc).__name__,
-                storage_errors=self.storage_errors,
-                fail_open=self.fail_open,
-            )
+        self.storage_errors += 1
+        self.on_storage_error()
+        # One line per request in an outage: the log collapses repeats to one per interval.
+        log.warning(
+            "rate_limit_storage_error",
+            error_type=type(exc).__name__,
+            storage_errors=self.storage_errors,
+            fail_open=self.fail_open,
+        )
         if self.fail_open:
             await self.app(scope, receive, send)
             return
         error = ServiceUnavailableError(
             "Rate limits cannot be checked right now; retry shortly.",
-            retry_after=max(1, math.ceil(self.backoff.interval)),
+            retry_after=self.unavailable_retry_after,
         )
         await self.renderer.from_exception(scope, error)(scope, receive, send)
 

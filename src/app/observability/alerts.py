@@ -18,7 +18,7 @@ from typing import Any
 import httpx2
 import structlog
 
-from app.core.settings_groups import AlertSettings
+from app.core.settings_operations import AlertSettings
 
 log = structlog.get_logger(__name__)
 

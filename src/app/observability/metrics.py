@@ -25,7 +25,7 @@ from prometheus_client import (
 from prometheus_client.exposition import choose_encoder
 from prometheus_client.multiprocess import MultiProcessCollector
 
-from app.core.settings_groups import MetricsSettings
+from app.core.settings_operations import MetricsSettings
 from app.observability import multiprocess
 from app.observability.http_metrics import HttpMetrics, LocalHttpMetrics, SharedHttpMetrics
 

@@ -39,7 +39,7 @@ from opentelemetry.util.types import Attributes
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.core.settings_groups import ObservabilitySettings
+from app.core.settings_operations import ObservabilitySettings
 
 REQUEST_ID_ATTRIBUTE = "request_id"  # the log lines' name, so one search finds both
 _SQLALCHEMY_SCOPE = "opentelemetry.instrumentation.sqlalchemy"

@@ -1,0 +1,144 @@
+"""Outages answer 503 with Retry-After, on the drivers' real errors; bugs stay 500.
+
+Each test runs the app without the rolled-back harness (its one shared connection is what
+some of these tests break) against a real PostgreSQL, or a port where none answers.
+"""
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+from sqlalchemy import text
+
+from app.core.errors import is_database_unavailable
+from app.deps import RedisDep, SessionDep, resources_of
+from app.main import create_app
+from tests.harness import assert_problem, client_for, make_settings
+from tests.services import postgres_url
+
+pytestmark = pytest.mark.anyio
+
+
+def add_routes(app: FastAPI) -> None:
+    @app.get("/sql/{statement}")
+    async def run(statement: str, session: SessionDep) -> dict[str, str]:
+        statements = {
+            "one": "SELECT 1",
+            "sleep": "SELECT pg_sleep(5)",
+            "die": "SELECT pg_terminate_backend(pg_backend_pid())",
+            "locked": "SET LOCAL lock_timeout = '100ms'; LOCK TABLE outage_lock IN SHARE MODE",
+            "typo": "SELEC 1",
+        }
+        for part in statements[statement].split("; "):
+            await session.execute(text(part))
+        return {"ran": statement}
+
+    @app.post("/counter")
+    async def increment(redis: RedisDep) -> dict[str, int]:
+        return {"value": int(await redis.incr("test:outage-counter"))}
+
+
+@asynccontextmanager
+async def live(database_url: str, **settings: Any) -> AsyncIterator[tuple[FastAPI, AsyncClient]]:
+    app = create_app(make_settings(DATABASE_URL=database_url, **settings))
+    add_routes(app)
+    async with LifespanManager(app), client_for(app) as client:
+        yield app, client
+
+
+@pytest.fixture
+def pg_url() -> str:
+    return postgres_url()
+
+
+def assert_database_unavailable(response: Any) -> None:
+    assert_problem(response, 503, "database_unavailable")
+    assert response.headers["retry-after"] == "1"
+
+
+async def test_a_refused_connection_is_a_503(closed_port: int) -> None:
+    async with live(f"postgresql+asyncpg://app@127.0.0.1:{closed_port}/app") as (_, client):
+        response = await client.get("/sql/one")
+    assert_database_unavailable(response)
+
+
+async def test_a_connect_timeout_is_a_503(silent_port: int) -> None:
+    url = f"postgresql+asyncpg://app@127.0.0.1:{silent_port}/app"
+    async with live(url, DATABASE_CONNECT_TIMEOUT=0.2) as (_, client):
+        response = await client.get("/sql/one")
+    assert_database_unavailable(response)
+
+
+async def test_a_statement_timeout_is_a_503(pg_url: str) -> None:
+    async with live(pg_url, DATABASE_STATEMENT_TIMEOUT_MS=100) as (_, client):
+        response = await client.get("/sql/sleep")
+    assert_database_unavailable(response)
+
+
+async def test_a_lock_timeout_is_a_503(pg_url: str) -> None:
+    async with live(pg_url) as (app, client):
+        engine = resources_of(app).engine
+        async with engine.begin() as holder:
+            await holder.execute(text("CREATE TABLE IF NOT EXISTS outage_lock (id int)"))
+        try:
+            async with engine.connect() as holder:
+                await holder.execute(text("LOCK TABLE outage_lock IN ACCESS EXCLUSIVE MODE"))
+                response = await client.get("/sql/locked")
+                await holder.rollback()
+        finally:
+            async with engine.begin() as cleanup:
+                await cleanup.execute(text("DROP TABLE outage_lock"))
+    assert_database_unavailable(response)
+
+
+async def test_a_connection_the_server_ended_is_a_503_and_the_next_request_works(
+    pg_url: str,
+) -> None:
+    async with live(pg_url) as (_, client):
+        ended = await client.get("/sql/die")
+        after = await client.get("/sql/one")
+    assert_database_unavailable(ended)
+    assert after.json() == {"ran": "one"}
+
+
+async def test_a_programming_error_stays_a_500(pg_url: str) -> None:
+    async with live(pg_url) as (_, client):
+        response = await client.get("/sql/typo")
+    assert_problem(response, 500, "internal_error")
+
+
+async def test_a_deadline_stops_the_query_and_frees_its_connection(pg_url: str) -> None:
+    settings = {"REQUEST_TIMEOUT_SECONDS": 0.5, "DATABASE_STATEMENT_TIMEOUT_MS": 0}
+    async with live(pg_url, **settings) as (app, client):
+        started = time.monotonic()
+        response = await client.get("/sql/sleep")
+        elapsed = time.monotonic() - started
+        engine = resources_of(app).engine
+        checked_out = engine.pool.checkedout()  # type: ignore[attr-defined]
+        await asyncio.sleep(0.5)  # the server notices the dropped connection
+        async with engine.connect() as connection:
+            sleeping = await connection.scalar(
+                text("SELECT count(*) FROM pg_stat_activity WHERE query = 'SELECT pg_sleep(5)'")
+            )
+    assert_problem(response, 503, "deadline_exceeded")
+    assert elapsed < 5  # stopped, not waited out
+    assert (checked_out, sleeping) == (0, 0)
+
+
+async def test_redis_failing_where_it_is_required_is_a_503(pg_url: str, closed_port: int) -> None:
+    redis_url = f"redis://127.0.0.1:{closed_port}/0"
+    async with live(pg_url, REDIS_URL=redis_url) as (_, client):
+        response = await client.post("/counter")
+    assert_problem(response, 503, "service_unavailable")
+    assert response.headers["retry-after"] == "1"
+
+
+def test_driver_signals_decide_what_is_an_outage() -> None:
+    assert not is_database_unavailable(ValueError("not a database error"))
+    assert not is_database_unavailable(ConnectionRefusedError())  # the engine wraps these

@@ -1,0 +1,114 @@
+"""A private PostgreSQL for fault tests: its own data directory and port, stopped at will.
+
+PostgreSQL refuses to run as root: when the tests run as root (CI), `initdb` and the server run
+as the `postgres` system user, in a temporary directory that user owns.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+import asyncpg
+
+from tests.harness import free_port
+from tests.services import service_unavailable
+
+SERVER_SETTINGS = (
+    "-c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off "
+    "-c full_page_writes=off -c max_connections=200"
+)
+
+
+def _binaries() -> Path:
+    found = shutil.which("initdb")
+    if found:
+        return Path(found).parent
+    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin/initdb"))
+    if not versions:
+        service_unavailable("PostgreSQL server binaries (initdb) are not installed")
+    return Path(versions[-1]).parent
+
+
+class PostgresServer:
+    """`initdb` once, then start, stop (fast: connections are cut) and start again."""
+
+    def __init__(self) -> None:
+        self.bin = _binaries()
+        self.port = free_port()
+        self.directory = Path(tempfile.mkdtemp(prefix="e2e-postgres-"))
+        self.data = self.directory / "data"
+        self.as_root = os.geteuid() == 0
+        if self.as_root:
+            shutil.chown(self.directory, "postgres", "postgres")
+
+    def _run(self, *args: str) -> None:
+        command = [str(self.bin / args[0]), *args[1:]]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        subprocess.run(command, check=True, capture_output=True, timeout=60)  # noqa: S603
+
+    def init(self) -> None:
+        self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
+
+    def start(self) -> None:
+        options = f"-p {self.port} -k {self.directory} {SERVER_SETTINGS}"
+        log = str(self.directory / "server.log")
+        self._run("pg_ctl", "-D", str(self.data), "-o", options, "-l", log, "-w", "start")
+
+    def stop(self) -> None:
+        """Stop at once: sessions are ended (the server says so), new connections refused."""
+        self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def running(self) -> bool:
+        command = [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]
+        if self.as_root:
+            command = ["runuser", "-u", "postgres", "--", *command]
+        return subprocess.run(command, capture_output=True, check=False).returncode == 0  # noqa: S603
+
+    def start_if_stopped(self) -> None:
+        if not self.running():
+            self.start()
+
+    def remove(self) -> None:
+        if self.running():
+            self.stop()
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def url(self, database: str) -> str:
+        return f"postgresql+asyncpg://postgres@127.0.0.1:{self.port}/{database}"
+
+    async def connect(self, database: str = "postgres") -> asyncpg.Connection:
+        """A connection of the test's own (never one of the app's)."""
+        return await asyncpg.connect(
+            host="127.0.0.1", port=self.port, user="postgres", database=database
+        )
+
+    async def execute(self, sql: str, database: str = "postgres") -> None:
+        connection = await self.connect(database)
+        try:
+            await connection.execute(sql)
+        finally:
+            await connection.close()
+
+    async def fetch_value(self, sql: str, database: str = "postgres") -> object:
+        connection = await self.connect(database)
+        try:
+            return await connection.fetchval(sql)
+        finally:
+            await connection.close()
+
+    async def terminate_backends(self, database: str) -> int:
+        """End every session on `database` (as a failover or an operator would)."""
+        connection = await self.connect()
+        try:
+            ended = await connection.fetchval(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity "
+                "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                database,
+            )
+        finally:
+            await connection.close()
+        return int(ended)

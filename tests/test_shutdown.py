@@ -1,0 +1,88 @@
+"""The shutdown hook (app/shutdown.py) on a real uvicorn `Server`: drain, then stop.
+
+It relies on uvicorn's `Server.handle_exit` being the SIGTERM handler while the lifespan
+starts, and on `should_exit`, `force_exit` and `config.timeout_graceful_shutdown`: these tests
+break when an upgrade changes them. tests/e2e/test_shutdown.py sends real signals.
+"""
+
+import asyncio
+import signal
+from collections.abc import Iterator
+
+import pytest
+from fastapi import FastAPI
+from uvicorn import Config
+from uvicorn.server import Server
+
+from app.core.lifecycle import Lifecycle
+from app.shutdown import GracefulShutdown, install_graceful_shutdown, uvicorn_server
+
+pytestmark = pytest.mark.anyio
+
+
+@pytest.fixture
+def server() -> Server:
+    return Server(Config(FastAPI()))
+
+
+@pytest.fixture
+def uvicorn_handlers(server: Server) -> Iterator[None]:
+    """Install uvicorn's own handlers, as `Server.serve` does before the lifespan starts."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    for sig in previous:
+        signal.signal(sig, server.handle_exit)
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
+
+async def test_sigterm_drains_first_then_asks_uvicorn_to_stop(server: Server) -> None:
+    lifecycle = Lifecycle()
+    shutdown = GracefulShutdown(server, lifecycle, drain_seconds=0.3, grace_seconds=7)
+    shutdown.handle(signal.SIGTERM, None)
+    draining_at_once = lifecycle.draining
+    await asyncio.sleep(0.1)
+    shutdown.handle(signal.SIGTERM, None)  # passed on by the parent too: no change
+    stopped_early = server.should_exit  # still serving: the load balancer is told first
+    await asyncio.sleep(0.3)
+    assert (draining_at_once, stopped_early) == (True, False)
+    assert (server.should_exit, server.force_exit) == (True, False)
+
+
+async def test_sigint_stops_at_once_and_a_second_one_forces(server: Server) -> None:
+    lifecycle = Lifecycle()
+    shutdown = GracefulShutdown(server, lifecycle, drain_seconds=30, grace_seconds=7)
+    shutdown.handle(signal.SIGINT, None)
+    await asyncio.sleep(0)
+    assert (lifecycle.draining, server.should_exit, server.force_exit) == (True, True, False)
+    shutdown.handle(signal.SIGTERM, None)  # the parent's SIGTERM after a terminal's SIGINT
+    assert not server.force_exit
+    shutdown.handle(signal.SIGINT, None)
+    assert server.force_exit
+
+
+async def test_sigint_while_draining_cuts_the_drain_short(server: Server) -> None:
+    shutdown = GracefulShutdown(server, Lifecycle(), drain_seconds=30, grace_seconds=7)
+    shutdown.handle(signal.SIGTERM, None)
+    shutdown.handle(signal.SIGINT, None)
+    await asyncio.sleep(0)
+    assert server.should_exit
+
+
+@pytest.mark.usefixtures("uvicorn_handlers")
+async def test_install_takes_over_uvicorns_handlers_and_gives_them_back(server: Server) -> None:
+    assert uvicorn_server() is server
+    restore = install_graceful_shutdown(Lifecycle(), drain_seconds=1, grace_seconds=9)
+    handler = signal.getsignal(signal.SIGTERM)
+    assert getattr(handler, "__self__", None).__class__ is GracefulShutdown
+    assert signal.getsignal(signal.SIGINT) == handler
+    assert server.config.timeout_graceful_shutdown == 9
+    restore()
+    assert signal.getsignal(signal.SIGTERM) == server.handle_exit
+
+
+def test_outside_uvicorn_nothing_is_installed() -> None:
+    before = signal.getsignal(signal.SIGTERM)
+    restore = install_graceful_shutdown(Lifecycle(), drain_seconds=1, grace_seconds=1)
+    assert signal.getsignal(signal.SIGTERM) == before
+    restore()
