@@ -23,13 +23,13 @@ from app.infra.http import create_http_client
 from app.infra.mail import Mailer, create_mailer
 from app.infra.oidc import OidcVerifier
 from app.infra.rate_limit_storage import create_rate_limit_storage
-from app.infra.redis import create_redis
+from app.infra.redis import breaker_of, create_redis
 from app.observability import tracing
 from app.observability.alerts import SecurityAlerts
 from app.observability.events import Events
 from app.observability.http_metrics import HttpMetrics
 from app.observability.metrics import Metrics, create_metrics
-from app.observability.sampling import PoolGauges, Sampler
+from app.observability.sampling import CircuitGauge, PoolGauges, Sampler
 from app.observability.slow_statements import log_slow_statements
 
 
@@ -95,7 +95,9 @@ def _observe(
             metrics, engine.pool, max_connections=database.pool_size + database.max_overflow
         )
         gc_counts = [metrics.gc_counters.update] if metrics.gc_counters else []
-        sampler = Sampler([pool.sample, *gc_counts])
+        breaker = breaker_of(redis)
+        circuit = [CircuitGauge(metrics, breaker).sample] if breaker is not None else []
+        sampler = Sampler([pool.sample, *circuit, *gc_counts])
     alerts = SecurityAlerts(settings.alerts, http=http, service=namespace)
     return _Observability(provider, metrics, sampler, alerts, Events(metrics, alerts))
 

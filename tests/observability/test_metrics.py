@@ -8,10 +8,15 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from httpx2 import ASGITransport, AsyncClient
+from redis.exceptions import RedisError
 
+from app.core.circuit import CircuitBreaker
 from app.core.config import Settings
+from app.deps import resources_of
 from app.middleware.metrics import MetricsMiddleware
-from tests.harness import assert_problem, free_port, started
+from app.observability.metrics import create_metrics
+from app.observability.sampling import CircuitGauge
+from tests.harness import FakeClock, assert_problem, free_port, make_settings, started
 from tests.identity import signed_up, unique_email
 from tests.items.helpers import ITEMS, create_item, item_url
 from tests.observability.helpers import label_values, scrape, total, value
@@ -205,3 +210,34 @@ async def test_metrics_enabled_false_mounts_nothing(settings: Settings) -> None:
     assert_problem(response, 404, "not_found")
     layers: list[object] = [layer.cls for layer in app.user_middleware]
     assert MetricsMiddleware not in layers
+
+
+async def test_the_redis_circuit_state_follows_the_breaker(settings: Settings) -> None:
+    dead_redis = f"redis://127.0.0.1:{free_port()}/0"
+    options: dict[str, Any] = {"REDIS_URL": dead_redis, "REDIS_BREAKER_FAILURES": 1}
+    async with started(settings, **options) as (app, client):
+        closed = await scrape(client)
+        redis = resources_of(app).redis
+        assert redis is not None
+        with pytest.raises(RedisError):
+            await redis.ping()  # refused: the breaker opens
+        opened = await scrape(client)
+    assert value(closed, "redis_circuit_state") == 0
+    assert value(opened, "redis_circuit_state") == 2
+
+
+def test_the_circuit_gauge_reads_every_state() -> None:
+    clock = FakeClock()
+    breaker = CircuitBreaker("redis", failure_threshold=1, cool_down=2, clock=clock)
+    metrics = create_metrics(make_settings().metrics)
+    gauge = CircuitGauge(metrics, breaker)
+    seen = []
+    for step in (lambda: None, breaker.failed, lambda: clock.advance(2), breaker.allow):
+        step()
+        gauge.sample()
+        seen.append(metrics.registry.get_sample_value("redis_circuit_state"))
+    breaker.succeeded()
+    gauge.sample()
+    seen.append(metrics.registry.get_sample_value("redis_circuit_state"))
+    # Open until a call comes after the cool-down; that call is the probe (half-open).
+    assert seen == [0, 2, 2, 1, 0]

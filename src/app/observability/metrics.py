@@ -4,9 +4,9 @@
 the service that count things receive a metric, or a callback that touches one, through their
 constructors. `render` turns the registry into the text `GET /metrics` answers.
 
-Adding a metric (for example the resilience work's `redis_circuit_state`): add a field to
-`Metrics`, define it in `create_metrics` (a gauge needs a `multiprocess_mode`, see
-docs/observability.md), and hand it to its owner where `app/resources.py` builds that owner.
+Adding a metric: add a field to `Metrics`, define it in `_define` (a gauge needs a
+`multiprocess_mode`, see docs/observability.md), and hand it to its owner where
+`app/resources.py` builds that owner.
 """
 
 import dataclasses
@@ -45,6 +45,7 @@ class Metrics:
     rate_limit_rejections: Counter
     rate_limit_backend_errors: Counter
     cache_requests: Counter
+    redis_circuit_state: Gauge
     auth_failures: Counter
     idempotency_replays: Counter
     jobs: Counter
@@ -114,6 +115,12 @@ def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
             "cache_requests_total",
             "Cache calls by result (hit, miss, error, skipped).",
             ("result",),
+        ),
+        # Every worker has its own breaker: the worst state among the live ones.
+        redis_circuit_state=gauge(
+            "redis_circuit_state",
+            "The Redis circuit breaker: 0 closed, 1 half-open, 2 open.",
+            multiprocess_mode="livemax",
         ),
         auth_failures=counter(
             "auth_failures_total", "401 and 403 problems, by their code.", ("reason",)

@@ -1,8 +1,9 @@
-"""Figures read rather than counted: the database pool, and (multiprocess) GC collections.
+"""Figures read rather than counted: the database pool, the Redis breaker, GC collections.
 
 A scrape reads them in the worker that answers it; with several workers each worker also
 reads them on a timer (`run`), so the merged gauges show every worker, not only the one the
-scrape reached.
+scrape reached. GC collections are read only then: in one process prometheus-client's own
+collector reports them.
 """
 
 import asyncio
@@ -11,11 +12,14 @@ from collections.abc import Callable, Sequence
 import structlog
 from sqlalchemy.pool import Pool
 
+from app.core.circuit import CircuitBreaker, State
 from app.observability.metrics import Metrics
 
 log = structlog.get_logger(__name__)
 
 SAMPLE_INTERVAL_SECONDS = 5.0
+# Ordered by how much is refused, so that the highest of several workers is the worst.
+CIRCUIT_STATE_VALUES = {State.CLOSED: 0, State.HALF_OPEN: 1, State.OPEN: 2}
 
 
 class PoolGauges:
@@ -40,6 +44,18 @@ class PoolGauges:
             return
         self.in_use.set(checked_out())
         self.idle.set(checked_in())
+
+
+class CircuitGauge:
+    """Sets `redis_circuit_state` from the breaker itself (it knows nothing of metrics)."""
+
+    def __init__(self, metrics: Metrics, breaker: CircuitBreaker) -> None:
+        self.breaker = breaker
+        self.gauge = metrics.redis_circuit_state
+
+    def sample(self) -> None:
+        """Read the breaker's state."""
+        self.gauge.set(CIRCUIT_STATE_VALUES[self.breaker.state])
 
 
 class Sampler:
