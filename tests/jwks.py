@@ -50,6 +50,7 @@ class JwksServer(ThreadingHTTPServer):
         self.delay = 0.0
         self.release = threading.Event()  # ends pending delays at teardown
         self.requests = 0
+        self.request_ids: list[str | None] = []  # the X-Request-ID of each request
         self.received = threading.Event()  # set once a request has arrived
         self.counter_lock = threading.Lock()
 
@@ -67,6 +68,7 @@ class JwksHandler(BaseHTTPRequestHandler):
         assert isinstance(state, JwksServer)
         with state.counter_lock:
             state.requests += 1
+            state.request_ids.append(self.headers.get("X-Request-ID"))
         state.received.set()
         if state.delay:
             state.release.wait(state.delay)

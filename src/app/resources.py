@@ -107,7 +107,7 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
     namespace = settings.app.slug
     engine = create_engine(settings.database, application_name=settings.app.name)
     redis = create_redis(settings.redis)
-    http = create_http_client(user_agent=f"{namespace}/{version}")
+    http = create_http_client(settings.outbound, user_agent=f"{namespace}/{version}")
     observed = _observe(settings, version=version, engine=engine, redis=redis, http=http)
     cache = create_cache(
         settings.cache, redis, namespace=namespace, on_result=observed.events.cache_result

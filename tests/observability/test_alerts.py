@@ -11,6 +11,8 @@ import httpx2
 import pytest
 
 from app.core.config import Settings
+from app.deps import resources_of
+from app.infra.http import ResilientTransport
 from app.main import create_app
 from app.observability.alerts import SecurityAlerts
 from tests.harness import (
@@ -23,6 +25,7 @@ from tests.harness import (
     running,
 )
 from tests.observability.loopback import LoopbackServer
+from tests.upstream import resilient_client
 
 pytestmark = pytest.mark.anyio
 
@@ -195,3 +198,28 @@ async def test_closing_gives_a_slow_post_its_chance(webhook: type[Webhook]) -> N
         logs = await alert_once(receiver.url, until_failed=False)
     assert len(webhook.bodies) == 1
     assert logs.events("security.alert_webhook_failed") == []
+
+
+async def test_an_open_breaker_stops_the_retries_and_is_logged(webhook: type[Webhook]) -> None:
+    webhook.status = 503
+    with LoopbackServer(webhook) as receiver:
+        # The app's kind of client: its breaker for the webhook's host opens at the first 503.
+        async with resilient_client(retries=2, threshold=1) as http:
+            alerts = alerts_for(
+                http, FakeClock(), ALERT_AUTH_FAILURES_PER_MINUTE=1, ALERT_WEBHOOK_URL=receiver.url
+            )
+            with log_lines() as logs:
+                alerts.auth_failure()
+                alerts.auth_failure()
+                await until(lambda: logs.events("security.alert_webhook_failed"))
+                await alerts.aclose()
+    assert len(webhook.bodies) == 1  # a POST: the client never repeats it, the alert stopped
+    [failure] = logs.events("security.alert_webhook_failed")
+    assert failure["error"] == "CircuitOpenError"
+
+
+async def test_the_app_posts_alerts_through_its_resilient_client(settings: Settings) -> None:
+    app = create_app(settings)
+    transport = resources_of(app).http._transport
+    assert isinstance(transport, ResilientTransport)
+    assert resources_of(app).alerts.http is resources_of(app).http

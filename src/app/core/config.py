@@ -35,6 +35,7 @@ from app.core.settings_operations import (
     GeoIpSettings,
     MetricsSettings,
     ObservabilitySettings,
+    OutboundSettings,
     ServerSettings,
 )
 from app.core.settings_safety import unsafe_settings
@@ -69,6 +70,7 @@ class Settings(BaseModel):
     first_superuser: SuperuserSettings
     mail: MailSettings
     http: HttpSettings
+    outbound: OutboundSettings
     rate_limit: RateLimitSettings
     cache: CacheSettings
     api: ApiSettings

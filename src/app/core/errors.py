@@ -139,6 +139,12 @@ class OverloadedError(ServiceUnavailableError):
     code = "overloaded"
 
 
+class UpstreamUnavailableError(ServiceUnavailableError):
+    """Another service the request needs is unreachable, failing, or rested by its breaker."""
+
+    code = "upstream_unavailable"
+
+
 class UpstreamTimeoutError(AppError):
     """The request ran past its deadline while waiting for an upstream service."""
 

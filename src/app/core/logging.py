@@ -217,3 +217,9 @@ def bind_user(user_id: str) -> None:
     request's middleware and async dependencies share one context, a worker thread does not.
     """
     structlog.contextvars.bind_contextvars(user_id=user_id)
+
+
+def current_request_id() -> str | None:
+    """Return the id of the request being handled (bound by the request id middleware)."""
+    value = structlog.contextvars.get_contextvars().get("request_id")
+    return value if isinstance(value, str) else None

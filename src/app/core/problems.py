@@ -4,6 +4,7 @@ from collections.abc import Callable, Mapping
 from http import HTTPStatus
 from typing import Any
 
+import httpx2
 import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -24,6 +25,7 @@ from app.core.errors import (
     is_database_unavailable,
 )
 from app.core.logging import scrub
+from app.core.upstream import upstream_problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 GENERIC_SERVER_ERROR_DETAIL = (
@@ -40,6 +42,10 @@ _RFC_9110_PHRASES = {
     416: "Range Not Satisfiable",
     422: "Unprocessable Content",
 }
+
+
+# Failures of a dependency, not of the request (the database is told apart by its signals).
+_UNAVAILABLE_ERRORS = (httpx2.HTTPError, *REDIS_UNAVAILABLE_ERRORS)
 
 
 class ProblemResponse(JSONResponse):
@@ -158,7 +164,7 @@ class ProblemRenderer:
             )
         if isinstance(exc, HTTPException):
             return self._from_http_exception(scope, exc)
-        if is_database_unavailable(exc) or isinstance(exc, REDIS_UNAVAILABLE_ERRORS):
+        if isinstance(exc, _UNAVAILABLE_ERRORS) or is_database_unavailable(exc):
             return self._unavailable(scope, exc)
         if isinstance(exc, CONFLICTING_WRITE_ERRORS):
             log.info("write_conflict", path=scope.get("path"), error=type(exc).__name__)
@@ -172,6 +178,10 @@ class ProblemRenderer:
     def _unavailable(self, scope: Scope, exc: Exception) -> Response:
         # Lost connections, pool exhaustion, lock waits that ran out: the request may well
         # succeed a moment later, so say so (503 + Retry-After) instead of a bare 500.
+        if isinstance(exc, httpx2.HTTPError):
+            # A call to another service that the route could not do without: 503/504/502.
+            log.warning("upstream_failed", path=scope.get("path"), error=type(exc).__name__)
+            return self.from_exception(scope, upstream_problem(exc))
         if not is_database_unavailable(exc):
             # Redis, where a path cannot do without it (fail-closed): the others handle it.
             log.warning("redis_unavailable", path=scope.get("path"), error=type(exc).__name__)

@@ -1,8 +1,8 @@
 """Settings groups for running the service, and for what it reports.
 
-A worker's limits and shutdown, country blocking, readiness checks, tracing, metrics and
-security alerts. Split from `settings_groups` by theme (that module holds the shared helpers);
-`app.core.config` composes the groups of both.
+A worker's limits and shutdown, its outbound HTTP client, country blocking, readiness checks,
+tracing, metrics and security alerts. Split from `settings_groups` by theme (that module holds
+the shared helpers); `app.core.config` composes the groups of both.
 """
 
 import re
@@ -24,6 +24,19 @@ class ServerSettings(SettingsGroup):
     request_queue_timeout_seconds: float = env("REQUEST_QUEUE_TIMEOUT_SECONDS", 1.0, ge=0)
     shutdown_drain_seconds: float = env("SHUTDOWN_DRAIN_SECONDS", 5.0, ge=0)
     shutdown_grace_seconds: int = env("SHUTDOWN_GRACE_SECONDS", 30, ge=0)
+
+
+class OutboundSettings(SettingsGroup):
+    """The outbound HTTP client: timeouts, retries and the per-host circuit breaker."""
+
+    connect_timeout: float = env("HTTP_CONNECT_TIMEOUT", 3.0, gt=0)
+    read_timeout: float = env("HTTP_READ_TIMEOUT", 10.0, gt=0)
+    write_timeout: float = env("HTTP_WRITE_TIMEOUT", 10.0, gt=0)
+    pool_timeout: float = env("HTTP_POOL_TIMEOUT", 2.0, gt=0)
+    # Retries after the first try, for idempotent methods only; 0 turns them off.
+    retries: int = env("HTTP_RETRIES", 2, ge=0, le=10)
+    breaker_failures: int = env("CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, ge=1)
+    breaker_reset_seconds: float = env("CIRCUIT_BREAKER_RESET_SECONDS", 60.0, gt=0)
 
 
 class GeoIpSettings(SettingsGroup):

@@ -15,9 +15,10 @@ from cryptography.hazmat.primitives.asymmetric.ec import EllipticCurvePublicKey
 from cryptography.hazmat.primitives.asymmetric.rsa import RSAPublicKey
 
 from app.core.deadline import upstream_call
-from app.core.errors import ServiceUnavailableError
+from app.core.errors import ExternalServiceError
 from app.core.security import InvalidTokenError
 from app.core.settings_groups import OidcSettings
+from app.core.upstream import upstream_problem
 
 log = structlog.get_logger(__name__)
 
@@ -134,6 +135,7 @@ class OidcVerifier:
         self._keys: dict[str, _Key] = {}
         self._fetched_at: float | None = None  # last successful fetch
         self._attempted_at: float | None = None  # last fetch, successful or not
+        self._failure: httpx2.HTTPError | TimeoutError | ValueError | None = None  # the last one's
         self._lock = asyncio.Lock()
 
     @classmethod
@@ -210,8 +212,18 @@ class OidcVerifier:
         if key is not None:
             return key
         if self._fetched_at is None:
-            raise ServiceUnavailableError(_KEYS_UNAVAILABLE)
+            raise self._unavailable()
         raise InvalidTokenError("unknown key id")
+
+    def _unavailable(self) -> Exception:
+        """The problem to answer while no key was ever fetched: why the last fetch failed."""
+        failure = self._failure
+        if isinstance(failure, httpx2.HTTPError | TimeoutError):
+            problem = upstream_problem(failure)  # 503 (breaker open, unreachable) or 504
+        else:
+            problem = ExternalServiceError()  # the issuer answered, with no JWK set
+        problem.detail = _KEYS_UNAVAILABLE
+        return problem
 
     def _needs_fetch(self, kid: str) -> bool:
         now = self._clock()
@@ -227,17 +239,19 @@ class OidcVerifier:
         except (httpx2.HTTPError, TimeoutError, ValueError) as exc:
             # Keys we already have stay valid; a short outage must not log everyone out.
             log.warning("oidc_jwks_fetch_failed", url=self.jwks_url, error=type(exc).__name__)
+            self._failure = exc
         else:
             self._keys = keys
             self._fetched_at = self._clock()
+            self._failure = None
         # Stamped when done: tasks that arrive mid-fetch queue on the lock for its result.
         self._attempted_at = self._clock()
 
     async def _download(self) -> dict[str, _Key]:
-        # The client's timeout bounds each phase; this bounds the whole fetch. A request
-        # deadline passing meanwhile is the issuer's fault: 504, not 503.
+        # The client's timeouts bound each phase and its retries; this bounds the whole fetch.
+        # A request deadline passing meanwhile is the issuer's fault: 504, not 503.
         with upstream_call():
             async with asyncio.timeout(self._timeout):
-                response = await self._http.get(self.jwks_url, timeout=self._timeout)
+                response = await self._http.get(self.jwks_url)
         response.raise_for_status()
         return _parse_jwks(response.json())

@@ -16,9 +16,11 @@ from datetime import UTC, datetime
 from typing import Any
 
 import httpx2
+import stamina
 import structlog
 
 from app.core.settings_operations import AlertSettings
+from app.core.upstream import CircuitOpenError
 
 log = structlog.get_logger(__name__)
 
@@ -46,6 +48,11 @@ class _Window:
             return False
         self.alerted = True
         return True
+
+
+def _worth_retrying(exc: Exception) -> bool:
+    """Retry a failed post, but not one refused by the webhook host's open breaker."""
+    return isinstance(exc, httpx2.HTTPError) and not isinstance(exc, CircuitOpenError)
 
 
 class SecurityAlerts:
@@ -105,18 +112,27 @@ class SecurityAlerts:
     async def _post(self, alert: dict[str, Any]) -> None:
         assert self.webhook_url is not None  # noqa: S101 - only scheduled with a URL
         url = self.webhook_url.get_secret_value()
-        error = ""
-        for attempt in range(WEBHOOK_ATTEMPTS):
-            if attempt:
-                await asyncio.sleep(self.retry_delay * 2 ** (attempt - 1))
-            try:
-                response = await self.http.post(url, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS)
-            except httpx2.HTTPError as exc:
-                error = type(exc).__name__  # the message may hold the URL, and its token
-                continue
-            if response.is_success:
-                return
-            error = f"HTTP {response.status_code}"
+        try:
+            # The shared client never repeats a POST; an alert may be repeated (a duplicate
+            # beats a lost one), so this caller retries, except while the host's breaker rests.
+            async for attempt in stamina.retry_context(
+                on=_worth_retrying,
+                attempts=WEBHOOK_ATTEMPTS,
+                timeout=None,
+                wait_initial=self.retry_delay,
+                wait_jitter=self.retry_delay,
+            ):
+                with attempt:
+                    response = await self.http.post(
+                        url, json=alert, timeout=WEBHOOK_TIMEOUT_SECONDS
+                    )
+                    response.raise_for_status()
+        except httpx2.HTTPStatusError as exc:
+            error = f"HTTP {exc.response.status_code}"
+        except httpx2.HTTPError as exc:
+            error = type(exc).__name__  # the message may hold the URL, and its token
+        else:
+            return
         log.error("security.alert_webhook_failed", kind=alert["kind"], error=error)
 
     async def aclose(self) -> None:

@@ -7,7 +7,7 @@ import asyncio
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from app.core.errors import ServiceUnavailableError
+from app.core.errors import AppError, ExternalServiceError, ServiceUnavailableError
 from app.core.security import InvalidTokenError
 from app.infra.oidc import OidcVerifier
 from tests.harness import FakeClock, log_lines
@@ -139,18 +139,20 @@ def break_server(server: JwksServer, failure: str) -> None:
 
 
 FAILURES = ["http-500", "invalid-json", "not-a-jwks", "timeout"]
+# A bad answer is the issuer's fault (502); no answer in time is 504.
+EXPECTED = {"http-500": 502, "invalid-json": 502, "not-a-jwks": 502, "timeout": 504}
 
 
 @pytest.mark.parametrize("failure", FAILURES)
-async def test_no_keys_and_endpoint_down_is_service_unavailable(
+async def test_no_keys_and_endpoint_down_is_an_upstream_problem(
     make_verifier: VerifierFactory, server: JwksServer, rsa_key: rsa.RSAPrivateKey, failure: str
 ) -> None:
     break_server(server, failure)
     verifier = make_verifier(timeout=0.2)
-    with log_lines() as logs, pytest.raises(ServiceUnavailableError) as raised:
+    with log_lines() as logs, pytest.raises(AppError) as raised:
         await verifier.verify(sign(rsa_key, "rsa-1"))
     assert raised.value.detail == "The identity provider's keys could not be fetched."
-    assert raised.value.status_code == 503
+    assert raised.value.status_code == EXPECTED[failure]
     assert server.requests == 1
     assert len(logs.events(FETCH_FAILED)) == 1
 
@@ -170,9 +172,9 @@ async def test_failed_fetch_is_retried_only_after_the_interval(
     verifier: OidcVerifier, server: JwksServer, clock: FakeClock, rsa_key: rsa.RSAPrivateKey
 ) -> None:
     server.status = 500
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(ExternalServiceError):
         await verifier.verify(sign(rsa_key, "rsa-1"))
-    with pytest.raises(ServiceUnavailableError):
+    with pytest.raises(ExternalServiceError):
         await verifier.verify(sign(rsa_key, "rsa-1"))
     assert server.requests == 1
 
