@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, TypeVar
 
 import jwt
 import pytest
@@ -86,15 +86,20 @@ class JwksHandler(BaseHTTPRequestHandler):
         pass  # keep test output clean
 
 
+_Server = TypeVar("_Server", bound=ThreadingHTTPServer)
+
+
 @contextmanager
-def serving(httpd: JwksServer) -> Iterator[JwksServer]:
+def serving(httpd: _Server) -> Iterator[_Server]:
     """Serve `httpd` from a thread; on exit end pending delays, stop it and free its port."""
     thread = threading.Thread(target=httpd.serve_forever, args=(0.01,), daemon=True)
     thread.start()
     try:
         yield httpd
     finally:
-        httpd.release.set()
+        release: threading.Event | None = getattr(httpd, "release", None)
+        if release is not None:
+            release.set()
         httpd.shutdown()
         httpd.server_close()
         thread.join(timeout=5)

@@ -16,6 +16,7 @@ import httpx2
 
 from app.infra.http import HostBreakers, ResilientTransport
 from tests.harness import FakeClock
+from tests.jwks import serving
 
 
 @dataclass
@@ -96,16 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
 @contextmanager
 def upstream() -> Iterator[Upstream]:
     """Serve an `Upstream` from a thread; on exit end pending delays and free its port."""
-    server = Upstream()
-    thread = threading.Thread(target=server.serve_forever, args=(0.01,), daemon=True)
-    thread.start()
-    try:
+    with serving(Upstream()) as server:
         yield server
-    finally:
-        server.release.set()
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 def resilient_client(

@@ -14,7 +14,12 @@ import pytest
 from app.core.circuit import State
 from app.core.logging import bind_request_context
 from app.core.upstream import CircuitOpenError
-from app.infra.http import IDEMPOTENT_METHODS, create_http_client, retry_after_seconds
+from app.infra.http import (
+    IDEMPOTENT_METHODS,
+    HostBreakers,
+    create_http_client,
+    retry_after_seconds,
+)
 from tests.harness import FakeClock, make_settings
 from tests.upstream import Outcome, Upstream, resilient_client, upstream
 
@@ -269,3 +274,14 @@ async def test_the_client_takes_its_timeouts_and_retries_from_settings(server: U
     assert (breaker.failure_threshold, breaker.cool_down) == (7, 9)
     assert server.hits == 2  # one retry
     assert server.received[0][1]["User-Agent"] == "svc/1"
+
+
+def test_breakers_are_kept_for_a_bounded_number_of_hosts() -> None:
+    breakers = HostBreakers(failure_threshold=1, reset_seconds=10, max_hosts=2)
+    resting = breakers.for_url(httpx2.URL("http://a.test/x"))
+    resting.failed()
+    breakers.for_url(httpx2.URL("http://b.test/"))
+    breakers.for_url(httpx2.URL("http://c.test/"))  # makes room: b goes, the open a stays
+    assert breakers.for_url(httpx2.URL("http://a.test/y?token=t")) is resting
+    assert resting.name == "http://a.test:80"  # no path, query or credentials
+    assert breakers.for_url(httpx2.URL("https://[::1]/")).name == "https://[::1]:443"

@@ -51,6 +51,7 @@ RETRIED_ERRORS = (
     httpx2.RemoteProtocolError,
 )
 RETRY_AFTER_CAP_SECONDS = 5.0
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_HOSTS = 256  # breakers kept; the oldest closed ones make room for new hosts
 
 
@@ -73,7 +74,8 @@ class HostBreakers:
 
     def for_url(self, url: httpx2.URL) -> CircuitBreaker:
         """Return the breaker of `url`'s origin (never its path, query or credentials)."""
-        origin = f"{url.scheme}://{url.host}:{url.port or ''}"
+        host = f"[{url.host}]" if ":" in url.host else url.host  # an IPv6 address
+        origin = f"{url.scheme}://{host}:{url.port or _DEFAULT_PORTS.get(url.scheme, 0)}"
         breaker = self._breakers.get(origin)
         if breaker is None:
             if len(self._breakers) >= self.max_hosts:
@@ -166,6 +168,11 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
                         raise
         except _RetryableResponse as exc:
             return exc.response  # out of tries: the caller reads the upstream's answer
+        except BaseException:
+            # Cancelled while waiting to retry (the caller's own timeout): free the connection.
+            if pending is not None:
+                await pending.aclose()
+            raise
         raise AssertionError("unreachable")  # stamina returns or raises
 
     def _may_retry(self, request: httpx2.Request) -> bool:
