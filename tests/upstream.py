@@ -108,15 +108,21 @@ def resilient_client(
     reset: float = 60.0,
     clock: FakeClock | None = None,
     read_timeout: float = 2.0,
-    **waits: float,
+    wait_initial: float = 0.01,
+    wait_max: float = 0.02,
+    wait_jitter: float = 0.01,
 ) -> httpx2.AsyncClient:
     """A client like the app's, with short waits and (optionally) a clock the test moves."""
     breakers = HostBreakers(
         failure_threshold=threshold, reset_seconds=reset, clock=clock or FakeClock()
     )
-    options = {"wait_initial": 0.01, "wait_max": 0.02, "wait_jitter": 0.01, **waits}
     transport = ResilientTransport(
-        httpx2.AsyncHTTPTransport(), retries=retries, breakers=breakers, **options
+        httpx2.AsyncHTTPTransport(),
+        retries=retries,
+        breakers=breakers,
+        wait_initial=wait_initial,
+        wait_max=wait_max,
+        wait_jitter=wait_jitter,
     )
     timeout = httpx2.Timeout(2.0, read=read_timeout)
     return httpx2.AsyncClient(transport=transport, timeout=timeout)

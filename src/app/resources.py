@@ -26,7 +26,7 @@ from app.infra.rate_limit_storage import create_rate_limit_storage
 from app.infra.redis import breaker_of, create_redis
 from app.observability import tracing
 from app.observability.alerts import SecurityAlerts
-from app.observability.events import Events
+from app.observability.events import Events, circuit_transitions
 from app.observability.http_metrics import HttpMetrics
 from app.observability.metrics import Metrics, create_metrics
 from app.observability.sampling import CircuitGauge, PoolGauges, Sampler
@@ -78,6 +78,7 @@ def _observe(
     engine: AsyncEngine,
     redis: Redis | None,
     http: httpx2.AsyncClient,
+    metrics: Metrics | None,
 ) -> _Observability:
     """Tracing, metrics and alerts for these clients (each only as far as its settings say)."""
     namespace = settings.app.slug
@@ -87,7 +88,6 @@ def _observe(
     if provider is not None:
         tracing.instrument_clients(provider, engine=engine, redis=redis, http=http)
     log_slow_statements(engine, threshold_ms=settings.observability.db_slow_query_ms)
-    metrics = create_metrics(settings.metrics) if settings.metrics.enabled else None
     sampler = None
     if metrics is not None:
         database = settings.database
@@ -107,8 +107,15 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
     namespace = settings.app.slug
     engine = create_engine(settings.database, application_name=settings.app.name)
     redis = create_redis(settings.redis)
-    http = create_http_client(settings.outbound, user_agent=f"{namespace}/{version}")
-    observed = _observe(settings, version=version, engine=engine, redis=redis, http=http)
+    metrics = create_metrics(settings.metrics) if settings.metrics.enabled else None
+    http = create_http_client(
+        settings.outbound,
+        user_agent=f"{namespace}/{version}",
+        on_circuit_transition=circuit_transitions(metrics),
+    )
+    observed = _observe(
+        settings, version=version, engine=engine, redis=redis, http=http, metrics=metrics
+    )
     cache = create_cache(
         settings.cache, redis, namespace=namespace, on_result=observed.events.cache_result
     )

@@ -1,5 +1,6 @@
 """GET /metrics on the real app: values that move with requests, bounded labels, access rules."""
 
+import asyncio
 import random
 import string
 import uuid
@@ -20,6 +21,7 @@ from tests.harness import FakeClock, assert_problem, free_port, make_settings, s
 from tests.identity import signed_up, unique_email
 from tests.items.helpers import ITEMS, create_item, item_url
 from tests.observability.helpers import label_values, scrape, total, value
+from tests.upstream import Outcome, upstream
 
 pytestmark = pytest.mark.anyio
 
@@ -241,3 +243,25 @@ def test_the_circuit_gauge_reads_every_state() -> None:
     seen.append(metrics.registry.get_sample_value("redis_circuit_state"))
     # Open until a call comes after the cool-down; that call is the probe (half-open).
     assert seen == [0, 2, 2, 1, 0]
+
+
+async def test_outbound_breaker_changes_are_counted_by_state(settings: Settings) -> None:
+    options: dict[str, Any] = {
+        "CIRCUIT_BREAKER_FAILURE_THRESHOLD": 1,
+        "CIRCUIT_BREAKER_RESET_SECONDS": 0.2,
+        "HTTP_RETRIES": 0,
+    }
+    with upstream() as server:
+        server.answer(Outcome(status=503))
+        async with started(settings, **options) as (app, client):
+            http = resources_of(app).http
+            assert (await http.get(server.url)).status_code == 503  # opens
+            await asyncio.sleep(0.25)
+            assert (await http.get(server.url)).status_code == 200  # the probe closes it
+            samples = await scrape(client)
+    counts = {state: value(samples, TRANSITIONS, state=state) for state in STATES}
+    assert counts == {"open": 1, "half_open": 1, "closed": 1}
+
+
+TRANSITIONS = "http_circuit_transitions_total"
+STATES = ("open", "half_open", "closed")

@@ -20,6 +20,7 @@ import email.utils
 import time
 from collections.abc import Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 import httpx2
 import stamina
@@ -51,6 +52,7 @@ RETRIED_ERRORS = (
     httpx2.RemoteProtocolError,
 )
 RETRY_AFTER_CAP_SECONDS = 5.0
+_T = TypeVar("_T")
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 MAX_HOSTS = 256  # breakers kept; the oldest closed ones make room for new hosts
 
@@ -131,6 +133,7 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
         wait_max: float = 2.0,
         wait_jitter: float = 0.1,
         retry_after_cap: float = RETRY_AFTER_CAP_SECONDS,
+        on_transition: Callable[[str], None] | None = None,
     ) -> None:
         if retries < 0 or wait_initial < 0 or wait_max < wait_initial or wait_jitter < 0:
             raise ValueError("retries and waits must be >= 0, and wait_max >= wait_initial.")
@@ -143,6 +146,7 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
             "wait_jitter": wait_jitter,
         }
         self.retry_after_cap = retry_after_cap
+        self.on_transition = on_transition  # hears a breaker's new state: open, half_open, closed
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
         """Send `request` through its host's breaker, retrying where that is safe."""
@@ -186,22 +190,30 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
     async def _attempt(
         self, request: httpx2.Request, breaker: CircuitBreaker, *, retrying: bool
     ) -> httpx2.Response:
-        if not breaker.allow():
+        if not self._tell(breaker, breaker.allow):
             raise CircuitOpenError(breaker.name, retry_after=breaker.retry_after, request=request)
         try:
             response = await self.transport.handle_async_request(request)
         except HOST_FAILURES:
-            breaker.failed()
+            self._tell(breaker, breaker.failed)
             raise
         # Anything else (our pool full, a cancelled call) says nothing about the host; a
         # probe lost that way lapses after the reset time (core.circuit).
         if response.status_code not in UNAVAILABLE_STATUSES:
-            breaker.succeeded()
+            self._tell(breaker, breaker.succeeded)
             return response
-        breaker.failed()
+        self._tell(breaker, breaker.failed)
         if retrying:
             raise _RetryableResponse(response)
         return response
+
+    def _tell(self, breaker: CircuitBreaker, report: Callable[[], _T]) -> _T:
+        """Call one of the breaker's methods; pass a change of state on to `on_transition`."""
+        before = breaker.state
+        result = report()
+        if breaker.state is not before and self.on_transition is not None:
+            self.on_transition(breaker.state.value)
+        return result
 
     def _backoff(self, exc: Exception) -> bool | float:
         """Whether stamina retries after `exc`; a float is the wait `Retry-After` asked for."""
@@ -218,13 +230,21 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
         await self.transport.aclose()
 
 
-def create_http_client(settings: OutboundSettings, *, user_agent: str) -> httpx2.AsyncClient:
+def create_http_client(
+    settings: OutboundSettings,
+    *,
+    user_agent: str,
+    on_circuit_transition: Callable[[str], None] | None = None,
+) -> httpx2.AsyncClient:
     """Return the process's pooled client, with timeouts, retries and per-host breakers."""
     breakers = HostBreakers(
         failure_threshold=settings.breaker_failures, reset_seconds=settings.breaker_reset_seconds
     )
     transport = ResilientTransport(
-        httpx2.AsyncHTTPTransport(), retries=settings.retries, breakers=breakers
+        httpx2.AsyncHTTPTransport(),
+        retries=settings.retries,
+        breakers=breakers,
+        on_transition=on_circuit_transition,
     )
     return httpx2.AsyncClient(
         transport=transport,

@@ -4,6 +4,7 @@ The problem renderer, the rate limiter and the cache know nothing of Prometheus:
 hands them these bound methods as callbacks, through their constructors.
 """
 
+from collections.abc import Callable
 from http import HTTPStatus
 
 from prometheus_client import Counter
@@ -54,3 +55,12 @@ class Events:
         if child is None:
             child = self._cache_results[result] = self.metrics.cache_requests.labels(result)
         child.inc()
+
+
+def circuit_transitions(metrics: Metrics | None) -> Callable[[str], None] | None:
+    """The outbound client's callback: count each breaker state change by the new state."""
+    if metrics is None:
+        return None
+    counter = metrics.http_circuit_transitions
+    children = {state: counter.labels(state) for state in ("open", "half_open", "closed")}
+    return lambda state: children[state].inc()

@@ -46,6 +46,7 @@ class Metrics:
     rate_limit_backend_errors: Counter
     cache_requests: Counter
     redis_circuit_state: Gauge
+    http_circuit_transitions: Counter
     auth_failures: Counter
     idempotency_replays: Counter
     jobs: Counter
@@ -126,6 +127,11 @@ def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
             "auth_failures_total", "401 and 403 problems, by their code.", ("reason",)
         ),
         idempotency_replays=replays,
+        http_circuit_transitions=counter(
+            "http_circuit_transitions_total",
+            "Outbound HTTP circuit breakers changing state (open, half_open, closed).",
+            ("state",),
+        ),
         jobs=counter(
             "jobs_total", "Background jobs run, by task and outcome.", ("task", "outcome")
         ),
