@@ -226,12 +226,18 @@ async def test_cors_allows_configured_origins_and_exposes_the_request_id(databas
 async def test_allowed_hosts_apply_to_the_app(database_url: str) -> None:
     settings = make_settings(DATABASE_URL=database_url, ALLOWED_HOSTS="api.example.com")
     async with running(create_app(settings)) as app, client_for(app) as client:
-        refused = await client.get("/health")
-        accepted = await client.get("/health", headers={"Host": "api.example.com"})
+        refused = await client.get("/api/v1/meta")
+        accepted = await client.get("/api/v1/meta", headers={"Host": "api.example.com"})
+        # Probes come by the pod's address (a kubelet, a container health check).
+        probes = [
+            await client.get(path, headers={"Host": "10.1.2.3:8000"})
+            for path in ("/health", "/api/v1/health/live", "/api/v1/health/ready")
+        ]
     assert refused.status_code == 400
     assert refused.json()["code"] == "invalid_host"
     assert refused.headers["x-request-id"]
     assert accepted.status_code == 200
+    assert [probe.status_code for probe in probes] == [200, 200, 200]
 
 
 async def test_proxy_headers_resolve_the_client_only_when_trusted(database_url: str) -> None:

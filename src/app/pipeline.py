@@ -84,11 +84,15 @@ def _proxy_headers(settings: Settings) -> list[Middleware]:
     return [Middleware(ProxyHeadersMiddleware, trusted_proxies=settings.http.trusted_proxies)]
 
 
-def _trusted_hosts(settings: Settings, renderer: ProblemRenderer) -> list[Middleware]:
+def _trusted_hosts(
+    settings: Settings, renderer: ProblemRenderer, paths: RoutePaths
+) -> list[Middleware]:
     hosts = settings.http.allowed_hosts
     if "*" in hosts:
         return []  # every host allowed: a layer that checks nothing costs every request
-    return [Middleware(TrustedHostMiddleware, allowed_hosts=hosts, renderer=renderer)]
+    # Probes reach a pod by its address, whatever ALLOWED_HOSTS names.
+    options: dict[str, Any] = {"allowed_hosts": hosts, "exempt": paths.probes}
+    return [Middleware(TrustedHostMiddleware, renderer=renderer, **options)]
 
 
 def security_headers_options(settings: Settings, *, paths: RoutePaths) -> dict[str, Any]:
@@ -254,7 +258,7 @@ def install_middleware(
         Middleware(ServerErrorMiddleware, renderer=renderer),
         *_resilience(settings, renderer, paths, lifecycle),
         *_proxy_headers(settings),
-        *_trusted_hosts(settings, renderer),
+        *_trusted_hosts(settings, renderer, paths),
         # After proxy headers: the country of the client, not of the proxy.
         *_country_block(settings, renderer, paths, country_of),
         *_cors(settings),

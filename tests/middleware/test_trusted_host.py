@@ -85,3 +85,29 @@ async def test_lifespan_passes_through() -> None:
     middleware = TrustedHostMiddleware(inner, allowed_hosts=["api.example.com"], renderer=RENDERER)
     await middleware({"type": "lifespan"}, None, None)  # type: ignore[arg-type]
     assert seen == ["lifespan"]
+
+
+@pytest.mark.parametrize("path", ["/health", "/health/live", "/metrics"])
+async def test_exempt_paths_pass_any_host(path: str) -> None:
+    """A kubelet probes `Host: <pod ip>:8000`; a probe must not depend on ALLOWED_HOSTS."""
+    app = inline_app(
+        Middleware(
+            TrustedHostMiddleware,
+            allowed_hosts=["api.example.com"],
+            renderer=RENDERER,
+            exempt=["/health", "/metrics"],
+        )
+    )
+    async with AsyncClient(transport=ASGITransport(app=app), base_url="http://10.1.2.3:8000") as c:
+        assert (await c.get(path)).status_code == 404  # reached the app, which has no such route
+        # Only the listed paths and those below them: a prefix of a name is not below it.
+        refused = await c.get("/healthcheck")
+        assert refused.status_code == 400
+        assert refused.headers["content-type"] == PROBLEM
+
+
+def test_exempt_paths_must_be_absolute() -> None:
+    with pytest.raises(ValueError, match="start with"):
+        TrustedHostMiddleware(
+            RENDERER, allowed_hosts=["api.example.com"], renderer=RENDERER, exempt=["health"]
+        )

@@ -1,6 +1,6 @@
 """Trusted hosts: refuse requests whose `Host` is not in `ALLOWED_HOSTS` with a 400 problem."""
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -38,11 +38,22 @@ def _host_of(scope: Scope) -> str | None:
 
 
 class TrustedHostMiddleware:
-    """Allow only listed hosts; `*.example.com` allows any subdomain of example.com."""
+    """Allow only listed hosts; `*.example.com` allows any subdomain of example.com.
+
+    Paths in `exempt` (and below them) pass whatever their `Host`: orchestrators probe a pod by
+    its address (a kubelet sends `Host: 10.1.2.3:8000`, a container health check `127.0.0.1`),
+    and those paths build nothing from the host. The metrics path keeps its own IP/token gate.
+    """
 
     def __init__(
-        self, app: ASGIApp, allowed_hosts: Sequence[str], renderer: ProblemRenderer
+        self,
+        app: ASGIApp,
+        allowed_hosts: Sequence[str],
+        renderer: ProblemRenderer,
+        exempt: Collection[str] = (),
     ) -> None:
+        if not all(path.startswith("/") for path in exempt):
+            raise ValueError("Exempt paths must start with '/'.")
         for pattern in allowed_hosts:
             if "*" in pattern[1:] or (
                 pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")
@@ -56,6 +67,8 @@ class TrustedHostMiddleware:
             p.strip("[]").lower() for p in allowed_hosts if not p.startswith("*")
         )
         self.suffixes = tuple(p[1:].lower() for p in allowed_hosts if p.startswith("*."))
+        self.exempt = tuple(exempt)
+        self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
 
     def is_allowed(self, host: str | None) -> bool:
         """Whether `host` matches an allowed name or wildcard."""
@@ -67,7 +80,10 @@ class TrustedHostMiddleware:
         if self.allow_any or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        if self.is_allowed(_host_of(scope)):
+        path = scope.get("path", "")
+        if self.is_allowed(_host_of(scope)) or (
+            path in self.exempt or path.startswith(self.exempt_below)
+        ):
             await self.app(scope, receive, send)
             return
         error = InvalidHost("The Host header does not name this service.")
