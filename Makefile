@@ -11,6 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --locked
 
 .PHONY: help install run dev test test-only check lint format format-check typecheck migrate makemigration clean
+.PHONY: up down
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,6 +54,12 @@ typecheck: install ## Type-check with mypy --strict
 	$(RUN) mypy
 
 check: format-check lint typecheck test ## Everything CI runs: format, lint, types, tests
+
+up: ## Build the image and start the stack in containers (compose.yaml): http://127.0.0.1:8000
+	docker compose up --detach --build --wait api
+
+down: ## Stop the containers (the named volumes, and so the data, stay)
+	docker compose down
 
 clean: ## Remove caches and coverage data (keeps .venv and app.db)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov

@@ -130,6 +130,26 @@ def test_invalid_values_name_the_setting() -> None:
         load_settings(env_file=None, DATABASE_POOL_SIZE=0)
 
 
+@pytest.mark.parametrize(
+    ("name", "value", "message"),
+    [
+        # Errors of every kind of validator come through with their own message: an email's
+        # `value_error` carries a context its type's template cannot format.
+        ("FIRST_SUPERUSER_EMAIL", "not-an-email", "valid email address"),
+        ("LOG_LEVEL", "LOUD", "Input should be"),
+        ("GEOIP_BLOCKED_COUNTRIES", "Germany", "two-letter"),
+        ("DATABASE_POOL_TIMEOUT", "soon", "valid number"),
+    ],
+)
+def test_every_kind_of_invalid_value_is_one_clear_message(
+    name: str, value: str, message: str
+) -> None:
+    with pytest.raises(SettingsError) as raised:
+        load_settings(env_file=None, **{name: value})
+    assert f"{name}: " in str(raised.value)
+    assert message in str(raised.value)
+
+
 def test_server_start_exits_non_zero_with_a_clear_message(tmp_path: Path) -> None:
     env = {
         key: value

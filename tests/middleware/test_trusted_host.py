@@ -109,5 +109,5 @@ async def test_exempt_paths_pass_any_host(path: str) -> None:
 def test_exempt_paths_must_be_absolute() -> None:
     with pytest.raises(ValueError, match="start with"):
         TrustedHostMiddleware(
-            RENDERER, allowed_hosts=["api.example.com"], renderer=RENDERER, exempt=["health"]
+            inline_app(), allowed_hosts=["api.example.com"], renderer=RENDERER, exempt=["health"]
         )

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
-from pydantic_core import ErrorDetails, InitErrorDetails
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
 from app.core.settings_groups import (
     PLACEHOLDER_SECRET,
@@ -159,8 +159,15 @@ def build_settings(*, env_file: Path | str | None = ".env", **overrides: Any) ->
         except ValidationError as error:
             errors += error.errors()
     if errors:
+        # Each error is carried over with its own message: rebuilding it from its type and
+        # context fails for errors whose context lacks what the type's template needs (an
+        # invalid email's `value_error` has a `reason`, not an `error`).
         details = [
-            InitErrorDetails(type=e["type"], loc=e["loc"], input=e["input"], ctx=e.get("ctx", {}))
+            InitErrorDetails(
+                type=PydanticCustomError(e["type"], e["msg"]),  # no context: used as written
+                loc=e["loc"],
+                input=e["input"],
+            )
             for e in errors
         ]
         raise ValidationError.from_exception_data(Settings.__name__, details)
