@@ -18,7 +18,7 @@ from app.db.base import utcnow
 from app.users import service as users_service
 from app.users.models import User
 
-PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret
+PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret  # nosec B105
 EMAIL_VERIFICATION = "email_verification"
 EMAIL_CHANGE = "email_change"
 

@@ -19,7 +19,7 @@ from pwdlib.hashers.bcrypt import BcryptHasher
 
 from app.core.settings_groups import AuthSettings
 
-ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret
+ACCESS_TOKEN_TYPE = "access"  # noqa: S105 - a claim value, not a secret  # nosec B105
 BCRYPT_MAX_BYTES = 72
 PASSWORD_MIN_LENGTH = 8
 # Long enough for passphrases, short enough that hashing cost stays bounded.

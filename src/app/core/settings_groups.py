@@ -20,8 +20,8 @@ AuthProvider = Literal["local", "oidc"]
 MailBackend = Literal["console", "smtp"]
 RateLimitStrategy = Literal["moving-window", "sliding-window-counter"]
 
-# Long enough for HS256 (PyJWT warns below 32 bytes), and refused in production.
-PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105
+# Long enough for HS256 (PyJWT warns below 32 bytes); start-up refuses it outside development.
+PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105  # nosec B105
 
 StrList = Annotated[list[str], NoDecode]
 

@@ -173,7 +173,7 @@ class RateLimitMiddleware:
             stats = await limiter.get_window_stats(quota.item, quota.label, key)
             if tightest is None or stats.remaining < tightest[1].remaining:
                 tightest = (quota, stats)
-        assert tightest is not None  # noqa: S101 - `_Policy` refuses an empty list
+        assert tightest is not None  # noqa: S101 - `_Policy` refuses an empty list  # nosec B101
         return (*tightest, True)
 
     async def _too_many(

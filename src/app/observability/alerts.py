@@ -110,7 +110,7 @@ class SecurityAlerts:
         task.add_done_callback(self._posting.discard)
 
     async def _post(self, alert: dict[str, Any]) -> None:
-        assert self.webhook_url is not None  # noqa: S101 - only scheduled with a URL
+        assert self.webhook_url is not None  # noqa: S101 - only scheduled with a URL  # nosec B101
         url = self.webhook_url.get_secret_value()
         try:
             # The shared client never repeats a POST; an alert may be repeated (a duplicate
