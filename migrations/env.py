@@ -16,8 +16,10 @@ from app.models import Base
 config = context.config
 target_metadata = Base.metadata
 
-# Tests pass their own connection (and so their own database); the CLI builds one.
-if config.attributes.get("connection") is None and config.config_file_name is not None:
+# Tests pass their own connection (and so their own database), the migration lint its own
+# URL: their callers keep their logging. The CLI builds a connection and logs as alembic.ini says.
+_embedded = {"connection", "offline_url"} & set(config.attributes)
+if not _embedded and config.config_file_name is not None:
     fileConfig(config.config_file_name, disable_existing_loggers=False)
 
 
@@ -38,22 +40,39 @@ def _configure(connection: Connection) -> None:
     )
 
 
+# On PostgreSQL every migration transaction first bounds how long it may wait for a lock (a
+# migration queued behind a long query would block every query queued behind it: the outage
+# lasts as long as the wait) and how long one statement may run. Retry a migration that hit the
+# lock timeout; give a long backfill more time in its own migration:
+# `op.execute("SET LOCAL statement_timeout = '1h'")`. scripts/lint_migrations.py checks for it.
+LOCK_TIMEOUT = "5s"
+STATEMENT_TIMEOUT = "15min"
+
+
+def _run_with_timeouts() -> None:
+    with context.begin_transaction():
+        if context.get_context().dialect.name == "postgresql":
+            context.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            context.execute(f"SET LOCAL statement_timeout = '{STATEMENT_TIMEOUT}'")
+        context.run_migrations()
+
+
 def _run(connection: Connection) -> None:
     _configure(connection)
-    with context.begin_transaction():
-        context.run_migrations()
+    _run_with_timeouts()
 
 
 def run_migrations_offline() -> None:
     """Emit SQL for the configured database without connecting."""
+    # A caller may name the database kind without touching the settings (the migration lint).
+    url = config.attributes.get("offline_url") or get_settings().database.url
     context.configure(
-        url=get_settings().database.url,
+        url=url,
         target_metadata=target_metadata,
         literal_binds=True,
         dialect_opts={"paramstyle": "named"},
     )
-    with context.begin_transaction():
-        context.run_migrations()
+    _run_with_timeouts()
 
 
 async def run_migrations_online() -> None:
