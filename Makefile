@@ -11,7 +11,7 @@ UV := $(shell command -v uv 2>/dev/null || echo "python3 -m uv")
 RUN := $(UV) run --locked
 
 .PHONY: help install run dev test test-only check lint format format-check typecheck migrate makemigration clean
-.PHONY: up down
+.PHONY: up down docs docs-pages docs-serve audit security sbom migrations-lint
 
 help: ## List the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-14s %s\n", $$1, $$2}'
@@ -53,13 +53,37 @@ format-check: install ## Check formatting without changing files
 typecheck: install ## Type-check with mypy --strict
 	$(RUN) mypy
 
-check: format-check lint typecheck test ## Everything CI runs: format, lint, types, tests
+check: format-check lint typecheck security audit migrations-lint docs test ## Everything CI runs: format, lint, types, supply chain, migration lint, docs, tests
 
 up: ## Build the image and start the stack in containers (compose.yaml): http://127.0.0.1:8000
-	docker compose up --detach --build --wait api
+	docker compose up --detach --build --wait api worker scheduler
 
 down: ## Stop the containers (the named volumes, and so the data, stay)
 	docker compose down
 
+docs-pages: install ## Rewrite the docs pages generated from the code (configuration, OpenAPI)
+	$(RUN) python scripts/docs_pages.py
+
+docs: install ## Build the docs site into site/ (strict: any warning fails)
+	$(RUN) python scripts/docs_pages.py --check
+	$(RUN) --group docs zensical build --strict --clean
+
+docs-serve: install ## Serve the docs site with reload on http://127.0.0.1:8000
+	$(RUN) python scripts/docs_pages.py
+	$(RUN) --group docs zensical serve
+
+audit: install ## pip-audit every locked dependency (AUDIT_UNREACHABLE=warn: pass when offline)
+	UV="$(UV)" $(RUN) python scripts/audit_dependencies.py
+
+security: install ## bandit over src (findings fixed, or justified inline with `# nosec`)
+	$(RUN) bandit -r src -q
+
+sbom: install ## Write a CycloneDX SBOM of the runtime dependencies to sbom.cdx.json
+	$(UV) export --locked --no-dev --format cyclonedx1.5 --output-file sbom.cdx.json --quiet
+	@echo "wrote sbom.cdx.json"
+
+migrations-lint: install ## Lint every migration's PostgreSQL SQL for locking hazards (squawk)
+	$(RUN) python scripts/lint_migrations.py
+
 clean: ## Remove caches and coverage data (keeps .venv and app.db)
-	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov
+	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov site .cache

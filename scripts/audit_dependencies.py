@@ -16,6 +16,7 @@ A vulnerability that does not apply is ignored by adding its id to IGNORED with 
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 import tempfile
@@ -31,8 +32,8 @@ IGNORED: dict[str, str] = {}
 
 def export_requirements(target: Path) -> None:
     """Write the locked requirements, every group, without the project itself."""
-    uv = os.environ.get("UV", "uv")
-    command = [uv, "export", "--locked", "--all-groups", "--no-hashes", "--no-emit-project"]
+    uv = shlex.split(os.environ.get("UV", "uv"))  # the Makefile's may be `python3 -m uv`
+    command = [*uv, "export", "--locked", "--all-groups", "--no-hashes", "--no-emit-project"]
     command += ["--format", "requirements.txt", "--quiet", "--output-file", str(target)]
     subprocess.run(command, cwd=ROOT, check=True)  # noqa: S603 - fixed arguments
 
