@@ -73,7 +73,10 @@ docs-serve: install ## Serve the docs site with reload on http://127.0.0.1:8000
 	$(RUN) --group docs zensical serve
 
 audit: install ## pip-audit every locked dependency (AUDIT_UNREACHABLE=warn: pass when offline)
-	UV="$(UV)" $(RUN) python scripts/audit_dependencies.py
+	@mkdir -p .cache
+	$(UV) export --locked --all-groups --no-hashes --no-emit-project --quiet \
+		--format requirements.txt --output-file .cache/requirements-audit.txt
+	$(RUN) python scripts/audit_dependencies.py .cache/requirements-audit.txt
 
 security: install ## bandit over src (findings fixed, or justified inline with `# nosec`)
 	$(RUN) bandit -r src -q

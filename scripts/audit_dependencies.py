@@ -1,9 +1,9 @@
 """Audit every locked dependency for known vulnerabilities with pip-audit.
 
-The requirements come from `uv.lock` (every group, exact versions). pip-audit asks the PyPI
-JSON API, then OSV, about each package; a package that neither answered for was NOT audited,
-although pip-audit still says "No known vulnerabilities found". So this script reads its JSON
-report and decides:
+The requirements come from `uv.lock` (`make audit` exports every group, exact versions).
+pip-audit asks the PyPI JSON API, then OSV, about each package; a package that neither
+answered for was NOT audited, although pip-audit still says "No known vulnerabilities found".
+So this script reads its JSON report and decides:
 
 - a known vulnerability: exit 1, always;
 - packages that could not be audited (the vulnerability service is unreachable): exit 2,
@@ -16,26 +16,15 @@ A vulnerability that does not apply is ignored by adding its id to IGNORED with 
 
 import json
 import os
-import shlex
 import subprocess
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
 SERVICES = ("pypi", "osv")
 # Vulnerability id -> why it does not apply to this project.
 IGNORED: dict[str, str] = {}
-
-
-def export_requirements(target: Path) -> None:
-    """Write the locked requirements, every group, without the project itself."""
-    uv = shlex.split(os.environ.get("UV", "uv"))  # the Makefile's may be `python3 -m uv`
-    command = [*uv, "export", "--locked", "--all-groups", "--no-hashes", "--no-emit-project"]
-    command += ["--format", "requirements.txt", "--quiet", "--output-file", str(target)]
-    subprocess.run(command, cwd=ROOT, check=True)  # noqa: S603 - fixed arguments
 
 
 def audit(requirements: Path, service: str) -> dict[str, Any]:
@@ -79,21 +68,22 @@ def verdict(report: dict[str, Any], unreachable: str) -> tuple[int, list[str]]:
     return 0, [f"{len(dependencies)} packages audited: no known vulnerabilities."]
 
 
-def main() -> int:
-    """Export, audit with the first service that answers, and report."""
+def main(argv: list[str]) -> int:
+    """Audit the requirements file named in `argv` with the first service that answers."""
+    if len(argv) != 1:
+        print("usage: audit_dependencies.py REQUIREMENTS (from `uv export`)", file=sys.stderr)
+        return 2
+    requirements = Path(argv[0])
     unreachable = os.environ.get("AUDIT_UNREACHABLE", "fail")
-    with tempfile.TemporaryDirectory() as directory:
-        requirements = Path(directory) / "requirements.txt"
-        export_requirements(requirements)
-        reports = []
-        for service in SERVICES:
-            reports.append(audit(requirements, service))
-            if audited(reports[-1]) == len(reports[-1]["dependencies"]) > 0:
-                break
+    reports = []
+    for service in SERVICES:
+        reports.append(audit(requirements, service))
+        if audited(reports[-1]) == len(reports[-1]["dependencies"]) > 0:
+            break
     code, lines = verdict(max(reports, key=audited), unreachable)
     print("\n".join(lines), file=sys.stderr if code else sys.stdout)
     return code
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
