@@ -80,7 +80,7 @@ async def test_the_host_header_port_must_be_a_port(host: str, settings: Any) -> 
     async with running(app):
         transport = ASGITransport(app=app)
         async with AsyncClient(transport=transport, base_url="http://api.example.com") as client:
-            refused = await client.get("/health", headers={"Host": host})
-            allowed = await client.get("/health", headers={"Host": "api.example.com:8443"})
+            refused = await client.get("/api/v1/meta", headers={"Host": host})
+            allowed = await client.get("/api/v1/meta", headers={"Host": "api.example.com:8443"})
     assert_problem(refused, 400, "invalid_host")
     assert allowed.status_code == 200
