@@ -18,6 +18,7 @@ from app.core.config import Settings, build_settings
 from app.core.logging import configure_logging
 from app.deps import attach_resources, resources_of
 from app.main import create_app
+from app.tasks import bind as bind_jobs
 
 
 def free_port() -> int:
@@ -51,6 +52,8 @@ def make_settings(**overrides: Any) -> Settings:
         "RATE_LIMIT_ENABLED": False,
         # A full collection per app start costs ~0.1 s on the suite's large heap.
         "GC_FREEZE_AFTER_STARTUP": False,
+        # Each job runs inline once its request answered, inside the test's transaction.
+        "JOBS_EAGER": True,
     }
     values.update(overrides)
     return build_settings(env_file=None, **values)
@@ -74,7 +77,9 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
     """Run the app's lifespan and isolate its database work in a rolled-back transaction."""
     resources = resources_of(app)
     async with LifespanManager(app), rolled_back(resources.engine) as session_factory:
-        attach_resources(app, resources.replace(session_factory=session_factory))
+        isolated = resources.replace(session_factory=session_factory)
+        attach_resources(app, isolated)
+        bind_jobs(isolated)  # jobs run with the isolated session factory too
         yield app
 
 

@@ -9,7 +9,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "src" / "app"
-DOMAINS = ("api_keys", "auth", "health", "idempotency", "items", "users")
+DOMAINS = ("api_keys", "auth", "health", "idempotency", "items", "jobs", "users")
 # The top floor: where the service is wired together. Nothing below may import it.
 WIRING = (
     "app.main",
@@ -19,6 +19,8 @@ WIRING = (
     "app.resources",
     "app.models",
     "app.shutdown",
+    "app.tasks",
+    "app.worker",
 )
 SETTINGS = ("app.core.config", "app.core.settings_groups", "app.core.settings_operations")
 MAX_SOURCE_LINES = 300
@@ -134,7 +136,7 @@ def test_only_the_dependency_module_reads_app_state() -> None:
 
 def test_the_model_registry_is_outside_the_database_layer() -> None:
     registry = next(module for module in MODULES if module.name == "app.models")
-    for domain in ("api_keys", "auth", "idempotency", "items", "users"):
+    for domain in ("api_keys", "auth", "idempotency", "items", "jobs", "users"):
         assert f"app.{domain}.models" in registry.imports_from(f"app.{domain}")
 
 

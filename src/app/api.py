@@ -18,6 +18,7 @@ from app.health.router import metrics_router as health_metrics_router
 from app.health.router import root_router as health_root_router
 from app.health.router import router as health_router
 from app.items.router import router as items_router
+from app.jobs.router import router as jobs_router
 from app.users.router import CREDENTIAL_PATHS as USERS_CREDENTIAL_PATHS
 from app.users.router import local_router as users_local_router
 from app.users.router import router as users_router
@@ -70,7 +71,7 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     """
     local = settings.auth.provider == "local"
     # Each router straight on the app: every level of nesting costs time on every request.
-    versioned = [health_router, users_router, api_keys_router, items_router]
+    versioned = [health_router, users_router, api_keys_router, items_router, jobs_router]
     if local:
         versioned += [auth_router, users_local_router]
     for router in versioned:

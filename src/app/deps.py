@@ -17,6 +17,7 @@ from app.core.errors import ServiceUnavailableError
 from app.core.lifecycle import Lifecycle
 from app.core.security import PasswordHasher
 from app.infra.cache import Cache
+from app.infra.jobs import JobQueue
 from app.infra.mail import Mailer
 from app.infra.oidc import OidcVerifier
 from app.resources import Resources
@@ -25,6 +26,7 @@ __all__ = [
     "CacheDep",
     "EngineDep",
     "HttpClientDep",
+    "JobQueueDep",
     "LifecycleDep",
     "MailerDep",
     "OptionalOidcVerifierDep",
@@ -117,6 +119,11 @@ async def get_mailer(request: Request) -> Mailer:
     return resources_of(request.app).mailer
 
 
+async def get_job_queue(request: Request) -> JobQueue:
+    """Return the process's job queue (the broker the jobs go to)."""
+    return resources_of(request.app).jobs
+
+
 async def get_password_hasher(request: Request) -> PasswordHasher:
     """Return the process's password hasher (bounded worker threads)."""
     return resources_of(request.app).password_hasher
@@ -144,6 +151,7 @@ RedisDep = Annotated[Redis, Depends(get_redis)]
 CacheDep = Annotated[Cache, Depends(get_cache)]
 HttpClientDep = Annotated[httpx2.AsyncClient, Depends(get_http_client)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
+JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
 OptionalOidcVerifierDep = Annotated[OidcVerifier | None, Depends(get_oidc_verifier)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]

@@ -15,6 +15,7 @@ from app.db.session import safe_url
 from app.deps import resources_of
 from app.resources import Resources, close_resources
 from app.shutdown import install_graceful_shutdown
+from app.tasks import pump
 from app.users import service as users_service
 
 log = structlog.get_logger(__name__)
@@ -101,6 +102,22 @@ async def _sampling_metrics(resources: Resources) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
+async def _embedded_jobs(resources: Resources) -> AsyncIterator[None]:
+    """Without a broker, this process sends and runs the jobs (and fires the schedules).
+
+    On the way out, running jobs get JOBS_SHUTDOWN_GRACE_SECONDS; the rest go back to the
+    queue. Eager mode (tests) runs each job inline after its request, with no pump.
+    """
+    jobs = resources.settings.jobs
+    loop = pump(resources).run() if resources.jobs.embedded and not jobs.eager else None
+    try:
+        async with _running(loop):
+            yield
+    finally:
+        await resources.jobs.stop_running(jobs.shutdown_grace_seconds)
+
+
+@asynccontextmanager
 async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     """Run start-up work with the app's resources, and close them when the process stops."""
     resources = resources_of(app)
@@ -126,7 +143,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 gc.collect()
                 gc.freeze()
             try:
-                async with _sampling_metrics(resources):
+                async with _sampling_metrics(resources), _embedded_jobs(resources):
                     yield
             finally:
                 if settings.app.gc_freeze_after_startup:

@@ -16,6 +16,7 @@ from app.lifespan import lifespan
 from app.observability.tracing import FASTAPI_TELEMETRY_OFF
 from app.pipeline import install_middleware
 from app.resources import build_resources
+from app.tasks import bind as bind_jobs
 
 DISTRIBUTION = "production-fastapi-backend"
 
@@ -38,6 +39,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         telemetry=FASTAPI_TELEMETRY_OFF,
     )
     attach_resources(app, resources)
+    bind_jobs(resources)
     renderer = ProblemRenderer(
         settings.api.problem_type_base_url,
         expose_exceptions=settings.app.debug,

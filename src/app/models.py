@@ -8,6 +8,7 @@ from app.auth.models import ActionToken, LoginFailure, RefreshToken
 from app.db.base import Base
 from app.idempotency.models import IdempotencyKey
 from app.items.models import Item, ItemTag
+from app.jobs.models import Job
 from app.users.models import User
 
 __all__ = [
@@ -17,6 +18,7 @@ __all__ = [
     "IdempotencyKey",
     "Item",
     "ItemTag",
+    "Job",
     "LoginFailure",
     "RefreshToken",
     "User",

@@ -20,6 +20,7 @@ from app.db.session import create_engine, create_session_factory
 from app.infra.cache import Cache, create_cache
 from app.infra.geoip import CountryDatabase
 from app.infra.http import create_http_client
+from app.infra.jobs import JobQueue, broker_url, create_job_queue
 from app.infra.mail import Mailer, create_mailer
 from app.infra.oidc import OidcVerifier
 from app.infra.rate_limit_storage import create_rate_limit_storage
@@ -46,6 +47,7 @@ class Resources:
     rate_limit_storage: Storage
     http: httpx2.AsyncClient
     mailer: Mailer
+    jobs: JobQueue  # the broker: Redis when configured, else in-process
     password_hasher: PasswordHasher
     oidc_verifier: OidcVerifier | None
     tracer_provider: TracerProvider | None  # None: tracing is off
@@ -102,6 +104,12 @@ def _observe(
     return _Observability(provider, metrics, sampler, alerts, Events(metrics, alerts))
 
 
+def _job_queue(settings: Settings) -> JobQueue:
+    redis_url = settings.redis.url.get_secret_value() if settings.redis.url else None
+    url = broker_url(settings.jobs, redis_url)
+    return create_job_queue(settings.jobs, url=url, namespace=settings.app.slug)
+
+
 def build_resources(settings: Settings, *, version: str) -> Resources:
     """Construct every long-lived client from its settings group; none connects yet."""
     namespace = settings.app.slug
@@ -129,6 +137,7 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         rate_limit_storage=create_rate_limit_storage(redis, namespace=namespace),
         http=http,
         mailer=create_mailer(settings.mail, environment=settings.app.environment),
+        jobs=_job_queue(settings),
         password_hasher=PasswordHasher.from_settings(settings.auth),
         oidc_verifier=(
             OidcVerifier.from_settings(settings.oidc, http)
@@ -156,6 +165,7 @@ async def close_resources(resources: Resources) -> None:
         if resources.redis is not None:
             stack.push_async_callback(resources.redis.aclose)
         stack.push_async_callback(resources.http.aclose)
+        stack.push_async_callback(resources.jobs.close)
         if resources.tracer_provider is not None:
             stack.push_async_callback(tracing.shutdown, resources.tracer_provider)
         stack.push_async_callback(resources.alerts.aclose)

@@ -319,9 +319,12 @@ async def test_smtp_server_down_does_not_change_the_answer(settings: Settings) -
     assert existing.content == unknown.content
     [failure] = logs.events("mail_failed")
     assert failure["error"] == "SMTPConnectError"
-    [not_sent] = logs.events("account_mail_not_sent")
+    # The mail job failed its first attempt and waits to be retried.
+    [not_sent] = logs.events("job_attempt_failed")
     assert not_sent["level"] == "warning"
-    assert not_sent["subject"] == RESET_SUBJECT
+    assert not_sent["task"] == "send_password_reset"
+    assert not_sent["error"] == "ExternalServiceError"
+    assert not_sent["retry"] is True
 
 
 async def test_console_mailer_logs_the_token_outside_production(

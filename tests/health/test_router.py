@@ -36,7 +36,8 @@ async def test_readiness_checks_redis_when_configured(
     async with running(create_app(settings)) as app, client_for(app) as client:
         response = await client.get("/api/v1/health/ready")
     assert response.status_code == 200
-    assert response.json() == {"status": "ok", "checks": {"db": "ok", "redis": "ok"}}
+    checks = {"db": "ok", "redis": "ok", "jobs_queue": "ok"}  # the broker is REDIS_URL
+    assert response.json() == {"status": "ok", "checks": checks}
 
 
 async def test_readiness_is_503_when_redis_is_down(settings: Settings, closed_port: int) -> None:
@@ -45,7 +46,8 @@ async def test_readiness_is_503_when_redis_is_down(settings: Settings, closed_po
     async with running(create_app(settings)) as app, client_for(app) as client:
         response = await client.get("/api/v1/health/ready")
     assert response.status_code == 503
-    assert response.json() == {"status": "error", "checks": {"db": "ok", "redis": "error"}}
+    expected = {"db": "ok", "redis": "error", "jobs_queue": "error"}  # the broker is REDIS_URL
+    assert response.json() == {"status": "error", "checks": expected}
 
 
 async def test_readiness_answers_within_3_seconds_when_the_database_hangs(

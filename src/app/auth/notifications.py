@@ -1,28 +1,12 @@
-"""The one place that sends account mail.
+"""The account mails.
 
-Mail goes out after the response, so neither timing nor mail failures reveal which emails
-have accounts.
+They go out through the job queue (`app.jobs.mail.send_later`) once the request committed, so
+neither timing nor mail failures reveal which emails have accounts.
 """
 
-import structlog
-from fastapi import BackgroundTasks
+import dataclasses
 
-from app.core.errors import AppError
-from app.infra.mail import Mailer, MailMessage
-
-log = structlog.get_logger(__name__)
-
-
-async def _deliver(mailer: Mailer, message: MailMessage) -> None:
-    try:
-        await mailer.send(message)
-    except AppError:
-        log.warning("account_mail_not_sent", subject=message.subject)
-
-
-def send_later(background: BackgroundTasks, mailer: Mailer, message: MailMessage) -> None:
-    """Queue a mail to go out once the response is sent."""
-    background.add_task(_deliver, mailer, message)
+from app.infra.mail import MailMessage
 
 
 def password_reset_message(*, to: str, token: str, ttl_seconds: int) -> MailMessage:
@@ -74,3 +58,8 @@ def email_change_notice(*, to: str, new_email: str) -> MailMessage:
             "If it was not you, reset your password now: that ends every session."
         ),
     )
+
+
+def with_message_id(message: MailMessage, message_id: str) -> MailMessage:
+    """The same message with its Message-ID set."""
+    return dataclasses.replace(message, message_id=message_id)

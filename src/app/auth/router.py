@@ -16,14 +16,9 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
-from app.deps import (
-    CacheDep,
-    MailerDep,
-    PasswordHasherDep,
-    SessionDep,
-    SessionFactoryDep,
-    SettingsDep,
-)
+from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
+from app.jobs import mail as job_mail
+from app.jobs.deps import JobSenderDep
 from app.users import cache as users_cache
 from app.users.schemas import UserRead, normalize_email
 
@@ -101,23 +96,13 @@ async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
 async def request_password_reset(
-    body: PasswordResetRequest,
-    factory: SessionFactoryDep,
-    settings: SettingsDep,
-    mailer: MailerDep,
-    background: BackgroundTasks,
+    body: PasswordResetRequest, session: SessionDep, jobs_sender: JobSenderDep
 ) -> None:
     """Mail a reset token if the account exists; the answer is the same either way.
 
-    The account is looked up after the answer is sent, so its time says nothing either.
+    The account is looked up by a job, after the answer is sent, so its time says nothing.
     """
-    background.add_task(
-        jobs.send_password_reset,
-        session_factory=factory,
-        mailer=mailer,
-        email=body.email,
-        ttl_seconds=settings.auth.password_reset_ttl_seconds,
-    )
+    await jobs_sender.enqueue(session, task=jobs.SEND_PASSWORD_RESET, args={"email": body.email})
 
 
 @router.post(
@@ -143,21 +128,18 @@ async def confirm_password_reset(
     responses=problem_responses(401),
 )
 async def request_email_verification(
-    principal: UsersWriter,
-    session: SessionDep,
-    settings: SettingsDep,
-    mailer: MailerDep,
-    background: BackgroundTasks,
+    principal: UsersWriter, session: SessionDep, settings: SettingsDep, jobs_sender: JobSenderDep
 ) -> None:
     """Mail a verification token to the current email (nothing when already verified)."""
+    user = principal.user
+    auth = settings.auth
     token = await action_tokens.start_email_verification(
-        session=session,
-        user=principal.user,
-        ttl_seconds=settings.auth.email_verification_ttl_seconds,
+        session=session, user=user, ttl_seconds=auth.email_verification_ttl_seconds
     )
     if token is not None:
-        message = notifications.verification_message(to=principal.user.email, token=token)
-        notifications.send_later(background, mailer, message)
+        message = notifications.verification_message(to=user.email, token=token)
+        secret = auth.jwt_secret.get_secret_value()
+        await job_mail.send_later(jobs_sender, session, message, secret=secret, owner_id=user.id)
 
 
 @router.post(

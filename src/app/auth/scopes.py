@@ -12,6 +12,7 @@ class Scope(StrEnum):
     API_KEYS_WRITE = "api-keys:write"
     ITEMS_READ = "items:read"
     ITEMS_WRITE = "items:write"
+    JOBS_READ = "jobs:read"
 
 
 ALL_SCOPES = frozenset(Scope)

@@ -30,6 +30,7 @@ from app.core.settings_groups import (
     SettingsGroup,
     SuperuserSettings,
 )
+from app.core.settings_jobs import JobsSettings
 from app.core.settings_operations import (
     AlertSettings,
     GeoIpSettings,
@@ -75,6 +76,7 @@ class Settings(BaseModel):
     cache: CacheSettings
     api: ApiSettings
     geoip: GeoIpSettings
+    jobs: JobsSettings
 
     @classmethod
     def groups(cls) -> dict[str, type[SettingsGroup]]:

@@ -1,5 +1,6 @@
 """Passwords, access tokens and opaque secrets: the primitives every credential is built on."""
 
+import base64
 import hashlib
 import hmac
 import os
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import jwt
 from anyio import CapacityLimiter
+from cryptography.fernet import Fernet, InvalidToken
 from pwdlib import PasswordHash
 from pwdlib.exceptions import UnknownHashError
 from pwdlib.hashers.argon2 import Argon2Hasher
@@ -172,3 +174,26 @@ def token_subject(token: str, *, auth: AuthSettings) -> str | None:
     except InvalidTokenError:
         return None
     return subject if isinstance(subject, str) and subject else None
+
+
+class SealBroken(Exception):
+    """Sealed data that this secret did not seal, or that was changed."""
+
+
+def _fernet(secret: str) -> Fernet:
+    # A key of its own, derived from the secret: sealed data never doubles as a signature.
+    key = hashlib.sha256(b"app.sealed-data:" + secret.encode()).digest()
+    return Fernet(base64.urlsafe_b64encode(key))
+
+
+def seal(data: bytes, *, secret: str) -> str:
+    """Encrypt and authenticate `data`, for storage that others may read (a job's arguments)."""
+    return _fernet(secret).encrypt(data).decode()
+
+
+def unseal(sealed: str, *, secret: str) -> bytes:
+    """Return what `seal` sealed; raise `SealBroken` for anything else."""
+    try:
+        return _fernet(secret).decrypt(sealed.encode())
+    except InvalidToken as exc:
+        raise SealBroken from exc

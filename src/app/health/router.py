@@ -6,6 +6,7 @@ from app.core.errors import NotFoundError
 from app.core.openapi import problem_responses
 from app.deps import (
     EngineDep,
+    JobQueueDep,
     LifecycleDep,
     OptionalRedisDep,
     ResourcesDep,
@@ -43,13 +44,15 @@ async def live() -> Liveness:
     responses={status.HTTP_503_SERVICE_UNAVAILABLE: {"model": Readiness}},
 )
 async def ready(
+    *,
     response: Response,
     engine: EngineDep,
     redis: OptionalRedisDep,
+    jobs: JobQueueDep,
     settings: SettingsDep,
     lifecycle: LifecycleDep,
 ) -> Readiness:
-    """Readiness probe: 200 when the database (and Redis, if set) answer, else 503.
+    """Readiness probe: 200 when the database (and Redis and the job broker, if set) answer.
 
     503 `draining` from the moment the process is asked to stop, so the load balancer stops
     sending while requests in flight finish; 503 `starting` until start-up work has run.
@@ -58,7 +61,7 @@ async def ready(
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
         return Readiness(status="draining", checks={})
     checks = await health_service.check_dependencies(
-        engine=engine, redis=redis, timeout=settings.observability.health_check_timeout
+        engine=engine, redis=redis, jobs=jobs, timeout=settings.observability.health_check_timeout
     )
     healthy = all(result == "ok" for result in checks.values())
     verdict: ReadinessStatus = "ok" if healthy else "error"

@@ -10,6 +10,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from app.health.schemas import CheckStatus
+from app.infra.jobs import JobQueue
 from app.observability.metrics import Metrics, render
 from app.observability.sampling import Sampler
 
@@ -34,14 +35,17 @@ async def _select_one(engine: AsyncEngine) -> None:
 
 
 async def check_dependencies(
-    *, engine: AsyncEngine, redis: Redis | None, timeout: float
+    *, engine: AsyncEngine, redis: Redis | None, jobs: JobQueue, timeout: float
 ) -> dict[str, CheckStatus]:
-    """Check the database and, when configured, Redis, concurrently."""
+    """Check the database and, when configured, Redis and the job broker, concurrently."""
     names = ["db"]
     probes = [_probe("db", _select_one(engine), timeout)]
     if redis is not None:
         names.append("redis")
         probes.append(_probe("redis", redis.ping(), timeout))
+    if not jobs.embedded:
+        names.append("jobs_queue")
+        probes.append(_probe("jobs_queue", jobs.ping(), timeout))
     results = await asyncio.gather(*probes)
     return dict(zip(names, results, strict=True))
 

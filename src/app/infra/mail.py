@@ -20,6 +20,9 @@ class MailMessage:
     to: str
     subject: str
     text: str
+    # Set by the mail job from its id: a mail sent again after a crash carries the same one,
+    # so mail clients can show it once.
+    message_id: str | None = None
 
 
 class Mailer(Protocol):
@@ -55,6 +58,8 @@ class SmtpMailer:
         email["From"] = self._settings.sender
         email["To"] = message.to
         email["Subject"] = message.subject
+        if message.message_id is not None:
+            email["Message-ID"] = message.message_id
         email.set_content(message.text)
         return email
 

@@ -1,7 +1,7 @@
 """What the rest of the service reports, turned into metrics and alerts.
 
-The problem renderer, the rate limiter and the cache know nothing of Prometheus: the wiring
-hands them these bound methods as callbacks, through their constructors.
+The problem renderer, the rate limiter, the cache and the job runner know nothing of
+Prometheus: the wiring hands them these bound methods as callbacks, through their constructors.
 """
 
 from collections.abc import Callable
@@ -24,6 +24,7 @@ class Events:
         # Label children per value: codes and cache results are a short, fixed list.
         self._auth_failures: dict[str, Counter] = {}
         self._cache_results: dict[str, Counter] = {}
+        self._job_outcomes: dict[tuple[str, str], Counter] = {}
 
     def problem(self, status: int, code: str) -> None:
         """Count 401 and 403 problems as auth failures, by their code."""
@@ -56,6 +57,15 @@ class Events:
             child = self._cache_results[result] = self.metrics.cache_requests.labels(result)
         child.inc()
 
+    def job_outcome(self, task: str, outcome: str) -> None:
+        """Count one job attempt by its task and outcome (succeeded, retried, failed, lost)."""
+        if self.metrics is None:
+            return
+        key = (task, outcome)
+        child = self._job_outcomes.get(key)
+        if child is None:
+            child = self._job_outcomes[key] = self.metrics.jobs.labels(task, outcome)
+        child.inc()
 
 def circuit_transitions(metrics: Metrics | None) -> Callable[[str], None] | None:
     """The outbound client's callback: count each breaker state change by the new state."""

@@ -34,6 +34,7 @@ from opentelemetry.sdk.trace.sampling import (
     TraceIdRatioBased,
 )
 from opentelemetry.trace import Link, SpanKind, Tracer
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.trace.span import TraceState
 from opentelemetry.util.types import Attributes
 from redis.asyncio import Redis
@@ -154,3 +155,15 @@ def tag_request_id(request_id: str) -> None:
 async def shutdown(provider: TracerProvider) -> None:
     """Export the spans still queued and stop the exporter, off the event loop."""
     await anyio.to_thread.run_sync(provider.shutdown)
+
+
+def current_traceparent() -> str | None:
+    """The W3C `traceparent` of the current span, to carry into work done later; None if none."""
+    carrier: dict[str, str] = {}
+    TraceContextTextMapPropagator().inject(carrier)
+    return carrier.get("traceparent")
+
+
+def continued(traceparent: str | None) -> Context:
+    """The context a `traceparent` names: spans started in it join the original trace."""
+    return TraceContextTextMapPropagator().extract({"traceparent": traceparent or ""})

@@ -5,8 +5,9 @@ from typing import Annotated
 
 from fastapi import Depends
 
-from app.auth.deps import AdminWriter, UsersReader
+from app.auth.deps import AdminWriter, Principal, RequireScopes, UsersReader
 from app.auth.exceptions import SuperuserRequired
+from app.auth.scopes import Scope
 from app.deps import CacheDep, SessionDep
 from app.users import cache as users_cache
 from app.users import service as users_service
@@ -48,3 +49,6 @@ async def get_user_for_admin(user_id: uuid.UUID, _: AdminWriter, session: Sessio
 
 ReadableUserDep = Annotated[UserRead, Depends(get_readable_user)]
 AdminTargetDep = Annotated[User, Depends(get_user_for_admin)]
+
+# An export reads the profile and every item.
+ExportReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, Scope.ITEMS_READ))]

@@ -9,10 +9,16 @@ from app.auth.deps import AdminReader, UsersReader, UsersWriter
 from app.auth.proof import IdentityCheckDep
 from app.core.openapi import problem_responses
 from app.db.pagination import PageQuery
-from app.deps import CacheDep, MailerDep, PasswordHasherDep, SessionDep, SettingsDep
+from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
+from app.jobs import mail as job_mail
+from app.jobs import service as jobs_service
+from app.jobs.deps import JobSenderDep
+from app.jobs.schemas import JobRead
+from app.jobs.views import job_location, job_view
 from app.users import cache as users_cache
 from app.users import service as users_service
-from app.users.deps import AdminTargetDep, ReadableUserDep
+from app.users.deps import AdminTargetDep, ExportReader, ReadableUserDep
+from app.users.export import EXPORT_USER_DATA
 from app.users.schemas import (
     EmailChange,
     PasswordChange,
@@ -108,14 +114,14 @@ async def change_email(
     session: SessionDep,
     settings: SettingsDep,
     identity: IdentityCheckDep,
-    mailer: MailerDep,
-    background: BackgroundTasks,
+    jobs_sender: JobSenderDep,
 ) -> None:
     """Ask to move the account to a new email; it changes once the mailed token is confirmed.
 
     Needs `current_password`, or a login of the last few minutes; never an API key. The new
     address gets the token (`POST /auth/email-change/confirm`); the current one is told.
     """
+    user = principal.user
     token = await flows.request_email_change(
         session=session,
         identity=identity,
@@ -124,11 +130,37 @@ async def change_email(
         current_password=body.current_password,
         auth=settings.auth,
     )
-    notifications.send_later(
-        background, mailer, notifications.email_change_message(to=body.email, token=token)
-    )
-    notice = notifications.email_change_notice(to=principal.user.email, new_email=body.email)
-    notifications.send_later(background, mailer, notice)
+    secret = settings.auth.jwt_secret.get_secret_value()
+    for message in (
+        notifications.email_change_message(to=body.email, token=token),
+        notifications.email_change_notice(to=user.email, new_email=body.email),
+    ):
+        await job_mail.send_later(jobs_sender, session, message, secret=secret, owner_id=user.id)
+
+
+@router.post(
+    "/me/export",
+    status_code=status.HTTP_202_ACCEPTED,
+    responses=problem_responses(401, 403),
+)
+async def export_me(
+    principal: ExportReader,
+    session: SessionDep,
+    jobs_sender: JobSenderDep,
+    request: Request,
+    response: Response,
+) -> JobRead:
+    """Start exporting the caller's profile and items; follow `Location` to the job.
+
+    While an export of the caller's is queued or running, that job is answered instead of a
+    new one. Once it succeeded, its `result_url` downloads the file.
+    """
+    user_id = principal.user.id
+    job = await jobs_service.active(session=session, owner_id=user_id, task=EXPORT_USER_DATA)
+    if job is None:
+        job = await jobs_sender.enqueue(session, task=EXPORT_USER_DATA, args={}, owner_id=user_id)
+    response.headers["Location"] = job_location(request, job)
+    return job_view(request, job)
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403))

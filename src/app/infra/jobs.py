@@ -1,0 +1,149 @@
+"""The job broker: taskiq's in-memory broker (embedded) or a Redis stream (taskiq-redis).
+
+Messages carry only a job id: the job itself (task, arguments, attempts, state) lives in the
+database, which is what makes a job exist exactly when its request committed. The broker is
+the transport that wakes a worker; the consumer (`consume_with`) is bound by the wiring.
+"""
+
+import asyncio
+import uuid
+from collections.abc import Awaitable, Callable
+
+from redis.asyncio import Redis
+from taskiq import AsyncBroker, InMemoryBroker
+from taskiq_redis import RedisStreamBroker
+
+from app.core.settings_jobs import JobsSettings
+
+RUN_TASK = "app.run_job"
+CONSUMER_GROUP = "workers"
+# The stream keeps at most about this many messages: a job whose message was trimmed before
+# a worker read it is sent again by the dispatcher (JOBS_REDISPATCH_SECONDS).
+STREAM_MAX_LENGTH = 100_000
+XREAD_BLOCK_MS = 2_000
+CONNECT_TIMEOUT_SECONDS = 2.0
+# A message read once but never acknowledged (its worker was killed) goes to another
+# consumer after this long; the job's own lease usually re-runs it sooner.
+AUTOCLAIM_LOCK_SECONDS = 5
+
+Consumer = Callable[[str], Awaitable[None]]
+
+
+class NeedsBroker(RuntimeError):
+    """A worker or scheduler was started with no Redis broker configured.
+
+    Without one, jobs run inside the web process (embedded mode): a separate worker has
+    nothing to take jobs from.
+    """
+
+
+class JobQueue:
+    """Sends job ids to the broker and hands received ones to the bound consumer."""
+
+    def __init__(self, broker: AsyncBroker, *, embedded: bool, concurrency: int) -> None:
+        self.broker = broker
+        self.embedded = embedded
+        self.concurrency = concurrency
+        self._consumer: Consumer | None = None
+        self._running: set[asyncio.Task[object]] = set()  # jobs running in this process
+        self._idle = asyncio.Event()
+        self._idle.set()
+
+        async def run_job(job_id: str) -> None:
+            await self._receive(job_id)
+
+        self._task = broker.register_task(run_job, task_name=RUN_TASK)
+
+    def consume_with(self, consumer: Consumer) -> None:
+        """Run `consumer(job_id)` for every message this process receives."""
+        self._consumer = consumer
+
+    async def _receive(self, job_id: str) -> None:
+        if self._consumer is None:
+            raise RuntimeError("no job consumer is bound")
+        task = asyncio.current_task()
+        if task is not None:
+            self._running.add(task)
+        self._idle.clear()
+        try:
+            await self._consumer(job_id)
+        finally:
+            self._running.discard(task)
+            if not self._running:
+                self._idle.set()
+
+    async def send(self, job_id: uuid.UUID) -> None:
+        """Put one job id on the queue (raises when the broker cannot be reached)."""
+        await self._task.kiq(str(job_id))
+
+    def free_slots(self) -> int | None:
+        """How many more jobs this process may start now; None: the broker decides (Redis)."""
+        if not self.embedded:
+            return None
+        return max(0, self.concurrency - len(self._running))
+
+    async def wait_idle(self, timeout: float) -> bool:
+        """Wait until no job runs in this process (embedded mode); False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                await self._idle.wait()
+        except TimeoutError:
+            return False
+        return True
+
+    async def stop_running(self, grace: float) -> None:
+        """Let running jobs finish within `grace` seconds, then cancel the rest.
+
+        A cancelled job hands itself back to the queue, so another worker runs it.
+        """
+        if await self.wait_idle(grace):
+            return
+        running = list(self._running)
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
+    async def ping(self) -> None:
+        """Check the broker answers (Redis only; the in-memory broker always does)."""
+        if isinstance(self.broker, RedisStreamBroker):
+            async with Redis(connection_pool=self.broker.connection_pool) as client:
+                await client.ping()
+
+    async def start(self) -> None:
+        """Prepare the broker (a Redis consumer group is declared on first use)."""
+        await self.broker.startup()
+
+    async def close(self) -> None:
+        """Close the broker's connections."""
+        await self.broker.shutdown()
+
+
+def broker_url(settings: JobsSettings, redis_url: str | None) -> str | None:
+    """The Redis URL of the broker: `JOBS_BROKER_URL`, else `REDIS_URL`, else None."""
+    if settings.broker_url is not None:
+        return settings.broker_url.get_secret_value()
+    return redis_url
+
+
+def create_job_queue(settings: JobsSettings, *, url: str | None, namespace: str) -> JobQueue:
+    """Build the queue: a Redis stream when `url` is set, else the in-memory broker."""
+    if url is None:
+        # Eager: `send` runs the job before it returns (tests see its effects at once).
+        memory = InMemoryBroker(await_inplace=settings.eager)
+        return JobQueue(memory, embedded=True, concurrency=settings.concurrency)
+    broker = RedisStreamBroker(
+        url,
+        queue_name=f"{namespace}:jobs",
+        consumer_group_name=CONSUMER_GROUP,
+        consumer_id="0",  # a group created late still sees messages sent before it
+        xread_block=XREAD_BLOCK_MS,
+        xread_count=1,  # take one job at a time: idle workers get the rest
+        maxlen=STREAM_MAX_LENGTH,
+        idle_timeout=int(settings.redispatch_seconds * 1000),
+        unacknowledged_lock_timeout=AUTOCLAIM_LOCK_SECONDS,
+        # Pool wait, connect and read timeouts: a read blocks XREAD_BLOCK_MS at most.
+        timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
+        socket_timeout=XREAD_BLOCK_MS / 1000 + CONNECT_TIMEOUT_SECONDS,
+    )
+    return JobQueue(broker, embedded=False, concurrency=settings.concurrency)

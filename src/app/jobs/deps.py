@@ -1,0 +1,96 @@
+"""Dependencies of the jobs domain: enqueueing from a request, and loading a visible job."""
+
+import uuid
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+import structlog
+from fastapi import Depends
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from app.auth.deps import Principal, RequireScopes
+from app.auth.scopes import Scope
+from app.core.settings_jobs import JobsSettings
+from app.deps import JobQueueDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.infra.jobs import JobQueue
+from app.jobs import dispatcher
+from app.jobs import service as jobs_service
+from app.jobs.exceptions import JobNotFound
+from app.jobs.models import Job
+
+log = structlog.get_logger(__name__)
+
+JobsReader = Annotated[Principal, Depends(RequireScopes(Scope.JOBS_READ))]
+
+
+class JobSender:
+    """The jobs one request asks for: written in its transaction, sent once it committed."""
+
+    def __init__(
+        self, factory: async_sessionmaker[AsyncSession], queue: JobQueue, settings: JobsSettings
+    ) -> None:
+        self._factory = factory
+        self._queue = queue
+        self._settings = settings
+        self.job_ids: list[uuid.UUID] = []
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        task: str,
+        args: dict[str, Any],
+        owner_id: uuid.UUID | None = None,
+    ) -> Job:
+        """Add a job to the request's transaction; it is sent once that commits."""
+        job = await jobs_service.create(
+            session=session,
+            task=task,
+            args=args,
+            max_attempts=self._settings.max_retries + 1,
+            owner_id=owner_id,
+        )
+        self.job_ids.append(job.id)
+        return job
+
+    async def send(self) -> None:
+        """Send the request's jobs; a broker that is down leaves them to the dispatcher."""
+        if not self.job_ids:
+            return
+        try:
+            await dispatcher.dispatch(
+                self._factory,
+                self._queue,
+                redispatch_seconds=self._settings.redispatch_seconds,
+                ids=self.job_ids,
+            )
+        except Exception as exc:  # noqa: BLE001 - the jobs are committed: the pump sends them
+            log.warning("job_send_deferred", error=type(exc).__name__)
+
+
+async def get_job_sender(
+    factory: SessionFactoryDep, queue: JobQueueDep, settings: SettingsDep
+) -> AsyncIterator[JobSender]:
+    """Yield the request's job sender; its jobs go out after the response is sent.
+
+    Request scope: this runs after the session dependency committed, and not at all when
+    the request failed (the exception is raised here instead), so a rolled-back job, which
+    has no row, is never sent.
+    """
+    sender = JobSender(factory, queue, settings.jobs)
+    yield sender
+    await sender.send()
+
+
+JobSenderDep = Annotated[JobSender, Depends(get_job_sender)]
+
+
+async def get_visible_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep) -> Job:
+    """Load a job its owner or a superuser asks for; anyone else's is 404, as if absent."""
+    job = await jobs_service.get(session=session, job_id=job_id)
+    if job is None or not (principal.user.is_superuser or job.owner_id == principal.user.id):
+        raise JobNotFound(job_id)
+    return job
+
+
+VisibleJobDep = Annotated[Job, Depends(get_visible_job)]

@@ -1,0 +1,89 @@
+"""Job endpoints: a job's status, the caller's jobs, and a job's result file."""
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import anyio
+import structlog
+from fastapi import APIRouter, Query, Request, Response
+from fastapi.responses import FileResponse
+
+from app.core.openapi import problem_responses
+from app.deps import SessionDep, SettingsDep
+from app.jobs import results
+from app.jobs import service as jobs_service
+from app.jobs.deps import JobsReader, VisibleJobDep
+from app.jobs.exceptions import JobResultNotFound, JobResultNotReady
+from app.jobs.models import JobStatus
+from app.jobs.schemas import JobPage, JobQuery, JobRead
+from app.jobs.views import job_view
+
+log = structlog.get_logger(__name__)
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+
+_FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "The result file, streamed as a JSON attachment.",
+        "content": {"application/json": {"schema": {"type": "object"}}},
+        "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("", responses=problem_responses(401, 403))
+async def list_jobs(
+    principal: JobsReader,
+    query: Annotated[JobQuery, Query()],
+    session: SessionDep,
+    request: Request,
+    response: Response,
+) -> JobPage:
+    """List the caller's jobs, newest first (a superuser sees everyone's); filter by `status`."""
+    user = principal.user
+    jobs, total = await jobs_service.list_jobs(
+        session=session,
+        owner_id=None if user.is_superuser else user.id,
+        status=query.status,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    page = JobPage(
+        items=[job_view(request, job) for job in jobs],
+        total=total,
+        limit=query.limit,
+        offset=query.offset,
+    )
+    if link := page.next_link(request.url):
+        response.headers["Link"] = link
+    return page
+
+
+@router.get("/{job_id}", responses=problem_responses(401, 403, 404))
+async def read_job(job: VisibleJobDep, request: Request) -> JobRead:
+    """Return a job of the caller's (any job, for a superuser): its status, result or error."""
+    return job_view(request, job)
+
+
+@router.get(
+    "/{job_id}/result",
+    response_class=FileResponse,
+    responses=_FILE_RESPONSE | problem_responses(401, 403, 404, 409),
+)
+async def download_job_result(job: VisibleJobDep, settings: SettingsDep) -> FileResponse:
+    """Download the job's result file, streamed in chunks.
+
+    409 while the job has not succeeded; 404 when it has no file, or the file has expired.
+    """
+    if job.status != JobStatus.SUCCEEDED:
+        raise JobResultNotReady(f"Job {job.id} is {job.status.value}; it has no result yet.")
+    path = results.path_of(Path(settings.jobs.results_dir), job.id)
+    if not job.has_file or not await anyio.Path(path).is_file():
+        if job.has_file:  # every node must share JOBS_RESULTS_DIR: docs/jobs.md
+            log.warning("job_result_file_missing", job_id=str(job.id))
+        raise JobResultNotFound(f"Job {job.id} has no result file (it may have expired).")
+    return FileResponse(
+        path,
+        media_type="application/json",
+        filename=f"{job.task}-{job.id}.json",
+        content_disposition_type="attachment",
+    )

@@ -1,0 +1,17 @@
+"""How a job is shown: the schema with absolute links, for this domain's routes and others'."""
+
+from fastapi import Request
+
+from app.jobs.models import Job
+from app.jobs.schemas import JobRead
+
+
+def job_view(request: Request, job: Job) -> JobRead:
+    """The job as the API shows it, with the link to its result file if it has one."""
+    url = str(request.url_for("download_job_result", job_id=job.id))
+    return JobRead.of(job, result_url=url)
+
+
+def job_location(request: Request, job: Job) -> str:
+    """The URL of the job's status resource (a 202's `Location`)."""
+    return str(request.url_for("read_job", job_id=job.id))

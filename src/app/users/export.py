@@ -1,0 +1,47 @@
+"""The `export_user_data` job: a user's profile and items as one JSON file, written as it is read.
+
+Items are read a page at a time and each page is written before the next is read, so the
+file may be far larger than the memory the job uses.
+"""
+
+import anyio.to_thread
+
+from app.items import service as items_service
+from app.items.schemas import ItemQuery, ItemRead
+from app.jobs import results
+from app.jobs.claims import Claim
+from app.jobs.exceptions import PermanentJobError
+from app.jobs.runner import Done, JobContext
+from app.users import service as users_service
+from app.users.schemas import UserRead
+
+EXPORT_USER_DATA = "export_user_data"
+PAGE = 100
+
+
+async def export_user_data(ctx: JobContext, held: Claim) -> Done:
+    """Write the owner's profile and items to the job's result file; the result counts them."""
+    directory = await anyio.to_thread.run_sync(results.results_dir, ctx.settings.jobs.results_dir)
+    async with ctx.session_factory() as session:
+        user = None
+        if held.owner_id is not None:
+            user = await users_service.get(session=session, user_id=held.owner_id)
+        if user is None:
+            raise PermanentJobError("The account to export no longer exists.")
+        profile = UserRead.model_validate(user).model_dump_json().encode()
+        count, cursor = 0, None
+        async with results.writing(directory, held.job_id) as file:
+            await file.write(b'{"profile":' + profile + b',"items":[')
+            while True:
+                query = ItemQuery(limit=PAGE, sort="created_at", cursor=cursor)
+                page, _, cursor = await items_service.list_items(
+                    session=session, query=query, owner_id=user.id
+                )
+                rows = [ItemRead.of(item).model_dump_json().encode() for item in page]
+                if rows:
+                    await file.write((b"," if count else b"") + b",".join(rows))
+                count += len(rows)
+                if cursor is None:
+                    break
+            await file.write(b"]}")
+    return Done(result={"items": count}, has_file=True)

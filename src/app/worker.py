@@ -1,0 +1,166 @@
+"""The job worker and the scheduler: separate processes beside the web app (Redis broker).
+
+`run_worker` takes jobs from the broker and runs them, `concurrency` at a time;
+`run_scheduler` fires the cron schedules and sends due jobs (the outbox's dispatcher). Each
+process serves `/live` and `/metrics` on its own small HTTP port for probes and scrapes.
+SIGTERM or SIGINT: stop taking work; running jobs get JOBS_SHUTDOWN_GRACE_SECONDS, then go
+back to the queue for another worker.
+
+    python -m app.worker worker [--concurrency N] [--host H] [--port P]
+    python -m app.worker scheduler [--host H] [--port P]
+"""
+
+import argparse
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Iterator
+from importlib.metadata import version
+
+import anyio.to_thread
+import structlog
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from taskiq.receiver import Receiver
+
+from app.core.config import Settings, get_settings
+from app.core.logging import configure_logging
+from app.infra.jobs import NeedsBroker
+from app.main import DISTRIBUTION
+from app.observability.metrics import render
+from app.resources import Resources, build_resources, close_resources
+from app.tasks import bind, pump
+
+__all__ = ["NeedsBroker", "run_scheduler", "run_worker"]
+
+log = structlog.get_logger(__name__)
+
+
+def _probe_app(resources: Resources) -> Starlette:
+    async def live(_: Request) -> JSONResponse:
+        return JSONResponse({"status": "ok"})
+
+    async def metrics(request: Request) -> Response:
+        if resources.metrics is None:
+            return JSONResponse({"detail": "Metrics are off."}, status_code=404)
+        accept = request.headers.get("accept")
+        body, media_type = await anyio.to_thread.run_sync(render, resources.metrics, accept)
+        return Response(body, media_type=media_type)
+
+    return Starlette(routes=[Route("/live", live), Route("/metrics", metrics)])
+
+
+class _ProbeServer(uvicorn.Server):
+    """uvicorn serving the probes; the process, not uvicorn, handles the signals."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@contextlib.asynccontextmanager
+async def _process(
+    settings: Settings, *, host: str, port: int, name: str
+) -> AsyncIterator[tuple[Resources, asyncio.Event]]:
+    """Resources, a stop event set by SIGTERM/SIGINT and the probe server, for one process."""
+    resources = build_resources(settings, version=version(DISTRIBUTION))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    config = uvicorn.Config(_probe_app(resources), host=host, port=port, log_config=None)
+    server = _ProbeServer(config)
+    serving = asyncio.create_task(server.serve())
+    log.info(f"{name}_started", host=host, port=port)
+    try:
+        yield resources, stop
+    finally:
+        server.should_exit = True
+        await serving
+        await close_resources(resources)
+        log.info(f"{name}_stopped")
+
+
+def _require_broker(settings: Settings) -> None:
+    if settings.jobs.broker_url is None and settings.redis.url is None:
+        raise NeedsBroker(
+            "No job broker: set REDIS_URL or JOBS_BROKER_URL. Without one, jobs run in the "
+            "web process and there is nothing for a worker or scheduler to do."
+        )
+
+
+async def _work(settings: Settings, *, concurrency: int, host: str, port: int) -> None:
+    async with _process(settings, host=host, port=port, name="worker") as (resources, stop):
+        bind(resources)
+        queue = resources.jobs
+        await queue.start()
+        receiver = Receiver(
+            queue.broker,
+            max_async_tasks=concurrency,
+            max_prefetch=0,
+            run_startup=False,
+            wait_tasks_timeout=0.0,  # the grace period is ours, below
+        )
+        await receiver.listen(stop)
+        await queue.stop_running(settings.jobs.shutdown_grace_seconds)
+
+
+async def _schedule(settings: Settings, *, host: str, port: int) -> None:
+    async with _process(settings, host=host, port=port, name="scheduler") as (resources, stop):
+        pumping = asyncio.create_task(pump(resources).run())
+        await stop.wait()
+        pumping.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pumping
+
+
+def run_worker(
+    settings: Settings, *, concurrency: int | None = None, host: str = "127.0.0.1", port: int = 8001
+) -> None:
+    """Run the job worker until SIGTERM or SIGINT.
+
+    Raises:
+        NeedsBroker: no Redis broker is configured (embedded mode runs jobs in the web app).
+    """
+    _require_broker(settings)
+    configure_logging(settings.logging, sql_echo=settings.database.echo)
+    chosen = concurrency or settings.jobs.concurrency
+    asyncio.run(_work(settings, concurrency=chosen, host=host, port=port))
+
+
+def run_scheduler(settings: Settings, *, host: str = "127.0.0.1", port: int = 8002) -> None:
+    """Run the scheduler (cron schedules and the outbox's dispatcher) until SIGTERM or SIGINT.
+
+    Raises:
+        NeedsBroker: no Redis broker is configured (the web app schedules in embedded mode).
+    """
+    _require_broker(settings)
+    configure_logging(settings.logging, sql_echo=settings.database.echo)
+    asyncio.run(_schedule(settings, host=host, port=port))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse `worker|scheduler [--concurrency N] [--host H] [--port P]` and run it."""
+    parser = argparse.ArgumentParser(prog="python -m app.worker")
+    parser.add_argument("role", choices=("worker", "scheduler"))
+    parser.add_argument("--concurrency", type=int, default=None)
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=None)
+    options = parser.parse_args(argv)
+    settings = get_settings()
+    try:
+        if options.role == "worker":
+            port = options.port or 8001
+            run_worker(settings, concurrency=options.concurrency, host=options.host, port=port)
+        else:
+            run_scheduler(settings, host=options.host, port=options.port or 8002)
+    except NeedsBroker as exc:
+        parser.exit(2, f"error: {exc}\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
