@@ -1,0 +1,112 @@
+"""Jobs through the API in embedded mode: export, status, listing, visibility, the result file."""
+
+import json
+import stat
+from pathlib import Path
+
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from app.deps import resources_of
+from tests.harness import assert_problem
+from tests.identity import make_superuser, signed_up
+from tests.items.helpers import create_item
+
+EXPORT = "/api/v1/users/me/export"
+JOBS = "/api/v1/jobs"
+ALICE, BOB, ADMIN = "alice@example.com", "bob@example.com", "admin@example.com"
+
+pytestmark = pytest.mark.anyio
+
+
+async def export(client: AsyncClient, headers: dict[str, str]) -> dict[str, str]:
+    """Ask for an export; return the job as the 202 shows it, with its `Location`."""
+    response = await client.post(EXPORT, headers=headers)
+    assert response.status_code == 202, response.text
+    job = response.json()
+    assert response.headers["location"].endswith(f"{JOBS}/{job['id']}")
+    return {**job, "location": response.headers["location"]}
+
+
+async def test_an_export_runs_and_its_file_downloads(
+    jobs_app: tuple[FastAPI, AsyncClient], results_dir: Path
+) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    for title in ("Lamp", "Desk"):
+        await create_item(client, alice, title=title)
+    started = await export(client, alice)
+    assert started["status"] == "queued"
+
+    job = (await client.get(started["location"], headers=alice)).json()
+    assert job["status"] == "succeeded", job
+    assert job["result"] == {"items": 2}
+    assert job["attempts"] == 1
+    assert job["finished_at"] is not None
+
+    download = await client.get(job["result_url"], headers=alice)
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/json"
+    disposition = download.headers["content-disposition"]
+    assert disposition == f'attachment; filename="export_user_data-{job["id"]}.json"'
+    document = json.loads(download.content)
+    assert document["profile"]["email"] == ALICE
+    assert sorted(item["title"] for item in document["items"]) == ["Desk", "Lamp"]
+    [file] = results_dir.iterdir()
+    assert stat.S_IMODE(file.stat().st_mode) == 0o600  # personal data: the owner only
+    assert stat.S_IMODE(results_dir.stat().st_mode) == 0o700
+
+
+async def test_only_the_owner_and_superusers_see_a_job(
+    jobs_app: tuple[FastAPI, AsyncClient],
+) -> None:
+    app, client = jobs_app
+    alice, bob = await signed_up(client, ALICE), await signed_up(client, BOB)
+    admin = await signed_up(client, ADMIN)
+    await make_superuser(app, ADMIN)
+    job = await export(client, alice)
+
+    for path in (job["location"], f"{job['location']}/result"):
+        assert_problem(await client.get(path, headers=bob), 404, "job_not_found")
+    assert (await client.get(JOBS, headers=bob)).json()["items"] == []
+    mine = (await client.get(JOBS, headers=alice)).json()
+    assert [j["id"] for j in mine["items"]] == [job["id"]]
+    everyone = (await client.get(JOBS, params={"status": "succeeded"}, headers=admin)).json()
+    assert job["id"] in [j["id"] for j in everyone["items"]]
+    failed = (await client.get(JOBS, params={"status": "failed"}, headers=admin)).json()
+    assert job["id"] not in [j["id"] for j in failed["items"]]
+    assert (await client.get(job["location"], headers=admin)).status_code == 200
+    assert_problem(await client.get(JOBS), 401)
+
+
+async def test_a_job_without_a_file_has_no_result_to_download(
+    jobs_app: tuple[FastAPI, AsyncClient],
+) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    response = await client.post("/api/v1/auth/verify-email/request", headers=alice)
+    assert response.status_code == 202
+    [mail_job] = (await client.get(JOBS, headers=alice)).json()["items"]
+    assert mail_job["task"] == "send_email"
+    assert mail_job["status"] == "succeeded"
+    assert mail_job["result_url"] is None
+    result = await client.get(f"{JOBS}/{mail_job['id']}/result", headers=alice)
+    assert_problem(result, 404, "job_result_not_found")
+
+
+async def test_a_second_export_while_one_waits_answers_the_same_job(
+    jobs_app: tuple[FastAPI, AsyncClient],
+) -> None:
+    app, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    # Nothing runs the jobs: each waits in the queue.
+    resources_of(app).jobs.consume_with(_never_runs)
+    first, second = await export(client, alice), await export(client, alice)
+    assert first["id"] == second["id"]
+    result = await client.get(f"{first['location']}/result", headers=alice)
+    assert_problem(result, 409, "job_result_not_ready")
+
+
+async def _never_runs(job_id: str) -> None:
+    """A consumer that takes jobs and does nothing: they stay queued."""
