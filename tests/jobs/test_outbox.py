@@ -111,8 +111,16 @@ async def test_a_queued_mail_is_sealed(jobs_app: tuple[FastAPI, AsyncClient]) ->
         args = (await session.scalars(select(Job))).one().args
         await session.rollback()
     stored = json.dumps(args)
-    assert "token-Zx9-secret" not in stored and ALICE not in stored
+    assert "token-Zx9-secret" not in stored
+    assert ALICE not in stored
     assert json.loads(unseal(args["sealed"], secret=secret))["text"] == "token-Zx9-secret"
+
+
+def crashed_write(directory: Path) -> None:
+    """A partial result file left long ago by a worker that died writing it."""
+    orphan = directory / f"{uuid.uuid4()}.json.part"
+    orphan.write_bytes(b"{")
+    os.utime(orphan, (time.time() - 10_000, time.time() - 10_000))
 
 
 async def test_the_purge_removes_expired_jobs_and_their_files(
@@ -121,9 +129,7 @@ async def test_the_purge_removes_expired_jobs_and_their_files(
     app, client = jobs_app
     alice = await signed_up(client, ALICE)
     exported = (await client.post("/api/v1/users/me/export", headers=alice)).json()
-    orphan = results_dir / f"{uuid.uuid4()}.json.part"  # a write that crashed long ago
-    orphan.write_bytes(b"{")
-    os.utime(orphan, (time.time() - 10_000, time.time() - 10_000))
+    crashed_write(results_dir)
     ttl = resources_of(app).settings.jobs.result_ttl_seconds
     async with factory(app)() as session:
         long_ago = utcnow() - timedelta(seconds=ttl + 1)
@@ -140,6 +146,12 @@ async def test_the_purge_removes_expired_jobs_and_their_files(
     async with factory(app)() as session:
         assert await session.get(Job, uuid.UUID(exported["id"])) is None
         done = await session.get(Job, purge.id, populate_existing=True)
-    assert done is not None and done.status == JobStatus.SUCCEEDED
-    assert done.result is not None and done.result["result_files"] == 2
-    assert list(results_dir.iterdir()) == []
+    assert done is not None
+    assert done.status == JobStatus.SUCCEEDED
+    assert done.result is not None
+    assert done.result["result_files"] == 2
+    assert files_in(results_dir) == []
+
+
+def files_in(directory: Path) -> list[Path]:
+    return list(directory.iterdir())
