@@ -96,16 +96,30 @@ async def _work(settings: Settings, *, concurrency: int, host: str, port: int) -
     async with _process(settings, host=host, port=port, name="worker") as (resources, stop):
         bind(resources)
         queue = resources.jobs
-        await queue.start()
+        await _listen(resources, stop, concurrency)
+        await queue.stop_running(settings.jobs.shutdown_grace_seconds)
+
+
+async def _listen(resources: Resources, stop: asyncio.Event, concurrency: int) -> None:
+    """Take messages until `stop`; when Redis fails, wait and listen again (never exit)."""
+    delay = 0.5
+    while not stop.is_set():
         receiver = Receiver(
-            queue.broker,
+            resources.jobs.broker,
             max_async_tasks=concurrency,
             max_prefetch=0,
             run_startup=False,
-            wait_tasks_timeout=0.0,  # the grace period is ours, below
+            wait_tasks_timeout=0.0,  # the grace period is ours (`stop_running`)
         )
-        await receiver.listen(stop)
-        await queue.stop_running(settings.jobs.shutdown_grace_seconds)
+        try:
+            await resources.jobs.start()  # (re)declares the consumer group
+            await receiver.listen(stop)
+        except Exception as exc:  # noqa: BLE001 - a broker outage: jobs wait in the database
+            log.warning("worker_broker_unavailable", error=type(exc).__name__, retry_in=delay)
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    await stop.wait()
+            delay = min(delay * 2, 10.0)
 
 
 async def _schedule(settings: Settings, *, host: str, port: int) -> None:

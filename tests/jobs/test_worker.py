@@ -157,11 +157,12 @@ async def test_a_job_committed_while_the_broker_is_down_runs_once_it_is_back(
         assert response.status_code == 202  # committed; sending it failed after the answer
         assert time.monotonic() - began < 15
         assert (await job_of(client, alice, response.json()["id"]))["status"] == "queued"
-        redis_server.start()
+        # Worker and scheduler start while the broker is still down, and wait for it.
         with (
             job_process("worker", tmp_path, settings),
             job_process("scheduler", tmp_path, settings),
         ):
+            redis_server.start()
             job = await poll(lambda: job_of(client, alice, response.json()["id"]), finished)
     assert job["status"] == "succeeded"
     assert job["attempts"] == 1
