@@ -141,7 +141,15 @@ async def change_email(
 @router.post(
     "/me/export",
     status_code=status.HTTP_202_ACCEPTED,
-    responses=problem_responses(401, 403),
+    responses={
+        status.HTTP_202_ACCEPTED: {
+            "description": "The export job, queued (or the one already queued or running).",
+            "headers": {
+                "Location": {"description": "The job's status.", "schema": {"type": "string"}}
+            },
+        },
+        **problem_responses(401, 403),
+    },
 )
 async def export_me(
     principal: ExportReader,
