@@ -115,3 +115,20 @@ async def test_a_second_export_while_one_waits_answers_the_same_job(
 
 async def _never_runs(job_id: str) -> None:
     """A consumer that takes jobs and does nothing: they stay queued."""
+
+
+async def test_a_new_export_replaces_the_previous_file(
+    jobs_app: tuple[FastAPI, AsyncClient], results_dir: Path
+) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    first, second = await export(client, alice), await export(client, alice)
+    assert first["id"] != second["id"]  # the first had finished: a new export
+    assert modes(results_dir)[1] == [0o600]  # one file: the newest
+    old = (await client.get(first["location"], headers=alice)).json()
+    assert old["status"] == "succeeded"
+    assert old["result_url"] is None
+    result = await client.get(f"{first['location']}/result", headers=alice)
+    assert_problem(result, 404, "job_result_not_found")
+    new = (await client.get(second["location"], headers=alice)).json()
+    assert (await client.get(new["result_url"], headers=alice)).status_code == 200

@@ -6,7 +6,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -116,3 +116,16 @@ async def purge_finished(
 async def ids_with_files(*, session: AsyncSession) -> set[uuid.UUID]:
     """Return the ids of every job that has a result file."""
     return set(await session.scalars(select(Job.id).where(Job.has_file.is_(True))))
+
+
+async def drop_older_files(
+    *, session: AsyncSession, owner_id: uuid.UUID, task: str, keep: uuid.UUID
+) -> list[uuid.UUID]:
+    """Mark the owner's other `task` jobs as having no file; return their ids (to delete)."""
+    older = await session.scalars(
+        update(Job)
+        .where(Job.owner_id == owner_id, Job.task == task, Job.id != keep, Job.has_file.is_(True))
+        .values(has_file=False)
+        .returning(Job.id)
+    )
+    return list(older)

@@ -9,6 +9,7 @@ import anyio.to_thread
 from app.items import service as items_service
 from app.items.schemas import ItemQuery, ItemRead
 from app.jobs import results
+from app.jobs import service as jobs_service
 from app.jobs.claims import Claim
 from app.jobs.exceptions import PermanentJobError
 from app.jobs.runner import Done, JobContext
@@ -44,4 +45,10 @@ async def export_user_data(ctx: JobContext, held: Claim) -> Done:
                 if cursor is None:
                     break
             await file.write(b"]}")
+        # One export file per user: a new one replaces the older (the disk stays bounded).
+        older = await jobs_service.drop_older_files(
+            session=session, owner_id=user.id, task=EXPORT_USER_DATA, keep=held.job_id
+        )
+        await session.commit()
+    await results.remove(directory, older)
     return Done(result={"items": count}, has_file=True)
