@@ -67,6 +67,7 @@ class Events:
             child = self._job_outcomes[key] = self.metrics.jobs.labels(task, outcome)
         child.inc()
 
+
 def circuit_transitions(metrics: Metrics | None) -> Callable[[str], None] | None:
     """The outbound client's callback: count each breaker state change by the new state."""
     if metrics is None:
