@@ -51,15 +51,19 @@ def _jwt_secret(settings: "Settings") -> list[str]:
     return []
 
 
+WEAK_SUPERUSER_PASSWORD = f"weak: use {MIN_SUPERUSER_PASSWORD_LENGTH}+ varied characters"
+
+
+def weak_superuser_password(text: str) -> bool:
+    """Whether `text` is too short or too repetitive for a superuser's password."""
+    short = len(text) < MIN_SUPERUSER_PASSWORD_LENGTH
+    return short or estimated_bits(text) < MIN_SUPERUSER_PASSWORD_BITS
+
+
 def _superuser_password(settings: "Settings") -> list[str]:
     password = settings.first_superuser.password
-    if password is None:
-        return []
-    text = password.get_secret_value()
-    short = len(text) < MIN_SUPERUSER_PASSWORD_LENGTH
-    if short or estimated_bits(text) < MIN_SUPERUSER_PASSWORD_BITS:
-        minimum = MIN_SUPERUSER_PASSWORD_LENGTH
-        return [f"FIRST_SUPERUSER_PASSWORD is weak: use {minimum}+ varied characters"]
+    if password is not None and weak_superuser_password(password.get_secret_value()):
+        return [f"FIRST_SUPERUSER_PASSWORD is {WEAK_SUPERUSER_PASSWORD}"]
     return []
 
 

@@ -1,0 +1,71 @@
+"""`app migrate` and `app makemigration`: Alembic, on the database of DATABASE_URL."""
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from alembic import command
+from alembic.config import Config
+
+from app.cli import common
+from app.db.session import safe_url
+
+ConfigOption = Annotated[
+    Path, typer.Option("--config", help="Alembic's configuration file.", show_default=True)
+]
+
+
+def alembic_config(path: Path) -> Config:
+    """Alembic's configuration from `path`; its output goes to this process's stdout."""
+    if not path.is_file():
+        common.fail(f"{path} not found: run from the project's root or pass --config")
+    return Config(str(path), stdout=sys.stdout)
+
+
+def migrate(
+    revision: Annotated[str, typer.Argument(help="Target revision.")] = "head",
+    sql: Annotated[
+        bool, typer.Option("--sql", help="Print the SQL instead of running it.")
+    ] = False,
+    config: ConfigOption = Path("alembic.ini"),
+) -> None:
+    """Apply the migrations up to REVISION (every one by default) to DATABASE_URL."""
+    settings = common.settings()
+    alembic = alembic_config(config)
+    alembic.output_buffer = sys.stdout
+    command.upgrade(alembic, revision, sql=sql)
+    if not sql:
+        common.stderr.print(f"{safe_url(settings.database.url)} is at {revision}")
+
+
+def makemigration(
+    message: Annotated[str, typer.Argument(help="What changed, e.g. 'add invoices'.")],
+    empty: Annotated[bool, typer.Option("--empty", help="Do not compare the models.")] = False,
+    config: ConfigOption = Path("alembic.ini"),
+) -> None:
+    """Write a new migration from the difference between the models and the database."""
+    if not message.strip():
+        common.fail("MESSAGE must say what changed", 2)
+    common.settings()
+    script = command.revision(alembic_config(config), message=message, autogenerate=not empty)
+    scripts = script if isinstance(script, list) else [script]
+    for written in scripts:
+        if written is not None:
+            common.stdout.print(written.path)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add `migrate` and `makemigration` to the CLI."""
+    common.register(
+        cli,
+        migrate,
+        name="migrate",
+        examples=["app migrate", "app migrate --sql > upgrade.sql", "app migrate <revision>"],
+    )
+    common.register(
+        cli,
+        makemigration,
+        name="makemigration",
+        examples=['app makemigration "add invoices"', 'app makemigration --empty "backfill"'],
+    )

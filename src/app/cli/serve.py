@@ -1,0 +1,115 @@
+"""`app serve`: uvicorn with our logging, our proxy handling and graceful shutdown."""
+
+from typing import Annotated
+
+import typer
+import uvicorn
+from uvicorn.supervisors import Multiprocess
+
+from app.cli import common
+from app.core.config import Settings
+from app.core.logging import configure_logging
+
+APP_FACTORY = "app.main:create_app"
+# Workers that stop together after the same number of requests leave no one serving:
+# by default each gets up to a tenth more, at random.
+DEFAULT_JITTER_RATIO = 0.1
+STARTUP_FAILURE = 3  # uvicorn's exit code when the app could not start
+
+
+def uvicorn_config(
+    settings: Settings,
+    *,
+    host: str,
+    port: int,
+    workers: int,
+    limit_max_requests: int | None = None,
+    limit_max_requests_jitter: int | None = None,
+) -> uvicorn.Config:
+    """The uvicorn configuration `serve` runs, from its options and the settings."""
+    if limit_max_requests is not None and limit_max_requests_jitter is None:
+        limit_max_requests_jitter = int(limit_max_requests * DEFAULT_JITTER_RATIO)
+    return uvicorn.Config(
+        APP_FACTORY,
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        # Our logging (configured by create_app in each worker), not uvicorn's dictConfig;
+        # our access log middleware, not uvicorn's.
+        log_config=None,
+        access_log=False,
+        # The app trusts X-Forwarded-* only from TRUSTED_PROXIES (its proxy headers layer);
+        # uvicorn's own handling would believe any local peer.
+        proxy_headers=False,
+        server_header=False,
+        limit_max_requests=limit_max_requests,
+        limit_max_requests_jitter=limit_max_requests_jitter or 0,
+        # Requests in flight when a worker stops get this long (the lifespan drains first).
+        timeout_graceful_shutdown=settings.server.shutdown_grace_seconds,
+        lifespan="on",
+    )
+
+
+def run_server(config: uvicorn.Config) -> None:
+    """Run one server in this process, or a supervisor that restarts workers as they exit.
+
+    Recycling needs the supervisor even for one worker: a worker that reached
+    `--limit-max-requests` exits, and without a parent nobody starts the next one.
+    """
+    if config.workers > 1 or config.limit_max_requests is not None:
+        Multiprocess(config, sockets=[config.bind_socket()]).run()
+        return
+    server = uvicorn.Server(config)
+    server.run()
+    if not server.started:
+        common.fail("the server did not start (see the log above)", STARTUP_FAILURE)
+
+
+def serve(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=0, max=65535)] = 8000,
+    workers: Annotated[
+        int, typer.Option(envvar="WEB_CONCURRENCY", min=1, help="Worker processes.")
+    ] = 1,
+    limit_max_requests: Annotated[
+        int | None,
+        typer.Option(min=1, help="Restart a worker after this many requests (recycling)."),
+    ] = None,
+    limit_max_requests_jitter: Annotated[
+        int | None,
+        typer.Option(min=0, help="Up to this many more requests per worker (default: 10% of it)."),
+    ] = None,
+) -> None:
+    """Serve the API with uvicorn (app.main:create_app).
+
+    Logs in the service's own format (LOG_FORMAT, LOG_LEVEL) with its own access log;
+    X-Forwarded-* is trusted only as TRUST_PROXY_HEADERS and TRUSTED_PROXIES say. On SIGTERM
+    each worker drains for SHUTDOWN_DRAIN_SECONDS, then gives requests in flight
+    SHUTDOWN_GRACE_SECONDS.
+    """
+    settings = common.settings()
+    configure_logging(settings.logging)
+    config = uvicorn_config(
+        settings,
+        host=host,
+        port=port,
+        workers=workers,
+        limit_max_requests=limit_max_requests,
+        limit_max_requests_jitter=limit_max_requests_jitter,
+    )
+    run_server(config)
+
+
+def register(cli: typer.Typer) -> None:
+    """Add `serve` to the CLI."""
+    common.register(
+        cli,
+        serve,
+        name="serve",
+        examples=[
+            "app serve",
+            "app serve --host 0.0.0.0 --port 8080 --workers 4",
+            "WEB_CONCURRENCY=4 app serve --limit-max-requests 10000",
+        ],
+    )
