@@ -1,4 +1,4 @@
-"""Running `app` commands in-process: a clean environment, a migrated SQLite file, captured output."""
+"""Running `app` commands in-process: a clean environment, a migrated SQLite file, output."""
 
 import asyncio
 from collections.abc import Callable, Iterator

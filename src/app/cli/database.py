@@ -1,5 +1,6 @@
 """`app migrate` and `app makemigration`: Alembic, on the database of DATABASE_URL."""
 
+import contextlib
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -7,6 +8,7 @@ from typing import Annotated
 import typer
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import make_url
 
 from app.cli import common
 from app.db.session import safe_url
@@ -17,10 +19,12 @@ ConfigOption = Annotated[
 
 
 def alembic_config(path: Path) -> Config:
-    """Alembic's configuration from `path`; its output goes to this process's stdout."""
+    """Alembic's configuration from `path`; its messages go to stderr, SQL to stdout."""
     if not path.is_file():
         common.fail(f"{path} not found: run from the project's root or pass --config")
-    return Config(str(path), stdout=sys.stdout)
+    config = Config(str(path), stdout=sys.stderr)
+    config.output_buffer = sys.stdout  # what `--sql` prints
+    return config
 
 
 def migrate(
@@ -32,9 +36,10 @@ def migrate(
 ) -> None:
     """Apply the migrations up to REVISION (every one by default) to DATABASE_URL."""
     settings = common.settings()
-    alembic = alembic_config(config)
-    alembic.output_buffer = sys.stdout
-    command.upgrade(alembic, revision, sql=sql)
+    if sql and make_url(settings.database.url).get_backend_name() == "sqlite":
+        # SQLite's batch migrations copy tables they must first read from a live database.
+        common.fail("--sql needs a PostgreSQL DATABASE_URL (SQLite migrations read live tables)")
+    command.upgrade(alembic_config(config), revision, sql=sql)
     if not sql:
         common.stderr.print(f"{safe_url(settings.database.url)} is at {revision}")
 
@@ -48,7 +53,9 @@ def makemigration(
     if not message.strip():
         common.fail("MESSAGE must say what changed", 2)
     common.settings()
-    script = command.revision(alembic_config(config), message=message, autogenerate=not empty)
+    alembic = alembic_config(config)
+    with contextlib.redirect_stdout(sys.stderr):  # Alembic's progress lines; stdout: the path
+        script = command.revision(alembic, message=message, autogenerate=not empty)
     scripts = script if isinstance(script, list) else [script]
     for written in scripts:
         if written is not None:
