@@ -1,0 +1,169 @@
+"""`app serve` as a real process: our logs, no proxy trust, recycling, graceful stop; and
+`app verify` run against it (passes) and against a deliberately broken server (fails)."""
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx2
+
+from app.cli.serve import uvicorn_config
+from tests.harness import free_port, make_settings
+from tests.identity import JWT_SECRET
+from tests.migrations import ALEMBIC_INI, migrate
+from tests.processes import server_process, wait_until
+
+ROOT = ALEMBIC_INI.parent
+STARTUP_SECONDS = 90.0
+SERVER_ENV = {
+    "ENVIRONMENT": "test",
+    "LOG_FORMAT": "json",
+    "JWT_SECRET": JWT_SECRET,
+    "PASSWORD_HASH_TIME_COST": "1",
+    "PASSWORD_HASH_MEMORY_KIB": "1024",
+    "PASSWORD_HASH_PARALLELISM": "1",
+    "RATE_LIMIT_PER_MINUTE": "30",
+    "RATE_LIMIT_BURST": "0",
+    "SHUTDOWN_DRAIN_SECONDS": "0",
+    "SHUTDOWN_GRACE_SECONDS": "7",
+    "GC_FREEZE_AFTER_STARTUP": "false",
+}
+
+
+def test_the_uvicorn_configuration() -> None:
+    settings = make_settings(SHUTDOWN_GRACE_SECONDS=12)
+    config = uvicorn_config(
+        settings,
+        host="0.0.0.0",  # noqa: S104
+        port=9000,
+        workers=3,
+        limit_max_requests=1000,
+    )
+    assert (config.app, config.factory) == ("app.main:create_app", True)
+    assert (config.host, config.port, config.workers) == ("0.0.0.0", 9000, 3)  # noqa: S104
+    assert config.proxy_headers is False
+    assert config.access_log is False
+    assert config.log_config is None
+    assert config.server_header is False
+    assert config.timeout_graceful_shutdown == 12
+    assert (config.limit_max_requests, config.limit_max_requests_jitter) == (1000, 100)
+
+
+def environment(directory: Path, **extra: str) -> dict[str, str]:
+    inherited = ("PATH", "HOME", "LANG", "SYSTEMROOT")
+    env = {name: value for name, value in os.environ.items() if name in inherited}
+    return {
+        **env,
+        **SERVER_ENV,
+        "DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'app.db'}",
+    } | extra
+
+
+def log_lines(log: Path) -> list[dict[str, Any]]:
+    lines = []
+    for line in log.read_text(errors="replace").splitlines():
+        try:
+            lines.append(json.loads(line))
+        except ValueError:
+            lines.append({"event": line, "not_json": True})
+    return lines
+
+
+@contextmanager
+def serving(directory: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+    """`python -m app.cli serve` on a free port, once it answers its liveness probe."""
+    port = free_port()
+    asyncio.run(migrate(f"sqlite+aiosqlite:///{directory / 'app.db'}", "head"))
+    command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args]
+    log = directory / f"serve-{port}.log"
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, log, environment(directory)) as process:
+
+        def answers() -> bool:
+            if process.poll() is not None:
+                raise AssertionError(f"app serve exited:\n{log.read_text()}")
+            try:
+                return httpx2.get(f"{url}/api/v1/health/live", timeout=1).status_code == 200
+            except httpx2.HTTPError:
+                return False
+
+        wait_until(answers, "app serve", seconds=STARTUP_SECONDS)
+        yield url, process, log
+
+
+def run_verify(url: str, directory: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    command = [sys.executable, "-m", "app.cli", "verify", url, *args]
+    return subprocess.run(  # noqa: S603 - fixed arguments
+        command,
+        cwd=directory,
+        env=environment(directory, COLUMNS="200"),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_serve_passes_verify_and_stops_gracefully(tmp_path: Path) -> None:
+    with serving(tmp_path) as (url, process, log):
+        spoofed = httpx2.get(f"{url}/api/v1/meta", headers={"X-Forwarded-For": "203.0.113.9"})
+        assert "server" not in spoofed.headers
+        result = run_verify(url, tmp_path, "--expect-rate-limit", "--max-requests", "100")
+        assert result.returncode == 0, result.stdout + result.stderr
+        for name in ("health.ready", "account.delete", "rate_limit.enforced"):
+            assert name in result.stdout
+        assert "FAIL" not in result.stdout
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
+    lines = log_lines(log)
+    assert [line for line in lines if line.get("not_json")] == []
+    requests = [line for line in lines if line.get("event") == "request"]
+    assert requests
+    assert {line["client"] for line in requests} == {"127.0.0.1"}  # X-Forwarded-For ignored
+    assert any(line.get("event") == "shutdown" for line in lines)
+
+
+def test_verify_fails_against_a_broken_server(tmp_path: Path) -> None:
+    port = free_port()
+    command = [sys.executable, "-m", "uvicorn", "tests.cli.broken_app:app", "--port", str(port)]
+    command += ["--app-dir", str(ROOT)]
+    url = f"http://127.0.0.1:{port}"
+    with server_process(command, tmp_path / "broken.log", environment(tmp_path)):
+
+        def answers() -> bool:
+            try:
+                return httpx2.get(f"{url}/health", timeout=1).status_code == 200
+            except httpx2.HTTPError:
+                return False
+
+        wait_until(answers, "the broken server", seconds=STARTUP_SECONDS)
+        result = run_verify(url, tmp_path)
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    (error,) = result.stderr.strip().splitlines()
+    assert error.startswith("app: error: ")
+    for name in ("health.ready", "errors.not_found", "security_headers", "account.register"):
+        assert name in error
+    assert "health.live" not in error
+
+
+def test_limit_max_requests_recycles_even_a_single_worker(tmp_path: Path) -> None:
+    limit = ["--limit-max-requests", "3", "--limit-max-requests-jitter", "0"]
+    with serving(tmp_path, "--workers", "1", *limit) as (url, process, log):
+        statuses = []
+        for _ in range(5):
+            with httpx2.Client(timeout=30) as client:  # a connection each, as clients come
+                statuses.append(client.get(f"{url}/api/v1/health/live").status_code)
+        assert statuses == [200] * 5
+        assert process.poll() is None
+        starts = [line for line in log_lines(log) if line.get("event") == "startup"]
+        assert len(starts) >= 2
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(timeout=30) == 0
