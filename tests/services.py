@@ -8,10 +8,12 @@ import pytest
 from redis import Redis
 from redis.exceptions import RedisError
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import create_async_engine
 
 # `.ci/run` sets this: there, a missing service is a failure, never a silent skip.
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
+MISSING_DATABASE = "3D000"  # PostgreSQL's SQLSTATE for "database does not exist"
 
 
 def service_unavailable(reason: str) -> NoReturn:
@@ -23,17 +25,22 @@ def service_unavailable(reason: str) -> NoReturn:
 
 
 def postgres_url() -> str:
-    """Return `TEST_DATABASE_URL` once PostgreSQL answers on it."""
+    """Return `TEST_DATABASE_URL` once PostgreSQL answers on it; create its database if allowed."""
     url = os.environ.get("TEST_DATABASE_URL", "")
     if not url:
         service_unavailable("PostgreSQL: set TEST_DATABASE_URL (make test does when it answers)")
     if make_url(url).get_backend_name() != "postgresql":
         service_unavailable(f"TEST_DATABASE_URL is not a PostgreSQL URL: {make_url(url)!r}")
     try:
-        asyncio.run(_ping_database(url))
-    except (OSError, TimeoutError) as exc:
-        service_unavailable(f"PostgreSQL at TEST_DATABASE_URL does not answer ({exc})")
+        asyncio.run(_ensure_database(url))
+    except (OSError, TimeoutError, DBAPIError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        service_unavailable(f"PostgreSQL at {_shown(url)}: {reason}")
     return url
+
+
+def _shown(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
 
 
 async def _ping_database(url: str) -> None:
@@ -41,6 +48,32 @@ async def _ping_database(url: str) -> None:
     try:
         async with engine.connect() as connection:
             await connection.exec_driver_sql("SELECT 1")
+    finally:
+        await engine.dispose()
+
+
+async def _ensure_database(url: str) -> None:
+    """Connect; when the server answers that the database does not exist, create it."""
+    try:
+        await _ping_database(url)
+    except DBAPIError as exc:
+        if getattr(exc.orig, "sqlstate", None) != MISSING_DATABASE:
+            raise
+    else:
+        return
+    name = make_url(url).database or ""
+    engine = create_async_engine(
+        make_url(url).set(database="postgres"),
+        isolation_level="AUTOCOMMIT",
+        connect_args={"timeout": 3},
+    )
+    try:
+        async with engine.connect() as connection:
+            quoted = connection.dialect.identifier_preparer.quote(name)
+            await connection.exec_driver_sql(f"CREATE DATABASE {quoted}")
+    except DBAPIError as exc:
+        reason = str(exc.orig).splitlines()[0]
+        raise OSError(f"database {name!r} does not exist and cannot be created ({reason})") from exc
     finally:
         await engine.dispose()
 
