@@ -21,6 +21,7 @@ WIRING = (
     "app.shutdown",
     "app.tasks",
     "app.worker",
+    "app.cli",
 )
 SETTINGS = ("app.core.config", "app.core.settings_groups", "app.core.settings_operations")
 MAX_SOURCE_LINES = 300

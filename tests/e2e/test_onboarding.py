@@ -51,14 +51,14 @@ def fresh_clone(tmp_path: Path) -> Path:
     return clone
 
 
-def test_make_run_then_make_test_from_a_fresh_clone(fresh_clone: Path) -> None:
-    env = clean_environment()
+def serve_until_live(clone: Path, env: dict[str, str]) -> None:
+    """`make run` until it serves its liveness probe, then stop it (the whole process group)."""
     port = free_port()
-    log = fresh_clone.parent / "make-run.log"
+    log = clone.parent / "make-run.log"
     with log.open("wb") as output:
         make_run = subprocess.Popen(  # noqa: S603 - fixed arguments
             ["make", "run", f"PORT={port}"],  # noqa: S607
-            cwd=fresh_clone,
+            cwd=clone,
             env=env,
             stdout=output,
             stderr=subprocess.STDOUT,
@@ -80,6 +80,11 @@ def test_make_run_then_make_test_from_a_fresh_clone(fresh_clone: Path) -> None:
         if make_run.poll() is None:
             os.killpg(make_run.pid, signal.SIGTERM)
             make_run.wait(timeout=60)
+
+
+def test_make_run_then_make_test_from_a_fresh_clone(fresh_clone: Path) -> None:
+    env = clean_environment()
+    serve_until_live(fresh_clone, env)
     assert (fresh_clone / ".tools" / "bin" / "uv").exists()
     assert (fresh_clone / "app.db").exists()
     # Running installed only what running needs.
@@ -94,7 +99,7 @@ def test_make_run_then_make_test_from_a_fresh_clone(fresh_clone: Path) -> None:
         timeout=FIRST_RUN_SECONDS,
         check=False,
     )
-    output = test.stdout + test.stderr
-    assert test.returncode == 0, output[-5000:]
-    assert " passed" in output
-    assert "TOTAL" in output  # the coverage report, without its gate on a subset
+    printed = test.stdout + test.stderr
+    assert test.returncode == 0, printed[-5000:]
+    assert " passed" in printed
+    assert "TOTAL" in printed  # the coverage report, without its gate on a subset
