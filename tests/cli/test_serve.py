@@ -3,7 +3,6 @@
 
 import asyncio
 import json
-import os
 import signal
 import subprocess
 import sys
@@ -15,26 +14,15 @@ from typing import Any
 import httpx2
 
 from app.cli.serve import uvicorn_config
+from tests.e2e.server import server_env
 from tests.harness import free_port, make_settings
-from tests.identity import JWT_SECRET
 from tests.migrations import ALEMBIC_INI, migrate
 from tests.processes import server_process, wait_until
 
 ROOT = ALEMBIC_INI.parent
 STARTUP_SECONDS = 90.0
-SERVER_ENV = {
-    "ENVIRONMENT": "test",
-    "LOG_FORMAT": "json",
-    "JWT_SECRET": JWT_SECRET,
-    "PASSWORD_HASH_TIME_COST": "1",
-    "PASSWORD_HASH_MEMORY_KIB": "1024",
-    "PASSWORD_HASH_PARALLELISM": "1",
-    "RATE_LIMIT_PER_MINUTE": "30",
-    "RATE_LIMIT_BURST": "0",
-    "SHUTDOWN_DRAIN_SECONDS": "0",
-    "SHUTDOWN_GRACE_SECONDS": "7",
-    "GC_FREEZE_AFTER_STARTUP": "false",
-}
+# The e2e servers' settings, with quotas the verifier reaches quickly.
+LIMITS = {"RATE_LIMIT_PER_MINUTE": "30", "RATE_LIMIT_PER_HOUR": "1000", "RATE_LIMIT_BURST": "0"}
 
 
 def test_the_uvicorn_configuration() -> None:
@@ -57,13 +45,8 @@ def test_the_uvicorn_configuration() -> None:
 
 
 def environment(directory: Path, **extra: str) -> dict[str, str]:
-    inherited = ("PATH", "HOME", "LANG", "SYSTEMROOT")
-    env = {name: value for name, value in os.environ.items() if name in inherited}
-    return {
-        **env,
-        **SERVER_ENV,
-        "DATABASE_URL": f"sqlite+aiosqlite:///{directory / 'app.db'}",
-    } | extra
+    database = f"sqlite+aiosqlite:///{directory / 'app.db'}"
+    return server_env(DATABASE_URL=database, SHUTDOWN_GRACE_SECONDS="7", **LIMITS, **extra)
 
 
 def log_lines(log: Path) -> list[dict[str, Any]]:
