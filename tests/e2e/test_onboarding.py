@@ -18,8 +18,8 @@ pytestmark = pytest.mark.e2e
 
 ROOT = Path(__file__).resolve().parents[2]
 SYSTEM_PYTHON = Path("/usr/bin/python3")
-# Only system directories: no uv, no virtual environment, no pyenv shims.
-SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+# Only the distribution's directories: no uv, no virtual environment, no pyenv shims.
+SYSTEM_PATH = "/usr/sbin:/usr/bin:/sbin:/bin"
 FIRST_RUN_SECONDS = 600.0
 # A small subset on SQLite; the clone's suite must not touch the outer run's databases.
 SUBSET = "tests/health -k 'not postgresql'"

@@ -4,6 +4,7 @@ from typing import Annotated
 
 import typer
 import uvicorn
+from uvicorn.config import STARTUP_FAILURE
 from uvicorn.supervisors import Multiprocess
 
 from app.cli import common
@@ -14,7 +15,6 @@ APP_FACTORY = "app.main:create_app"
 # Workers that stop together after the same number of requests leave no one serving:
 # by default each gets up to a tenth more, at random.
 DEFAULT_JITTER_RATIO = 0.1
-STARTUP_FAILURE = 3  # uvicorn's exit code when the app could not start
 
 
 def uvicorn_config(
@@ -58,12 +58,16 @@ def run_server(config: uvicorn.Config) -> None:
     `--limit-max-requests` exits, and without a parent nobody starts the next one.
     """
     if config.workers > 1 or config.limit_max_requests is not None:
-        Multiprocess(config, sockets=[config.bind_socket()]).run()
-        return
-    server = uvicorn.Server(config)
-    server.run()
-    if not server.started:
-        common.fail("the server did not start (see the log above)", STARTUP_FAILURE)
+        supervisor = Multiprocess(config, sockets=[config.bind_socket()])
+        supervisor.run()
+        # uvicorn's parent exits 0 when a worker cannot start; an orchestrator must see it.
+        started = all(process.exitcode != STARTUP_FAILURE for process in supervisor.processes)
+    else:
+        server = uvicorn.Server(config)
+        server.run()
+        started = server.started
+    if not started:
+        common.fail("the app did not start (see the log above)", STARTUP_FAILURE)
 
 
 def serve(
