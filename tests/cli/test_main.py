@@ -1,5 +1,8 @@
 """The `app` command as a whole: help with examples everywhere, one-line errors, exit codes."""
 
+import subprocess
+import sys
+
 import pytest
 
 from app.cli import cli, main
@@ -72,4 +75,16 @@ def test_an_unexpected_error_is_one_line_without_secrets(
 
 
 def test_python_dash_m_runs_the_same_command() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "app.cli", "verify", "ftp://example.com"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr == "app: error: not an http(s) URL: 'ftp://example.com'\n"
+
+
+def test_main_returns_the_exit_code() -> None:
     assert main(["--help"]) == 0
