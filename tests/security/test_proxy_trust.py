@@ -41,9 +41,9 @@ def make_run_command(port: int) -> list[str]:
     recipe = next(
         line.strip()
         for line in (ROOT / "Makefile").read_text().splitlines()
-        if "uvicorn --factory" in line
+        if line.strip().startswith("$(RUN) app serve")
     )
-    recipe = recipe.replace("$(RUN) ", "").replace("$(HOST)", "127.0.0.1")
+    recipe = recipe.replace("$(RUN) app ", "app.cli ").replace("$(HOST)", "127.0.0.1")
     return [sys.executable, "-m", *recipe.replace("$(PORT)", str(port)).split()]
 
 
