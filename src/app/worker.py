@@ -6,11 +6,10 @@ process serves `/live` and `/metrics` on its own small HTTP port for probes and 
 SIGTERM or SIGINT: stop taking work; running jobs get JOBS_SHUTDOWN_GRACE_SECONDS, then go
 back to the queue for another worker.
 
-    python -m app.worker worker [--concurrency N] [--host H] [--port P]
-    python -m app.worker scheduler [--host H] [--port P]
+    app worker [--concurrency N] [--host H] [--port P]
+    app scheduler [--host H] [--port P]
 """
 
-import argparse
 import asyncio
 import contextlib
 import signal
@@ -26,7 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from taskiq.receiver import Receiver
 
-from app.core.config import Settings, get_settings
+from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.infra.jobs import NeedsBroker
 from app.main import DISTRIBUTION
@@ -154,27 +153,3 @@ def run_scheduler(settings: Settings, *, host: str = "127.0.0.1", port: int = 80
     _require_broker(settings)
     configure_logging(settings.logging, sql_echo=settings.database.echo)
     asyncio.run(_schedule(settings, host=host, port=port))
-
-
-def main(argv: list[str] | None = None) -> int:
-    """Parse `worker|scheduler [--concurrency N] [--host H] [--port P]` and run it."""
-    parser = argparse.ArgumentParser(prog="python -m app.worker")
-    parser.add_argument("role", choices=("worker", "scheduler"))
-    parser.add_argument("--concurrency", type=int, default=None)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=None)
-    options = parser.parse_args(argv)
-    settings = get_settings()
-    try:
-        if options.role == "worker":
-            port = options.port or 8001
-            run_worker(settings, concurrency=options.concurrency, host=options.host, port=port)
-        else:
-            run_scheduler(settings, host=options.host, port=options.port or 8002)
-    except NeedsBroker as exc:
-        parser.exit(2, f"error: {exc}\n")
-    return 0
-
-
-if __name__ == "__main__":
-    raise SystemExit(main())

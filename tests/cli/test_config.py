@@ -32,6 +32,7 @@ def test_every_setting_is_shown_and_no_secret(
     secrets = {
         "JWT_SECRET": MARKER,
         "REDIS_URL": f"redis://:{MARKER}@127.0.0.1:6379/0",
+        "JOBS_BROKER_URL": f"redis://:{MARKER}@broker.internal:6379/1",
         "SMTP_PASSWORD": MARKER,
         "METRICS_TOKEN": MARKER,
         "ALERT_WEBHOOK_URL": f"https://hooks.example.com/{MARKER}",

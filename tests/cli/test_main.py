@@ -13,7 +13,7 @@ COMMANDS = sorted(command.name for command in cli.registered_commands if command
 
 def test_every_command_is_registered() -> None:
     expected = {"serve", "migrate", "makemigration", "create-superuser", "openapi", "config"}
-    assert expected | {"seed", "verify"} == set(COMMANDS)
+    assert expected | {"seed", "verify", "worker", "scheduler"} == set(COMMANDS)
 
 
 @pytest.mark.parametrize("command", COMMANDS)

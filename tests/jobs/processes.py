@@ -47,7 +47,7 @@ def job_settings(
 
 @dataclass
 class JobProcess:
-    """A running `python -m app.worker` process and its JSON log."""
+    """A running `app worker` or `app scheduler` process and its JSON log."""
 
     process: subprocess.Popen[bytes]
     log: Path
@@ -75,7 +75,7 @@ def job_process(
     """Run a worker or scheduler until its probe answers; stop it after the block."""
     port = free_port()
     log = directory / f"{role}-{port}.log"
-    command = [sys.executable, "-m", "app.worker", role, "--port", str(port), *extra]
+    command = [sys.executable, "-m", "app.cli", role, "--port", str(port), *extra]
     with server_process(command, log, server_env(**settings)) as process:
         started = JobProcess(process, log, port)
         wait_until(started.live, role, seconds=STARTUP_SECONDS)

@@ -9,11 +9,11 @@ from collections.abc import Sequence
 
 import typer
 
-from app.cli import common, config, database, openapi, seed, serve, users, verify
+from app.cli import common, config, database, jobs, openapi, seed, serve, users, verify
 from app.core.config import SettingsError
 from app.core.logging import scrub
 
-COMMANDS = (serve, database, users, openapi, config, seed, verify)
+COMMANDS = (serve, database, jobs, users, openapi, config, seed, verify)
 INTERRUPTED = 130
 
 cli = typer.Typer(
