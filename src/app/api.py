@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from fastapi import FastAPI
-from fastapi.routing import APIRoute
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api_keys.router import CREDENTIAL_PATHS as API_KEYS_CREDENTIAL_PATHS
 from app.api_keys.router import router as api_keys_router
@@ -85,3 +85,15 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     app.include_router(legacy_auth_router)
     if local:
         app.include_router(legacy_login_router)
+    answer_head_like_get(app)
+
+
+def answer_head_like_get(app: FastAPI) -> None:
+    """Let every GET route answer HEAD too, as RFC 9110 asks and Starlette's own routes do.
+
+    FastAPI routes answer only the methods they name. The server sends the headers of the GET
+    answer without its body; the OpenAPI document leaves the implied HEAD operations out.
+    """
+    for route in iter_route_contexts(app.routes):
+        if isinstance(route.original_route, APIRoute) and route.methods and "GET" in route.methods:
+            route.methods.add("HEAD")

@@ -59,10 +59,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         country_of=resources.geoip.country if resources.geoip else None,
     )
     include_routers(app, settings)
-    app.openapi = lambda: build_openapi(app)  # type: ignore[method-assign]
+    app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
+        app, rate_limited=functools.partial(_rate_limited, settings)
+    )
     if settings.docs_enabled:
         install_docs(app)
     return app
+
+
+def _rate_limited(settings: Settings, path: str) -> bool:
+    """Whether the rate limiter counts requests to `path` (its prefixes, as the pipeline's)."""
+    return (
+        settings.rate_limit.enabled
+        and path.startswith(ROUTE_PATHS.api_roots)
+        and not path.startswith(ROUTE_PATHS.unlimited)
+    )
 
 
 @functools.cache

@@ -11,7 +11,7 @@ from app.auth import flows
 from app.auth.deps import Principal, RequireScopes, require_scopes
 from app.auth.proof import IdentityCheckDep
 from app.auth.scopes import Scope
-from app.core.openapi import problem_responses
+from app.core.openapi import problem_responses, response_headers
 from app.db.pagination import PageQuery
 from app.deps import SessionDep, SettingsDep
 
@@ -29,6 +29,8 @@ Writer = Annotated[Principal, Depends(RequireScopes(Scope.API_KEYS_WRITE))]
 async def create_api_key(
     *,
     body: ApiKeyCreate,
+    request: Request,
+    response: Response,
     principal: Writer,
     session: SessionDep,
     settings: SettingsDep,
@@ -52,10 +54,13 @@ async def create_api_key(
         current_password=body.current_password,
         auth=settings.auth,
     )
+    response.headers["Location"] = str(request.url_for("read_api_key", key_id=api_key.id))
     return ApiKeyCreated(**ApiKeyRead.model_validate(api_key).model_dump(), key=key)
 
 
-@router.get("", responses=problem_responses(401, 403))
+@router.get(
+    "", responses={200: response_headers("Link", required=False), **problem_responses(401, 403)}
+)
 async def list_api_keys(
     principal: Reader,
     page: Annotated[PageQuery, Query()],
@@ -76,6 +81,13 @@ async def list_api_keys(
     if link := result.next_link(request.url):
         response.headers["Link"] = link
     return result
+
+
+@router.get("/{key_id}", name="read_api_key", responses=problem_responses(401, 403, 404))
+async def read_api_key(key_id: uuid.UUID, principal: Reader, session: SessionDep) -> ApiKeyRead:
+    """Return one of your keys that is not revoked (its prefix and metadata, never the key)."""
+    api_key = await api_keys_service.get(session=session, user=principal.user, key_id=key_id)
+    return ApiKeyRead.model_validate(api_key)
 
 
 @router.delete(

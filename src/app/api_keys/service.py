@@ -111,11 +111,17 @@ async def _revoke_with_descendants(session: AsyncSession, key_ids: list[uuid.UUI
         key_ids = list(children.all())
 
 
-async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
-    """Revoke one of the user's keys and every key it created; 404 for anyone else's."""
+async def get(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> ApiKey:
+    """Return one of the user's keys that is not revoked; 404 for anyone else's."""
     api_key = await session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id or api_key.revoked_at is not None:
         raise ApiKeyNotFound(f"API key {key_id} was not found.")
+    return api_key
+
+
+async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
+    """Revoke one of the user's keys and every key it created; 404 for anyone else's."""
+    api_key = await get(session=session, user=user, key_id=key_id)
     await _revoke_with_descendants(session, [api_key.id])
 
 

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.auth import action_tokens, flows, jobs, notifications
@@ -94,7 +94,7 @@ async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
     await auth_service.logout_all(session=session, user_id=principal.user.id)
 
 
-@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED)
+@router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
 async def request_password_reset(
     body: PasswordResetRequest, session: SessionDep, jobs_sender: JobSenderDep
 ) -> None:
@@ -125,6 +125,7 @@ async def confirm_password_reset(
 @router.post(
     "/verify-email/request",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
     responses=problem_responses(401),
 )
 async def request_email_verification(

@@ -2,7 +2,7 @@
 
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.core.types import Text
 from app.users.schemas import Email, Password
@@ -22,11 +22,15 @@ class TokenPair(BaseModel):
 class RefreshRequest(BaseModel):
     """A refresh token to exchange or revoke."""
 
+    model_config = ConfigDict(extra="forbid")
+
     refresh_token: OpaqueToken
 
 
 class PasswordResetRequest(BaseModel):
     """Ask for a password reset mail."""
+
+    model_config = ConfigDict(extra="forbid")
 
     email: Email
 
@@ -34,11 +38,15 @@ class PasswordResetRequest(BaseModel):
 class PasswordResetConfirm(BaseModel):
     """Set a new password with the token from the reset mail."""
 
+    model_config = ConfigDict(extra="forbid")
+
     token: OpaqueToken
     new_password: Password
 
 
 class EmailVerification(BaseModel):
     """The token from the verification mail."""
+
+    model_config = ConfigDict(extra="forbid")
 
     token: OpaqueToken

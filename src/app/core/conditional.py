@@ -1,7 +1,5 @@
 """Conditional requests (RFC 9110 section 13): ETag checks for reads and writes."""
 
-from starlette.datastructures import Headers
-
 from app.core.errors import AppError
 
 
@@ -25,15 +23,13 @@ def _tags(value: str) -> list[str]:
     return [tag.strip().removeprefix("W/") for tag in value.split(",") if tag.strip()]
 
 
-def is_not_modified(headers: Headers, etag: str) -> bool:
-    """Whether `If-None-Match` names the current ETag (or `*`): answer 304."""
-    value = headers.get("if-none-match")
+def is_not_modified(value: str | None, etag: str) -> bool:
+    """Whether `If-None-Match` (`value`) names the current ETag (or `*`): answer 304."""
     return value is not None and (value.strip() == "*" or etag in _tags(value))
 
 
-def check_if_match(headers: Headers, etag: str, *, required: bool) -> None:
-    """Raise 412 when `If-Match` names another version, 428 when required and absent."""
-    value = headers.get("if-match")
+def check_if_match(value: str | None, etag: str, *, required: bool) -> None:
+    """Raise 412 when `If-Match` (`value`) names another version, 428 when required and absent."""
     if value is None:
         if required:
             raise PreconditionRequired("Send If-Match with the item's current ETag.")

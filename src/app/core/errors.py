@@ -212,6 +212,12 @@ class InvalidCharacters(BadRequestError):
     code = "invalid_characters"
 
 
+class MalformedBodyError(BadRequestError):
+    """The body cannot be read as its `Content-Type` says: truncated, not UTF-8, nested too deep."""
+
+    code = "malformed_body"
+
+
 class InvalidHost(BadRequestError):
     """The `Host` header does not name this service."""
 

@@ -2,6 +2,8 @@
 
 import html
 import json
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,31 +69,116 @@ def _problem_schemas() -> dict[str, Any]:
     return schemas
 
 
-def _with_problem_responses(operation: dict[str, Any]) -> None:
+def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
+    return {"description": description, "schema": schema}
+
+
+_INTEGER = {"type": "integer", "minimum": 0}
+_TEXT = {"type": "string"}
+# Every response header the API sends on purpose, described once.
+RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
+    "Location": _header("The URL of the created resource.", _TEXT),
+    "ETag": _header("The version of the item; send it in If-Match or If-None-Match.", _TEXT),
+    "Link": _header('The next page, `<url>; rel="next"`; absent on the last page.', _TEXT),
+    "Retry-After": _header("Seconds to wait before trying again.", _INTEGER),
+    "RateLimit-Policy": _header("The quotas of this path (IETF RateLimit draft).", _TEXT),
+    "RateLimit": _header("The quota nearest to running out: remaining and reset.", _TEXT),
+    "X-RateLimit-Limit": _header("Requests allowed in the current window.", _INTEGER),
+    "X-RateLimit-Remaining": _header("Requests left in the current window.", _INTEGER),
+    "X-RateLimit-Reset": _header("Seconds until the window resets.", _INTEGER),
+}
+RATE_LIMIT_HEADERS = (
+    "RateLimit-Policy",
+    "RateLimit",
+    "X-RateLimit-Limit",
+    "X-RateLimit-Remaining",
+    "X-RateLimit-Reset",
+)
+METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
+_BODYLESS_STATUSES = frozenset({"202", "204", "304"})
+
+
+def response_headers(*names: str, required: bool = True) -> dict[str, Any]:
+    """Return an OpenAPI `headers` entry for a route's response, e.g. `{200: ...}`."""
+    return {"headers": {name: {**RESPONSE_HEADERS[name], "required": required} for name in names}}
+
+
+def _problem(description: str, *headers: str) -> dict[str, Any]:
+    response: dict[str, Any] = {"description": description, "content": problem_content()}
+    if headers:
+        response.update(response_headers(*headers))
+    return response
+
+
+# Errors the pipeline answers before any route runs, so no route documents them itself.
+_MALFORMED = _problem(
+    "Bad Request: the body is not well-formed for its Content-Type (`malformed_body`), the path "
+    "or query holds a NUL byte (`invalid_characters`), or another malformed request."
+)
+_TOO_LARGE = _problem("Content Too Large: the body is over the limit (`content_too_large`).")
+_UNSUPPORTED = _problem("Unsupported Media Type: the body's Content-Type is not one the API reads.")
+_UNAVAILABLE = _problem(
+    "Service Unavailable: overloaded, past its deadline, or a dependency is down.", "Retry-After"
+)
+
+
+def _rate_limited_problem() -> dict[str, Any]:
+    return _problem("Too Many Requests: a quota ran out.", "Retry-After", *RATE_LIMIT_HEADERS)
+
+
+def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: bool) -> None:
     responses = operation.setdefault("responses", {})
     if "422" in responses:
         responses["422"] = {
             "description": "Validation Error",
             "content": problem_content("ValidationProblem"),
         }
+    responses.setdefault("400", _MALFORMED)
+    responses.setdefault("413", _TOO_LARGE)
+    if method in METHODS_WITH_CONTENT:
+        responses.setdefault("415", _UNSUPPORTED)
+    responses.setdefault("503", _UNAVAILABLE)
+    if limited:
+        responses.setdefault("429", _rate_limited_problem())
+    for status, response in responses.items():
+        if status in _BODYLESS_STATUSES:
+            response.pop("content", None)
+        if status == "201":
+            location = {**RESPONSE_HEADERS["Location"], "required": True}
+            response.setdefault("headers", {}).setdefault("Location", location)
+        if limited and status.startswith(("2", "3")):
+            headers = response.setdefault("headers", {})
+            for name in RATE_LIMIT_HEADERS:
+                headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
     responses.setdefault(
         "500", {"description": "Internal Server Error", "content": problem_content()}
     )
 
 
-def build_openapi(app: FastAPI) -> dict[str, Any]:
-    """Return the schema with FastAPI's validation error shapes replaced by our problems."""
+def build_openapi(
+    app: FastAPI, *, rate_limited: Callable[[str], bool] = lambda _path: False
+) -> dict[str, Any]:
+    """Return the schema with every answer documented: our problems and the pipeline's.
+
+    `rate_limited(path)` says whether the rate limiter counts requests to `path`.
+    """
     if app.openapi_schema:
         return app.openapi_schema
-    schema = get_openapi(
-        title=app.title,
-        version=app.version,
-        description=app.description,
-        routes=app.routes,
-    )
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
-            _with_problem_responses(operation)
+    with warnings.catch_warnings():
+        # Every GET route also answers HEAD (app.api), which shares the GET's operation id;
+        # the HEAD operations are dropped below, so the duplicate ids never reach the document.
+        warnings.filterwarnings("ignore", "Duplicate Operation ID", UserWarning)
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+        )
+    for path, path_item in schema.get("paths", {}).items():
+        if "get" in path_item:
+            path_item.pop("head", None)
+        for method, operation in path_item.items():
+            _with_problem_responses(operation, method, limited=rate_limited(path))
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

@@ -1,6 +1,6 @@
 """RFC 9457 problem details: one renderer for every error path, and the handlers that use it."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -9,9 +9,11 @@ import structlog
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
+from starlette.routing import BaseRoute, Match
 from starlette.types import Scope
 
 from app.core.errors import (
@@ -20,6 +22,7 @@ from app.core.errors import (
     AppError,
     ConflictError,
     DatabaseUnavailableError,
+    MalformedBodyError,
     ServiceUnavailableError,
     ValidationFailedError,
     is_database_unavailable,
@@ -31,6 +34,11 @@ PROBLEM_MEDIA_TYPE = "application/problem+json"
 GENERIC_SERVER_ERROR_DETAIL = (
     "An unexpected error occurred. Quote the request_id when reporting it."
 )
+
+# FastAPI's answer to a body it cannot decode (not UTF-8, nested too deep): the same failure as
+# truncated JSON, which it reports as a 422 `json_invalid` error instead.
+FASTAPI_BODY_PARSE_DETAIL = "There was an error parsing the body"
+MALFORMED_BODY_DETAIL = "The request body is not well-formed for its Content-Type."
 
 log = structlog.get_logger(__name__)
 
@@ -143,6 +151,8 @@ class ProblemRenderer:
 
     def from_exception(self, scope: Scope, exc: Exception) -> Response:
         """Return the problem for any exception; unexpected ones are logged with their trace."""
+        if _is_malformed_body(exc):
+            exc = MalformedBodyError(MALFORMED_BODY_DETAIL)
         if isinstance(exc, AppError):
             return self.render(
                 scope,
@@ -213,6 +223,31 @@ class ProblemRenderer:
         )
 
 
+def _is_malformed_body(exc: Exception) -> bool:
+    """Whether FastAPI failed to decode the body, in either of the two ways it reports that."""
+    if isinstance(exc, RequestValidationError):
+        return any(error.get("type") == "json_invalid" for error in exc.errors())
+    return (
+        isinstance(exc, HTTPException)
+        and exc.status_code == HTTPStatus.BAD_REQUEST
+        and exc.detail == FASTAPI_BODY_PARSE_DETAIL
+    )
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope) -> str:
+    """Return the `Allow` value for a path: the methods of every route that matches it.
+
+    The router answers 405 with the methods of the first route on the path only, while one path
+    is often served by several routes (GET and PATCH and DELETE on `/items/{id}`).
+    """
+    methods: set[str] = set()
+    for route in iter_route_contexts(routes):
+        match, _ = route.matches({**scope, "method": ""})
+        if match is not Match.NONE:
+            methods.update(route.methods or ())
+    return ", ".join(sorted(methods))
+
+
 def _validation_item(error: Mapping[str, Any]) -> dict[str, str]:
     location = tuple(error.get("loc", ()))
     item = {"detail": str(error.get("msg", "Invalid value."))}
@@ -234,6 +269,11 @@ def register_exception_handlers(app: FastAPI, renderer: ProblemRenderer) -> None
     """Render our errors, FastAPI's and Starlette's, and unexpected ones as problems."""
 
     async def handle(request: Request, exc: Exception) -> Response:
+        if isinstance(exc, HTTPException) and exc.status_code == HTTPStatus.METHOD_NOT_ALLOWED:
+            allow = allowed_methods(request.app.router.routes, request.scope)
+            exc = HTTPException(
+                exc.status_code, exc.detail, {**(exc.headers or {}), "Allow": allow}
+            )
         return renderer.from_exception(request.scope, exc)
 
     for exc_class in (AppError, HTTPException, RequestValidationError, Exception):

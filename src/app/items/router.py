@@ -1,9 +1,11 @@
 """Item endpoints: HTTP in, service calls, HTTP out (ETags, Location, Link, cache)."""
 
-from fastapi import APIRouter, BackgroundTasks, Request, Response, status
+from typing import Annotated
+
+from fastapi import APIRouter, BackgroundTasks, Header, Request, Response, status
 
 from app.core.conditional import check_if_match, is_not_modified
-from app.core.openapi import problem_responses
+from app.core.openapi import problem_responses, response_headers
 from app.deps import CacheDep, SessionDep, SettingsDep
 from app.idempotency.deps import Idempotent, IdempotentRoute
 from app.items import cache as items_cache
@@ -29,6 +31,24 @@ MERGE_PATCH = {
 }
 
 
+IfMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-Match",
+        description="The ETag you read: the change is refused (412) if the item changed since. "
+        "Required when REQUIRE_IF_MATCH is on (428 without it).",
+    ),
+]
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="An ETag you hold: 304 without a body while the item is still that version.",
+    ),
+]
+ETAG = response_headers("ETag")
+
+
 def _show(response: Response, item: ItemRead) -> ItemRead:
     response.headers["ETag"] = item.etag
     return item
@@ -38,7 +58,7 @@ def _show(response: Response, item: ItemRead) -> ItemRead:
     "",
     status_code=status.HTTP_201_CREATED,
     dependencies=[Idempotent],
-    responses=problem_responses(401, 403, 409, 422),
+    responses={201: ETAG, **problem_responses(401, 403, 409, 422)},
 )
 async def create_item(
     *,
@@ -54,7 +74,10 @@ async def create_item(
     return _show(response, ItemRead.of(item))
 
 
-@router.get("", responses=problem_responses(401, 403, 422))
+@router.get(
+    "",
+    responses={200: response_headers("Link", required=False), **problem_responses(401, 403, 422)},
+)
 async def list_items(
     *, listing: ItemListingDep, session: SessionDep, request: Request, response: Response
 ) -> ItemPage:
@@ -79,19 +102,25 @@ async def list_items(
     "/{item_id}",
     name="read_item",
     response_model=ItemRead,
-    responses={304: {"description": "Not Modified"}, **problem_responses(401, 403, 404)},
+    responses={
+        200: ETAG,
+        304: {"description": "Not Modified", **ETAG},
+        **problem_responses(401, 403, 404),
+    },
 )
 async def read_item(
-    *, item: ReadableItemDep, request: Request, response: Response
+    *, item: ReadableItemDep, response: Response, if_none_match: IfNoneMatch = None
 ) -> Response | ItemRead:
     """Return an item; `If-None-Match` with its ETag answers 304. Cached after authorization."""
-    if is_not_modified(request.headers, item.etag):
+    if is_not_modified(if_none_match, item.etag):
         return Response(status_code=status.HTTP_304_NOT_MODIFIED, headers={"ETag": item.etag})
     return _show(response, item)
 
 
 @router.patch(
-    "/{item_id}", openapi_extra=MERGE_PATCH, responses=problem_responses(401, 403, 404, 412, 428)
+    "/{item_id}",
+    openapi_extra=MERGE_PATCH,
+    responses={200: ETAG, **problem_responses(401, 403, 404, 412, 428)},
 )
 async def update_item(
     *,
@@ -101,11 +130,11 @@ async def update_item(
     settings: SettingsDep,
     cache: CacheDep,
     background: BackgroundTasks,
-    request: Request,
     response: Response,
+    if_match: IfMatch = None,
 ) -> ItemRead:
     """Change an item with a JSON merge patch; `If-Match` guards against lost updates."""
-    check_if_match(request.headers, item.etag, required=settings.api.require_if_match)
+    check_if_match(if_match, item.etag, required=settings.api.require_if_match)
     changes = body.model_dump(exclude_unset=True)
     updated = await items_service.update(session=session, item=item, changes=changes)
     await items_cache.forget(cache, background, item.id)
@@ -124,15 +153,15 @@ async def delete_item(
     settings: SettingsDep,
     cache: CacheDep,
     background: BackgroundTasks,
-    request: Request,
+    if_match: IfMatch = None,
 ) -> None:
     """Soft-delete an item: it disappears from every read until restored."""
-    check_if_match(request.headers, item.etag, required=settings.api.require_if_match)
+    check_if_match(if_match, item.etag, required=settings.api.require_if_match)
     await items_service.soft_delete(session=session, item=item)
     await items_cache.forget(cache, background, item.id)
 
 
-@router.post("/{item_id}/restore", responses=problem_responses(401, 403, 404))
+@router.post("/{item_id}/restore", responses={200: ETAG, **problem_responses(401, 403, 404)})
 async def restore_item(
     *,
     item: RestorableItemDep,

@@ -7,7 +7,7 @@ from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
 from app.auth import flows, notifications
 from app.auth.deps import AdminReader, UsersReader, UsersWriter
 from app.auth.proof import IdentityCheckDep
-from app.core.openapi import problem_responses
+from app.core.openapi import problem_responses, response_headers
 from app.db.pagination import PageQuery
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
@@ -41,8 +41,14 @@ CREDENTIAL_PATHS = ("", "/me/password", "/me/email")
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(409),
 )
-async def register(body: UserCreate, session: SessionDep, hasher: PasswordHasherDep) -> UserRead:
-    """Create an account."""
+async def register(
+    body: UserCreate,
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    request: Request,
+    response: Response,
+) -> UserRead:
+    """Create an account; `Location` names it."""
     user = await users_service.create(
         session=session,
         hasher=hasher,
@@ -50,6 +56,7 @@ async def register(body: UserCreate, session: SessionDep, hasher: PasswordHasher
         password=body.password,
         full_name=body.full_name,
     )
+    response.headers["Location"] = str(request.url_for("read_user", user_id=user.id))
     return UserRead.model_validate(user)
 
 
@@ -105,6 +112,7 @@ async def change_password(
 @local_router.post(
     "/me/email",
     status_code=status.HTTP_202_ACCEPTED,
+    response_class=Response,
     responses=problem_responses(401, 403, 409, 429),
 )
 async def change_email(
@@ -181,7 +189,9 @@ async def delete_me(
     await users_cache.forget(cache, background, user_id)
 
 
-@router.get("", responses=problem_responses(401, 403))
+@router.get(
+    "", responses={200: response_headers("Link", required=False), **problem_responses(401, 403)}
+)
 async def list_users(
     _: AdminReader,
     page: Annotated[PageQuery, Query()],

@@ -25,6 +25,8 @@ CurrentPassword = Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)]
 class UserCreate(BaseModel):
     """Registration."""
 
+    model_config = ConfigDict(extra="forbid")
+
     email: Email
     password: Password
     full_name: FullName | None = None
@@ -73,6 +75,8 @@ class UserAdminUpdate(BaseModel):
 
 class PasswordChange(BaseModel):
     """A password change, proven by the current password."""
+
+    model_config = ConfigDict(extra="forbid")
 
     current_password: CurrentPassword
     new_password: Password

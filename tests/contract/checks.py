@@ -1,0 +1,26 @@
+"""Checks of our own, beside schemathesis' built-in ones."""
+
+import schemathesis
+
+PROBLEM_MEDIA_TYPE = "application/problem+json"
+PROBLEM_MEMBERS = ("type", "title", "status", "code")
+
+
+@schemathesis.check
+def problem_details(
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+) -> bool | None:
+    """Every error is an RFC 9457 problem whose `status` is the response's."""
+    if response.status_code < 400:
+        return None
+    content_type = response.headers.get("content-type", [""])[0]
+    assert content_type.split(";")[0].strip() == PROBLEM_MEDIA_TYPE, (
+        f"{response.status_code} with Content-Type {content_type!r}, not problem+json"
+    )
+    if response.request.method == "HEAD":
+        return None
+    body = response.json()
+    missing = [name for name in PROBLEM_MEMBERS if name not in body]
+    assert not missing, f"problem without {missing}"
+    assert body["status"] == response.status_code, "problem status differs from the response's"
+    return True
