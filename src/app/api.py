@@ -25,6 +25,7 @@ from app.users.router import router as users_router
 
 API_ROOT = "/api"  # every version of the API lives below it
 API_PREFIX = f"{API_ROOT}/v1"
+LOGIN_PATH = f"{API_PREFIX}{auth_router.prefix}/login"  # the OAuth2 password form
 
 
 @dataclass(frozen=True, slots=True)

@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
-from app.api import ROUTE_PATHS, include_routers
+from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
 from app.core.config import Settings, get_settings
 from app.core.logging import configure_logging
 from app.core.openapi import build_openapi, install_docs
@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
-        app, rate_limited=functools.partial(_rate_limited, settings)
+        app,
+        rate_limited=functools.partial(_rate_limited, settings),
+        password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
     )
     if settings.docs_enabled:
         install_docs(app)

@@ -1,5 +1,7 @@
 """Checks of our own, beside schemathesis' built-in ones."""
 
+from typing import Any
+
 import schemathesis
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"

@@ -68,7 +68,7 @@ def contract_database() -> str:
 @pytest.fixture(scope="session")
 def identities(contract_database: str) -> Iterator[dict[str, Identity]]:
     """A normal user, an API key with one scope, and a superuser, made through the API."""
-    with asgi.get_client(APP) as client:
+    with asgi.get_client(APP) as client:  # type: ignore[arg-type]  # any ASGI app
         user = _sign_up(client, unique_email("contract-user"))
         key = client.post(
             "/api/v1/api-keys",

@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Depends, Response, status
+from fastapi import APIRouter, BackgroundTasks, Depends, Form, Response, status
 from fastapi.security import OAuth2PasswordRequestForm
 
 from app.auth import action_tokens, flows, jobs, notifications
@@ -16,11 +16,12 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
+from app.core.security import PASSWORD_MAX_LENGTH
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
 from app.jobs.deps import JobSenderDep
 from app.users import cache as users_cache
-from app.users.schemas import UserRead, normalize_email
+from app.users.schemas import EMAIL_MAX_LENGTH, UserRead, normalize_email
 
 # Every route here deals in local passwords or local tokens: with an external identity
 # provider (AUTH_PROVIDER=oidc) the routers are not included at all.
@@ -29,7 +30,35 @@ router = APIRouter(prefix="/auth", tags=["auth"])
 legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
 
-LoginForm = Annotated[OAuth2PasswordRequestForm, Depends()]
+
+class PasswordForm(OAuth2PasswordRequestForm):
+    """The OAuth2 password form, with the bounds the service enforces in its schema.
+
+    An empty `username` or `password` is refused (FastAPI reads an empty form field as a
+    missing one), so the schema says so: at least one character each.
+    """
+
+    def __init__(
+        self,
+        *,
+        grant_type: Annotated[str | None, Form(pattern="^password$")] = None,
+        username: Annotated[str, Form(min_length=1, max_length=EMAIL_MAX_LENGTH)],
+        password: Annotated[str, Form(min_length=1, max_length=PASSWORD_MAX_LENGTH)],
+        scope: Annotated[str, Form()] = "",
+        client_id: Annotated[str | None, Form()] = None,
+        client_secret: Annotated[str | None, Form()] = None,
+    ) -> None:
+        super().__init__(
+            grant_type=grant_type,
+            username=username,
+            password=password,
+            scope=scope,
+            client_id=client_id,
+            client_secret=client_secret,
+        )
+
+
+LoginForm = Annotated[PasswordForm, Depends()]
 # POST routes that check or issue credentials: the rate limiter gives them its auth quota.
 CREDENTIAL_PATHS = (
     "/login",

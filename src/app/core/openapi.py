@@ -94,6 +94,8 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
 )
+BEARER_SCHEME = "HTTPBearer"  # FastAPI's name for an `HTTPBearer` security scheme
+PASSWORD_FLOW = "OAuth2PasswordBearer"  # noqa: S105 - a scheme name
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
 _BODYLESS_STATUSES = frozenset({"202", "204", "304"})
 
@@ -155,12 +157,35 @@ def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: 
     )
 
 
+def _with_password_flow(schema: dict[str, Any], token_url: str) -> None:
+    """Offer the OAuth2 password flow wherever a bearer token is accepted.
+
+    It is the same `Authorization: Bearer` header, obtained from the login form: Swagger UI's
+    "Authorize" dialog then logs in with an email and a password.
+    """
+    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    schemes[PASSWORD_FLOW] = {
+        "type": "oauth2",
+        "description": "Log in with your email (`username`) and password.",
+        "flows": {"password": {"tokenUrl": token_url, "scopes": {}}},
+    }
+    for path_item in schema.get("paths", {}).values():
+        for operation in path_item.values():
+            security = operation.get("security", [])
+            if any(BEARER_SCHEME in requirement for requirement in security):
+                security.insert(0, {PASSWORD_FLOW: []})
+
+
 def build_openapi(
-    app: FastAPI, *, rate_limited: Callable[[str], bool] = lambda _path: False
+    app: FastAPI,
+    *,
+    rate_limited: Callable[[str], bool] = lambda _path: False,
+    password_token_url: str | None = None,
 ) -> dict[str, Any]:
     """Return the schema with every answer documented: our problems and the pipeline's.
 
-    `rate_limited(path)` says whether the rate limiter counts requests to `path`.
+    `rate_limited(path)` says whether the rate limiter counts requests to `path`;
+    `password_token_url` is the login form's path, when this service owns passwords.
     """
     if app.openapi_schema:
         return app.openapi_schema
@@ -179,6 +204,8 @@ def build_openapi(
             path_item.pop("head", None)
         for method, operation in path_item.items():
             _with_problem_responses(operation, method, limited=rate_limited(path))
+    if password_token_url is not None:
+        _with_password_flow(schema, password_token_url)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

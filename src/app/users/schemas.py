@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, WithJsonSchema
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.core.types import Text
@@ -16,7 +16,18 @@ def normalize_email(email: str) -> str:
     return email.strip().lower()
 
 
-Email = Annotated[EmailStr, AfterValidator(normalize_email)]
+EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, which email-validator enforces
+# email-validator also refuses special-use domains (`.test`, `.local`...) and dotless ones: the
+# pattern tells clients so, as JSON Schema's `email` format alone allows them.
+_EMAIL_SCHEMA = {
+    "type": "string",
+    "format": "email",
+    "maxLength": EMAIL_MAX_LENGTH,
+    "pattern": r"@[^@]+\.(?!(?:arpa|invalid|local|localhost|onion|test)$)[^.@]+$",
+}
+Email = Annotated[
+    EmailStr, AfterValidator(normalize_email), WithJsonSchema(_EMAIL_SCHEMA, mode="validation")
+]
 Password = Annotated[Text, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 FullName = Annotated[Text, Field(min_length=1, max_length=200)]
 CurrentPassword = Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)]
