@@ -10,7 +10,7 @@ PROBLEM_MEMBERS = ("type", "title", "status", "code")
 
 @schemathesis.check
 def problem_details(
-    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case
+    ctx: schemathesis.CheckContext, response: schemathesis.Response, case: schemathesis.Case[Any]
 ) -> bool | None:
     """Every error is an RFC 9457 problem whose `status` is the response's."""
     if response.status_code < 400:

@@ -2,6 +2,7 @@
 
 import html
 import json
+import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
@@ -157,6 +158,33 @@ def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: 
     )
 
 
+_ITEM_PATH = re.compile(r"^(?P<collection>.+)/\{(?P<parameter>[^/{}]+)\}$")
+
+
+def _with_links(paths: dict[str, Any]) -> None:
+    """Link each create (a POST answering 201) to the operations on the resource it made.
+
+    `POST /items` creates what `GET`, `PATCH` and `DELETE /items/{item_id}` act on, the id of
+    the created resource being `id` in the 201 body: clients, and stateful fuzzers, follow it.
+    """
+    for path, path_item in paths.items():
+        match = _ITEM_PATH.match(path)
+        created = paths.get(match["collection"], {}).get("post") if match else None
+        if match is None or created is None or "201" not in created.get("responses", {}):
+            continue
+        answer = created["responses"]["201"]
+        links = answer.setdefault("links", {})
+        for operation in path_item.values():
+            parameters = {match["parameter"]: "$response.body#/id"}
+            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
+            if "If-Match" in headers and "ETag" in answer.get("headers", {}):
+                parameters["header.If-Match"] = "$response.header.ETag"
+            links[operation.get("summary", operation["operationId"]).replace(" ", "")] = {
+                "operationId": operation["operationId"],
+                "parameters": parameters,
+            }
+
+
 def _with_password_flow(schema: dict[str, Any], token_url: str) -> None:
     """Offer the OAuth2 password flow wherever a bearer token is accepted.
 
@@ -204,6 +232,7 @@ def build_openapi(
             path_item.pop("head", None)
         for method, operation in path_item.items():
             _with_problem_responses(operation, method, limited=rate_limited(path))
+    _with_links(schema.get("paths", {}))
     if password_token_url is not None:
         _with_password_flow(schema, password_token_url)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
