@@ -15,7 +15,7 @@ RUN := $(UV) run --no-sync
 # The docs tools live in their own group, added (never removing anything) when a docs target runs.
 DOCS_RUN := $(UV) run --locked --group docs
 
-.PHONY: help install install-runtime run dev test test-only check lint format format-check typecheck migrate makemigration openapi clean
+.PHONY: help install install-runtime run dev browser test fuzz test-only check lint format format-check typecheck migrate makemigration openapi clean
 .PHONY: up down docs docs-pages docs-serve audit security sbom migrations-lint
 
 help: ## List the targets
@@ -53,11 +53,21 @@ makemigration: install ## Generate a migration from the models: make makemigrati
 openapi: install-runtime ## Write openapi.json, the committed API document (default settings)
 	$(RUN) app openapi --defaults --output openapi.json
 
+# The browser test drives Debian's chromium: installed here when missing and apt-get can (root).
+browser:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 \
+	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
+	  || echo "chromium is missing: tests/browser will fail (apt-get install chromium)"
+
 # The coverage gate (90%) judges the whole suite only: a narrowed run reports without it.
-test: install ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
+test: install browser ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \
 	$(RUN) coverage run -m pytest $(PYTEST_ARGS) && $(RUN) coverage combine -q && \
 	$(RUN) coverage report $(if $(strip $(PYTEST_ARGS)),--fail-under=0)
+
+fuzz: install ## The contract tests ten times longer (1000 examples per operation)
+	@eval "$$($(RUN) python scripts/test_services.py)"; \
+	CONTRACT_MAX_EXAMPLES=$${CONTRACT_MAX_EXAMPLES:-1000} $(RUN) pytest tests/contract $(PYTEST_ARGS)
 
 lint: install ## Lint with ruff
 	$(RUN) ruff check src tests migrations scripts bench

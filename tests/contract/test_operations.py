@@ -11,7 +11,7 @@ import schemathesis
 from hypothesis import HealthCheck, settings
 
 from tests.contract.checks import problem_details
-from tests.contract.conftest import APP, MAX_EXAMPLES, Identity
+from tests.contract.conftest import APP, MAX_EXAMPLES, OTHER_IDENTITY_EXAMPLES, Identity
 
 CONFIG = Path(__file__).resolve().parents[2] / "schemathesis.toml"
 # Loaded from the app itself, which then answers every call in-process.
@@ -19,6 +19,7 @@ schema = schemathesis.openapi.from_dict(APP.openapi(), config=schemathesis.Confi
 schema.app = APP
 
 FUZZ = settings(max_examples=MAX_EXAMPLES, deadline=None, suppress_health_check=list(HealthCheck))
+FUZZ_OTHERS = settings(FUZZ, max_examples=OTHER_IDENTITY_EXAMPLES)
 
 
 def _call(case: schemathesis.Case[Any], who: Identity) -> None:
@@ -32,12 +33,12 @@ def test_as_user(case: schemathesis.Case[Any], identities: dict[str, Identity]) 
 
 
 @schema.parametrize()
-@FUZZ
+@FUZZ_OTHERS
 def test_as_narrow_api_key(case: schemathesis.Case[Any], identities: dict[str, Identity]) -> None:
     _call(case, identities["api_key"])
 
 
 @schema.parametrize()
-@FUZZ
+@FUZZ_OTHERS
 def test_as_superuser(case: schemathesis.Case[Any], identities: dict[str, Identity]) -> None:
     _call(case, identities["superuser"])

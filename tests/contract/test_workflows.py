@@ -15,8 +15,8 @@ from tests.contract.checks import problem_details
 from tests.contract.conftest import MAX_EXAMPLES, Identity
 from tests.contract.test_operations import schema
 
-# Scenarios per run; each is a chain of several calls.
-SCENARIOS = max(MAX_EXAMPLES // 2, 10)
+# Scenarios per run; each is a chain of up to six calls.
+SCENARIOS = max(MAX_EXAMPLES // 4, 10)
 
 
 @pytest.mark.parametrize("who", ["user", "superuser"])

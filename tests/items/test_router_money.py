@@ -58,6 +58,10 @@ async def test_a_patched_price_keeps_its_decimals(client: AsyncClient) -> None:
         "-0.01",
         19.9,  # a JSON float
         1e2,
+        5,  # a JSON integer: the schema says string
+        "+5",  # what Decimal reads, and the schema's pattern does not allow
+        "1e2",
+        "\u0665",  # a non-ASCII digit (Arabic-Indic five)
         "abc",
         "",
         "NaN",

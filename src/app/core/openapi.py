@@ -141,8 +141,9 @@ def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: 
     if method in METHODS_WITH_CONTENT:
         responses.setdefault("415", _UNSUPPORTED)
     responses.setdefault("503", _UNAVAILABLE)
-    if limited:
-        responses.setdefault("429", _rate_limited_problem())
+    if limited or "429" in responses:
+        # Also where a route documents its own 429 (a quota of its own): the same headers.
+        responses["429"] = {**responses.get("429", {}), **_rate_limited_problem()}
     for status, response in responses.items():
         if status in _BODYLESS_STATUSES:
             response.pop("content", None)

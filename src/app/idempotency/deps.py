@@ -78,9 +78,13 @@ async def _release(factory: async_sessionmaker[AsyncSession], state: Idempotency
         log.warning("idempotency_release_failed", error=type(exc).__name__)
 
 
+# What `_valid_key` accepts, for the schema: 1 to 255 characters, bare or in double quotes.
+KEY_PATTERN = rf'^(.{{1,{MAX_KEY_LENGTH}}}|".{{1,{MAX_KEY_LENGTH}}}")$'
+
+
 def _valid_key(value: str) -> str:
     # The draft sends the key as a structured-field string ("..."); bare tokens are common too.
-    if len(value) > 1 and value[0] == value[-1] == '"':
+    if len(value) > 2 and value[0] == value[-1] == '"':  # noqa: PLR2004 - '""' is a bare key
         value = value[1:-1]
     if not value or len(value) > MAX_KEY_LENGTH:
         raise InvalidIdempotencyKey(
@@ -145,7 +149,9 @@ async def idempotency_key(
         str | None,
         Header(
             alias=IDEMPOTENCY_HEADER,
-            description="Any unique string (1 to 255 characters) that makes a retry safe.",
+            description="Any unique string (1 to 255 characters) that makes a retry safe; "
+            'the quoted form of the IETF draft ("...") is read too.',
+            json_schema_extra={"pattern": KEY_PATTERN},
         ),
     ] = None,
 ) -> str | None:

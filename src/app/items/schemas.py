@@ -1,5 +1,6 @@
 """Item API schemas: money travels as a string, never a float."""
 
+import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -34,9 +35,10 @@ def _iso_4217(code: str) -> str:
     return code
 
 
-def _no_floats(value: object) -> object:
-    if isinstance(value, float):
-        raise ValueError('send the price as a string, e.g. "19.90": a float is not exact')
+def _decimal_string(value: object) -> object:
+    # Exactly what the schema's pattern says: no float (inexact), no int, no "+5" or "1e2".
+    if not isinstance(value, str) or not re.fullmatch(PRICE_PATTERN, value):
+        raise ValueError('send the price as a decimal string, e.g. "19.90"')
     return value
 
 
@@ -63,15 +65,19 @@ def _in_utc(value: datetime) -> datetime:
 UTCInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
 Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[Text, Field(max_length=MAX_DESCRIPTION)]
-Currency = Annotated[str, StringConstraints(pattern=r"^[A-Z]{3}$"), AfterValidator(_iso_4217)]
+Currency = Annotated[
+    str,
+    AfterValidator(_iso_4217),
+    WithJsonSchema({"type": "string", "enum": sorted(ISO_4217), "description": "ISO 4217."}),
+]
 Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
 # Strings only on input ("19.90"): a JSON float would already have lost the exact value.
-# What the schema promises: a plain decimal string. (The validator also takes "+5" or "1e2".)
-PRICE_PATTERN = rf"^\d{{1,{PRICE_DIGITS - PRICE_SCALE}}}(\.\d{{1,{PRICE_SCALE}}})?$"
+# A plain decimal string, checked by the same pattern the schema shows (ASCII digits only).
+PRICE_PATTERN = rf"^[0-9]{{1,{PRICE_DIGITS - PRICE_SCALE}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
 Price = Annotated[
     Decimal,
-    BeforeValidator(_no_floats),
+    BeforeValidator(_decimal_string),
     AfterValidator(_exact_price),
     Field(ge=0, max_digits=PRICE_DIGITS, decimal_places=PRICE_SCALE, strict=False),
     WithJsonSchema(

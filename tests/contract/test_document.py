@@ -1,0 +1,63 @@
+"""Rules every operation of the OpenAPI document follows, checked over the whole document."""
+
+from typing import Any
+
+import pytest
+
+from app.core.problems import PROBLEM_MEDIA_TYPE
+from app.main import create_app
+from tests.harness import make_settings
+
+DOCUMENT: dict[str, Any] = create_app(make_settings(RATE_LIMIT_ENABLED=True)).openapi()
+OPERATIONS = [
+    (method, path, operation)
+    for path, item in DOCUMENT["paths"].items()
+    for method, operation in item.items()
+]
+IDS = [f"{method.upper()} {path}" for method, path, _ in OPERATIONS]
+
+
+def _resolve(schema: dict[str, Any]) -> dict[str, Any]:
+    name = schema["$ref"].rsplit("/", 1)[-1] if "$ref" in schema else None
+    return DOCUMENT["components"]["schemas"][name] if name else schema
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=IDS)
+def test_every_operation_documents_the_pipeline_errors(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    responses = operation["responses"]
+    expected = {"400", "413", "500", "503"} | (
+        {"415"} if method in ("post", "put", "patch") else set()
+    )
+    assert expected <= responses.keys()
+    for status, response in responses.items():
+        if status >= "400" and not (path.endswith("/ready") and status == "503"):
+            assert PROBLEM_MEDIA_TYPE in response["content"], status
+        if status in ("202", "204", "304"):
+            assert "content" not in response, status
+        if status == "201":
+            assert response["headers"]["Location"]["required"] is True
+    if path.startswith("/api/v1/") and "/health/" not in path:
+        assert "429" in responses
+        assert "Retry-After" in responses["429"]["headers"]
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=IDS)
+def test_every_request_body_refuses_unknown_fields(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    for media_type, content in operation.get("requestBody", {}).get("content", {}).items():
+        schema = _resolve(content["schema"])
+        if media_type == "application/x-www-form-urlencoded":
+            continue  # the OAuth2 password form: standard fields, others are ignored by the spec
+        assert schema.get("additionalProperties") is False, f"{method} {path} {media_type}"
+
+
+def test_head_is_answered_but_not_listed() -> None:
+    assert not any(method == "head" for method, _, _ in OPERATIONS)
+
+
+def test_swagger_ui_can_log_in_with_the_password_form() -> None:
+    scheme = DOCUMENT["components"]["securitySchemes"]["OAuth2PasswordBearer"]
+    assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
