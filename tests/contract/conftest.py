@@ -22,9 +22,9 @@ APP = create_app(
     make_settings(DATABASE_URL=os.environ.get("TEST_DATABASE_URL") or "postgresql+asyncpg://unset/")
 )
 # Examples per operation as a normal user (`make fuzz` raises it); the API key and the
-# superuser, which mostly take other branches of authorization, get a quarter as many.
+# superuser, which mostly take other branches of authorization, get a tenth as many.
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "100"))
-OTHER_IDENTITY_EXAMPLES = max(MAX_EXAMPLES // 4, 10)
+OTHER_IDENTITY_EXAMPLES = max(MAX_EXAMPLES // 10, 10)
 # The scopes of the narrow key: it reads items, and may do nothing else.
 NARROW_SCOPES = ["items:read"]
 

@@ -16,7 +16,7 @@ from tests.contract.conftest import MAX_EXAMPLES, Identity
 from tests.contract.test_operations import schema
 
 # Scenarios per run; each is a chain of up to six calls.
-SCENARIOS = max(MAX_EXAMPLES // 4, 10)
+SCENARIOS = max(MAX_EXAMPLES // 10, 10)
 
 
 @pytest.mark.parametrize("who", ["user", "superuser"])

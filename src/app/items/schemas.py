@@ -4,7 +4,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -105,10 +105,22 @@ class ItemCreate(BaseModel):
     tags: Tags = []
 
 
-class ItemUpdate(BaseModel):
-    """A JSON merge patch (RFC 7396): only the members sent change."""
+# Members a merge patch may change but not remove (null): an item cannot do without them.
+REQUIRED_MEMBERS = ("title", "status", "price", "currency")
 
-    model_config = ConfigDict(extra="forbid")
+
+def _not_removable(schema: dict[str, Any]) -> None:
+    """Show `REQUIRED_MEMBERS` as optional but not nullable, as the service enforces."""
+    for name in REQUIRED_MEMBERS:
+        member = schema["properties"][name]
+        kept = [option for option in member.pop("anyOf") if option.get("type") != "null"]
+        member.update(kept[0])
+
+
+class ItemUpdate(BaseModel):
+    """A JSON merge patch (RFC 7396): only the members sent change; `null` removes one."""
+
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_removable)
 
     title: Title | None = None
     description: Description | None = None

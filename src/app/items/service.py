@@ -15,11 +15,9 @@ from app.db.base import utcnow
 from app.db.pagination import CursorError, decode_cursor, encode_cursor
 from app.items.exceptions import InvalidCursor
 from app.items.models import Item, ItemTag
-from app.items.schemas import ItemCreate, ItemQuery
+from app.items.schemas import REQUIRED_MEMBERS, ItemCreate, ItemQuery
 
 _SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price_units}
-# Members a merge patch may not remove (RFC 7396: `null` removes a member).
-REQUIRED_MEMBERS = ("title", "status", "price", "currency")
 
 
 def _with_tags(statement: Select[Item]) -> Select[Item]:
