@@ -8,19 +8,29 @@ from dataclasses import dataclass
 import pytest
 from schemathesis.python import asgi
 from sqlalchemy import update
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.main import create_app
 from app.users.models import User
 from tests.harness import make_settings
 from tests.identity import DEFAULT_PASSWORD, unique_email
-from tests.migrations import migrate, reset_postgres, test_engine
+from tests.migrations import migrate, test_engine
 from tests.services import postgres_url
+
 
 # Built at import, as schemathesis needs the schema to collect tests; nothing connects until the
 # first request, after `contract_database` has migrated the database.
-APP = create_app(
-    make_settings(DATABASE_URL=os.environ.get("TEST_DATABASE_URL") or "postgresql+asyncpg://unset/")
-)
+# A database of its own beside TEST_DATABASE_URL's: what the fuzzer leaves behind (thousands
+# of rows) must not meet the other tests, which share theirs.
+def _own_database(url: str) -> str:
+    parsed = make_url(url)
+    return parsed.set(database=f"{parsed.database}_contract").render_as_string(hide_password=False)
+
+
+TEST_DATABASE_URL = os.environ.get("TEST_DATABASE_URL") or "postgresql+asyncpg://unset/none"
+CONTRACT_DATABASE_URL = _own_database(TEST_DATABASE_URL)
+APP = create_app(make_settings(DATABASE_URL=CONTRACT_DATABASE_URL))
 # Examples per operation as a normal user (`make fuzz` raises it); the API key and the
 # superuser, which mostly take other branches of authorization, get a tenth as many.
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "100"))
@@ -60,11 +70,21 @@ def _sign_up(client: asgi.ASGIClient, email: str) -> dict[str, str]:
 
 @pytest.fixture(scope="session")
 def contract_database() -> str:
-    """The emptied and migrated PostgreSQL test database, the one `APP` uses."""
-    url = postgres_url()
-    asyncio.run(reset_postgres(url))
-    asyncio.run(migrate(url, "head"))
-    return url
+    """A fresh, migrated PostgreSQL database beside the test database: the one `APP` uses."""
+    asyncio.run(_recreate(postgres_url(), CONTRACT_DATABASE_URL))
+    asyncio.run(migrate(CONTRACT_DATABASE_URL, "head"))
+    return CONTRACT_DATABASE_URL
+
+
+async def _recreate(server_url: str, url: str) -> None:
+    engine = create_async_engine(server_url, isolation_level="AUTOCOMMIT")
+    name = make_url(url).database
+    try:
+        async with engine.connect() as connection:
+            await connection.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            await connection.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    finally:
+        await engine.dispose()
 
 
 @pytest.fixture(scope="session")

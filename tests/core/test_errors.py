@@ -102,8 +102,23 @@ async def test_wrong_method_is_a_405_problem_with_allow(client: AsyncClient) -> 
     response = await client.delete("/health")
     assert response.status_code == 405
     assert response.headers["content-type"] == PROBLEM
-    assert response.headers["allow"] == "GET"
+    assert response.headers["allow"] == "GET, HEAD"
     assert response.json()["code"] == "method_not_allowed"
+
+
+async def test_allow_lists_every_method_of_a_path_served_by_several_routes(
+    client: AsyncClient,
+) -> None:
+    response = await client.put("/api/v1/users/me")
+    assert response.status_code == 405
+    assert response.headers["allow"] == "DELETE, GET, HEAD, PATCH"
+
+
+async def test_head_answers_like_get_without_a_body(client: AsyncClient) -> None:
+    got = await client.get("/api/v1/health/live")
+    head = await client.head("/api/v1/health/live")
+    assert head.status_code == got.status_code == 200
+    assert head.headers["content-type"] == got.headers["content-type"]
 
 
 async def test_unexpected_exception_is_a_generic_500(client: AsyncClient) -> None:
@@ -182,15 +197,20 @@ async def test_request_validation_points_at_each_input(client: AsyncClient) -> N
     assert "-1" not in json.dumps(body["errors"]), "input values are not echoed back"
 
 
-async def test_malformed_json_is_a_422_problem(client: AsyncClient) -> None:
+@pytest.mark.parametrize(
+    "body",
+    [b'{"email": ', b'{"email": "\xff"}', b"[" * 100_000 + b"]" * 100_000],
+    ids=["truncated", "not-utf-8", "too-deep"],
+)
+async def test_every_malformed_body_is_one_400_problem(client: AsyncClient, body: bytes) -> None:
     response = await client.post(
         "/signup?limit=1",
-        content=b'{"email": ',
+        content=body,
         headers={"content-type": "application/json", "x-tenant": "t"},
     )
-    assert response.status_code == 422
+    assert response.status_code == 400
     assert response.headers["content-type"] == PROBLEM
-    assert response.json()["errors"][0]["pointer"].startswith("#")
+    assert response.json()["code"] == "malformed_body"
 
 
 async def test_problem_type_base_url_is_configurable(settings: Settings) -> None:
