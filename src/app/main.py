@@ -8,8 +8,9 @@ from fastapi import FastAPI
 
 from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
 from app.core.config import Settings, get_settings
+from app.core.docs_ui import install_docs
 from app.core.logging import configure_logging
-from app.core.openapi import build_openapi, install_docs
+from app.core.openapi import build_openapi
 from app.core.problems import ProblemRenderer, register_exception_handlers
 from app.deps import attach_resources
 from app.lifespan import lifespan

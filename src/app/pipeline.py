@@ -18,8 +18,8 @@ from starlette.middleware.cors import CORSMiddleware
 
 from app.api import RoutePaths
 from app.core.config import Settings
+from app.core.docs_ui import DOCS_PATHS
 from app.core.lifecycle import Lifecycle
-from app.core.openapi import DOCS_PATHS
 from app.core.problems import ProblemRenderer
 from app.core.security import token_subject
 from app.idempotency.deps import REPLAYED_HEADER

@@ -186,12 +186,19 @@ async def test_login_needs_both_form_fields(client: AsyncClient) -> None:
     assert_problem(json_body, 422, "validation_error")  # a form, not JSON
 
 
+async def test_a_username_longer_than_the_schema_allows_is_refused_as_invalid(
+    client: AsyncClient,
+) -> None:
+    """The form's documented bound (an email's 254 characters): 422 for anyone, account or not."""
+    response = await client.post(
+        LOGIN, data={"username": "a" * 400 + "@example.com", "password": "x"}
+    )
+    body = assert_problem(response, 422, "validation_error")
+    assert [error["pointer"] for error in body["errors"]] == ["#/username"]
+
+
 @pytest.mark.parametrize("store", ["database", "redis"])
-@pytest.mark.parametrize(
-    "username",
-    ["a" * 400 + "@example.com", "a\x00b@example.com"],
-    ids=["longer than the email column", "NUL byte"],
-)
+@pytest.mark.parametrize("username", ["a\x00b@example.com"], ids=["NUL byte"])
 async def test_an_impossible_email_is_an_ordinary_login_failure(
     settings: Settings, request: pytest.FixtureRequest, store: str, username: str
 ) -> None:

@@ -27,13 +27,16 @@ def demo_email(number: int) -> str:
 
 def demo_item(number: int) -> ItemCreate:
     """Demo item `number` of an account: varied status, price, currency and tags."""
-    return ItemCreate(
-        title=f"Demo item {number}",
-        description="Created by `app seed`.",
-        status=_STATUSES[number % len(_STATUSES)],
-        price=Decimal(number * 250 + 99) / 100,
-        currency=_CURRENCIES[number % len(_CURRENCIES)],
-        tags=["demo", f"group-{number % 3}"],
+    # Validated as the API validates a request body: the price as its decimal string.
+    return ItemCreate.model_validate(
+        {
+            "title": f"Demo item {number}",
+            "description": "Created by `app seed`.",
+            "status": _STATUSES[number % len(_STATUSES)],
+            "price": str(Decimal(number * 250 + 99) / 100),
+            "currency": _CURRENCIES[number % len(_CURRENCIES)],
+            "tags": ["demo", f"group-{number % 3}"],
+        }
     )
 
 
