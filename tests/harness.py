@@ -77,7 +77,9 @@ async def running(app: FastAPI) -> AsyncIterator[FastAPI]:
     """Run the app's lifespan and isolate its database work in a rolled-back transaction."""
     resources = resources_of(app)
     async with LifespanManager(app), rolled_back(resources.engine) as session_factory:
-        isolated = resources.replace(session_factory=session_factory)
+        isolated = resources.replace(
+            session_factory=session_factory, read_session_factory=session_factory
+        )
         attach_resources(app, isolated)
         bind_jobs(isolated)  # jobs run with the isolated session factory too
         yield app

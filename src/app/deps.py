@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.core.errors import ServiceUnavailableError
 from app.core.lifecycle import Lifecycle
-from app.core.security import PasswordHasher
+from app.core.security import AccessTokenDecoder, PasswordHasher
 from app.infra.cache import Cache
 from app.infra.jobs import JobQueue
 from app.infra.mail import Mailer
@@ -23,6 +23,7 @@ from app.infra.oidc import OidcVerifier
 from app.resources import Resources
 
 __all__ = [
+    "AccessTokenDecoderDep",
     "CacheDep",
     "EngineDep",
     "HttpClientDep",
@@ -80,9 +81,22 @@ async def get_session_factory(request: Request) -> async_sessionmaker[AsyncSessi
     return resources_of(request.app).session_factory
 
 
+# Requests by these methods only read: their sessions send no BEGIN and no COMMIT.
+READ_ONLY_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Yield one session per request: commit when the handler succeeds, roll back otherwise."""
-    async with resources_of(request.app).session_factory() as session:
+    """Yield one session per request: commit when the handler succeeds, roll back otherwise.
+
+    GET and HEAD requests get a session without a transaction (see
+    `db.session.create_read_session_factory`).
+    """
+    resources = resources_of(request.app)
+    if request.method in READ_ONLY_METHODS:
+        factory = resources.read_session_factory
+    else:
+        factory = resources.session_factory
+    async with factory() as session:
         try:
             yield session
         except Exception:
@@ -129,6 +143,11 @@ async def get_password_hasher(request: Request) -> PasswordHasher:
     return resources_of(request.app).password_hasher
 
 
+async def get_access_token_decoder(request: Request) -> AccessTokenDecoder:
+    """Return the process's decoder of our own access tokens (it keeps recent valid ones)."""
+    return resources_of(request.app).access_tokens
+
+
 async def get_oidc_verifier(request: Request) -> OidcVerifier | None:
     """Return the external issuer's token verifier; None unless `AUTH_PROVIDER=oidc`."""
     return resources_of(request.app).oidc_verifier
@@ -153,5 +172,6 @@ HttpClientDep = Annotated[httpx2.AsyncClient, Depends(get_http_client)]
 MailerDep = Annotated[Mailer, Depends(get_mailer)]
 JobQueueDep = Annotated[JobQueue, Depends(get_job_queue)]
 PasswordHasherDep = Annotated[PasswordHasher, Depends(get_password_hasher)]
+AccessTokenDecoderDep = Annotated[AccessTokenDecoder, Depends(get_access_token_decoder)]
 OptionalOidcVerifierDep = Annotated[OidcVerifier | None, Depends(get_oidc_verifier)]
 LifecycleDep = Annotated[Lifecycle, Depends(get_lifecycle)]

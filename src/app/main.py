@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         tracer_provider=resources.tracer_provider,
         lifecycle=resources.lifecycle,
         country_of=resources.geoip.country if resources.geoip else None,
+        token_subject=resources.access_tokens.subject,
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]

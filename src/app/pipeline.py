@@ -4,7 +4,6 @@ Read `install_middleware` to know the order a request takes. The middleware clas
 their constructor arguments; this module is where settings, route paths and clients meet them.
 """
 
-import functools
 import math
 from collections.abc import Callable
 from typing import Any
@@ -21,7 +20,7 @@ from app.core.config import Settings
 from app.core.docs_ui import DOCS_PATHS
 from app.core.lifecycle import Lifecycle
 from app.core.problems import ProblemRenderer
-from app.core.security import token_subject
+from app.core.security import AccessTokenDecoder
 from app.idempotency.deps import REPLAYED_HEADER
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
@@ -115,11 +114,18 @@ def rate_limit_options(
     storage: Storage,
     paths: RoutePaths,
     events: Events | None = None,
+    token_subject: Callable[[str], str | None] | None = None,
 ) -> dict[str, Any]:
-    """Return `RateLimitMiddleware` options from `RATE_LIMIT_*`, the route paths and `events`."""
+    """Return `RateLimitMiddleware` options from `RATE_LIMIT_*`, the route paths and `events`.
+
+    `token_subject` reads an access token's subject (the process's `AccessTokenDecoder`,
+    which the authentication shares, so a token is checked once); a new decoder by default.
+    """
     limits, auth = settings.rate_limit, settings.auth
     # Only our own tokens can be checked here; OIDC callers are limited per address.
-    subject = functools.partial(token_subject, auth=auth) if auth.provider == "local" else None
+    subject = None
+    if auth.provider == "local":
+        subject = token_subject or AccessTokenDecoder(auth).subject
     return {
         "limits": {
             "minute": RateLimitItemPerMinute(limits.per_minute + limits.burst),
@@ -146,15 +152,22 @@ def rate_limit_options(
 
 def _rate_limit(
     settings: Settings,
+    *,
     renderer: ProblemRenderer,
     storage: Storage,
     paths: RoutePaths,
     events: Events | None,
+    token_subject: Callable[[str], str | None] | None,
 ) -> list[Middleware]:
     if not settings.rate_limit.enabled:
         return []
     options = rate_limit_options(
-        settings, renderer=renderer, storage=storage, paths=paths, events=events
+        settings,
+        renderer=renderer,
+        storage=storage,
+        paths=paths,
+        events=events,
+        token_subject=token_subject,
     )
     return [Middleware(RateLimitMiddleware, **options)]
 
@@ -241,6 +254,7 @@ def install_middleware(
     tracer_provider: TracerProvider | None = None,
     lifecycle: Lifecycle | None = None,
     country_of: Callable[[str], str | None] | None = None,
+    token_subject: Callable[[str], str | None] | None = None,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -269,7 +283,14 @@ def install_middleware(
             max_body_size=settings.http.max_request_body_bytes,
             renderer=renderer,
         ),
-        *_rate_limit(settings, renderer, rate_limit_storage, paths, events),
+        *_rate_limit(
+            settings,
+            renderer=renderer,
+            storage=rate_limit_storage,
+            paths=paths,
+            events=events,
+            token_subject=token_subject,
+        ),
         Middleware(
             CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
         ),

@@ -15,8 +15,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.lifecycle import Lifecycle
-from app.core.security import PasswordHasher
-from app.db.session import create_engine, create_session_factory
+from app.core.security import AccessTokenDecoder, PasswordHasher
+from app.db.session import create_engine, create_read_session_factory, create_session_factory
 from app.infra.cache import Cache, create_cache
 from app.infra.geoip import CountryDatabase
 from app.infra.http import create_http_client
@@ -42,6 +42,8 @@ class Resources:
     version: str
     engine: AsyncEngine
     session_factory: async_sessionmaker[AsyncSession]
+    # Sessions for requests that only read (GET, HEAD): no BEGIN, no COMMIT.
+    read_session_factory: async_sessionmaker[AsyncSession]
     redis: Redis | None
     cache: Cache
     rate_limit_storage: Storage
@@ -49,6 +51,7 @@ class Resources:
     mailer: Mailer
     jobs: JobQueue  # the broker: Redis when configured, else in-process
     password_hasher: PasswordHasher
+    access_tokens: AccessTokenDecoder
     oidc_verifier: OidcVerifier | None
     tracer_provider: TracerProvider | None  # None: tracing is off
     metrics: Metrics | None  # None: METRICS_ENABLED=false
@@ -132,6 +135,12 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         version=version,
         engine=engine,
         session_factory=create_session_factory(engine),
+        # An OIDC caller's first request creates their account (with a savepoint), GET or not.
+        read_session_factory=(
+            create_session_factory(engine)
+            if settings.auth.provider == "oidc"
+            else create_read_session_factory(engine)
+        ),
         redis=redis,
         cache=cache,
         rate_limit_storage=create_rate_limit_storage(redis, namespace=namespace),
@@ -139,6 +148,7 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         mailer=create_mailer(settings.mail, environment=settings.app.environment),
         jobs=_job_queue(settings),
         password_hasher=PasswordHasher.from_settings(settings.auth),
+        access_tokens=AccessTokenDecoder(settings.auth),
         oidc_verifier=(
             OidcVerifier.from_settings(settings.oidc, http)
             if settings.auth.provider == "oidc"

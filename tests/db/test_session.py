@@ -186,7 +186,7 @@ def test_postgres_pool_and_timeouts_come_from_settings() -> None:
     pool = engine.sync_engine.pool
     assert pool.size() == 7  # type: ignore[attr-defined]
     assert pool._max_overflow == 3  # type: ignore[attr-defined]
-    assert pool._pre_ping is True
+    assert pool._pre_ping is False  # pinged only after an idle period (test_round_trips)
     assert safe_url(settings.database.url) == "postgresql+asyncpg://app:***@db.invalid/app"
 
 

@@ -18,9 +18,9 @@ from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticate
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
 from app.core.logging import bind_user
-from app.core.security import InvalidTokenError, PasswordHasher, decode_access_token
-from app.core.settings_groups import AuthSettings
+from app.core.security import AccessTokenDecoder, InvalidTokenError, PasswordHasher
 from app.deps import (
+    AccessTokenDecoderDep,
     OptionalOidcVerifierDep,
     OptionalRedisDep,
     PasswordHasherDep,
@@ -73,9 +73,11 @@ def _login_time(claims: dict[str, Any]) -> datetime | None:
     return None
 
 
-async def _from_access_token(token: str, auth: AuthSettings, session: AsyncSession) -> Principal:
+async def _from_access_token(
+    token: str, decoder: AccessTokenDecoder, session: AsyncSession
+) -> Principal:
     try:
-        claims = decode_access_token(token, auth=auth)
+        claims = decoder.decode(token)
         user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
     except (InvalidTokenError, KeyError, ValueError) as exc:
         raise InvalidToken from exc
@@ -96,7 +98,7 @@ async def _from_access_token(token: str, auth: AuthSettings, session: AsyncSessi
 async def get_principal(
     *,
     session: SessionDep,
-    settings: SettingsDep,
+    decoder: AccessTokenDecoderDep,
     verifier: OptionalOidcVerifierDep,
     hasher: PasswordHasherDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
@@ -119,7 +121,7 @@ async def get_principal(
     elif verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
         principal = await _from_oidc_token(bearer.credentials, verifier, hasher, session)
     else:
-        principal = await _from_access_token(bearer.credentials, settings.auth, session)
+        principal = await _from_access_token(bearer.credentials, decoder, session)
     bind_user(str(principal.user.id))
     return principal
 

@@ -5,6 +5,7 @@ import hashlib
 import hmac
 import os
 import secrets
+import time
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -150,6 +151,50 @@ def decode_access_token(token: str, *, auth: AuthSettings) -> dict[str, Any]:
     if claims.get("type") != ACCESS_TOKEN_TYPE:
         raise InvalidTokenError("not an access token")
     return claims
+
+
+class AccessTokenDecoder:
+    """`decode_access_token` with the claims of recent valid tokens kept, for their lifetime.
+
+    A client sends the same token on every request for its whole lifetime, and checking its
+    signature and claims is a fixed cost that the rate limiter (for its key) and the
+    authentication would otherwise each pay per request. A kept token is still refused from
+    its `exp` on (and before its `nbf`). Revocation is not the token's business: every request
+    checks the token's session in the database (`auth.service.session_user`), so logout and
+    deactivation still end it at once. Failures are not kept. At most `max_tokens` are kept;
+    the oldest go first.
+    """
+
+    def __init__(self, auth: AuthSettings, *, max_tokens: int = 4096) -> None:
+        if max_tokens < 1:
+            raise ValueError("max_tokens must be at least 1.")
+        self.auth = auth
+        self.max_tokens = max_tokens
+        self._valid: dict[str, tuple[dict[str, Any], float, float]] = {}
+
+    def decode(self, token: str) -> dict[str, Any]:
+        """Return the claims of a valid access token, or raise `InvalidTokenError`."""
+        kept = self._valid.get(token)
+        now = time.time()
+        if kept is not None:
+            claims, not_before, expires = kept
+            if not_before <= now < expires:
+                return claims
+            del self._valid[token]
+        claims = decode_access_token(token, auth=self.auth)
+        if len(self._valid) >= self.max_tokens:
+            del self._valid[next(iter(self._valid))]
+        # `require` made PyJWT check both are numbers.
+        self._valid[token] = (claims, float(claims["nbf"]), float(claims["exp"]))
+        return claims
+
+    def subject(self, token: str) -> str | None:
+        """Return the subject of a valid access token, or None; no database is involved."""
+        try:
+            subject = self.decode(token)["sub"]
+        except InvalidTokenError:
+            return None
+        return subject if isinstance(subject, str) and subject else None
 
 
 def new_secret() -> str:

@@ -114,6 +114,9 @@ class DatabaseSettings(SettingsGroup):
     pool_recycle: int = env("DATABASE_POOL_RECYCLE", 1800, ge=-1)
     statement_timeout_ms: int = env("DATABASE_STATEMENT_TIMEOUT_MS", 20_000, ge=0)
     connect_timeout: float = env("DATABASE_CONNECT_TIMEOUT", 5.0, gt=0)
+    # A connection idle longer than this is pinged before use (a busy one is not: the ping
+    # would cost a round trip on every request); 0 pings on every checkout.
+    pool_ping_after_idle: float = env("DATABASE_POOL_PING_AFTER_IDLE", 10.0, ge=0)
     echo: bool = env("DATABASE_ECHO", False)
 
 

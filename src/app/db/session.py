@@ -1,8 +1,9 @@
 """The async engine built from the database settings, and its session factory."""
 
+import time
 from typing import Any
 
-from sqlalchemy import event
+from sqlalchemy import event, exc
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -10,11 +11,13 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, PoolProxiedConnection, StaticPool
 
 from app.core.settings_groups import DatabaseSettings
 
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+# An execution option: this SQLite connection sends no BEGIN (each statement commits alone).
+_NO_TRANSACTION = "app_no_transaction"
 
 
 def _is_sqlite_memory(url: URL) -> bool:
@@ -24,7 +27,7 @@ def _is_sqlite_memory(url: URL) -> bool:
 def _engine_options(settings: DatabaseSettings, url: URL, application_name: str) -> dict[str, Any]:
     # Bound parameters (password hashes, key digests, personal data) never appear in error
     # messages or in the statements `DATABASE_ECHO` logs.
-    options: dict[str, Any] = {"pool_pre_ping": True, "hide_parameters": True}
+    options: dict[str, Any] = {"hide_parameters": True}
     if url.get_backend_name() == "sqlite" and _is_sqlite_memory(url):
         return options | {"poolclass": StaticPool}
     options |= {
@@ -71,7 +74,8 @@ def _configure_sqlite(engine: AsyncEngine, url: URL) -> None:
 
     @event.listens_for(engine.sync_engine, "begin")
     def _on_begin(connection: Any) -> None:
-        if connection.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        options = connection.get_execution_options()
+        if options.get("isolation_level") == "AUTOCOMMIT" or options.get(_NO_TRANSACTION):
             return
         # IMMEDIATE takes the write lock up front: a deferred transaction that reads and then
         # writes fails at once ("database is locked") when another connection wrote meanwhile.
@@ -99,6 +103,36 @@ def _wrap_connect_errors(engine: AsyncEngine) -> None:
             raise dialect.loaded_dbapi.OperationalError(message, exc) from exc
 
 
+def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
+    """Ping a pooled connection before use only when it sat idle for `idle_seconds` or more.
+
+    SQLAlchemy's `pool_pre_ping` pings on every checkout: three round trips on asyncpg
+    (BEGIN, `;`, ROLLBACK), more than the one statement most requests send. A busy connection
+    was alive a moment ago; one that sat idle is what a restart, a failover or a firewall
+    may have closed. A connection that dies between uses anyway fails its statement with a
+    disconnect error: SQLAlchemy then discards every connection older than the failure, so
+    one outage costs at most the requests in flight (503 `database_unavailable`), and the
+    next checkout connects afresh.
+    """
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _checked_in(_: Any, record: ConnectionPoolEntry) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _checked_out(
+        dbapi_connection: Any, record: ConnectionPoolEntry, _: PoolProxiedConnection
+    ) -> None:
+        idle_since = record.info.get("idle_since")
+        if idle_since is None or time.monotonic() - idle_since < idle_seconds:
+            return  # new, or busy a moment ago
+        try:
+            engine.dialect.do_ping(dbapi_connection)
+        except Exception as error:
+            # The pool discards this connection and checks out another (up to three tries).
+            raise exc.DisconnectionError("the pooled connection is gone") from error
+
+
 def create_engine(settings: DatabaseSettings, *, application_name: str) -> AsyncEngine:
     """Build the async engine for `DATABASE_URL` with the pool options from settings.
 
@@ -108,14 +142,31 @@ def create_engine(settings: DatabaseSettings, *, application_name: str) -> Async
     engine = create_async_engine(url, **_engine_options(settings, url, application_name))
     if url.get_backend_name() == "sqlite":
         _configure_sqlite(engine, url)
-    else:
+    else:  # a SQLite file never goes away under a pooled connection
         _wrap_connect_errors(engine)
+        _ping_after_idle(engine, settings.pool_ping_after_idle)
     return engine
 
 
 def create_session_factory(bind: Any) -> async_sessionmaker[AsyncSession]:
     """Return the session factory for an engine (or, in tests, one connection)."""
     return async_sessionmaker(bind=bind, expire_on_commit=False)
+
+
+def create_read_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return a factory of sessions that send no BEGIN or COMMIT: each statement commits.
+
+    For requests that only read: a transaction around a few SELECTs costs two round trips
+    and, under READ COMMITTED, gives them nothing (each statement takes its own snapshot
+    either way); on SQLite it would take the write lock (BEGIN IMMEDIATE). A single-row
+    write such as an API key's `last_used_at` commits by itself. Savepoints need a
+    transaction: a request that may use one must take `create_session_factory`'s sessions.
+    """
+    if engine.dialect.name == "sqlite":
+        # Already autocommitting (see `_configure_sqlite`): only our BEGIN is to be left out.
+        # AUTOCOMMIT would do the same and then reset the isolation level on every check-in.
+        return create_session_factory(engine.execution_options(**{_NO_TRANSACTION: True}))
+    return create_session_factory(engine.execution_options(isolation_level="AUTOCOMMIT"))
 
 
 def safe_url(database_url: str) -> str:

@@ -160,15 +160,28 @@ async def list_items(
     if query.cursor is not None and not keyset:
         raise InvalidCursor("Cursors page by creation time: use sort=created_at or -created_at.")
     statement = _filtered(query, owner_id)
-    total = None
-    if query.cursor is None:
-        total = await session.scalar(select(func.count()).select_from(statement.subquery()))
-    else:
-        statement = _after(statement, query.cursor, descending=query.sort.startswith("-"))
-    page_query = _with_tags(_ordered(statement, query.sort)).limit(query.limit + 1)
+    page_query = _ordered(statement, query.sort)
     if query.cursor is None:
         page_query = page_query.offset(query.offset)
-    rows = (await session.scalars(page_query)).all()
+    else:
+        page_query = _after(page_query, query.cursor, descending=query.sort.startswith("-"))
+    rows = (await session.scalars(_with_tags(page_query).limit(query.limit + 1))).all()
     page, more = rows[: query.limit], len(rows) > query.limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and keyset else None
+    total = None
+    if query.cursor is None:
+        total = await _total(session, statement, query.offset, page, more=more)
     return page, total, next_cursor
+
+
+async def _total(
+    session: AsyncSession, statement: Select[Item], offset: int, page: Sequence[Item], *, more: bool
+) -> int | None:
+    """The number of matching rows; counted only when the page does not tell it.
+
+    A page that ends the list (and is not past its end) says how many rows there are: most
+    lists fit on one page and need no COUNT, whose cost grows with the rows it counts.
+    """
+    if not more and (page or offset == 0):
+        return offset + len(page)
+    return await session.scalar(select(func.count()).select_from(statement.subquery()))
