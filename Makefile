@@ -15,7 +15,7 @@ RUN := $(UV) run --no-sync
 # The docs tools live in their own group, added (never removing anything) when a docs target runs.
 DOCS_RUN := $(UV) run --locked --group docs
 
-.PHONY: help install install-runtime run dev browser test fuzz test-only check lint format format-check typecheck migrate makemigration openapi clean
+.PHONY: help install install-runtime run dev browser test fuzz test-only check lint format format-check typecheck migrate makemigration openapi clean bench
 .PHONY: up down docs docs-pages docs-serve audit security sbom migrations-lint
 
 help: ## List the targets
@@ -119,3 +119,7 @@ migrations-lint: install ## Lint every migration's PostgreSQL SQL for locking ha
 
 clean: ## Remove caches and coverage data (keeps .venv, .tools and app.db)
 	rm -rf .mypy_cache .ruff_cache .pytest_cache .coverage .coverage.* htmlcov site .cache
+
+bench: install ## Benchmarks: full stack vs bare FastAPI baselines in one run (PostgreSQL, wrk)
+	@command -v wrk >/dev/null || { [ "$$(id -u)" = 0 ] && apt-get install -y -q wrk; } || { echo "wrk is missing: sudo apt-get install wrk"; exit 1; }
+	$(RUN) python bench/run.py $(BENCH_ARGS)

@@ -1,10 +1,16 @@
-"""The baseline for bench/middleware_overhead.py: the same handler on a bare FastAPI app."""
+"""The bare FastAPI baseline: the same handlers as the real app, no middleware, no auth."""
 
 from fastapi import FastAPI
 
-from app.health.schemas import Meta
+from app.health.schemas import Liveness, Meta
 
 app = FastAPI()
+
+
+@app.get("/api/v1/health/live")
+async def live() -> Liveness:
+    """The same response as the real app's liveness probe."""
+    return Liveness()
 
 
 @app.get("/api/v1/meta")

@@ -26,7 +26,8 @@ pytestmark = pytest.mark.anyio
 
 
 def add_routes(app: FastAPI) -> None:
-    @app.get("/sql/{statement}")
+    # POST runs in a transaction (GET and HEAD requests have none, see app.deps.get_session).
+    @app.api_route("/sql/{statement}", methods=["GET", "POST"])
     async def run(statement: str, session: SessionDep) -> dict[str, str]:
         statements = {
             "one": "SELECT 1",
@@ -89,7 +90,7 @@ async def test_a_lock_timeout_is_a_503(pg_url: str) -> None:
         try:
             async with engine.connect() as holder:
                 await holder.execute(text("LOCK TABLE outage_lock IN ACCESS EXCLUSIVE MODE"))
-                response = await client.get("/sql/locked")
+                response = await client.post("/sql/locked")  # LOCK needs a transaction
                 await holder.rollback()
         finally:
             async with engine.begin() as cleanup:
