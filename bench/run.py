@@ -190,6 +190,8 @@ def main() -> None:
         rows = routes(seeded, args.before is not None, args.other_server)
         lua = scripts(Path(tmp), seeded)
         loads = measure_rounds(group.ports, rows, lua, args)
+        RESULTS.parent.mkdir(exist_ok=True)
+        RESULTS.write_text(report.render(rows, loads, {}, args))  # kept if the extras fail
         extras: dict[str, Any] = {}
         if not args.no_extras:
             extras["rss"] = rss_growth(group.ports["ours"], lua["reader"], args.connections)
