@@ -99,14 +99,25 @@ async def test_invalid_patches_are_refused(
     assert await read_item(client, headers, item["id"]) == item
 
 
-@pytest.mark.parametrize("document", [b"[]", b"null", b'"title"', b"{", b""])
-async def test_a_merge_patch_must_be_a_json_object(client: AsyncClient, document: bytes) -> None:
+@pytest.mark.parametrize(
+    ("document", "status", "code"),
+    [
+        (b"[]", 422, "validation_error"),
+        (b"null", 422, "validation_error"),
+        (b'"title"', 422, "validation_error"),
+        (b"", 422, "validation_error"),
+        (b"{", 400, "malformed_body"),  # not JSON at all: every malformed body is one 400
+    ],
+)
+async def test_a_merge_patch_must_be_a_json_object(
+    client: AsyncClient, document: bytes, status: int, code: str
+) -> None:
     headers = await signed_up(client, ALICE)
     item = await create_item(client, headers)
     response = await client.patch(
         item_url(item["id"]), content=document, headers=MERGE_PATCH | headers
     )
-    problem(response, 422, "validation_error")
+    problem(response, status, code)
     assert await read_item(client, headers, item["id"]) == item
 
 
