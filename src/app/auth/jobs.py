@@ -8,7 +8,7 @@ from app.jobs.claims import Claim
 from app.jobs.mail import message_id
 from app.jobs.runner import Done, JobContext
 
-SEND_PASSWORD_RESET = "send_password_reset"  # noqa: S105 - a task name
+SEND_PASSWORD_RESET = "send_password_reset"  # noqa: S105 - a task name  # nosec B105
 
 
 async def send_password_reset(ctx: JobContext, held: Claim) -> Done:

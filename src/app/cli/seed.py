@@ -15,7 +15,7 @@ from app.items.models import ItemStatus
 from app.items.schemas import ItemCreate
 from app.users import service as users_service
 
-DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented; `seed` refuses production
+DEMO_PASSWORD = "demo-password"  # noqa: S105 - documented; `seed` refuses production  # nosec B105
 _STATUSES = tuple(ItemStatus)
 _CURRENCIES = ("EUR", "USD", "GBP")
 

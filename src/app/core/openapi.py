@@ -85,7 +85,7 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Reset",
 )
 BEARER_SCHEME = "HTTPBearer"  # FastAPI's name for an `HTTPBearer` security scheme
-PASSWORD_FLOW = "OAuth2PasswordBearer"  # noqa: S105 - a scheme name
+PASSWORD_FLOW = "OAuth2PasswordBearer"  # noqa: S105 - a scheme name  # nosec B105
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
 _BODYLESS_STATUSES = frozenset({"202", "204", "304"})
 
@@ -115,7 +115,15 @@ _UNAVAILABLE = _problem(
 
 
 def _rate_limited_problem() -> dict[str, Any]:
-    return _problem("Too Many Requests: a quota ran out.", "Retry-After", *RATE_LIMIT_HEADERS)
+    # The request quota sends its RateLimit headers; an account's login throttle has no such
+    # quota to report and sends only Retry-After.
+    response = _problem(
+        "Too Many Requests: the request quota (with the RateLimit headers) or, on routes that "
+        "check a password, the account's login throttle ran out.",
+        "Retry-After",
+    )
+    response["headers"].update(response_headers(*RATE_LIMIT_HEADERS, required=False)["headers"])
+    return response
 
 
 def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: bool) -> None:

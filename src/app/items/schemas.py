@@ -62,7 +62,20 @@ def _in_utc(value: datetime) -> datetime:
         raise ValueError("outside the range of UTC timestamps") from exc
 
 
-UTCInstant = Annotated[AwareDatetime, AfterValidator(_in_utc)]
+# RFC 3339 text only, as the schema's `date-time` says: pydantic alone reads "0.5" or 17 as
+# Unix times.
+_RFC3339_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
+
+
+def _date_time_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339_DATE.match(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+UTCInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
 Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 Description = Annotated[Text, Field(max_length=MAX_DESCRIPTION)]
 Currency = Annotated[
