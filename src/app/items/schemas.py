@@ -84,7 +84,11 @@ Currency = Annotated[
     WithJsonSchema({"type": "string", "enum": sorted(ISO_4217), "description": "ISO 4217."}),
 ]
 Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
-Tags = Annotated[list[Tag], Field(max_length=MAX_TAGS), AfterValidator(_unique)]
+Tags = Annotated[
+    list[Tag],
+    Field(max_length=MAX_TAGS, json_schema_extra={"uniqueItems": True}),
+    AfterValidator(_unique),
+]
 # Strings only on input ("19.90"): a JSON float would already have lost the exact value.
 # A plain decimal string, checked by the same pattern the schema shows (ASCII digits only).
 PRICE_PATTERN = rf"^[0-9]{{1,{PRICE_DIGITS - PRICE_SCALE}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
