@@ -78,13 +78,14 @@ async def _release(factory: async_sessionmaker[AsyncSession], state: Idempotency
         log.warning("idempotency_release_failed", error=type(exc).__name__)
 
 
-# What `_valid_key` accepts, for the schema: 1 to 255 characters, bare or in double quotes.
-KEY_PATTERN = rf'^(.{{1,{MAX_KEY_LENGTH}}}|".{{1,{MAX_KEY_LENGTH}}}")$'
+# What `_valid_key` accepts, for the schema: 1 to 255 characters, bare or in double quotes;
+# `""` is the draft's empty string, so no key.
+KEY_PATTERN = rf'^(?!""$)(.{{1,{MAX_KEY_LENGTH}}}|".{{1,{MAX_KEY_LENGTH}}}")$'
 
 
 def _valid_key(value: str) -> str:
     # The draft sends the key as a structured-field string ("..."); bare tokens are common too.
-    if len(value) > 2 and value[0] == value[-1] == '"':  # noqa: PLR2004 - '""' is a bare key
+    if len(value) > 1 and value[0] == value[-1] == '"':
         value = value[1:-1]
     if not value or len(value) > MAX_KEY_LENGTH:
         raise InvalidIdempotencyKey(
