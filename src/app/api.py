@@ -2,8 +2,8 @@
 
 from dataclasses import dataclass
 
-from fastapi import FastAPI
-from fastapi.routing import APIRoute, iter_route_contexts
+from fastapi import APIRouter, FastAPI
+from fastapi.routing import APIRoute
 
 from app.api_keys.router import CREDENTIAL_PATHS as API_KEYS_CREDENTIAL_PATHS
 from app.api_keys.router import router as api_keys_router
@@ -76,25 +76,28 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     if local:
         versioned += [auth_router, users_local_router]
     for router in versioned:
-        app.include_router(router, prefix=API_PREFIX)
+        app.include_router(answer_head_like_get(router), prefix=API_PREFIX)
 
     # Outside the versioned API: the load balancer's health check, and the first version's
     # auth paths that existing clients still call.
-    app.include_router(health_root_router)
+    app.include_router(answer_head_like_get(health_root_router))
     if settings.metrics.enabled:
-        app.include_router(health_metrics_router)
-    app.include_router(legacy_auth_router)
+        app.include_router(answer_head_like_get(health_metrics_router))
+    app.include_router(answer_head_like_get(legacy_auth_router))
     if local:
-        app.include_router(legacy_login_router)
-    answer_head_like_get(app)
+        app.include_router(answer_head_like_get(legacy_login_router))
 
 
-def answer_head_like_get(app: FastAPI) -> None:
-    """Let every GET route answer HEAD too, as RFC 9110 asks and Starlette's own routes do.
+def answer_head_like_get(router: APIRouter) -> APIRouter:
+    """Let every GET route of `router` answer HEAD too, as RFC 9110 asks and Starlette's do.
 
     FastAPI routes answer only the methods they name. The server sends the headers of the GET
-    answer without its body; the OpenAPI document leaves the implied HEAD operations out.
+    answer without its body; the OpenAPI document leaves the implied HEAD operations out. Done
+    on the router before it is included (inclusion copies each route's methods); walking the
+    app's effective route contexts afterwards would build every route's dependencies (~150 ms
+    an app).
     """
-    for route in iter_route_contexts(app.routes):
-        if isinstance(route.original_route, APIRoute) and route.methods and "GET" in route.methods:
+    for route in router.routes:
+        if isinstance(route, APIRoute) and route.methods and "GET" in route.methods:
             route.methods.add("HEAD")
+    return router
