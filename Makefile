@@ -62,8 +62,7 @@ browser:
 # The coverage gate (90%) judges the whole suite only: a narrowed run reports without it.
 test: install browser ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \
-	$(if $(strip $(PYTEST_ARGS)),$(RUN) coverage run -m pytest $(PYTEST_ARGS),$(RUN) python scripts/run_tests.py) \
-	&& $(RUN) coverage combine -q && \
+	$(RUN) coverage run -m pytest $(PYTEST_ARGS) && $(RUN) coverage combine -q && \
 	$(RUN) coverage report $(if $(strip $(PYTEST_ARGS)),--fail-under=0)
 
 fuzz: install ## The contract tests ten times longer (1000 examples per operation)
