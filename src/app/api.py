@@ -1,5 +1,6 @@
 """Routers: every domain's router is included here, under `/api/v1` unless it is legacy."""
 
+import re
 from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
@@ -76,16 +77,33 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     if local:
         versioned += [auth_router, users_local_router]
     for router in versioned:
-        app.include_router(answer_head_like_get(router), prefix=API_PREFIX)
+        _include(app, router, prefix=API_PREFIX)
 
     # Outside the versioned API: the load balancer's health check, and the first version's
     # auth paths that existing clients still call.
-    app.include_router(answer_head_like_get(health_root_router))
+    _include(app, health_root_router)
     if settings.metrics.enabled:
-        app.include_router(answer_head_like_get(health_metrics_router))
-    app.include_router(answer_head_like_get(legacy_auth_router))
+        _include(app, health_metrics_router)
+    _include(app, legacy_auth_router)
     if local:
-        app.include_router(answer_head_like_get(legacy_login_router))
+        _include(app, legacy_login_router)
+
+
+def _include(app: FastAPI, router: APIRouter, prefix: str = "") -> None:
+    app.include_router(
+        answer_head_like_get(router), prefix=prefix, generate_unique_id_function=operation_id
+    )
+
+
+def operation_id(route: APIRoute) -> str:
+    """The route's OpenAPI `operationId`: its name and path, then its documented method.
+
+    FastAPI's default takes the first method of a set, whose order changes from process to
+    process once a GET route also answers HEAD: the document would change with it.
+    """
+    named = set(route.methods or ())
+    methods = sorted(named - {"HEAD"} or named)
+    return re.sub(r"\W", "_", f"{route.name}{route.path_format}") + f"_{methods[0].lower()}"
 
 
 def answer_head_like_get(router: APIRouter) -> APIRouter:

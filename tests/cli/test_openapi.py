@@ -1,10 +1,15 @@
 """`app openapi`: the document, stable, to stdout or a file; the committed artifact is current."""
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
+from fastapi.routing import APIRoute
 
+from app.api import operation_id
 from app.cli.openapi import default_settings, render
 from tests.cli.conftest import Run
 from tests.migrations import ALEMBIC_INI
@@ -53,3 +58,28 @@ def test_the_committed_openapi_json_is_current() -> None:
     assert committed == produced, (
         "openapi.json differs from what the app produces: run `make openapi` and commit it"
     )
+
+
+def test_the_document_is_the_same_whatever_the_hash_seed() -> None:
+    """Nothing in it may follow the order of a set: string hashing changes it per process."""
+    for seed in ("1", "2", "3", "4"):
+        produced = subprocess.run(
+            [sys.executable, "-m", "app.cli", "openapi", "--defaults"],
+            env=os.environ | {"PYTHONHASHSEED": seed},
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=120,
+        )
+        assert produced.stdout == ARTIFACT.read_text(), f"PYTHONHASHSEED={seed}"
+
+
+def test_an_operation_id_names_the_documented_method_in_any_order() -> None:
+    async def read_thing() -> None: ...
+
+    route = APIRoute("/things/{thing_id}", read_thing, methods=["GET"])
+    found = set()
+    for order in (["GET", "HEAD"], ["HEAD", "GET"]):
+        route.methods = order  # type: ignore[assignment]  # a set, iterated in either order
+        found.add(operation_id(route))
+    assert found == {"read_thing_things__thing_id__get"}
