@@ -59,11 +59,15 @@ browser:
 	  && apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; } \
 	  || echo "chromium is missing: tests/browser will fail (apt-get install chromium)"
 
+# One pytest-xdist worker per core (at most 8), each on a database and Redis db of its own
+# (tests/services.py); the longest tests are stolen by idle workers. TEST_WORKERS=0: one process.
+TEST_WORKERS ?= auto
 # The coverage gate (90%) judges the whole suite only: a narrowed run reports without it.
 test: install browser ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \
-	$(RUN) coverage run -m pytest $(PYTEST_ARGS) && $(RUN) coverage combine -q && \
-	$(RUN) coverage report $(if $(strip $(PYTEST_ARGS)),--fail-under=0)
+	$(RUN) pytest -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal \
+		--cov --cov-report=term-missing:skip-covered \
+		$(if $(strip $(PYTEST_ARGS)),--cov-fail-under=0) $(PYTEST_ARGS)
 
 fuzz: install ## The contract tests ten times longer (1000 examples per operation)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \

@@ -13,12 +13,17 @@ from sqlalchemy.engine import make_url
 from app.core.config import Settings
 from app.main import create_app
 from tests.harness import client_for, free_port, make_settings, running
-from tests.migrations import migrate, reset_postgres
-from tests.services import postgres_url, redis_url
+from tests.migrations import empty_tables, migrate, reset_postgres
+from tests.services import isolate_xdist_worker, postgres_url, redis_url
 
 BACKENDS = ("sqlite", "postgresql")
 # An identity provider's keys and JWKS server, for every test that needs one.
 pytest_plugins = ("tests.jwks",)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Before anything reads the test service URLs: a parallel worker gets its own."""
+    isolate_xdist_worker()
 
 
 @pytest.fixture(scope="session")
@@ -76,14 +81,19 @@ async def client(app: FastAPI) -> AsyncIterator[AsyncClient]:
 
 
 @pytest.fixture
-async def live_database_url(database_url: str, tmp_path: Path) -> str:
+async def live_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[str]:
     """A migrated database whose commits are real (no rolled-back harness).
 
-    A fresh SQLite file, or the PostgreSQL test database; tests that use it remove what they
-    created. For what only separate connections show: concurrency, locks, races.
+    A fresh SQLite file, or the PostgreSQL test database emptied after the test: a row one test
+    commits (a superuser, say) must not change what the next one sees. For what only separate
+    connections show: concurrency, locks, races.
     """
     if make_url(database_url).get_backend_name() != "sqlite":
-        return database_url
+        try:
+            yield database_url
+        finally:
+            await empty_tables(database_url)
+        return
     url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
     await migrate(url, "head")
-    return url
+    yield url

@@ -56,3 +56,19 @@ async def reset_postgres(url: str) -> None:
             await connection.exec_driver_sql("CREATE SCHEMA public")
     finally:
         await engine.dispose()
+
+
+async def empty_tables(url: str) -> None:
+    """Delete every row a test committed to the PostgreSQL test database, keeping its schema."""
+    engine = create_async_engine(url)
+    try:
+        async with engine.begin() as connection:
+            names = await connection.exec_driver_sql(
+                "SELECT quote_ident(tablename) FROM pg_tables"
+                " WHERE schemaname = 'public' AND tablename <> 'alembic_version'"
+            )
+            tables = ", ".join(names.scalars())
+            if tables:
+                await connection.exec_driver_sql(f"TRUNCATE {tables} RESTART IDENTITY CASCADE")
+    finally:
+        await engine.dispose()

@@ -3,6 +3,7 @@
 import asyncio
 import os
 from typing import NoReturn
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from redis import Redis
@@ -14,6 +15,27 @@ from sqlalchemy.ext.asyncio import create_async_engine
 # `.ci/run` sets this: there, a missing service is a failure, never a silent skip.
 REQUIRE_SERVICES = os.environ.get("REQUIRE_SERVICES", "").lower() in ("1", "true", "yes")
 MISSING_DATABASE = "3D000"  # PostgreSQL's SQLSTATE for "database does not exist"
+
+
+def isolate_xdist_worker() -> None:
+    """Give this pytest-xdist worker a database and a Redis db of its own.
+
+    Worker `gwN` uses the database `<name>_gwN` (created on first use) and the Redis db N below
+    the one `TEST_REDIS_URL` names (wrapping at 0), so parallel workers never see each other's
+    rows, keys or flushes. A run without xdist keeps the URLs as they are.
+    """
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "")
+    if not worker.startswith("gw"):
+        return
+    index = int(worker.removeprefix("gw"))
+    if database := os.environ.get("TEST_DATABASE_URL"):
+        parsed = make_url(database)
+        own = parsed.set(database=f"{parsed.database}_{worker}")
+        os.environ["TEST_DATABASE_URL"] = own.render_as_string(hide_password=False)
+    if redis := os.environ.get("TEST_REDIS_URL"):
+        parts = urlsplit(redis)
+        base = int(parts.path.strip("/") or 0)
+        os.environ["TEST_REDIS_URL"] = urlunsplit(parts._replace(path=f"/{(base - index) % 16}"))
 
 
 def service_unavailable(reason: str) -> NoReturn:

@@ -155,7 +155,8 @@ async def _terminate_connections(url: str, application_name: str) -> int:
             ended = await connection.execute(
                 text(
                     "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
-                    " WHERE application_name = :name"
+                    # This database only: other test runs beside this one use the same name.
+                    " WHERE application_name = :name AND datname = current_database()"
                 ),
                 {"name": application_name},
             )

@@ -19,7 +19,8 @@ from tests.security.helpers import create_key
 
 pytestmark = pytest.mark.anyio
 
-API_KEY_SHAPE = "pfb_0123abcd_" + secrets.token_urlsafe(32)
+# Fixed, not random: pytest-xdist workers must collect the same test ids.
+API_KEY_SHAPE = "pfb_0123abcd_" + "Zk3pQ9vX2mL7tR4yB8nC1wE6sH0jU5aF9gD2kV7xM3q"
 LOCAL_PASSWORD = "hunter2-in-a-local-variable"
 
 
