@@ -36,8 +36,10 @@ for i, key in ipairs(KEYS) do
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
   counts[i] = redis.call('ZCARD', key)
   if counts[i] >= limit then
-    local oldest = redis.call('ZRANGE', key, 0, 0, 'WITHSCORES')
-    return {0, i, 0, tonumber(oldest[2]) + window - now}
+    -- A slot frees when the count drops below the limit: as this request leaves the window
+    -- (the oldest one, unless the limit was lowered since the set filled).
+    local frees = redis.call('ZRANGE', key, counts[i] - limit, counts[i] - limit, 'WITHSCORES')
+    return {0, i, 0, tonumber(frees[2]) + window - now}
   end
 end
 local best, fewest, reset = 0, 0, 0

@@ -62,15 +62,16 @@ class MemoryQuotaStore:
         return self._hit_sliding(key, quotas, time.time())
 
     def _hit_moving(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
-        lists = []
+        checked = []
         for quota in quotas:
             events = self.events.get(_key(key, quota), [])
             in_window = _newer_than(events, now - quota.seconds)
             if in_window >= quota.limit:
-                return Decision(False, quota, 0, events[in_window - 1] + quota.seconds - now)
-            lists.append((quota, events, in_window))
+                # A slot frees as the limit-th newest hit leaves the window.
+                return Decision(False, quota, 0, events[quota.limit - 1] + quota.seconds - now)
+            checked.append((quota, events, in_window))
         decision: Decision | None = None
-        for quota, events, in_window in lists:
+        for quota, events, in_window in checked:
             events.insert(0, now)
             del events[quota.limit :]  # older hits can no longer refuse or count against anything
             self.events[_key(key, quota)] = events
@@ -89,7 +90,7 @@ class MemoryQuotaStore:
             previous, current = _shifted(counts, index)
             left = (index + 1) * quota.seconds - now  # of this fixed window
             if math.floor(previous * left / quota.seconds + current) + 1 > quota.limit:
-                reset = sliding_reset(quota.seconds, previous, current, left)
+                reset = _sliding_reset(quota.seconds, previous, current, left)
                 return Decision(False, quota, 0, reset)
             found.append((quota, index, previous, current, left))
         decision: Decision | None = None
@@ -97,7 +98,7 @@ class MemoryQuotaStore:
             self.counts[_key(key, quota)] = _Counts(quota.seconds, index, current + 1, previous)
             remaining = quota.limit - math.floor(previous * left / quota.seconds + current + 1)
             if decision is None or remaining < decision.remaining:
-                reset = sliding_reset(quota.seconds, previous, current + 1, left)
+                reset = _sliding_reset(quota.seconds, previous, current + 1, left)
                 decision = Decision(True, quota, remaining, reset)
         assert decision is not None  # noqa: S101 - at least one quota  # nosec B101
         return decision
@@ -145,7 +146,7 @@ def _shifted(counts: _Counts | None, index: int) -> tuple[int, int]:
     return counts.previous, counts.current
 
 
-def sliding_reset(seconds: int, previous: int, current: int, left: float) -> float:
+def _sliding_reset(seconds: int, previous: int, current: int, left: float) -> float:
     """Seconds before the weighted count drops by one (`left`: of the current fixed window).
 
     The previous window's weight shrinks by one request every `seconds / previous`; the
