@@ -1,12 +1,11 @@
 """The request pipeline (app/pipeline.py): rate-limit options built from the settings."""
 
-from typing import Any
-
 import pytest
-from limits.aio.storage import RedisStorage
 
 from app.api import ROUTE_PATHS
-from app.infra.rate_limit_storage import PrunedMemoryStorage, create_rate_limit_storage
+from app.core.quotas import Quota
+from app.infra.rate_limit_redis import RedisQuotaStore
+from app.infra.rate_limit_storage import MemoryQuotaStore, create_rate_limit_storage
 from app.infra.redis import create_redis
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.rate_limit_keys import ClientKey
@@ -27,16 +26,15 @@ def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> N
         RATE_LIMIT_STRATEGY="sliding-window-counter",
         RATE_LIMIT_FAIL_OPEN=False,
     )
-    storage = create_rate_limit_storage(None, namespace=settings.app.slug)
+    storage = create_rate_limit_storage(
+        None, namespace=settings.app.slug, strategy=settings.rate_limit.strategy
+    )
     options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
-    assert isinstance(options["storage"], PrunedMemoryStorage)
+    assert isinstance(options["store"], MemoryQuotaStore)
+    assert options["store"].strategy == "sliding-window-counter"
     assert options["auth_paths"] == ROUTE_PATHS.credentials
-    assert [(name, item.amount, item.get_expiry()) for name, item in options["limits"].items()] == [
-        ("minute", 70, 60),
-        ("hour", 1000, 3600),
-    ]
-    assert options["auth_limits"]["auth"].amount == 5
-    assert options["strategy"] == "sliding-window-counter"
+    assert options["limits"] == (Quota("minute", 70, 60), Quota("hour", 1000, 3600))
+    assert options["auth_limits"] == (Quota("auth", 5, 60),)
     assert options["fail_open"] is False
     limited = RateLimitMiddleware(Calls().app(), **options)
     assert limited.policy.header == b'"minute";q=70;w=60, "hour";q=1000;w=3600'
@@ -51,11 +49,10 @@ async def test_options_from_settings_use_redis_when_it_is_set(url: str) -> None:
     redis = create_redis(settings.redis)
     assert redis is not None
     storage = create_rate_limit_storage(redis, namespace=settings.app.slug)
-    assert isinstance(storage, RedisStorage)
-    assert storage.bridge.key_prefix == "ratelimit:my-service"
-    # The app's one Redis pool, not a second one of its own.
-    bridge: Any = storage.bridge
-    assert bridge.storage.connection_pool is redis.connection_pool
+    assert isinstance(storage, RedisQuotaStore)
+    assert storage.prefix == "ratelimit:my-service:mw"
+    # The app's one Redis client and pool, not a second one of its own.
+    assert storage.redis is redis
     await redis.aclose()
 
 

@@ -1,18 +1,20 @@
 """The process's resources: built once, connected only when used, closed in reverse order."""
 
+import uuid
 from importlib.metadata import version
 from typing import Any
 
 import httpx2
 import pytest
 from fastapi import FastAPI
-from limits.aio.storage import RedisStorage
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from app.core.quotas import Quota
 from app.deps import resources_of
 from app.infra.cache import MemoryCache, RedisCache
-from app.infra.rate_limit_storage import PrunedMemoryStorage
+from app.infra.rate_limit_redis import RedisQuotaStore
+from app.infra.rate_limit_storage import MemoryQuotaStore
 from app.main import create_app
 from app.resources import Resources, build_resources, close_resources
 from tests.harness import make_settings, running
@@ -38,7 +40,7 @@ async def test_without_redis_every_backend_is_in_process() -> None:
     try:
         assert resources.redis is None
         assert isinstance(resources.cache, MemoryCache)
-        assert isinstance(resources.rate_limit_storage, PrunedMemoryStorage)
+        assert isinstance(resources.rate_limit_storage, MemoryQuotaStore)
         assert resources.oidc_verifier is None
     finally:
         await close_resources(resources)
@@ -54,10 +56,10 @@ async def test_with_redis_the_cache_and_rate_limiter_share_one_pool(
         assert isinstance(resources.cache, RedisCache)
         assert resources.cache.redis is resources.redis
         storage = resources.rate_limit_storage
-        assert isinstance(storage, RedisStorage)
-        bridge: Any = storage.bridge
-        assert bridge.storage.connection_pool is pool
-        assert await storage.check()  # the shared pool really reaches Redis
+        assert isinstance(storage, RedisQuotaStore)
+        assert storage.redis.connection_pool is pool
+        # The shared pool really reaches Redis.
+        assert (await storage.hit(f"test:{uuid.uuid4()}", [Quota("minute", 1, 60)])).allowed
     finally:
         await close_resources(resources)
 

@@ -9,8 +9,6 @@ from collections.abc import Callable
 from typing import Any
 
 from fastapi import FastAPI
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
-from limits.aio.storage import Storage
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
@@ -20,6 +18,7 @@ from app.core.config import Settings
 from app.core.docs_ui import DOCS_PATHS
 from app.core.lifecycle import Lifecycle
 from app.core.problems import ProblemRenderer
+from app.core.quotas import Quota, QuotaStore
 from app.core.security import AccessTokenDecoder
 from app.idempotency.deps import REPLAYED_HEADER
 from app.middleware.access_log import AccessLogMiddleware
@@ -111,7 +110,7 @@ def rate_limit_options(
     settings: Settings,
     *,
     renderer: ProblemRenderer,
-    storage: Storage,
+    storage: QuotaStore,
     paths: RoutePaths,
     events: Events | None = None,
     token_subject: Callable[[str], str | None] | None = None,
@@ -127,13 +126,13 @@ def rate_limit_options(
     if auth.provider == "local":
         subject = token_subject or AccessTokenDecoder(auth).subject
     return {
-        "limits": {
-            "minute": RateLimitItemPerMinute(limits.per_minute + limits.burst),
-            "hour": RateLimitItemPerHour(limits.per_hour),
-        },
-        "auth_limits": {"auth": RateLimitItemPerMinute(limits.auth_per_minute)},
-        "storage": storage,
-        "strategy": limits.strategy,
+        "limits": (
+            Quota("minute", limits.per_minute + limits.burst, 60),
+            Quota("hour", limits.per_hour, 3600),
+        ),
+        "auth_limits": (Quota("auth", limits.auth_per_minute, 60),),
+        # The store was built for `RATE_LIMIT_STRATEGY` (`resources.build_resources`).
+        "store": storage,
         "fail_open": limits.fail_open,
         # Fail-closed 503s: Redis is retried once its circuit breaker's cool-down is over.
         "unavailable_retry_after": math.ceil(settings.redis.breaker_cool_down_seconds),
@@ -154,7 +153,7 @@ def _rate_limit(
     settings: Settings,
     *,
     renderer: ProblemRenderer,
-    storage: Storage,
+    storage: QuotaStore,
     paths: RoutePaths,
     events: Events | None,
     token_subject: Callable[[str], str | None] | None,
@@ -247,7 +246,7 @@ def install_middleware(
     settings: Settings,
     *,
     renderer: ProblemRenderer,
-    rate_limit_storage: Storage,
+    rate_limit_storage: QuotaStore,
     paths: RoutePaths,
     http_metrics: RequestObserver | None = None,
     events: Events | None = None,

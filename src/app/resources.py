@@ -8,13 +8,13 @@ import dataclasses
 from contextlib import AsyncExitStack
 
 import httpx2
-from limits.aio.storage import Storage
 from opentelemetry.sdk.trace import TracerProvider
 from redis.asyncio import Redis
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
 from app.core.lifecycle import Lifecycle
+from app.core.quotas import QuotaStore
 from app.core.security import AccessTokenDecoder, PasswordHasher
 from app.db.session import create_engine, create_read_session_factory, create_session_factory
 from app.infra.cache import Cache, create_cache
@@ -46,7 +46,7 @@ class Resources:
     read_session_factory: async_sessionmaker[AsyncSession]
     redis: Redis | None
     cache: Cache
-    rate_limit_storage: Storage
+    rate_limit_storage: QuotaStore
     http: httpx2.AsyncClient
     mailer: Mailer
     jobs: JobQueue  # the broker: Redis when configured, else in-process
@@ -143,7 +143,9 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         ),
         redis=redis,
         cache=cache,
-        rate_limit_storage=create_rate_limit_storage(redis, namespace=namespace),
+        rate_limit_storage=create_rate_limit_storage(
+            redis, namespace=namespace, strategy=settings.rate_limit.strategy
+        ),
         http=http,
         mailer=create_mailer(settings.mail, environment=settings.app.environment),
         jobs=_job_queue(settings),

@@ -12,6 +12,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from app.auth.throttle import RedisLoginThrottle, ThrottleRules
 from app.core.circuit import State
 from app.core.config import Settings
+from app.core.quotas import Quota
 from app.deps import RedisDep
 from app.infra.cache import RedisCache
 from app.infra.rate_limit_storage import create_rate_limit_storage
@@ -115,7 +116,7 @@ async def test_every_user_of_the_client_shares_its_breaker(closed_port: int) -> 
         await RedisLoginThrottle(redis, client="203.0.113.9", rules=rules).check("a@b.test")
     storage = create_rate_limit_storage(redis, namespace="test")
     with pytest.raises(CircuitOpenError):
-        await storage.incr("k", 60)
+        await storage.hit("ip:203.0.113.9", [Quota("minute", 1, 60)])
     await redis.aclose()
     assert cache.errors == 1
 

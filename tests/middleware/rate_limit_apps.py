@@ -8,15 +8,15 @@ from datetime import UTC, datetime
 from typing import Any
 
 from httpx2 import ASGITransport, AsyncClient, Response
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from app.core.config import Settings
+from app.core.quotas import Quota
 from app.core.security import create_access_token
-from app.infra.rate_limit_storage import PrunedMemoryStorage
+from app.infra.rate_limit_storage import MemoryQuotaStore
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.rate_limit_keys import client_ip_key
 from tests.middleware.apps import RENDERER
@@ -63,17 +63,14 @@ def middleware(
     per_auth: int = 2,
     **options: Any,
 ) -> RateLimitMiddleware:
-    options.setdefault("storage", PrunedMemoryStorage())
-    options.setdefault("strategy", "moving-window")
+    strategy = options.pop("strategy", "moving-window")
+    options.setdefault("store", MemoryQuotaStore(strategy))
     options.setdefault("fail_open", True)
     options.setdefault("key_func", client_ip_key)
     return RateLimitMiddleware(
         (calls or Calls()).app(),
-        limits={
-            "minute": RateLimitItemPerMinute(per_minute),
-            "hour": RateLimitItemPerHour(per_hour),
-        },
-        auth_limits={"auth": RateLimitItemPerMinute(per_auth)},
+        limits=(Quota("minute", per_minute, 60), Quota("hour", per_hour, 3600)),
+        auth_limits=(Quota("auth", per_auth, 60),),
         renderer=RENDERER,
         **{**PATHS, **options},
     )

@@ -1,20 +1,22 @@
 """The rate-limit middleware on an inline app: quotas and their headers, the 429 problem,
 exempt paths, the stricter auth quota, bad options, and a storage that fails (open or closed).
 
-Keys: test_rate_limit_keys.py; storages: tests/infra/test_rate_limit_storage.py; the real
+Keys: test_rate_limit_keys.py; both stores and strategies, Redis's one call per request:
+test_rate_limit_stores.py; the stores alone: tests/infra/test_rate_limit_storage.py; the real
 app: test_rate_limit_app.py and test_rate_limit_server.py; options from settings:
 tests/test_pipeline.py.
 """
 
 import re
+from collections.abc import Sequence
 from typing import Any
 
 import pytest
 from httpx2 import ASGITransport, AsyncClient
-from limits import RateLimitItemPerHour, RateLimitItemPerMinute
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from app.infra.rate_limit_storage import PrunedMemoryStorage
+from app.core.quotas import Decision, Quota
+from app.infra.rate_limit_storage import MemoryQuotaStore
 from app.middleware.rate_limit import RateLimitMiddleware
 from app.middleware.rate_limit_keys import client_ip_key
 from tests.harness import PROBLEM, log_lines
@@ -80,22 +82,21 @@ async def test_the_quota_with_the_fewest_requests_left_is_reported() -> None:
 
 
 async def test_a_request_refused_by_the_minute_window_is_not_counted_by_the_hour() -> None:
-    hour = RateLimitItemPerHour(10)
-    limited = RateLimitMiddleware(
-        Calls().app(),
-        limits={"minute": RateLimitItemPerMinute(2), "hour": hour},
-        auth_limits={"auth": RateLimitItemPerMinute(2)},
-        storage=PrunedMemoryStorage(),
-        strategy="moving-window",
-        fail_open=True,
-        renderer=RENDERER,
-        key_func=client_ip_key,
-        **PATHS,
-    )
+    store = MemoryQuotaStore()
+    limited = middleware(per_minute=2, per_hour=10, store=store)
     responses = await get_many(limited, "/api/v1/items", 5)
     assert [r.status_code for r in responses] == [200, 200, 429, 429, 429]
-    stats = await limited.limiter.get_window_stats(hour, "hour", client_ip_key({"client": CLIENT}))
-    assert stats.remaining == 8
+    decision = await store.hit(client_ip_key({"client": CLIENT}), [Quota("hour", 10, 3600)])
+    assert decision.remaining == 7  # two requests passed, and this one
+
+
+async def test_a_request_refused_by_the_hour_window_uses_no_minute_slot() -> None:
+    store = MemoryQuotaStore()
+    limited = middleware(per_minute=5, per_hour=2, store=store)
+    responses = await get_many(limited, "/api/v1/items", 5)
+    assert [r.status_code for r in responses] == [200, 200, 429, 429, 429]
+    decision = await store.hit(client_ip_key({"client": CLIENT}), [Quota("minute", 5, 60)])
+    assert decision.remaining == 2  # two requests passed, and this one
 
 
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
@@ -168,11 +169,12 @@ async def test_a_get_on_an_auth_path_uses_the_general_quota() -> None:
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"strategy": "fixed-window"}, "strategy must be one of"),
-        ({"limits": {}}, "At least one limit"),
-        ({"auth_limits": {}}, "At least one limit"),
-        ({"limits": {"Per Minute": RateLimitItemPerMinute(1)}}, "Limit names"),
-        ({"limits": {"minute": RateLimitItemPerMinute(0)}}, "at least one request"),
+        ({"limits": ()}, "At least one limit"),
+        ({"auth_limits": ()}, "At least one limit"),
+        ({"limits": (Quota("Per Minute", 1, 60),)}, "Limit names must be like"),
+        ({"limits": (Quota("minute", 0, 60),)}, "at least one request"),
+        ({"limits": (Quota("minute", 1, 0),)}, "window of at least one second"),
+        ({"limits": (Quota("minute", 1, 60), Quota("minute", 5, 3600))}, "names must differ"),
         ({"unavailable_retry_after": 0}, "unavailable_retry_after"),
         ({"prefixes": ("api/",)}, "must start with '/'"),
         ({"auth_paths": ("auth/login",)}, "must start with '/'"),
@@ -180,10 +182,9 @@ async def test_a_get_on_an_auth_path_uses_the_general_quota() -> None:
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:
     values: dict[str, Any] = {
-        "limits": {"minute": RateLimitItemPerMinute(1)},
-        "auth_limits": {"auth": RateLimitItemPerMinute(1)},
-        "storage": PrunedMemoryStorage(),
-        "strategy": "moving-window",
+        "limits": (Quota("minute", 1, 60),),
+        "auth_limits": (Quota("auth", 1, 60),),
+        "store": MemoryQuotaStore(),
         "fail_open": True,
         "renderer": RENDERER,
         "key_func": client_ip_key,
@@ -197,27 +198,25 @@ def test_bad_options_are_refused_at_construction(options: dict[str, Any], messag
 # --- Storage failures -----------------------------------------------------------------------
 
 
-class FlakyStorage(PrunedMemoryStorage):
-    """Memory storage that raises Redis's connection error while `failing` is set."""
+class FlakyStore(MemoryQuotaStore):
+    """A memory store that raises Redis's connection error while `failing` is set."""
 
     def __init__(self) -> None:
         super().__init__()
         self.failing = False
-        self.attempts = 0
 
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        self.attempts += 1
+    async def hit(self, key: str, quotas: Sequence[Quota]) -> Decision:
         if self.failing:
             raise RedisConnectionError("Error 111 connecting to redis://:hunter2@10.0.0.1:6379.")
-        return await super().acquire_entry(key, limit, expiry, amount)
+        return await super().hit(key, quotas)
 
 
 async def test_fail_open_lets_requests_through_logs_once_and_counts() -> None:
-    storage = FlakyStorage()
+    storage = FlakyStore()
     storage.failing = True
     heard: list[str] = []
     limited = middleware(
-        per_minute=1, storage=storage, on_storage_error=lambda: heard.append("storage_error")
+        per_minute=1, store=storage, on_storage_error=lambda: heard.append("storage_error")
     )
     with log_lines() as logs:
         responses = await get_many(limited, "/api/v1/items", 3)
@@ -233,10 +232,10 @@ async def test_fail_open_lets_requests_through_logs_once_and_counts() -> None:
 
 
 async def test_fail_closed_answers_a_503_problem_with_retry_after() -> None:
-    storage = FlakyStorage()
+    storage = FlakyStore()
     storage.failing = True
     calls = Calls()
-    limited = middleware(calls, storage=storage, fail_open=False, unavailable_retry_after=7)
+    limited = middleware(calls, store=storage, fail_open=False, unavailable_retry_after=7)
     [response] = await get_many(limited, "/api/v1/items", 1)
     assert response.status_code == 503
     assert response.headers["content-type"] == PROBLEM
@@ -247,8 +246,8 @@ async def test_fail_closed_answers_a_503_problem_with_retry_after() -> None:
 
 
 async def test_enforcement_resumes_when_the_storage_recovers() -> None:
-    storage = FlakyStorage()
-    limited = middleware(per_minute=2, storage=storage)
+    storage = FlakyStore()
+    limited = middleware(per_minute=2, store=storage)
     storage.failing = True
     assert [r.status_code for r in await get_many(limited, "/api/v1/items", 4)] == [200] * 4
     storage.failing = False

@@ -8,7 +8,7 @@ one call, the probe, goes through (half-open): its success closes the breaker, i
 opens it again. Calls refused while open or half-open never reach the backend.
 
 Written here rather than taken from a library: the ones on PyPI either wrap one function
-per breaker (we guard a connection pool that `limits`, locks and pipelines all use), admit
+per breaker (we guard a connection pool that scripts, locks and pipelines all use), admit
 every concurrent caller while half-open (each would pay the timeout again), or support asyncio
 only through Tornado.
 """

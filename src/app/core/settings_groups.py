@@ -12,13 +12,14 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BeforeValidator, EmailStr, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from app.core.quotas import Strategy
+
 Environment = Literal["local", "test", "staging", "production"]
 LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
 LogFormat = Literal["auto", "json", "console"]
 JwtAlgorithm = Literal["HS256", "HS384", "HS512"]
 AuthProvider = Literal["local", "oidc"]
 MailBackend = Literal["console", "smtp"]
-RateLimitStrategy = Literal["moving-window", "sliding-window-counter"]
 
 # Long enough for HS256 (PyJWT warns below 32 bytes); start-up refuses it outside development.
 PLACEHOLDER_SECRET = "change-me-to-a-random-secret-of-32-or-more-characters"  # noqa: S105  # nosec B105
@@ -242,7 +243,7 @@ class RateLimitSettings(SettingsGroup):
     per_minute: int = env("RATE_LIMIT_PER_MINUTE", 60, ge=1)
     per_hour: int = env("RATE_LIMIT_PER_HOUR", 1000, ge=1)
     burst: int = env("RATE_LIMIT_BURST", 10, ge=0)
-    strategy: RateLimitStrategy = env("RATE_LIMIT_STRATEGY", "moving-window")
+    strategy: Strategy = env("RATE_LIMIT_STRATEGY", "moving-window")
     fail_open: bool = env("RATE_LIMIT_FAIL_OPEN", True)
     auth_per_minute: int = env("RATE_LIMIT_AUTH_PER_MINUTE", 10, ge=1)
 

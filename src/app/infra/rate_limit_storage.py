@@ -1,148 +1,107 @@
-"""Where the rate limiter keeps its counts: in process, or in the shared Redis."""
+"""Where the rate limiter keeps its counts: in process, or in the shared Redis.
+
+Both stores implement `core.quotas.QuotaStore` with the same two strategies and the same
+all-or-nothing rule: a request is counted in every quota only if each allows it, so one
+refused by a later (longer) window leaves the earlier ones untouched.
+
+- moving-window: exact. One timestamp per accepted request; a quota allows a request while
+  fewer than `limit` of them are newer than `seconds` ago.
+- sliding-window-counter: approximate and cheaper. Two counts per quota, this fixed window's
+  and the previous one's; the previous count weighs by the share of it the sliding window
+  still covers: `floor(previous * left / seconds + current)` must stay below `limit`.
+"""
 
 import bisect
 import math
 import time
-from typing import Any
+from collections.abc import Sequence
+from dataclasses import dataclass
 
-from limits.aio.storage import (
-    MovingWindowSupport,
-    RedisStorage,
-    SlidingWindowCounterSupport,
-    Storage,
-)
-from limits.storage.base import TimestampedSlidingWindow
 from redis.asyncio import Redis
 
-# Both names `limits` documents for building a storage from a URI are taken by its own classes.
-MEMORY_SCHEME = "async+pruned-memory"
+from app.core.quotas import STRATEGIES, Decision, Quota, QuotaStore, Strategy
+from app.infra.rate_limit_redis import RedisQuotaStore
 
 
-class PrunedMemoryStorage(
-    Storage, MovingWindowSupport, SlidingWindowCounterSupport, TimestampedSlidingWindow
-):
-    """An in-process `limits` storage for the moving-window and sliding-window-counter strategies.
+@dataclass(slots=True)
+class _Counts:
+    """One quota's sliding-window counters: fixed window `index` and the one before."""
 
-    Built on the library's public storage interface instead of subclassing its `MemoryStorage`,
-    which starts a task after every hit that sweeps every key with one thread hop per key
-    (measured: ~90 µs of CPU per request with a single client). Here expired counters and
-    entries are dropped by a synchronous sweep at most once every `prune_interval` seconds.
-    No method awaits between reading a key and updating it, so one event loop needs no locks.
+    seconds: int
+    index: int
+    current: int
+    previous: int
+
+
+class MemoryQuotaStore:
+    """Counts in this process's memory: each worker counts on its own.
+
+    `hit` does not await between reading the counts and updating them, so requests on one
+    event loop need no lock. Expired timestamps and counters are dropped by a sweep at most
+    once every `prune_interval` seconds, so memory stays bounded by the clients seen within
+    the longest window.
     """
 
-    STORAGE_SCHEME = [MEMORY_SCHEME]  # noqa: RUF012 - the library's registry reads a list
-
-    def __init__(self, prune_interval: float = 10.0) -> None:
+    def __init__(self, strategy: Strategy = "moving-window", prune_interval: float = 10.0) -> None:
+        if strategy not in STRATEGIES:
+            raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
         if prune_interval < 0:
             raise ValueError("prune_interval must be zero or more seconds.")
-        super().__init__()
+        self.strategy = strategy
         self.prune_interval = prune_interval
-        self.counters: dict[str, int] = {}
-        self.expirations: dict[str, float] = {}  # when each counter ends
         self.events: dict[str, list[float]] = {}  # moving-window hits, newest first
         self.windows: dict[str, int] = {}  # each event list's window, in seconds
+        self.counts: dict[str, _Counts] = {}  # sliding-window counters
         self._next_prune = time.monotonic() + prune_interval
 
-    @property
-    def base_exceptions(self) -> type[Exception]:
-        """The errors `limits` may wrap as storage errors (none are expected in memory)."""
-        return ValueError
-
-    async def incr(self, key: str, expiry: float, amount: int = 1) -> int:
-        """Add `amount` to a counter that lives `expiry` seconds from its first increment."""
+    async def hit(self, key: str, quotas: Sequence[Quota]) -> Decision:
+        """Count one request of `key` in every quota if each allows it, else in none."""
         self._prune_now_and_then()
-        return self._incr(key, expiry, amount)
+        if self.strategy == "moving-window":
+            return self._hit_moving(key, quotas, time.time())
+        return self._hit_sliding(key, quotas, time.time())
 
-    def _incr(self, key: str, expiry: float, amount: int) -> int:
-        now = time.time()
-        if self.expirations.get(key, 0) <= now:
-            self.counters[key] = 0
-            self.expirations[key] = now + expiry
-        self.counters[key] += amount
-        return self.counters[key]
+    def _hit_moving(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
+        checked = []
+        for quota in quotas:
+            events = self.events.get(_key(key, quota), [])
+            in_window = _newer_than(events, now - quota.seconds)
+            if in_window >= quota.limit:
+                # A slot frees as the limit-th newest hit leaves the window.
+                return Decision(False, quota, 0, events[quota.limit - 1] + quota.seconds - now)
+            checked.append((quota, events, in_window))
+        decision: Decision | None = None
+        for quota, events, in_window in checked:
+            events.insert(0, now)
+            del events[quota.limit :]  # older hits can no longer refuse or count against anything
+            self.events[_key(key, quota)] = events
+            self.windows[_key(key, quota)] = quota.seconds
+            left = quota.limit - in_window - 1
+            if decision is None or left < decision.remaining:
+                decision = Decision(True, quota, left, events[in_window] + quota.seconds - now)
+        assert decision is not None  # noqa: S101 - at least one quota  # nosec B101
+        return decision
 
-    async def decr(self, key: str, amount: int = 1) -> int:
-        """Subtract `amount` from a live counter, never below zero."""
-        value = max(0, await self.get(key) - amount)
-        if key in self.counters:
-            self.counters[key] = value
-        return value
-
-    async def get(self, key: str) -> int:
-        """Return a counter's value; zero once it has expired."""
-        if self.expirations.get(key, 0) <= time.time():
-            return 0
-        return self.counters.get(key, 0)
-
-    async def get_expiry(self, key: str) -> float:
-        """Return when a counter ends (now if it does not exist)."""
-        return self.expirations.get(key, time.time())
-
-    async def check(self) -> bool:
-        """Memory is always reachable."""
-        return True
-
-    async def reset(self) -> int | None:
-        """Forget everything; return how many keys there were."""
-        count = max(len(self.counters), len(self.events))
-        for mapping in (self.counters, self.expirations, self.events, self.windows):
-            mapping.clear()
-        return count
-
-    async def clear(self, key: str) -> None:
-        """Forget one key."""
-        for mapping in (self.counters, self.expirations, self.events, self.windows):
-            mapping.pop(key, None)
-
-    async def acquire_entry(self, key: str, limit: int, expiry: int, amount: int = 1) -> bool:
-        """Record `amount` hits unless the last `expiry` seconds already hold `limit - amount`."""
-        self._prune_now_and_then()
-        if amount > limit:
-            return False
-        now = time.time()
-        events = self.events.setdefault(key, [])
-        self.windows[key] = expiry
-        if len(events) > limit - amount and events[limit - amount] >= now - expiry:
-            return False
-        events[:0] = [now] * amount
-        del events[limit:]  # older hits can no longer refuse or count against anything
-        return True
-
-    async def get_moving_window(self, key: str, limit: int, expiry: int) -> tuple[float, int]:
-        """Return the time of the oldest hit in the window and the number of hits in it."""
-        now = time.time()
-        events = self.events.get(key, [])
-        count = _newer_than(events, now - expiry)
-        return (events[count - 1], count) if count else (now, 0)
-
-    async def acquire_sliding_window_entry(
-        self, key: str, limit: int, expiry: int, amount: int = 1
-    ) -> bool:
-        """Count `amount` hits unless the weighted count of two windows would pass `limit`."""
-        self._prune_now_and_then()
-        if amount > limit:
-            return False
-        previous, previous_ttl, current, _ = await self.get_sliding_window(key, expiry)
-        if math.floor(previous * previous_ttl / expiry + current) + amount > limit:
-            return False
-        _, current_key = self.sliding_window_keys(key, expiry, time.time())
-        # A window's counter must outlive it: it is the "previous" one during the next.
-        self._incr(current_key, 2 * expiry, amount)
-        return True
-
-    async def get_sliding_window(self, key: str, expiry: int) -> tuple[int, float, int, float]:
-        """Return the previous window's count and TTL and the current window's count and TTL."""
-        now = time.time()
-        previous_key, current_key = self.sliding_window_keys(key, expiry, now)
-        previous, current = await self.get(previous_key), await self.get(current_key)
-        previous_ttl = (1 - (((now - expiry) / expiry) % 1)) * expiry if previous else 0.0
-        current_ttl = (1 - ((now / expiry) % 1)) * expiry + expiry
-        return previous, previous_ttl, current, current_ttl
-
-    async def clear_sliding_window(self, key: str, expiry: int) -> None:
-        """Forget both windows of a key."""
-        for window_key in self.sliding_window_keys(key, expiry, time.time()):
-            await self.clear(window_key)
+    def _hit_sliding(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
+        found = []
+        for quota in quotas:
+            index = math.floor(now / quota.seconds)
+            counts = self.counts.get(_key(key, quota))
+            previous, current = _shifted(counts, index)
+            left = (index + 1) * quota.seconds - now  # of this fixed window
+            if math.floor(previous * left / quota.seconds + current) + 1 > quota.limit:
+                reset = _sliding_reset(quota.seconds, previous, current, left)
+                return Decision(False, quota, 0, reset)
+            found.append((quota, index, previous, current, left))
+        decision: Decision | None = None
+        for quota, index, previous, current, left in found:
+            self.counts[_key(key, quota)] = _Counts(quota.seconds, index, current + 1, previous)
+            remaining = quota.limit - math.floor(previous * left / quota.seconds + current + 1)
+            if decision is None or remaining < decision.remaining:
+                reset = _sliding_reset(quota.seconds, previous, current + 1, left)
+                decision = Decision(True, quota, remaining, reset)
+        assert decision is not None  # noqa: S101 - at least one quota  # nosec B101
+        return decision
 
     def _prune_now_and_then(self) -> None:
         now = time.monotonic()
@@ -151,17 +110,26 @@ class PrunedMemoryStorage(
             self.prune()
 
     def prune(self) -> int:
-        """Drop expired counters and hits now; return how many keys were dropped."""
+        """Drop expired hits and counters now; return how many keys were dropped."""
         now = time.time()
-        dropped = [key for key, ends in self.expirations.items() if ends <= now]
-        for key in dropped:
-            del self.counters[key], self.expirations[key]
         for key, events in self.events.items():
             del events[_newer_than(events, now - self.windows[key]) :]
         empty = [key for key, events in self.events.items() if not events]
         for key in empty:
             del self.events[key], self.windows[key]
-        return len(dropped) + len(empty)
+        # A window's count matters during it and, as the previous one, during the next.
+        stale = [
+            key
+            for key, counts in self.counts.items()
+            if counts.index < math.floor(now / counts.seconds) - 1
+        ]
+        for key in stale:
+            del self.counts[key]
+        return len(empty) + len(stale)
+
+
+def _key(key: str, quota: Quota) -> str:
+    return f"{quota.name}:{quota.seconds}:{key}"
 
 
 def _newer_than(events: list[float], cutoff: float) -> int:
@@ -169,20 +137,38 @@ def _newer_than(events: list[float], cutoff: float) -> int:
     return bisect.bisect_left(events, -cutoff, key=lambda moment: -moment)
 
 
-def create_rate_limit_storage(redis: Redis | None, *, namespace: str) -> Storage:
-    """Return the rate limiter's storage: the shared Redis pool when given, else memory.
+def _shifted(counts: _Counts | None, index: int) -> tuple[int, int]:
+    """The previous and current counts as seen from fixed window `index`."""
+    if counts is None or counts.index < index - 1:
+        return 0, 0
+    if counts.index == index - 1:
+        return counts.current, 0
+    return counts.previous, counts.current
 
-    Redis keys start with `ratelimit:<namespace>`, so services sharing one Redis keep separate
-    limits. The storage uses the process's one Redis pool and is closed with it.
+
+def _sliding_reset(seconds: int, previous: int, current: int, left: float) -> float:
+    """Seconds before the weighted count drops by one (`left`: of the current fixed window).
+
+    The previous window's weight shrinks by one request every `seconds / previous`; the
+    current window's count starts to shrink only when this fixed window ends. The Redis
+    script computes the same.
+    """
+    candidates = []
+    if previous:
+        candidates.append(left % (seconds / previous))
+    if current:
+        candidates.append(left % seconds)
+    return min(candidates, default=0.0)
+
+
+def create_rate_limit_storage(
+    redis: Redis | None, *, namespace: str, strategy: Strategy = "moving-window"
+) -> QuotaStore:
+    """Return the rate limiter's store: the shared Redis pool when given, else memory.
+
+    Redis keys start with `ratelimit:<namespace>:`, so services sharing one Redis keep
+    separate counts. The store uses the process's one Redis client and is closed with it.
     """
     if redis is None:
-        return PrunedMemoryStorage()
-    # With a pool given, `limits` takes connections from it and ignores the URI's address.
-    # It passes `connection_pool` on to redis-py; its annotation covers only scalar options.
-    pool: Any = redis.connection_pool
-    return RedisStorage(
-        "async+redis://",
-        implementation="redispy",
-        key_prefix=f"ratelimit:{namespace}",
-        connection_pool=pool,
-    )
+        return MemoryQuotaStore(strategy)
+    return RedisQuotaStore(redis, prefix=f"ratelimit:{namespace}:", strategy=strategy)

@@ -1,69 +1,49 @@
-"""Rate limiting with `limits`: per-client windows, IETF `RateLimit` headers, 429 problems.
+"""Rate limiting: per-client quotas, IETF `RateLimit` headers, 429 problems.
 
 Read `RateLimitMiddleware` for what a request pays and `rate_limit_keys.ClientKey` for whose
-quota it uses; the wiring place turns settings into its limits, storage and paths.
+quota it uses; the wiring place turns settings into its quotas, store and paths.
 """
 
 import math
 import re
-import time
-from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, Collection, Sequence
 
 import structlog
-from limits import RateLimitItem
-from limits.aio.storage import Storage
-from limits.aio.strategies import (
-    MovingWindowRateLimiter,
-    RateLimiter,
-    SlidingWindowCounterRateLimiter,
-)
-from limits.errors import StorageError
-from limits.util import WindowStats
 from redis.exceptions import RedisError
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import RateLimitedError, ServiceUnavailableError
 from app.core.problems import ProblemRenderer
+from app.core.quotas import Decision, Quota, QuotaStore
 from app.middleware.rate_limit_keys import client_ip_key
 
 log = structlog.get_logger(__name__)
 
-STRATEGIES: dict[str, Callable[[Storage], RateLimiter]] = {
-    "moving-window": MovingWindowRateLimiter,
-    "sliding-window-counter": SlidingWindowCounterRateLimiter,
-}
-# Redis errors, `limits`' wrapper, and socket errors (builtin ConnectionError and TimeoutError).
-STORAGE_ERRORS: tuple[type[Exception], ...] = (RedisError, StorageError, OSError)
+# Redis errors (the circuit breaker's refusal among them) and socket errors (builtin
+# ConnectionError and TimeoutError).
+STORAGE_ERRORS: tuple[type[Exception], ...] = (RedisError, OSError)
 ENFORCE_PATH_PREFIX = "Paths and prefixes must start with '/'."
 _POLICY_NAME = re.compile(r"[a-z][a-z0-9_-]*")
 
 
-@dataclass(frozen=True, slots=True)
-class _Quota:
-    label: str  # part of the storage key: equal limits of two policies must not share counts
-    name: bytes
-    item: RateLimitItem
-    amount: bytes
-
-
 class _Policy:
-    """Named quotas checked in order; the `RateLimit-Policy` header value that lists them."""
+    """Named quotas checked together; the `RateLimit-Policy` header value that lists them."""
 
-    def __init__(self, limits: Mapping[str, RateLimitItem]) -> None:
-        if not limits:
+    def __init__(self, quotas: Sequence[Quota]) -> None:
+        if not quotas:
             raise ValueError("At least one limit is needed.")
-        for name, item in limits.items():
-            if not _POLICY_NAME.fullmatch(name):
-                raise ValueError(f"Limit names must be like 'minute', not {name!r}.")
-            if item.amount < 1:
-                raise ValueError(f"Limit {name!r} must allow at least one request.")
-        self.quotas = tuple(
-            _Quota(name, name.encode(), item, str(item.amount).encode())
-            for name, item in limits.items()
-        )
+        for quota in quotas:
+            if not _POLICY_NAME.fullmatch(quota.name):
+                raise ValueError(f"Limit names must be like 'minute', not {quota.name!r}.")
+            if quota.limit < 1:
+                raise ValueError(f"Limit {quota.name!r} must allow at least one request.")
+            if quota.seconds < 1:
+                raise ValueError(f"Limit {quota.name!r} needs a window of at least one second.")
+        if len({quota.name for quota in quotas}) < len(quotas):
+            raise ValueError("Limit names must differ: each names its own counts.")
+        self.quotas = tuple(quotas)
         self.header = b", ".join(
-            b'"%s";q=%d;w=%d' % (q.name, q.item.amount, q.item.get_expiry()) for q in self.quotas
+            b'"%s";q=%d;w=%d' % (q.name.encode(), q.limit, q.seconds) for q in self.quotas
         )
 
 
@@ -72,26 +52,25 @@ class RateLimitMiddleware:
 
     Requests to `auth_paths` (POST) use `auth_limits` per client address; other requests under
     `prefixes`, except those at or below an `exempt` path, use `limits` per `key_func`.
-    Each limited request hits its quotas in order and stops at the first refusal, so a request
-    refused by the first (shortest) window never counts against the later ones; one refused by
-    a later window has used a slot of the earlier, which frees again within that window.
+    Each limited request costs one `store` call, whatever the number of quotas: it is counted
+    in every quota if each allows it, and in none otherwise, so a request refused by any window
+    uses no slot of the others.
     Storage errors let requests through (`fail_open`) or answer 503 with `Retry-After:
     unavailable_retry_after`; either way they are logged and counted in `storage_errors`.
     Leaving a failing Redis alone is the Redis client's job (its circuit breaker refuses
     commands at once for a while), so an outage costs no timeout per request here.
-    The storage belongs to the caller, who closes it. `on_refused` is called for each 429,
-    `on_storage_error` for each storage error, a call the breaker refused included (metrics
-    and alerts count them).
+    The store (its strategy, its Redis client) belongs to the caller, who closes it.
+    `on_refused` is called for each 429, `on_storage_error` for each storage error, a call the
+    breaker refused included (metrics and alerts count them).
     """
 
     def __init__(
         self,
         app: ASGIApp,
         *,
-        limits: Mapping[str, RateLimitItem],
-        auth_limits: Mapping[str, RateLimitItem],
-        storage: Storage,
-        strategy: str,
+        limits: Sequence[Quota],
+        auth_limits: Sequence[Quota],
+        store: QuotaStore,
         fail_open: bool,
         renderer: ProblemRenderer,
         key_func: Callable[[Scope], str],
@@ -102,17 +81,12 @@ class RateLimitMiddleware:
         on_refused: Callable[[], None] = lambda: None,
         on_storage_error: Callable[[], None] = lambda: None,
     ) -> None:
-        if strategy not in STRATEGIES:
-            raise ValueError(f"strategy must be one of {sorted(STRATEGIES)}, not {strategy!r}.")
         if unavailable_retry_after < 1:
             raise ValueError("unavailable_retry_after must be at least one second.")
         if not all(path.startswith("/") for path in (*prefixes, *exempt, *auth_paths)):
             raise ValueError(ENFORCE_PATH_PREFIX)
-        try:
-            self.limiter: RateLimiter = STRATEGIES[strategy](storage)
-        except NotImplementedError as exc:
-            raise ValueError(f"{type(storage).__name__} does not support {strategy}.") from exc
         self.app = app
+        self.store = store
         self.policy = _Policy(limits)
         self.auth_policy = _Policy(auth_limits)
         self.fail_open = fail_open
@@ -145,12 +119,12 @@ class RateLimitMiddleware:
             return
 
         try:
-            quota, stats, allowed = await self._consume(policy, key)
+            decision = await self.store.hit(key, policy.quotas)
         except STORAGE_ERRORS as exc:
             await self._storage_failed(exc, scope, receive, send)
             return
-        headers = _headers(policy, quota, stats, refused=not allowed)
-        if not allowed:
+        headers = _headers(policy, decision)
+        if not decision.allowed:
             self.on_refused()
             await self._too_many(headers, scope, receive, send)
             return
@@ -161,20 +135,6 @@ class RateLimitMiddleware:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
-
-    async def _consume(self, policy: _Policy, key: str) -> tuple[_Quota, WindowStats, bool]:
-        """Hit each quota; return the refusing one, or the one with the fewest requests left."""
-        limiter = self.limiter
-        for quota in policy.quotas:
-            if not await limiter.hit(quota.item, quota.label, key):
-                return quota, await limiter.get_window_stats(quota.item, quota.label, key), False
-        tightest: tuple[_Quota, WindowStats] | None = None
-        for quota in policy.quotas:
-            stats = await limiter.get_window_stats(quota.item, quota.label, key)
-            if tightest is None or stats.remaining < tightest[1].remaining:
-                tightest = (quota, stats)
-        assert tightest is not None  # noqa: S101 - `_Policy` refuses an empty list  # nosec B101
-        return (*tightest, True)
 
     async def _too_many(
         self, headers: list[tuple[bytes, bytes]], scope: Scope, receive: Receive, send: Send
@@ -218,15 +178,16 @@ def _route_path(scope: Scope) -> str:
     return path
 
 
-def _headers(
-    policy: _Policy, quota: _Quota, stats: WindowStats, *, refused: bool
-) -> list[tuple[bytes, bytes]]:
-    remaining = 0 if refused else max(0, stats.remaining)
-    reset = max(1 if refused else 0, math.ceil(stats.reset_time - time.time()))
+def _headers(policy: _Policy, decision: Decision) -> list[tuple[bytes, bytes]]:
+    refused = not decision.allowed
+    remaining = 0 if refused else max(0, decision.remaining)
+    # A refused request waits at least a second: `Retry-After: 0` would invite a retry storm.
+    reset = max(1 if refused else 0, math.ceil(decision.reset_after))
+    name = decision.quota.name.encode()
     return [
         (b"ratelimit-policy", policy.header),
-        (b"ratelimit", b'"%s";r=%d;t=%d' % (quota.name, remaining, reset)),
-        (b"x-ratelimit-limit", quota.amount),
+        (b"ratelimit", b'"%s";r=%d;t=%d' % (name, remaining, reset)),
+        (b"x-ratelimit-limit", b"%d" % decision.quota.limit),
         (b"x-ratelimit-remaining", b"%d" % remaining),
         (b"x-ratelimit-reset", b"%d" % reset),
     ]
