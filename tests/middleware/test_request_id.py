@@ -21,7 +21,9 @@ async def client() -> AsyncClient:
     return AsyncClient(transport=ASGITransport(app=app), base_url="http://testserver")
 
 
-@pytest.mark.parametrize("incoming", ["abc", "A.b-c_9", "x" * 128, "0b6c7a52-5f3e-4d2a-9c1b-8e4f2a7d3c91"])
+@pytest.mark.parametrize(
+    "incoming", ["abc", "A.b-c_9", "x" * 128, "0b6c7a52-5f3e-4d2a-9c1b-8e4f2a7d3c91"]
+)
 async def test_valid_incoming_id_is_echoed(client: AsyncClient, incoming: str) -> None:
     response = await client.get("/items/1", headers={"X-Request-ID": incoming})
     assert response.headers["x-request-id"] == incoming
