@@ -14,6 +14,7 @@ from app.core.config import Settings
 from app.main import create_app
 from tests.harness import client_for, free_port, make_settings, running
 from tests.migrations import empty_tables, migrate, reset_postgres
+from tests.processes import RedisServer
 from tests.services import isolate_xdist_worker, postgres_url, redis_url
 
 BACKENDS = ("sqlite", "postgresql")
@@ -61,6 +62,18 @@ def silent_port() -> Iterator[int]:
         server.bind(("127.0.0.1", 0))
         server.listen(16)
         yield server.getsockname()[1]
+
+
+@pytest.fixture
+def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
+    """A Redis server of this test's own (free port, own directory): it may be frozen,
+    killed or flushed, and its statistics and scripts concern no other test."""
+    server = RedisServer(tmp_path)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture

@@ -24,14 +24,6 @@ pytestmark = pytest.mark.anyio
 JOBS = "/api/v1/jobs"
 
 
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Any:
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
-
-
 async def job_of(client: AsyncClient, headers: dict[str, str], job_id: str) -> dict[str, Any]:
     response = await client.get(f"{JOBS}/{job_id}", headers=headers)
     assert response.status_code == 200, response.text

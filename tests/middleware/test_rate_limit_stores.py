@@ -5,8 +5,7 @@ keys that expire, NOSCRIPT survived, and a Redis that is down (fail open or clos
 
 import re
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 import pytest
@@ -123,17 +122,6 @@ async def test_each_client_and_each_policy_count_apart(store: QuotaStore) -> Non
 
 
 # --- Redis ----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def redis_server(tmp_path: Path) -> Iterator[RedisServer]:
-    """A Redis of this test's own: its statistics and scripts concern no other test."""
-    server = RedisServer(tmp_path)
-    server.start()
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 def guarded(server: RedisServer, **settings: Any) -> Redis:
