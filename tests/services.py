@@ -21,7 +21,7 @@ def isolate_xdist_worker() -> None:
     """Give this pytest-xdist worker a database and a Redis db of its own.
 
     Worker `gwN` uses the database `<name>_gwN` (created on first use) and the Redis db N below
-    the one `TEST_REDIS_URL` names (wrapping at 0), so parallel workers never see each other's
+    the one `TEST_REDIS_URL` names (from 0 on to 15), so parallel workers never see each other's
     rows, keys or flushes. A run without xdist keeps the URLs as they are.
     """
     worker = os.environ.get("PYTEST_XDIST_WORKER", "")

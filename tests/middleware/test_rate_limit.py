@@ -81,22 +81,22 @@ async def test_the_quota_with_the_fewest_requests_left_is_reported() -> None:
     assert seconds(refused.headers["retry-after"]) > 3000
 
 
-async def test_a_request_refused_by_the_minute_window_is_not_counted_by_the_hour() -> None:
+@pytest.mark.parametrize(
+    ("per_minute", "per_hour", "other", "left"),
+    [
+        (2, 10, Quota("hour", 10, 3600), 7),  # refused by the minute: the hour not counted
+        (5, 2, Quota("minute", 5, 60), 2),  # refused by the hour: no minute slot used
+    ],
+)
+async def test_a_request_refused_by_one_window_is_counted_in_no_other(
+    per_minute: int, per_hour: int, other: Quota, left: int
+) -> None:
     store = MemoryQuotaStore()
-    limited = middleware(per_minute=2, per_hour=10, store=store)
+    limited = middleware(per_minute=per_minute, per_hour=per_hour, store=store)
     responses = await get_many(limited, "/api/v1/items", 5)
     assert [r.status_code for r in responses] == [200, 200, 429, 429, 429]
-    decision = await store.hit(client_ip_key({"client": CLIENT}), [Quota("hour", 10, 3600)])
-    assert decision.remaining == 7  # two requests passed, and this one
-
-
-async def test_a_request_refused_by_the_hour_window_uses_no_minute_slot() -> None:
-    store = MemoryQuotaStore()
-    limited = middleware(per_minute=5, per_hour=2, store=store)
-    responses = await get_many(limited, "/api/v1/items", 5)
-    assert [r.status_code for r in responses] == [200, 200, 429, 429, 429]
-    decision = await store.hit(client_ip_key({"client": CLIENT}), [Quota("minute", 5, 60)])
-    assert decision.remaining == 2  # two requests passed, and this one
+    decision = await store.hit(client_ip_key({"client": CLIENT}), [other])
+    assert decision.remaining == left  # two requests passed, and this one
 
 
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
