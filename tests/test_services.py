@@ -1,6 +1,7 @@
 """Finding the test services: a missing test database is created, or skipped with one reason."""
 
 import asyncio
+import os
 import uuid
 from collections.abc import Iterator
 
@@ -69,3 +70,26 @@ def test_a_database_that_cannot_be_created_is_one_reason(
     assert "permission denied" in message
     assert password not in message
     assert "\n" not in message
+
+
+@pytest.mark.parametrize(
+    ("worker", "database", "redis_db"),
+    [
+        ("gw0", "test_gw0", "15"),
+        ("gw3", "test_gw3", "12"),
+        ("gw15", "test_gw15", "0"),
+        ("", "test", "15"),
+    ],
+)
+def test_each_parallel_worker_gets_a_database_and_redis_db_of_its_own(
+    monkeypatch: pytest.MonkeyPatch, worker: str, database: str, redis_db: str
+) -> None:
+    monkeypatch.setenv("PYTEST_XDIST_WORKER", worker)
+    monkeypatch.setenv("TEST_DATABASE_URL", "postgresql+asyncpg://app:pw@db.internal:5432/test")
+    monkeypatch.setenv("TEST_REDIS_URL", "redis://:pw@cache.internal:6379/15")
+    services.isolate_xdist_worker()
+    assert (
+        os.environ["TEST_DATABASE_URL"]
+        == f"postgresql+asyncpg://app:pw@db.internal:5432/{database}"
+    )
+    assert os.environ["TEST_REDIS_URL"] == f"redis://:pw@cache.internal:6379/{redis_db}"
