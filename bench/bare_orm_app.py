@@ -16,7 +16,7 @@ from typing import Annotated
 from fastapi import Depends, FastAPI, HTTPException
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 
 import app.models as _mappers  # noqa: F401 - every table's mapper, as the real app loads them
 from app.items import service as items_service
@@ -59,10 +59,8 @@ async def read_me(user: Annotated[User, Depends(current_user)]) -> User:
 
 @app.get("/api/v1/items/{item_id}", response_model=ItemRead)
 async def read_item(item_id: uuid.UUID, session: SessionDep) -> Item:
-    """One item with its tags."""
-    item = await session.scalar(
-        select(Item).options(selectinload(Item.tag_rows)).where(Item.id == item_id)
-    )
+    """One item with its tags: the app's own query."""
+    item = await items_service.get(session=session, item_id=item_id)
     if item is None:
         raise HTTPException(404)
     return item
@@ -70,15 +68,15 @@ async def read_item(item_id: uuid.UUID, session: SessionDep) -> Item:
 
 @app.get("/api/v1/items", response_model=list[ItemRead])
 async def list_items(session: SessionDep, limit: int = 50) -> list[Item]:
-    """The caller's newest items with their tags."""
+    """The caller's newest items with their tags, joined as the app's list loads them."""
     rows = await session.scalars(
         select(Item)
-        .options(selectinload(Item.tag_rows))
+        .options(joinedload(Item.tag_rows))
         .where(Item.owner_id == USER_ID, Item.deleted_at.is_(None))
         .order_by(Item.created_at.desc(), Item.id.desc())
         .limit(limit)
     )
-    return list(rows)
+    return list(rows.unique())
 
 
 @app.post("/api/v1/items", response_model=ItemRead, status_code=201)

@@ -1,6 +1,8 @@
 import io
 import json
 import logging
+import uuid
+from datetime import UTC, datetime
 
 import pytest
 import structlog
@@ -77,6 +79,44 @@ def test_secrets_are_redacted(json_stream: io.StringIO) -> None:
     assert line["headers"] == {"Authorization": REDACTED, "Accept": "text/html"}
     assert line["email"] == "a@example.com"
     assert "hunter2" not in json_stream.getvalue()
+
+
+class Opaque:
+    def __repr__(self) -> str:
+        return "<opaque>"
+
+
+@pytest.mark.parametrize("huge", [None, 2**70], ids=["orjson", "beyond-64-bits"])
+def test_every_kind_of_value_renders_and_plain_ones_pass_unchanged(
+    json_stream: io.StringIO, huge: int | None
+) -> None:
+    # An integer beyond orjson's 64 bits sends the line through the standard library's json:
+    # it must read the same.
+    item_id = uuid.UUID(int=7)
+    structlog.get_logger("app.test").info(
+        "values",
+        count=3,
+        ratio=0.5,
+        flag=True,
+        nothing=None,
+        huge=huge,
+        item_id=item_id,
+        at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
+        by_number={1: "one"},
+        opaque=Opaque(),
+        url="postgresql://app:s3cret@db/app",
+        nested=[{"token": "t"}, "Bearer abcdefghijkl"],
+    )
+    [line] = lines(json_stream)
+    assert (line["count"], line["ratio"], line["flag"], line["nothing"]) == (3, 0.5, True, None)
+    assert line["huge"] == huge
+    assert line["item_id"] == str(item_id)
+    assert line["at"] == "2026-01-02T03:04:05+00:00"
+    assert line["by_number"] == {"1": "one"}
+    assert line["opaque"] == "<opaque>"
+    assert line["url"] == f"postgresql://{REDACTED}@db/app"
+    assert line["nested"] == [{"token": REDACTED}, f"Bearer {REDACTED}"]
+    assert "s3cret" not in json_stream.getvalue()
 
 
 def test_exceptions_are_rendered_into_the_line(json_stream: io.StringIO) -> None:

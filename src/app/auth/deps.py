@@ -19,14 +19,7 @@ from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
 from app.core.logging import bind_user
 from app.core.security import AccessTokenDecoder, InvalidTokenError, PasswordHasher
-from app.deps import (
-    AccessTokenDecoderDep,
-    OptionalOidcVerifierDep,
-    OptionalRedisDep,
-    PasswordHasherDep,
-    SessionDep,
-    SettingsDep,
-)
+from app.deps import OptionalRedisDep, ResourcesDep, SessionDep, SettingsDep
 from app.infra.oidc import OidcVerifier
 from app.users.models import User
 
@@ -98,16 +91,17 @@ async def _from_access_token(
 async def get_principal(
     *,
     session: SessionDep,
-    decoder: AccessTokenDecoderDep,
-    verifier: OptionalOidcVerifierDep,
-    hasher: PasswordHasherDep,
+    resources: ResourcesDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer_scheme)],
     api_key: Annotated[str | None, Depends(api_key_scheme)],
 ) -> Principal:
     """Authenticate the request with `X-API-Key` or a bearer token, or raise 401.
 
-    From here on, the request's log lines (its access line too) name the user.
+    From here on, the request's log lines (its access line too) name the user. The decoder,
+    verifier and hasher come from one `resources` dependency: every dependency costs each
+    authenticated request its resolution.
     """
+    verifier = resources.oidc_verifier
     if api_key:
         found = await api_keys_service.authenticate(session=session, key=api_key)
         if found is None:
@@ -119,9 +113,10 @@ async def get_principal(
     elif bearer is None:
         raise NotAuthenticated("Send a bearer token or an X-API-Key header.")
     elif verifier is not None:  # AUTH_PROVIDER=oidc: the issuer's tokens, never ours
+        hasher = resources.password_hasher
         principal = await _from_oidc_token(bearer.credentials, verifier, hasher, session)
     else:
-        principal = await _from_access_token(bearer.credentials, decoder, session)
+        principal = await _from_access_token(bearer.credentials, resources.access_tokens, session)
     bind_user(str(principal.user.id))
     return principal
 

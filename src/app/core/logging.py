@@ -1,6 +1,7 @@
 """Structured logging: one format for our logs, uvicorn's and SQLAlchemy's."""
 
 import functools
+import json
 import logging
 import re
 import sys
@@ -8,6 +9,7 @@ import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
 
+import orjson
 import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -69,14 +71,38 @@ def _redact(value: Any) -> Any:
     return value
 
 
+# Values that cannot hold a secret; checked by exact type, which costs less than the ABC checks.
+_PLAIN_TYPES = frozenset({int, float, bool, type(None)})
+
+
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Replace the values of secret-named keys, at any depth, and secret-shaped text anywhere."""
     for key, value in event_dict.items():
         if _is_sensitive(key):
             event_dict[key] = REDACTED
+        elif type(value) in _PLAIN_TYPES:
+            continue
+        elif type(value) is str:
+            event_dict[key] = scrub(value)
         elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _redact(value)
     return event_dict
+
+
+def render_json(event_dict: EventDict, default: Any = None, **_: Any) -> str:
+    """Serialize a log line with orjson, or the standard library for what orjson refuses.
+
+    orjson writes a line in a fraction of `json.dumps`'s time; it refuses integers beyond 64
+    bits, which `json` writes as they are. `default` is the renderer's fallback for the rest.
+    """
+    try:
+        return orjson.dumps(event_dict, default=default, option=orjson.OPT_NON_STR_KEYS).decode()
+    except TypeError:
+        # Values orjson writes natively (UUIDs, datetimes, enums) come out as orjson writes them.
+        def same_as_orjson(value: Any) -> Any:
+            return orjson.loads(orjson.dumps(value, default=default))
+
+        return json.dumps(event_dict, default=same_as_orjson)
 
 
 def add_trace_ids(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
@@ -117,7 +143,7 @@ def _shared_processors() -> list[Processor]:
 
 def _renderer(as_json: bool, stream: TextIO) -> list[Processor]:
     if as_json:
-        return [structlog.processors.JSONRenderer()]
+        return [structlog.processors.JSONRenderer(serializer=render_json)]
     return [
         structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback

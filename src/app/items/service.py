@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import Select, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import selectinload
+from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.conditional import PreconditionFailed
@@ -21,7 +21,10 @@ _SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": It
 
 
 def _with_tags(statement: Select[Item]) -> Select[Item]:
-    return statement.options(selectinload(Item.tag_rows))
+    # Joined, not a second SELECT: one round trip fewer, measured cheaper for a page of 50 too.
+    # SQLAlchemy moves a LIMIT/OFFSET into a subquery, so it counts items, not joined rows.
+    # The results hold an item once per tag: read them through `.unique()`.
+    return statement.options(joinedload(Item.tag_rows))
 
 
 def _set_tags(item: Item, tags: Sequence[str]) -> None:
@@ -35,7 +38,7 @@ async def get(
     statement = _with_tags(select(Item).where(Item.id == item_id))
     if not include_deleted:
         statement = statement.where(Item.deleted_at.is_(None))
-    return await session.scalar(statement)
+    return (await session.scalars(statement)).unique().one_or_none()
 
 
 async def create(*, session: AsyncSession, owner_id: uuid.UUID, data: ItemCreate) -> Item:
@@ -165,7 +168,8 @@ async def list_items(
         page_query = page_query.offset(query.offset)
     else:
         page_query = _after(page_query, query.cursor, descending=query.sort.startswith("-"))
-    rows = (await session.scalars(_with_tags(page_query).limit(query.limit + 1))).all()
+    page_query = _with_tags(page_query).limit(query.limit + 1)
+    rows = (await session.scalars(page_query)).unique().all()
     page, more = rows[: query.limit], len(rows) > query.limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and keyset else None
     total = None
