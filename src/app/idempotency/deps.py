@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import CurrentPrincipal
 from app.db.base import utcnow
-from app.deps import OptionalRedisDep, SessionDep, SessionFactoryDep, SettingsDep
+from app.deps import ResourcesDep, SessionDep
 from app.idempotency import service
 from app.idempotency.exceptions import (
     IdempotencyKeyInProgress,
@@ -44,7 +44,7 @@ log = structlog.get_logger(__name__)
 
 
 async def _release_unfinished_claim(
-    request: Request, factory: SessionFactoryDep
+    request: Request, resources: ResourcesDep
 ) -> AsyncIterator[IdempotencyState]:
     """Free the key once the request is over unless its response was committed with its work.
 
@@ -59,10 +59,10 @@ async def _release_unfinished_claim(
     try:
         yield state
     except BaseException:
-        await _release(factory, state)
+        await _release(resources.session_factory, state)
         raise
     if not state.completed:
-        await _release(factory, state)
+        await _release(resources.session_factory, state)
 
 
 async def _release(factory: async_sessionmaker[AsyncSession], state: IdempotencyState) -> None:
@@ -142,9 +142,7 @@ async def idempotency_key(
     *,
     principal: CurrentPrincipal,
     session: SessionDep,
-    factory: SessionFactoryDep,
-    settings: SettingsDep,
-    redis: OptionalRedisDep,
+    resources: ResourcesDep,
     state: Annotated[IdempotencyState, Depends(_release_unfinished_claim)],
     key: Annotated[
         str | None,
@@ -164,6 +162,9 @@ async def idempotency_key(
     """
     if key is None:
         return None
+    # The clients come from one `resources` dependency: every route that opts in resolves each
+    # dependency on every request, with a key or without.
+    settings = resources.settings
     key = _valid_key(key)
     url = request.url
     fingerprint = Fingerprint.of(
@@ -177,8 +178,8 @@ async def idempotency_key(
     await session.commit()
     try:
         record_id = await _claim(
-            factory,
-            redis=redis,
+            resources.session_factory,
+            redis=resources.redis,
             user_id=principal.user.id,
             key=key,
             fingerprint=fingerprint,
