@@ -1,5 +1,6 @@
 """Real processes for tests: a server on a free port, a throw-away Redis, waiting for them."""
 
+import json
 import os
 import shutil
 import signal
@@ -25,6 +26,22 @@ def wait_until(ready: Callable[[], bool], what: str, seconds: float = STARTUP_SE
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.05)
+
+
+def logged_events(log: Path) -> list[str]:
+    """The `event` of each JSON line in a server's log, in order; other lines are skipped.
+
+    Parsed, not matched as text: how a line is spaced is the JSON renderer's business.
+    """
+    events = []
+    for line in log.read_text().splitlines():
+        try:
+            parsed = json.loads(line)
+        except ValueError:
+            continue  # uvicorn's own lines before our logging is configured
+        if isinstance(parsed, dict) and isinstance(parsed.get("event"), str):
+            events.append(parsed["event"])
+    return events
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:
