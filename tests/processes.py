@@ -9,6 +9,7 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from redis import Redis
@@ -28,20 +29,20 @@ def wait_until(ready: Callable[[], bool], what: str, seconds: float = STARTUP_SE
         time.sleep(0.05)
 
 
-def logged_events(log: Path) -> list[str]:
-    """The `event` of each JSON line in a server's log, in order; other lines are skipped.
+def log_file_lines(log: Path) -> list[dict[str, Any]]:
+    """Return each line of a server's log file, parsed.
 
-    Parsed, not matched as text: how a line is spaced is the JSON renderer's business.
+    JSON lines come as they are; any other line (uvicorn's own before our logging is set up, a
+    library's traceback) as `{"event": line, "not_json": True}`. Read lines this way, never by
+    matching their text: how a line is spaced is the JSON renderer's business.
     """
-    events = []
-    for line in log.read_text().splitlines():
+    lines = []
+    for line in log.read_text(errors="replace").splitlines():
         try:
-            parsed = json.loads(line)
+            lines.append(json.loads(line))
         except ValueError:
-            continue  # uvicorn's own lines before our logging is configured
-        if isinstance(parsed, dict) and isinstance(parsed.get("event"), str):
-            events.append(parsed["event"])
-    return events
+            lines.append({"event": line, "not_json": True})
+    return lines
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -2,14 +2,12 @@
 `app verify` run against it (passes) and against a deliberately broken server (fails)."""
 
 import asyncio
-import json
 import signal
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
 
 import httpx2
 
@@ -17,7 +15,7 @@ from app.cli.serve import uvicorn_config
 from tests.e2e.server import server_env
 from tests.harness import free_port, make_settings
 from tests.migrations import ALEMBIC_INI, migrate
-from tests.processes import server_process, wait_until
+from tests.processes import log_file_lines, server_process, wait_until
 
 ROOT = ALEMBIC_INI.parent
 STARTUP_SECONDS = 90.0
@@ -47,16 +45,6 @@ def test_the_uvicorn_configuration() -> None:
 def environment(directory: Path, **extra: str) -> dict[str, str]:
     database = f"sqlite+aiosqlite:///{directory / 'app.db'}"
     return server_env(DATABASE_URL=database, SHUTDOWN_GRACE_SECONDS="7", **LIMITS, **extra)
-
-
-def log_lines(log: Path) -> list[dict[str, Any]]:
-    lines = []
-    for line in log.read_text(errors="replace").splitlines():
-        try:
-            lines.append(json.loads(line))
-        except ValueError:
-            lines.append({"event": line, "not_json": True})
-    return lines
 
 
 @contextmanager
@@ -105,7 +93,7 @@ def test_serve_passes_verify_and_stops_gracefully(tmp_path: Path) -> None:
         assert "FAIL" not in result.stdout
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0
-    lines = log_lines(log)
+    lines = log_file_lines(log)
     assert [line for line in lines if line.get("not_json")] == []
     requests = [line for line in lines if line.get("event") == "request"]
     assert requests
@@ -159,7 +147,7 @@ def test_limit_max_requests_recycles_even_a_single_worker(tmp_path: Path) -> Non
         statuses = [_live_status(url) for _ in range(5)]
         assert statuses == [200] * 5
         assert process.poll() is None
-        starts = [line for line in log_lines(log) if line.get("event") == "startup"]
+        starts = [line for line in log_file_lines(log) if line.get("event") == "startup"]
         assert len(starts) >= 2
         process.send_signal(signal.SIGTERM)
         assert process.wait(timeout=30) == 0

@@ -1,6 +1,5 @@
 """The service as it runs in production: `uvicorn --workers 2`, a database, Redis, its log."""
 
-import json
 import os
 import subprocess
 import sys
@@ -15,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from tests.harness import client_for, free_port, make_settings
 from tests.identity import signed_up, unique_email
-from tests.processes import server_process, wait_until
+from tests.processes import log_file_lines, server_process, wait_until
 
 STARTUP_SECONDS = 90.0
 JWT_SECRET = "e2e-secret-for-fault-tests-0123456789abcdef0123456789abcdef01234567"
@@ -51,13 +50,7 @@ class Server:
         return f"http://127.0.0.1:{self.port}"
 
     def lines(self) -> list[dict[str, Any]]:
-        found = []
-        for line in self.log.read_text(errors="replace").splitlines():
-            try:
-                found.append(json.loads(line))
-            except ValueError:
-                found.append({"event": line})  # not ours: a traceback printed by a library
-        return found
+        return log_file_lines(self.log)
 
     def events(self, event: str) -> list[dict[str, Any]]:
         return [line for line in self.lines() if line.get("event") == event]

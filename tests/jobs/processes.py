@@ -1,7 +1,6 @@
 """Worker and scheduler processes for tests, the app that feeds them, and slow mail."""
 
 import asyncio
-import json
 import subprocess
 import sys
 import time
@@ -24,7 +23,7 @@ from app.jobs.models import Job
 from app.main import create_app
 from tests.e2e.server import server_env
 from tests.harness import client_for, free_port, make_settings
-from tests.processes import server_process, wait_until
+from tests.processes import log_file_lines, server_process, wait_until
 from tests.smtp import Inbox
 
 STARTUP_SECONDS = 120.0  # a process imports the whole app: tens of seconds on a busy machine
@@ -54,8 +53,7 @@ class JobProcess:
     port: int
 
     def events(self, event: str) -> list[dict[str, Any]]:
-        lines = [json.loads(line) for line in self.log.read_text().splitlines() if line[:1] == "{"]
-        return [line for line in lines if line.get("event") == event]
+        return [line for line in log_file_lines(self.log) if line.get("event") == event]
 
     def live(self) -> bool:
         if self.process.poll() is not None:

@@ -29,7 +29,7 @@ from tests.harness import (
     running,
 )
 from tests.migrations import migrate
-from tests.processes import RedisServer, logged_events, server_process, wait_until
+from tests.processes import RedisServer, log_file_lines, server_process, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -70,7 +70,7 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[int]:
         def both_workers_up() -> bool:
             if server.poll() is not None:
                 pytest.fail(f"uvicorn exited:\n{log.read_text()}")
-            return logged_events(log).count("startup") == 2
+            return [line.get("event") for line in log_file_lines(log)].count("startup") == 2
 
         wait_until(both_workers_up, "two uvicorn workers")
         yield port

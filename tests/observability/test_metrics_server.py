@@ -15,7 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.harness import free_port
 from tests.observability.helpers import Samples, parse, value
-from tests.processes import logged_events, server_process, wait_until
+from tests.processes import log_file_lines, server_process, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -46,7 +46,7 @@ def two_workers(tmp_path: Path, metrics_dir: Path) -> Iterator[tuple[int, Path]]
         def started(count: int) -> bool:
             if server.poll() is not None:
                 pytest.fail(f"uvicorn exited:\n{log.read_text()}")
-            return logged_events(log).count("startup") >= count
+            return [line.get("event") for line in log_file_lines(log)].count("startup") >= count
 
         try:
             wait_until(lambda: started(2), "two uvicorn workers", seconds=STARTUP_SECONDS)
@@ -98,7 +98,10 @@ async def test_two_workers_add_up_and_a_killed_workers_counts_stay(tmp_path: Pat
         assert sorted(counts.values())[0] > 0, counts  # both workers served
         victim = max(counts, key=lambda pid: counts[pid])
         os.kill(victim, signal.SIGKILL)
-        wait_until(lambda: logged_events(log).count("startup") >= 3, "a new worker")
+        wait_until(
+            lambda: [line.get("event") for line in log_file_lines(log)].count("startup") >= 3,
+            "a new worker",
+        )
         await fire(port, 10)
         after = await scrape(port)
     assert sum(counts.values()) == 60
