@@ -4,6 +4,7 @@ import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -43,6 +44,44 @@ def log_file_lines(log: Path) -> list[dict[str, Any]]:
         except ValueError:
             lines.append({"event": line, "not_json": True})
     return lines
+
+
+def started_events(log: Path) -> int:
+    """How many times an app in this log has finished its start-up (its `startup` event)."""
+    return [line.get("event") for line in log_file_lines(log)].count("startup")
+
+
+def accepts(port: int) -> bool:
+    """Whether something on this loopback port accepts a TCP connection now."""
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1):
+            return True
+    except OSError:
+        return False
+
+
+def wait_for_workers(
+    process: subprocess.Popen[bytes],
+    log: Path,
+    port: int,
+    workers: int,
+    *,
+    what: str,
+    seconds: float = STARTUP_SECONDS,
+) -> None:
+    """Wait until `workers` app workers have started and their port accepts connections.
+
+    The `startup` event alone does not say a server listens: a worker logs it from the app's
+    lifespan, before uvicorn calls `listen()` on the socket its parent bound, and a connection
+    in between is refused. Readiness is both: every worker started, and the port accepting.
+    """
+
+    def ready() -> bool:
+        if process.poll() is not None:
+            pytest.fail(f"{what} exited:\n{log.read_text(errors='replace')}")
+        return started_events(log) >= workers and accepts(port)
+
+    wait_until(ready, what, seconds)
 
 
 def stop(process: subprocess.Popen[bytes]) -> None:

@@ -14,7 +14,7 @@ from asgi_lifespan import LifespanManager
 from app.main import create_app
 from tests.harness import client_for, free_port, make_settings
 from tests.identity import signed_up, unique_email
-from tests.processes import log_file_lines, server_process, wait_until
+from tests.processes import log_file_lines, server_process, wait_for_workers
 
 STARTUP_SECONDS = 90.0
 JWT_SECRET = "e2e-secret-for-fault-tests-0123456789abcdef0123456789abcdef01234567"
@@ -83,13 +83,8 @@ def serving(directory: Path, **settings: str) -> Iterator[Server]:
     with server_process(command, log, server_env(**settings)) as process:
         server = Server(port, process, log)
 
-        def both_workers_up() -> bool:
-            if process.poll() is not None:
-                raise AssertionError(f"uvicorn exited:\n{log.read_text()}")
-            return len(server.events("startup")) == 2
-
-        # Each worker imports the whole app (seconds on a busy machine): wait generously.
-        wait_until(both_workers_up, "two uvicorn workers", seconds=STARTUP_SECONDS)
+        # Each worker imports the whole app (seconds on a busy machine): the wait is generous.
+        wait_for_workers(process, log, port, 2, what="two uvicorn workers", seconds=STARTUP_SECONDS)
         yield server
 
 

@@ -29,7 +29,7 @@ from tests.harness import (
     running,
 )
 from tests.migrations import migrate
-from tests.processes import RedisServer, log_file_lines, server_process, wait_until
+from tests.processes import RedisServer, server_process, wait_for_workers
 
 pytestmark = pytest.mark.anyio
 
@@ -66,13 +66,7 @@ def serving(tmp_path: Path, **settings: str) -> Iterator[int]:
     command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
     command += ["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
     with server_process(command, log, env) as server:
-
-        def both_workers_up() -> bool:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited:\n{log.read_text()}")
-            return [line.get("event") for line in log_file_lines(log)].count("startup") == 2
-
-        wait_until(both_workers_up, "two uvicorn workers")
+        wait_for_workers(server, log, port, 2, what="two uvicorn workers")
         yield port
 
 

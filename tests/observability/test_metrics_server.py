@@ -15,7 +15,7 @@ from prometheus_client.multiprocess import MultiProcessCollector
 
 from tests.harness import free_port
 from tests.observability.helpers import Samples, parse, value
-from tests.processes import log_file_lines, server_process, wait_until
+from tests.processes import server_process, started_events, wait_for_workers, wait_until
 
 pytestmark = pytest.mark.anyio
 
@@ -42,16 +42,7 @@ def two_workers(tmp_path: Path, metrics_dir: Path) -> Iterator[tuple[int, Path]]
     command += ["--workers", "2", "--host", "127.0.0.1", "--port", str(port)]
     command += ["--no-proxy-headers", "--no-access-log"]
     with server_process(command, log, {**env, "PYTHONPATH": str(ROOT / "src")}) as server:
-
-        def started(count: int) -> bool:
-            if server.poll() is not None:
-                pytest.fail(f"uvicorn exited:\n{log.read_text()}")
-            return [line.get("event") for line in log_file_lines(log)].count("startup") >= count
-
-        try:
-            wait_until(lambda: started(2), "two uvicorn workers", seconds=STARTUP_SECONDS)
-        except pytest.fail.Exception:
-            pytest.fail(f"two workers did not start:\n{log.read_text()}")
+        wait_for_workers(server, log, port, 2, what="two uvicorn workers", seconds=STARTUP_SECONDS)
         yield port, log
 
 
@@ -98,10 +89,7 @@ async def test_two_workers_add_up_and_a_killed_workers_counts_stay(tmp_path: Pat
         assert sorted(counts.values())[0] > 0, counts  # both workers served
         victim = max(counts, key=lambda pid: counts[pid])
         os.kill(victim, signal.SIGKILL)
-        wait_until(
-            lambda: [line.get("event") for line in log_file_lines(log)].count("startup") >= 3,
-            "a new worker",
-        )
+        wait_until(lambda: started_events(log) >= 3, "a new worker")
         await fire(port, 10)
         after = await scrape(port)
     assert sum(counts.values()) == 60
