@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import CurrentPrincipal
 from app.db.base import utcnow
-from app.deps import ResourcesDep, SessionDep
+from app.deps import SessionDep, resources_of
 from app.idempotency import service
 from app.idempotency.exceptions import (
     IdempotencyKeyInProgress,
@@ -43,9 +43,7 @@ REPLAYED_HEADER = "Idempotent-Replayed"
 log = structlog.get_logger(__name__)
 
 
-async def _release_unfinished_claim(
-    request: Request, resources: ResourcesDep
-) -> AsyncIterator[IdempotencyState]:
+async def _release_unfinished_claim(request: Request) -> AsyncIterator[IdempotencyState]:
     """Free the key once the request is over unless its response was committed with its work.
 
     Request scope: this runs after the request's session has committed or rolled back, so on
@@ -56,13 +54,14 @@ async def _release_unfinished_claim(
         raise RuntimeError(  # a wiring mistake: a 500 the first time the route is tried
             "An idempotent route needs route_class=IdempotentRoute on its router."
         )
+    factory = resources_of(request.app).session_factory
     try:
         yield state
     except BaseException:
-        await _release(resources.session_factory, state)
+        await _release(factory, state)
         raise
     if not state.completed:
-        await _release(resources.session_factory, state)
+        await _release(factory, state)
 
 
 async def _release(factory: async_sessionmaker[AsyncSession], state: IdempotencyState) -> None:
@@ -142,7 +141,6 @@ async def idempotency_key(
     *,
     principal: CurrentPrincipal,
     session: SessionDep,
-    resources: ResourcesDep,
     state: Annotated[IdempotencyState, Depends(_release_unfinished_claim)],
     key: Annotated[
         str | None,
@@ -162,8 +160,9 @@ async def idempotency_key(
     """
     if key is None:
         return None
-    # The clients come from one `resources` dependency: every route that opts in resolves each
-    # dependency on every request, with a key or without.
+    # The clients are read from the app's resources, not taken as dependencies: every route
+    # that opts in resolves each dependency on every request, with a key or without.
+    resources = resources_of(request.app)
     settings = resources.settings
     key = _valid_key(key)
     url = request.url

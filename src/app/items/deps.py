@@ -4,12 +4,12 @@ import uuid
 from dataclasses import dataclass
 from typing import Annotated
 
-from fastapi import Depends, Query
+from fastapi import Depends, Query, Request
 
 from app.auth.deps import Principal, RequireScopes
 from app.auth.exceptions import SuperuserRequired
 from app.auth.scopes import Scope
-from app.deps import CacheDep, SessionDep
+from app.deps import SessionDep, resources_of
 from app.items import cache as items_cache
 from app.items import service as items_service
 from app.items.exceptions import ItemNotFound
@@ -26,9 +26,14 @@ def may_see(principal: Principal, owner_id: uuid.UUID) -> bool:
 
 
 async def get_readable_item(
-    item_id: uuid.UUID, principal: ItemsReader, session: SessionDep, cache: CacheDep
+    item_id: uuid.UUID, principal: ItemsReader, session: SessionDep, request: Request
 ) -> ItemRead:
-    """Return an item the caller may see, cached after authorization; others' items are 404."""
+    """Return an item the caller may see, cached after authorization; others' items are 404.
+
+    The cache is read from the app's resources rather than taken as a dependency: one node
+    fewer for FastAPI to resolve on the most frequent read.
+    """
+    cache = resources_of(request.app).cache
 
     async def load() -> ItemRead | None:
         item = await items_service.get(session=session, item_id=item_id)
