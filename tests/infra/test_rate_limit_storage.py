@@ -114,6 +114,27 @@ async def test_the_moving_window_frees_a_slot_as_the_oldest_request_leaves(clock
     assert (await store.hit("ip:a", [quota])).allowed
 
 
+async def test_a_full_window_of_many_hits_frees_its_slots_oldest_first(clock: Clock) -> None:
+    # Thousands of hits in one window: each is checked and expires in order, oldest first.
+    store = MemoryQuotaStore(prune_interval=3600)
+    quota = Quota("minute", 5_000, 60)
+    started = clock.now
+    for _ in range(5_000):
+        await hit(store, [quota], "ip:busy")
+        clock.now += 0.01  # the window fills over 50 s
+    refused = await store.hit("ip:busy", [quota])
+    oldest_leaves = started + 60 - clock.now
+    assert not refused.allowed
+    assert refused.reset_after == pytest.approx(oldest_leaves)
+    clock.now = started + 60  # the first hit is a minute old: out of the window
+    freed = await store.hit("ip:busy", [quota])
+    assert (freed.allowed, freed.remaining) == (True, 0)
+    again = await store.hit("ip:busy", [quota])  # the second hit leaves 0.01 s later
+    assert not again.allowed
+    assert again.reset_after == pytest.approx(0.01)
+    assert len(store.events["minute:60:ip:busy"]) == 5_000
+
+
 async def test_the_sliding_window_weighs_the_previous_window(clock: Clock) -> None:
     store = MemoryQuotaStore("sliding-window-counter")
     quota = Quota("minute", 10, 60)

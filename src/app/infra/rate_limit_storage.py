@@ -5,15 +5,17 @@ all-or-nothing rule: a request is counted in every quota only if each allows it,
 refused by a later (longer) window leaves the earlier ones untouched.
 
 - moving-window: exact. One timestamp per accepted request; a quota allows a request while
-  fewer than `limit` of them are newer than `seconds` ago.
+  fewer than `limit` of them are newer than `seconds` ago. In memory a hit costs the same
+  however many requests the window holds: timestamps are kept oldest first in a deque, new
+  ones appended and expired ones dropped from the front.
 - sliding-window-counter: approximate and cheaper. Two counts per quota, this fixed window's
   and the previous one's; the previous count weighs by the share of it the sliding window
   still covers: `floor(previous * left / seconds + current)` must stay below `limit`.
 """
 
-import bisect
 import math
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -49,7 +51,7 @@ class MemoryQuotaStore:
             raise ValueError("prune_interval must be zero or more seconds.")
         self.strategy = strategy
         self.prune_interval = prune_interval
-        self.events: dict[str, list[float]] = {}  # moving-window hits, newest first
+        self.events: dict[str, deque[float]] = {}  # moving-window hits, oldest first
         self.windows: dict[str, int] = {}  # each event list's window, in seconds
         self.counts: dict[str, _Counts] = {}  # sliding-window counters
         self._next_prune = time.monotonic() + prune_interval
@@ -64,21 +66,22 @@ class MemoryQuotaStore:
     def _hit_moving(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
         checked = []
         for quota in quotas:
-            events = self.events.get(_key(key, quota), [])
-            in_window = _newer_than(events, now - quota.seconds)
+            events = self.events.get(_key(key, quota)) or deque()
+            _expire(events, now - quota.seconds)
+            in_window = len(events)  # never more than the limit: only accepted hits are kept
             if in_window >= quota.limit:
                 # A slot frees as the limit-th newest hit leaves the window.
-                return Decision(False, quota, 0, events[quota.limit - 1] + quota.seconds - now)
+                reset = events[in_window - quota.limit] + quota.seconds - now
+                return Decision(False, quota, 0, reset)
             checked.append((quota, events, in_window))
         decision: Decision | None = None
         for quota, events, in_window in checked:
-            events.insert(0, now)
-            del events[quota.limit :]  # older hits can no longer refuse or count against anything
+            events.append(now)
             self.events[_key(key, quota)] = events
             self.windows[_key(key, quota)] = quota.seconds
             left = quota.limit - in_window - 1
             if decision is None or left < decision.remaining:
-                decision = Decision(True, quota, left, events[in_window] + quota.seconds - now)
+                decision = Decision(True, quota, left, events[0] + quota.seconds - now)
         assert decision is not None  # noqa: S101 - at least one quota  # nosec B101
         return decision
 
@@ -113,7 +116,7 @@ class MemoryQuotaStore:
         """Drop expired hits and counters now; return how many keys were dropped."""
         now = time.time()
         for key, events in self.events.items():
-            del events[_newer_than(events, now - self.windows[key]) :]
+            _expire(events, now - self.windows[key])
         empty = [key for key, events in self.events.items() if not events]
         for key in empty:
             del self.events[key], self.windows[key]
@@ -132,9 +135,10 @@ def _key(key: str, quota: Quota) -> str:
     return f"{quota.name}:{quota.seconds}:{key}"
 
 
-def _newer_than(events: list[float], cutoff: float) -> int:
-    """How many of `events` (newest first) happened after `cutoff`."""
-    return bisect.bisect_left(events, -cutoff, key=lambda moment: -moment)
+def _expire(events: deque[float], cutoff: float) -> None:
+    """Drop the hits (oldest first) that happened at or before `cutoff`: out of the window."""
+    while events and events[0] <= cutoff:
+        events.popleft()
 
 
 def _shifted(counts: _Counts | None, index: int) -> tuple[int, int]:
