@@ -66,19 +66,20 @@ class MemoryQuotaStore:
     def _hit_moving(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
         checked = []
         for quota in quotas:
-            events = self.events.get(_key(key, quota)) or deque()
+            name = _key(key, quota)
+            events = self.events.get(name) or deque()
             _expire(events, now - quota.seconds)
-            in_window = len(events)  # never more than the limit: only accepted hits are kept
+            in_window = len(events)  # only accepted hits are kept: at most the limit
             if in_window >= quota.limit:
                 # A slot frees as the limit-th newest hit leaves the window.
                 reset = events[in_window - quota.limit] + quota.seconds - now
                 return Decision(False, quota, 0, reset)
-            checked.append((quota, events, in_window))
+            checked.append((quota, name, events, in_window))
         decision: Decision | None = None
-        for quota, events, in_window in checked:
+        for quota, name, events, in_window in checked:
             events.append(now)
-            self.events[_key(key, quota)] = events
-            self.windows[_key(key, quota)] = quota.seconds
+            self.events[name] = events
+            self.windows[name] = quota.seconds
             left = quota.limit - in_window - 1
             if decision is None or left < decision.remaining:
                 decision = Decision(True, quota, left, events[0] + quota.seconds - now)
