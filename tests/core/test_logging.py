@@ -81,6 +81,29 @@ def test_secrets_are_redacted(json_stream: io.StringIO) -> None:
     assert "hunter2" not in json_stream.getvalue()
 
 
+def test_each_plain_string_of_a_line_is_scrubbed_on_its_own(json_stream: io.StringIO) -> None:
+    # The line's strings are searched together for a secret's shape, then scrubbed one by one:
+    # a secret in any of them is caught, and parts of two values never make one.
+    jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJlc2lnbg"
+    structlog.get_logger("app.test").info(
+        "request",
+        method="GET",
+        path=f"/verify/{jwt}",
+        referer="https://app.example.com/",
+        scheme="http:",
+        rest="//not-a-url",
+        note="Bearer",
+        next_note="abcdefghijkl",
+    )
+    [line] = lines(json_stream)
+    assert line["path"] == f"/verify/{REDACTED}"
+    assert line["method"] == "GET"
+    assert line["referer"] == "https://app.example.com/"
+    assert (line["scheme"], line["rest"]) == ("http:", "//not-a-url")
+    assert (line["note"], line["next_note"]) == ("Bearer", "abcdefghijkl")
+    assert jwt not in json_stream.getvalue()
+
+
 class Opaque:
     def __repr__(self) -> str:
         return "<opaque>"
@@ -126,6 +149,20 @@ def test_exceptions_are_rendered_into_the_line(json_stream: io.StringIO) -> None
         structlog.get_logger("app.test").exception("failed")
     [line] = lines(json_stream)
     assert "ValueError: broken" in str(line["exception"])
+
+
+def test_a_new_format_reaches_loggers_already_used() -> None:
+    # Loggers are cached on first use; each app (and test) configures logging again.
+    logger = structlog.get_logger("app.reconfigured")
+    console = io.StringIO()
+    configure_logging(make_settings(LOG_FORMAT="console").logging, stream=console)
+    logger.info("first")
+    as_json = io.StringIO()
+    configure_logging(make_settings(LOG_FORMAT="json").logging, stream=as_json)
+    logger.info("second")
+    assert "first" in console.getvalue()
+    assert not console.getvalue().lstrip().startswith("{")
+    assert [line["event"] for line in lines(as_json)] == ["second"]
 
 
 def test_level_filters_lower_levels() -> None:

@@ -7,7 +7,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from starlette.types import Message, Receive, Scope, Send
 
-from app.middleware.proxy_headers import ProxyHeadersMiddleware
+from app.middleware.proxy_headers import ProxyHeadersMiddleware, parse_address
 from tests.middleware.apps import nothing
 
 pytestmark = pytest.mark.anyio
@@ -216,3 +216,23 @@ def test_bad_configuration_is_refused(trusted: list[str]) -> None:
 def test_a_single_string_is_refused() -> None:
     with pytest.raises(ValueError, match="at least one"):
         ProxyHeadersMiddleware(nothing, trusted_proxies="127.0.0.1")
+
+
+async def test_a_flood_of_distinct_addresses_is_resolved_right_with_a_bounded_cache() -> None:
+    # Parsed addresses are cached (clients repeat): a client writing a new address into every
+    # request must neither grow that cache without bound nor be served a stale answer.
+    limit = parse_address.cache_info().maxsize
+    assert limit is not None
+    middleware = [Middleware(ProxyHeadersMiddleware, trusted_proxies=["127.0.0.1", "10.0.0.0/8"])]
+    app = Starlette(routes=[Route("/", echo_client)], middleware=middleware)
+    transport = ASGITransport(app=app, client=("127.0.0.1", 4321))
+    async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+        for n in range(limit + 500):
+            address = f"198.18.{n // 250}.{n % 250 + 1}"
+            chain = f"{address}, 10.{n % 200}.0.1"
+            response = await c.get("/", headers=[xff(chain)])
+            assert response.json()["client"] == address
+    assert parse_address.cache_info().currsize <= limit
+    # The same strings still parse as they did: a cached answer is the uncached one.
+    for value in ("198.18.0.1", "[::1]:80", "10.0.0.1:8080", "not-an-ip", "01.2.3.4"):
+        assert parse_address(value) == parse_address.__wrapped__(value)

@@ -77,15 +77,22 @@ _PLAIN_TYPES = frozenset({int, float, bool, type(None)})
 
 def redact_secrets(_: WrappedLogger, __: str, event_dict: EventDict) -> EventDict:
     """Replace the values of secret-named keys, at any depth, and secret-shaped text anywhere."""
+    texts = []
     for key, value in event_dict.items():
         if _is_sensitive(key):
             event_dict[key] = REDACTED
         elif type(value) in _PLAIN_TYPES:
             continue
         elif type(value) is str:
-            event_dict[key] = scrub(value)
+            texts.append(value)
         elif isinstance(value, str | Mapping | list | tuple):
             event_dict[key] = _redact(value)
+    # One search over a line's plain strings: a regex call per value cost more than the rest of
+    # this pass. NUL cannot be part of a match, so no match spans two values.
+    if texts and _MIGHT_HOLD_A_SECRET.search("\0".join(texts)) is not None:
+        for key, value in event_dict.items():
+            if type(value) is str:
+                event_dict[key] = scrub(value)
     return event_dict
 
 
@@ -123,6 +130,10 @@ def use_json(log_format: str, stream: TextIO) -> bool:
 
 # One instance for the process: loggers cached on first use keep the processors they saw.
 _REPEATS = CollapseRepeats()
+# One list for the process, changed in place: a logger cached on first use keeps the list it
+# saw, so a new format (tests configure several) reaches loggers already used. Their level
+# filter is part of their class and stays as it was at first use.
+_PROCESSORS: list[Processor] = []
 
 
 def _shared_processors() -> list[Processor]:
@@ -222,8 +233,9 @@ def configure_logging(
 
     _SINK.stream = stream
     _REPEATS.reset()
+    _PROCESSORS[:] = [*shared, *renderer]
     structlog.configure(
-        processors=[*shared, *renderer],
+        processors=_PROCESSORS,
         logger_factory=_line_logger,
         wrapper_class=structlog.make_filtering_bound_logger(level),
         cache_logger_on_first_use=True,

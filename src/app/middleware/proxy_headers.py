@@ -1,5 +1,6 @@
 """Proxy headers: take the client address and scheme from `X-Forwarded-*` set by trusted proxies."""
 
+import functools
 import ipaddress
 from collections.abc import Sequence
 
@@ -15,6 +16,9 @@ SCHEMES = {
     "websocket": {"http": "ws", "https": "wss", "ws": "ws", "wss": "wss"},
 }
 _MAX_PORT = 65535
+# Behind a balancer most requests repeat a few proxy and client addresses, and `ipaddress`
+# parses one in ~5 µs. Bounded, since clients write these headers.
+_CACHED_ADDRESSES = 4096
 
 
 def parse_networks(trusted_proxies: Sequence[str]) -> tuple[IPNetwork, ...]:
@@ -32,6 +36,7 @@ def parse_networks(trusted_proxies: Sequence[str]) -> tuple[IPNetwork, ...]:
     return tuple(networks)
 
 
+@functools.lru_cache(maxsize=_CACHED_ADDRESSES)
 def parse_address(value: str) -> IPAddress | None:
     """Parse an address as a proxy reports it: bare, `ip:port` or `[ipv6]:port`; else None."""
     value = value.strip()
@@ -52,6 +57,12 @@ def parse_address(value: str) -> IPAddress | None:
     # A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`.
     mapped = getattr(address, "ipv4_mapped", None)
     return mapped or address
+
+
+@functools.lru_cache(maxsize=_CACHED_ADDRESSES)
+def _canonical(value: str) -> str:
+    """The address in `value` as `ipaddress` writes it (a checked hop, so never None)."""
+    return str(parse_address(value))
 
 
 def _is_port(suffix: str) -> bool:
@@ -93,10 +104,14 @@ class ProxyHeadersMiddleware:
     def __init__(self, app: ASGIApp, trusted_proxies: Sequence[str]) -> None:
         self.app = app
         self.networks = parse_networks(trusted_proxies)
+        self._trusted = functools.lru_cache(maxsize=_CACHED_ADDRESSES)(self._in_networks)
 
     def is_trusted(self, address: IPAddress | None) -> bool:
         """Whether `address` is one of the configured proxies."""
-        return address is not None and any(address in network for network in self.networks)
+        return address is not None and self._trusted(address)
+
+    def _in_networks(self, address: IPAddress) -> bool:
+        return any(address in network for network in self.networks)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] not in SCHEMES:
@@ -108,7 +123,7 @@ class ProxyHeadersMiddleware:
             hops = _header_values(scope, b"x-forwarded-for")
             chosen = self.client_hop(hops)
             if chosen is not None:
-                scope["client"] = (str(parse_address(hops[chosen])), 0)
+                scope["client"] = (_canonical(hops[chosen]), 0)
             scheme = self.forwarded_scheme(scope, chosen, len(hops))
             if scheme is not None:
                 scope["scheme"] = scheme
