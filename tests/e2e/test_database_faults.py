@@ -6,6 +6,7 @@ recovers without a restart.
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 
@@ -183,3 +184,53 @@ async def test_a_table_lock_longer_than_the_deadline(
     assert max(seconds for _, seconds in probes) < 1.0  # the event loop stayed free
     assert stuck == 0  # the stopped requests gave their connections back clean
     assert load.created_between(locked_until + 0.5, time.monotonic()) > 0
+
+
+async def test_jobs_asked_for_while_backends_are_terminated_all_run(
+    postgres: PostgresServer, database: str, tmp_path: Path
+) -> None:
+    """Each password reset commits a job, run in the web process after the answer: claims and
+    outcomes that meet a terminated connection are tried again, or left to the next dispatch
+    or to the lease, so every job committed still runs, and the log holds no traceback."""
+    url = postgres.url(database)
+    settings = {
+        "RATE_LIMIT_AUTH_PER_MINUTE": "1000000",
+        "JOBS_REDISPATCH_SECONDS": "1",
+        "JOBS_LEASE_SECONDS": "3",
+    }
+    with serving(tmp_path, DATABASE_URL=url, **settings) as server:
+        email, _ = await user_headers(url)
+        statuses: Counter[int] = Counter()
+        stop = asyncio.Event()
+
+        async def ask_for_resets() -> None:
+            async with httpx2.AsyncClient(base_url=server.url, timeout=10, trust_env=False) as c:
+                while not stop.is_set():
+                    body = {"email": email}
+                    statuses[
+                        (await c.post("/api/v1/auth/password-reset", json=body)).status_code
+                    ] += 1
+
+        clients = [asyncio.create_task(ask_for_resets()) for _ in range(4)]
+        await asyncio.sleep(1.0)
+        ended = 0
+        for _ in range(4):
+            ended += await postgres.terminate_backends(database)
+            await asyncio.sleep(0.7)
+        await asyncio.sleep(1.0)
+        stop.set()
+        await asyncio.gather(*clients)
+
+        unfinished = "SELECT count(*) FROM jobs WHERE status <> 'succeeded'"
+        deadline = time.monotonic() + 30
+        while await postgres.fetch_value(unfinished, database) != 0:
+            assert time.monotonic() < deadline, "a committed job never ran"
+            await asyncio.sleep(0.5)
+        jobs = await postgres.fetch_value("SELECT count(*) FROM jobs", database)
+        server.assert_clean_log()
+    assert ended > 0
+    assert set(statuses) <= {202, 503}, statuses
+    assert statuses[202] > 0
+    # A 503 may come after its job committed (the answer to COMMIT was lost), never before.
+    assert isinstance(jobs, int)
+    assert jobs >= statuses[202]

@@ -11,14 +11,15 @@ import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
+import stamina
 import structlog
 from opentelemetry.trace import SpanKind, Tracer
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.config import Settings
-from app.core.errors import AppError
+from app.core.errors import AppError, is_database_unavailable
 from app.infra.mail import Mailer
 from app.jobs import claims
 from app.jobs.claims import Claim
@@ -27,6 +28,11 @@ from app.observability.tracing import continued
 
 log = structlog.get_logger(__name__)
 _random = secrets.SystemRandom()
+T = TypeVar("T")
+# A claim step that meets a database blip (terminated connections, a failover) is tried again
+# on a fresh connection; past these tries the job is left to its next dispatch or lease.
+STEP_ATTEMPTS = 3
+STEP_FIRST_WAIT_SECONDS = 0.2
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,6 +73,20 @@ def public_error(exc: BaseException, *, timeout: float) -> str:
     return f"The job failed ({type(exc).__name__}); the worker's log has the details."
 
 
+async def _step(write: Callable[[], Awaitable[T]]) -> T:
+    """Run one claim step (a short transaction), again while the database is unavailable."""
+    async for attempt in stamina.retry_context(
+        on=is_database_unavailable,
+        attempts=STEP_ATTEMPTS,
+        timeout=None,
+        wait_initial=STEP_FIRST_WAIT_SECONDS,
+        wait_jitter=STEP_FIRST_WAIT_SECONDS,
+    ):
+        with attempt:
+            return await write()
+    raise AssertionError("unreachable: the last attempt's error is raised")  # pragma: no cover
+
+
 @contextlib.asynccontextmanager
 async def _renewing(ctx: JobContext, held: Claim) -> AsyncIterator[None]:
     """Renew the claim every third of its lease while the block runs."""
@@ -95,7 +115,9 @@ async def _failed(ctx: JobContext, held: Claim, exc: Exception) -> str:
     jobs = ctx.settings.jobs
     error = public_error(exc, timeout=jobs.task_timeout_seconds)
     final = isinstance(exc, PermanentJobError) or held.attempt >= held.max_attempts
+    # A traceback for bugs only: not for a refusal, a timeout or the database being away.
     expected = isinstance(exc, AppError | PermanentJobError | TimeoutError)
+    expected = expected or is_database_unavailable(exc)
     log.warning(
         "job_attempt_failed",
         attempt=held.attempt,
@@ -104,11 +126,12 @@ async def _failed(ctx: JobContext, held: Claim, exc: Exception) -> str:
         retry=not final,
         exc_info=None if expected else exc,
     )
+    factory = ctx.session_factory
     if final:
-        await claims.fail(ctx.session_factory, held, error=error)
+        await _step(lambda: claims.fail(factory, held, error=error))
         return "failed"
     delay = backoff_seconds(jobs.retry_base_seconds, held.attempt)
-    await claims.retry_later(ctx.session_factory, held, error=error, delay=delay)
+    await _step(lambda: claims.retry_later(factory, held, error=error, delay=delay))
     return "retried"
 
 
@@ -119,19 +142,22 @@ async def _attempt(ctx: JobContext, handlers: Mapping[str, Handler], held: Claim
     if held.attempt > held.max_attempts or handler is None:
         # Re-claimed after its worker died on every attempt (or a task no longer known).
         error = "The job's worker stopped during every attempt." if handler else "Unknown task."
-        await claims.fail(factory, held, error=error)
+        await _step(lambda: claims.fail(factory, held, error=error))
         return "failed"
     try:
         async with _renewing(ctx, held), asyncio.timeout(ctx.settings.jobs.task_timeout_seconds):
             done = await handler(ctx, held) or Done()
     except asyncio.CancelledError:
         # Stopping: hand the job back so another worker runs it now, not after the lease.
-        await asyncio.shield(claims.hand_back(factory, held))
+        await asyncio.shield(_step(lambda: claims.hand_back(factory, held)))
         log.info("job_handed_back")
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         return await _failed(ctx, held, exc)
-    if not await claims.succeed(factory, held, result=done.result, has_file=done.has_file):
+    settled = _step(
+        lambda: claims.succeed(factory, held, result=done.result, has_file=done.has_file)
+    )
+    if not await settled:
         log.warning("job_claim_lost")
         return "lost"
     return "succeeded"
@@ -152,16 +178,38 @@ def _span(ctx: JobContext, held: Claim) -> Iterator[None]:
 
 
 async def run(ctx: JobContext, handlers: Mapping[str, Handler], job_id: str) -> None:
-    """Run the job `job_id` if this worker can claim it; a message for a done job is dropped."""
-    held = await claims.claim(
-        ctx.session_factory, uuid.UUID(job_id), lease_seconds=ctx.settings.jobs.lease_seconds
-    )
+    """Run the job `job_id` if this worker can claim it; a message for a done job is dropped.
+
+    While the database is unavailable nothing is lost: a job not claimed waits for its next
+    dispatch (`JOBS_REDISPATCH_SECONDS`), one whose outcome could not be written runs again
+    once its lease lapses. Either is a warning, not an error with a traceback.
+    """
+    lease = ctx.settings.jobs.lease_seconds
+    try:
+        held = await _step(
+            lambda: claims.claim(ctx.session_factory, uuid.UUID(job_id), lease_seconds=lease)
+        )
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        log.warning("job_claim_failed", job_id=job_id, error=type(exc).__name__)
+        return
     if held is None:
         log.debug("job_not_claimed", job_id=job_id)  # done, running elsewhere or not yet due
         return
     bound = {"job_id": job_id, "task": held.task, "request_id": held.request_id}
     with structlog.contextvars.bound_contextvars(**bound), _span(ctx, held):
         log.info("job_started", attempt=held.attempt)
-        outcome = await _attempt(ctx, handlers, held)
+        outcome = await _attempt_recorded(ctx, handlers, held)
         log.info("job_finished", outcome=outcome, attempt=held.attempt)
     ctx.on_outcome(held.task, outcome)
+
+
+async def _attempt_recorded(ctx: JobContext, handlers: Mapping[str, Handler], held: Claim) -> str:
+    try:
+        return await _attempt(ctx, handlers, held)
+    except Exception as exc:
+        if not is_database_unavailable(exc):
+            raise
+        log.warning("job_outcome_not_recorded", attempt=held.attempt, error=type(exc).__name__)
+        return "unrecorded"

@@ -58,7 +58,7 @@ class Events:
         child.inc()
 
     def job_outcome(self, task: str, outcome: str) -> None:
-        """Count one job attempt by its task and outcome (succeeded, retried, failed, lost)."""
+        """Count one job attempt by its task and outcome (docs/jobs.md lists the outcomes)."""
         if self.metrics is None:
             return
         key = (task, outcome)
