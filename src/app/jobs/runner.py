@@ -7,6 +7,7 @@ is handed back to the queue; one whose worker was killed runs again once its lea
 
 import asyncio
 import contextlib
+import functools
 import secrets
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
@@ -154,10 +155,10 @@ async def _attempt(ctx: JobContext, handlers: Mapping[str, Handler], held: Claim
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
         return await _failed(ctx, held, exc)
-    settled = _step(
-        lambda: claims.succeed(factory, held, result=done.result, has_file=done.has_file)
+    succeed = functools.partial(
+        claims.succeed, factory, held, result=done.result, has_file=done.has_file
     )
-    if not await settled:
+    if not await _step(succeed):
         log.warning("job_claim_lost")
         return "lost"
     return "succeeded"
