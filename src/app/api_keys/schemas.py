@@ -24,8 +24,9 @@ class ApiKeyCreate(BaseModel):
     scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=len(Scope))
     expires_at: AwareDatetime | None = Field(
         default=None,
-        description="Default: API_KEY_DEFAULT_TTL_DAYS from now; at most API_KEY_MAX_TTL_DAYS, "
-        "and never after the expiry of a key that creates it.",
+        description="In the future (422 `expiry_in_the_past` otherwise). Default: "
+        "API_KEY_DEFAULT_TTL_DAYS from now; at most API_KEY_MAX_TTL_DAYS, and never after the "
+        "expiry of a key that creates it (422 `expiry_too_late`).",
     )
     current_password: Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)] | None = None
 
