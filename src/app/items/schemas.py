@@ -18,7 +18,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from app.core.types import Text
+from app.core.types import NOT_BLANK_PATTERN, Text, trim_blanks
 from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
@@ -49,10 +49,19 @@ def _exact_price(value: Decimal) -> Decimal:
     return value.copy_abs() if value.is_zero() else value  # "-0" is "0"
 
 
-def _unique(tags: list[str]) -> list[str]:
+def _unique_as_sent(tags: object) -> object:
+    # `uniqueItems` speaks of the tags as sent; anything but a list of strings is left to the
+    # type check that follows.
+    if not isinstance(tags, list) or not all(isinstance(tag, str) for tag in tags):
+        return tags
     if len(set(tags)) != len(tags):
         raise ValueError("tags must be unique")
     return tags
+
+
+def _once_each(tags: list[str]) -> list[str]:
+    # " a" and "a" are distinct as sent and one tag once trimmed: kept once, where first seen.
+    return list(dict.fromkeys(tags))
 
 
 def _in_utc(value: datetime) -> datetime:
@@ -76,18 +85,28 @@ def _date_time_text(value: object) -> object:
 
 
 UTCInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
-Title = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+# Checked as sent (length, not blank), then trimmed: what the schema says is what is accepted.
+Title = Annotated[
+    str,
+    StringConstraints(pattern=NOT_BLANK_PATTERN, min_length=1, max_length=200),
+    AfterValidator(trim_blanks),
+]
 Description = Annotated[Text, Field(max_length=MAX_DESCRIPTION)]
 Currency = Annotated[
     str,
     AfterValidator(_iso_4217),
     WithJsonSchema({"type": "string", "enum": sorted(ISO_4217), "description": "ISO 4217."}),
 ]
-Tag = Annotated[Text, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
+Tag = Annotated[
+    str,
+    StringConstraints(pattern=NOT_BLANK_PATTERN, min_length=1, max_length=32),
+    AfterValidator(trim_blanks),
+]
 Tags = Annotated[
     list[Tag],
     Field(max_length=MAX_TAGS, json_schema_extra={"uniqueItems": True}),
-    AfterValidator(_unique),
+    BeforeValidator(_unique_as_sent),
+    AfterValidator(_once_each),
 ]
 # Strings only on input ("19.90"): a JSON float would already have lost the exact value.
 # A plain decimal string, checked by the same pattern the schema shows (ASCII digits only).
