@@ -1,12 +1,15 @@
 """The application factory: the single place where the service is wired together."""
 
 import functools
+from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 
 from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
+from app.auth.deps import checks_scopes
 from app.core.config import Settings, get_settings
 from app.core.docs_ui import install_docs
 from app.core.logging import configure_logging
@@ -64,11 +67,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
         app,
         rate_limited=functools.partial(_rate_limited, settings),
+        scoped=_scoped_operations(app),
         password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
     )
     if settings.docs_enabled:
         install_docs(app)
     return app
+
+
+def _scoped_operations(app: FastAPI) -> Callable[[str, str], bool]:
+    """Whether the operation (path, method) checks the caller's scopes: it may answer 403."""
+    found: set[tuple[str, str]] = set()
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute) and checks_scopes(context.dependant):
+            path = context.path_format or route.path_format
+            found.update((path, method.lower()) for method in context.methods or ())
+    return lambda path, method: (path, method) in found
 
 
 def _rate_limited(settings: Settings, path: str) -> bool:

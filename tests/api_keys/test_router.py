@@ -1,6 +1,7 @@
 """API keys over HTTP: created once, listed without the key, scoped, revocable, expiring."""
 
 import hashlib
+import re
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -277,12 +278,30 @@ async def test_garbage_key_is_refused(client: AsyncClient) -> None:
         assert_problem(response, 401, "invalid_token")
 
 
-async def test_a_bad_key_is_not_rescued_by_a_good_bearer_token(client: AsyncClient) -> None:
+@pytest.mark.parametrize(
+    ("key_is_good", "authorization"),
+    [
+        (False, "good"),
+        (True, "Bearer not.a.token"),
+        (True, "good"),
+        (True, "Basic eDp5"),
+        (True, ""),
+    ],
+)
+async def test_a_request_with_a_key_and_an_authorization_header_is_refused(
+    client: AsyncClient, key_is_good: bool, authorization: str
+) -> None:
+    # One credential a request: a bad one is never rescued by a good one beside it, whichever
+    # is which (a token of another scheme, or an empty header, is a bad one), and two good ones
+    # do not let the server guess which acts.
     headers = await signed_up(client, ALICE)
+    key = (await create_key(client, headers))["key"] if key_is_good else "garbage"
+    token = headers if authorization == "good" else {"Authorization": authorization}
 
-    response = await client.get(ME, headers={**headers, **api_key("garbage")})
+    response = await client.get(ME, headers={**token, **api_key(key)})
 
-    assert_problem(response, 401, "invalid_token")
+    body = assert_problem(response, 401, "invalid_token")
+    assert "not both" in body["detail"]
 
 
 async def test_last_used_at_is_set_after_use(client: AsyncClient) -> None:
@@ -376,3 +395,21 @@ async def test_a_read_only_key_cannot_log_out_every_session(client: AsyncClient)
         "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
     )
     assert refreshed.status_code == 200
+
+
+async def test_every_operation_that_refuses_a_key_for_its_scopes_documents_the_403(
+    client: AsyncClient, app: FastAPI
+) -> None:
+    # A narrow key is sent to every operation of the document; wherever it is refused with
+    # 403, the document must say the operation can answer 403.
+    key = (await create_key(client, await signed_up(client, ALICE), scopes=["items:read"]))["key"]
+    refused = []
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            url = re.sub(r"\{[^{}]+\}", str(uuid.uuid4()), path)
+            body: dict[str, Any] | None = {} if method in {"post", "put", "patch"} else None
+            response = await client.request(method.upper(), url, headers=api_key(key), json=body)
+            if response.status_code == 403:
+                refused.append(f"{method.upper()} {path}")
+                assert "403" in operation["responses"], refused[-1]
+    assert "GET /auth/me" in refused  # the check met refusals, this one among them

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, Request
+from fastapi.dependencies.models import Dependant
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -103,6 +104,10 @@ async def get_principal(
     """
     resources = resources_of(request.app)
     verifier = resources.oidc_verifier
+    if api_key and "authorization" in request.headers:
+        # Which of two credentials acts would be a guess, and a bad one beside a good one
+        # (a token of another scheme, or none at all, included) would pass unnoticed.
+        raise InvalidToken("Send one credential: a bearer token or an X-API-Key, not both.")
     if api_key:
         found = await api_keys_service.authenticate(session=session, key=api_key)
         if found is None:
@@ -143,6 +148,13 @@ class RequireScopes:
         if self.superuser and not principal.user.is_superuser:
             raise SuperuserRequired("Only superusers may do this.")
         return principal
+
+
+def checks_scopes(dependant: Dependant) -> bool:
+    """Whether a route's dependencies (`route.dependant`) check the caller's scopes anywhere."""
+    return any(
+        isinstance(sub.call, RequireScopes) or checks_scopes(sub) for sub in dependant.dependencies
+    )
 
 
 def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:

@@ -112,6 +112,10 @@ _UNSUPPORTED = _problem("Unsupported Media Type: the body's Content-Type is not 
 _UNAVAILABLE = _problem(
     "Service Unavailable: overloaded, past its deadline, or a dependency is down.", "Retry-After"
 )
+_FORBIDDEN = _problem(
+    "Forbidden: the credentials lack a scope this operation needs (`insufficient_scope`), or "
+    "the caller may not do this."
+)
 
 
 def _rate_limited_problem() -> dict[str, Any]:
@@ -126,8 +130,12 @@ def _rate_limited_problem() -> dict[str, Any]:
     return response
 
 
-def _with_problem_responses(operation: dict[str, Any], method: str, *, limited: bool) -> None:
+def _with_problem_responses(
+    operation: dict[str, Any], method: str, *, limited: bool, scoped: bool
+) -> None:
     responses = operation.setdefault("responses", {})
+    if scoped:
+        responses.setdefault("403", _FORBIDDEN)
     if "422" in responses:
         responses["422"] = {
             "description": "Validation Error",
@@ -206,11 +214,13 @@ def build_openapi(
     app: FastAPI,
     *,
     rate_limited: Callable[[str], bool] = lambda _path: False,
+    scoped: Callable[[str, str], bool] = lambda _path, _method: False,
     password_token_url: str | None = None,
 ) -> dict[str, Any]:
     """Return the schema with every answer documented: our problems and the pipeline's.
 
     `rate_limited(path)` says whether the rate limiter counts requests to `path`;
+    `scoped(path, method)` whether the operation checks the caller's scopes (a 403);
     `password_token_url` is the login form's path, when this service owns passwords.
     """
     if app.openapi_schema:
@@ -229,7 +239,8 @@ def build_openapi(
         if "get" in path_item:
             path_item.pop("head", None)
         for method, operation in path_item.items():
-            _with_problem_responses(operation, method, limited=rate_limited(path))
+            limited, checked = rate_limited(path), scoped(path, method)
+            _with_problem_responses(operation, method, limited=limited, scoped=checked)
     _with_links(schema.get("paths", {}))
     if password_token_url is not None:
         _with_password_flow(schema, password_token_url)
