@@ -7,7 +7,7 @@ factory in place of the app's for as many sessions as a test says.
 import dataclasses
 import uuid
 from collections.abc import AsyncIterator
-from typing import Any, cast
+from typing import cast
 
 import pytest
 from fastapi import FastAPI
@@ -19,6 +19,7 @@ from app.deps import resources_of
 from app.jobs import runner
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
+from app.jobs.runner import JobContext
 from app.tasks import HANDLERS, PURGE_EXPIRED, job_context
 from tests.harness import factory, free_port, log_lines, make_settings
 
@@ -34,10 +35,8 @@ class Outage:
         self.real = real
         self.away = away
         self.plan: list[bool] = []  # per session, in order: True = the database is away
-        self.sessions = 0
 
     def __call__(self) -> AsyncSession:
-        self.sessions += 1
         down = self.plan.pop(0) if self.plan else False
         return (self.away if down else self.real)()
 
@@ -80,7 +79,7 @@ async def status_of(app: FastAPI, job_id: uuid.UUID) -> tuple[str, int]:
         return job.status, job.attempts
 
 
-def context(app: FastAPI, outage: Outage) -> Any:
+def context(app: FastAPI, outage: Outage) -> JobContext:
     sessions = cast("async_sessionmaker[AsyncSession]", outage)
     return dataclasses.replace(job_context(resources_of(app)), session_factory=sessions)
 
