@@ -68,6 +68,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         app,
         rate_limited=functools.partial(_rate_limited, settings),
         scoped=_scoped_operations(app),
+        country_blocked=functools.partial(_country_blocked, settings),
         password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
     )
     if settings.docs_enabled:
@@ -84,6 +85,16 @@ def _scoped_operations(app: FastAPI) -> Callable[[str, str], bool]:
             path = context.path_format or route.path_format
             found.update((path, method.lower()) for method in context.methods or ())
     return lambda path, method: (path, method) in found
+
+
+def _country_blocked(settings: Settings, path: str) -> bool:
+    """Whether country blocking may refuse `path`: a file, a rule that refuses, not a probe."""
+    geoip = settings.geoip
+    refuses = geoip.allowed_countries or geoip.blocked_countries or geoip.unknown == "block"
+    probe = path in ROUTE_PATHS.probes or path.startswith(
+        tuple(probe.rstrip("/") + "/" for probe in ROUTE_PATHS.probes)
+    )
+    return geoip.database_path is not None and bool(refuses) and not probe
 
 
 def _rate_limited(settings: Settings, path: str) -> bool:

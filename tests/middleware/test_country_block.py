@@ -11,6 +11,7 @@ from starlette.middleware import Middleware
 
 from app.core.config import Settings
 from app.infra.geoip import CountryDatabase
+from app.main import create_app
 from app.middleware.country_block import CountryBlockMiddleware
 from tests.geoip import write_country_database
 from tests.harness import assert_problem, make_settings, started
@@ -123,3 +124,24 @@ def test_country_settings_are_checked() -> None:
     ]
     with pytest.raises(ValidationError, match="GEOIP_BLOCKED_COUNTRIES"):
         make_settings(GEOIP_BLOCKED_COUNTRIES="Germany")
+
+
+@pytest.mark.parametrize(
+    "rule", [{"GEOIP_BLOCKED_COUNTRIES": "fr"}, {"GEOIP_UNKNOWN": "block"}, {}]
+)
+def test_the_document_lists_the_403_wherever_blocking_can_refuse(
+    geoip_file: Path, rule: dict[str, str]
+) -> None:
+    app = create_app(make_settings(GEOIP_DATABASE_PATH=str(geoip_file), **rule))
+    paths = app.openapi()["paths"]
+    probes = {"/health", "/api/v1/health/live", "/api/v1/health/ready", "/metrics"}
+    for path, item in paths.items():
+        for method, operation in item.items():
+            forbidden = operation["responses"].get("403", {}).get("description", "")
+            listed = "country_blocked" in forbidden
+            # A file and a rule that refuses: every operation but the probes; no rule: none.
+            assert listed == (bool(rule) and path not in probes), f"{method.upper()} {path}"
+    # An operation that also checks scopes names both reasons.
+    me = paths["/auth/me"]["get"]["responses"]["403"]["description"]
+    assert "insufficient_scope" in me
+    assert ("country_blocked" in me) == bool(rule)

@@ -116,6 +116,7 @@ _FORBIDDEN = _problem(
     "Forbidden: the credentials lack a scope this operation needs (`insufficient_scope`), or "
     "the caller may not do this."
 )
+_COUNTRY_BLOCKED = "the client's country is blocked (`country_blocked`)"
 
 
 def _rate_limited_problem() -> dict[str, Any]:
@@ -131,11 +132,19 @@ def _rate_limited_problem() -> dict[str, Any]:
 
 
 def _with_problem_responses(
-    operation: dict[str, Any], method: str, *, limited: bool, scoped: bool
+    operation: dict[str, Any], method: str, *, limited: bool, scoped: bool, blocked: bool
 ) -> None:
     responses = operation.setdefault("responses", {})
     if scoped:
         responses.setdefault("403", _FORBIDDEN)
+    if blocked:
+        forbidden = responses.get("403")
+        description = (
+            f"{forbidden['description']} Or {_COUNTRY_BLOCKED}."
+            if forbidden
+            else f"Forbidden: {_COUNTRY_BLOCKED}."
+        )
+        responses["403"] = _problem(description)
     if "422" in responses:
         responses["422"] = {
             "description": "Validation Error",
@@ -215,12 +224,14 @@ def build_openapi(
     *,
     rate_limited: Callable[[str], bool] = lambda _path: False,
     scoped: Callable[[str, str], bool] = lambda _path, _method: False,
+    country_blocked: Callable[[str], bool] = lambda _path: False,
     password_token_url: str | None = None,
 ) -> dict[str, Any]:
     """Return the schema with every answer documented: our problems and the pipeline's.
 
     `rate_limited(path)` says whether the rate limiter counts requests to `path`;
     `scoped(path, method)` whether the operation checks the caller's scopes (a 403);
+    `country_blocked(path)` whether country blocking may refuse requests to `path` (a 403);
     `password_token_url` is the login form's path, when this service owns passwords.
     """
     if app.openapi_schema:
@@ -239,8 +250,13 @@ def build_openapi(
         if "get" in path_item:
             path_item.pop("head", None)
         for method, operation in path_item.items():
-            limited, checked = rate_limited(path), scoped(path, method)
-            _with_problem_responses(operation, method, limited=limited, scoped=checked)
+            _with_problem_responses(
+                operation,
+                method,
+                limited=rate_limited(path),
+                scoped=scoped(path, method),
+                blocked=country_blocked(path),
+            )
     _with_links(schema.get("paths", {}))
     if password_token_url is not None:
         _with_password_flow(schema, password_token_url)
