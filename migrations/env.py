@@ -78,7 +78,10 @@ def run_migrations_offline() -> None:
 async def run_migrations_online() -> None:
     """Connect with the app's async engine and run the migrations."""
     settings = get_settings()
-    engine = create_engine(settings.database, application_name=settings.app.name)
+    # A migration sets its own statement timeout (15 minutes, or longer for a backfill): the
+    # client's bound on a round trip would cut it short, so it has none here.
+    database = settings.database.model_copy(update={"command_timeout": 0})
+    engine = create_engine(database, application_name=settings.app.name)
     try:
         async with engine.connect() as connection:
             await connection.run_sync(_run)

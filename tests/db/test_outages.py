@@ -14,12 +14,14 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from sqlalchemy import text
+from sqlalchemy import make_url, text
 
 from app.core.errors import is_database_unavailable
+from app.db.session import create_engine
 from app.deps import RedisDep, SessionDep, resources_of
 from app.main import create_app
-from tests.harness import assert_problem, client_for, make_settings
+from tests.frozen_proxy import FrozenProxy
+from tests.harness import assert_problem, client_for, log_lines, make_settings
 from tests.services import postgres_url
 
 pytestmark = pytest.mark.anyio
@@ -147,3 +149,57 @@ async def test_redis_failing_where_it_is_required_is_a_503(pg_url: str, closed_p
 def test_driver_signals_decide_what_is_an_outage() -> None:
     assert not is_database_unavailable(ValueError("not a database error"))
     assert not is_database_unavailable(ConnectionRefusedError())  # the engine wraps these
+
+
+@pytest.mark.parametrize("method", ["GET", "POST"])  # without a transaction, and in one
+async def test_a_database_that_stops_answering_is_a_503_at_the_command_timeout(
+    pg_url: str, method: str
+) -> None:
+    target = make_url(pg_url)
+    async with FrozenProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = {"DATABASE_COMMAND_TIMEOUT": 0.3, "DATABASE_STATEMENT_TIMEOUT_MS": 0}
+        with log_lines() as logs:
+            async with live(url, **settings) as (app, client):
+                assert (await client.request(method, "/sql/one")).status_code == 200
+                proxy.freeze()
+                started = time.monotonic()
+                response = await client.request(method, "/sql/one")
+                elapsed = time.monotonic() - started
+                proxy.thaw()
+                after = await client.request(method, "/sql/one")
+                checked_out = resources_of(app).engine.pool.checkedout()  # type: ignore[attr-defined]
+    assert_database_unavailable(response)
+    assert elapsed < 1.5  # the command timeout (0.3 s), not the request deadline (30 s)
+    assert after.json() == {"ran": "one"}  # a fresh connection, without a restart
+    assert checked_out == 0
+    assert "Traceback" not in logs.stream.getvalue()
+
+
+async def test_a_connection_closed_while_the_database_is_silent_logs_a_warning(
+    pg_url: str,
+) -> None:
+    target = make_url(pg_url)
+    async with FrozenProxy(target.host or "127.0.0.1", target.port or 5432) as proxy:
+        url = target.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+        settings = {"DATABASE_POOL_SIZE": 1, "DATABASE_MAX_OVERFLOW": 1}
+        database = make_settings(DATABASE_URL=url, DATABASE_COMMAND_TIMEOUT=0.3, **settings)
+        engine = create_engine(database.database, application_name="outage-test")
+        try:
+            with log_lines() as logs:
+                kept, overflow = await engine.connect(), await engine.connect()
+                for connection in (kept, overflow):
+                    await connection.execute(text("SELECT 1"))
+                    await connection.commit()
+                await kept.close()  # the pool of one is full again
+                proxy.freeze()
+                started = time.monotonic()
+                await overflow.close()  # so this one is closed: a goodbye nobody answers
+                elapsed = time.monotonic() - started
+        finally:
+            proxy.thaw()
+            await engine.dispose()
+    [closing] = [line for line in logs.all() if "closing connection" in line["event"]]
+    assert (closing["level"], closing["event"][-14:]) == ("warning", ": TimeoutError")
+    assert "Traceback" not in logs.stream.getvalue()
+    assert elapsed < 1.5  # bounded by the command timeout

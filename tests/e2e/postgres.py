@@ -7,6 +7,7 @@ as the `postgres` system user, in a temporary directory that user owns.
 import glob
 import os
 import shutil
+import signal
 import subprocess
 import tempfile
 from pathlib import Path
@@ -61,6 +62,30 @@ class PostgresServer:
     def stop(self) -> None:
         """Stop at once: sessions are ended (the server says so), new connections refused."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
+
+    def _processes(self) -> list[int]:
+        """The postmaster and every process it forked (backends and background workers)."""
+        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
+        children = []
+        for stat in Path("/proc").glob("[0-9]*/stat"):
+            try:
+                fields = stat.read_text().rsplit(")", 1)[1].split()
+            except OSError:  # the process ended while the list was read
+                continue
+            if int(fields[1]) == postmaster:  # the field after the state is the parent's pid
+                children.append(int(stat.parent.name))
+        return [postmaster, *children]
+
+    def freeze(self) -> None:
+        """Stop every process of the server without ending it (SIGSTOP): connections hang,
+        nothing answers, nothing is refused: a hung host or a network partition."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        for pid in self._processes():
+            os.kill(pid, signal.SIGCONT)
 
     def running(self) -> bool:
         command = [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]

@@ -234,3 +234,42 @@ async def test_jobs_asked_for_while_backends_are_terminated_all_run(
     # A 503 may come after its job committed (the answer to COMMIT was lost), never before.
     assert isinstance(jobs, int)
     assert jobs >= statuses[202]
+
+
+async def test_database_frozen_under_load(
+    postgres: PostgresServer, module_database: str, server: Server
+) -> None:
+    """A hung host or a partition: connections stay open and nothing answers, not even an
+    error. Requests are answered at their deadline (1.5 s) though the stopped queries' clean-up
+    waits longer; health probes answer meanwhile; the service recovers when it thaws."""
+    email, headers = await user_headers(postgres.url(module_database))
+    load = Load(server.url, headers, concurrency=8)
+    probes: list[tuple[int, float]] = []
+    window: list[float] = []
+
+    async def freeze_and_probe() -> None:
+        await asyncio.to_thread(postgres.freeze)
+        window.append(time.monotonic())
+        try:
+            async with httpx2.AsyncClient(base_url=server.url, trust_env=False) as client:
+                while time.monotonic() - window[0] < 4.0:  # longer than the deadline
+                    started = time.monotonic()
+                    status = (await client.get("/health")).status_code
+                    probes.append((status, time.monotonic() - started))
+                    await asyncio.sleep(0.1)
+        finally:
+            await asyncio.to_thread(postgres.thaw)
+            window.append(time.monotonic())
+
+    await under_load(load, freeze_and_probe, recover=3.0)
+    await check_database(load, postgres, module_database, email)
+    server.assert_clean_log()
+    frozen_from, frozen_until = window
+    during = [a for a in load.attempts if frozen_from + 0.2 < a.started < frozen_until - 2.0]
+    assert_no_errors(load)
+    assert during, "requests were sent while the database was frozen"
+    assert {a.status for a in during} == {503}
+    assert max(a.seconds for a in during) < 2.5  # the deadline, not the thaw
+    assert all(status == 200 for status, _ in probes)
+    assert max(seconds for _, seconds in probes) < 1.0  # the event loop stayed free
+    assert load.created_between(frozen_until + 0.5, time.monotonic()) > 0

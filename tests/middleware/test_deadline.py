@@ -1,11 +1,13 @@
 """Request deadlines: stopped requests answer 503 (504 upstream), routes set their own."""
 
 import asyncio
+import json
 
 import pytest
 from fastapi import BackgroundTasks, FastAPI
 from httpx2 import ASGITransport, AsyncClient
 from starlette.middleware import Middleware
+from starlette.types import Message
 
 from app.core.deadline import current_deadline, request_timeout, upstream_call
 from app.middleware.deadline import DeadlineMiddleware
@@ -16,6 +18,7 @@ from tests.middleware.apps import RENDERER
 pytestmark = pytest.mark.anyio
 
 SECONDS = 0.2
+CLEAN_UP_SECONDS = 1.0
 
 
 def deadline_app() -> tuple[FastAPI, list[str]]:
@@ -51,6 +54,26 @@ def deadline_app() -> tuple[FastAPI, list[str]]:
     async def own_timeout() -> None:
         async with asyncio.timeout(0.01):
             await asyncio.sleep(1)
+
+    @app.get("/slow-clean-up")
+    async def slow_clean_up() -> None:
+        try:
+            await asyncio.sleep(5)
+        finally:  # closing a connection to a database that stopped answering, say
+            await asyncio.shield(asyncio.sleep(CLEAN_UP_SECONDS))
+            events.append("cleaned up")
+
+    @app.get("/answers-anyway")
+    async def answers_anyway() -> dict[str, str]:
+        try:
+            await asyncio.sleep(5)
+        except asyncio.CancelledError:  # swallowed: what it sends after the deadline is dropped
+            await asyncio.sleep(SECONDS / 2)
+        return {"late": "answer"}
+
+    @app.get("/fails")
+    async def fails() -> None:
+        raise RuntimeError("a bug")
 
     @app.get("/background")
     async def background(tasks: BackgroundTasks) -> dict[str, str]:
@@ -107,6 +130,75 @@ async def test_what_a_request_past_the_default_deadline_answers(
         assert (response.status_code, response.json()) == (200, {"export": "done"})
     else:
         assert_problem(response, status, code)
+
+
+async def call(app: FastAPI, path: str) -> list[tuple[float, Message]]:
+    """Call `app` as the server would; return what it sent, each with when, and when it ended."""
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    sent: list[tuple[float, Message]] = []
+
+    async def receive() -> Message:
+        return {"type": "http.request", "body": b"", "more_body": False}
+
+    async def send(message: Message) -> None:
+        sent.append((loop.time() - started, message))
+
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "GET",
+        "scheme": "http",
+        "path": path,
+        "raw_path": path.encode(),
+        "query_string": b"",
+        "root_path": "",
+        "headers": [(b"host", b"testserver")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    await app(scope, receive, send)
+    sent.append((loop.time() - started, {"type": "app.returned"}))
+    return sent
+
+
+async def test_the_answer_is_sent_at_the_deadline_while_a_slow_clean_up_goes_on() -> None:
+    app, events = deadline_app()
+    sent = await call(app, "/slow-clean-up")
+    (start_at, start), (body_at, body), (returned_at, _) = sent
+    assert start["status"] == 503
+    assert json.loads(body["body"])["code"] == "deadline_exceeded"
+    assert SECONDS <= start_at <= body_at < SECONDS + CLEAN_UP_SECONDS / 2
+    assert returned_at >= SECONDS + CLEAN_UP_SECONDS  # the clean-up was not cut short
+    assert events == ["cleaned up"]
+
+
+async def test_what_a_stopped_request_sends_after_the_deadline_is_dropped() -> None:
+    app, _ = deadline_app()
+    sent = await call(app, "/answers-anyway")
+    messages = [message for _, message in sent]
+    assert [m["type"] for m in messages] == [
+        "http.response.start",
+        "http.response.body",
+        "app.returned",
+    ]
+    assert messages[0]["status"] == 503
+
+
+@pytest.mark.parametrize("path", ["/fails", "/sleep/0", "/own-timeout"])
+async def test_a_finished_request_leaves_no_timer_behind(path: str) -> None:
+    app, _ = deadline_app()
+    loop = asyncio.get_running_loop()
+    errors: list[dict[str, object]] = []
+    loop.set_exception_handler(lambda _, context: errors.append(context))
+    try:
+        async with client_of(app) as client:
+            await client.get(path)
+        await asyncio.sleep(SECONDS * 1.5)  # past the deadline the request had
+    finally:
+        loop.set_exception_handler(None)
+    assert errors == []
 
 
 async def test_background_tasks_run_after_the_response_without_the_deadline() -> None:

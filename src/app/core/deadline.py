@@ -7,7 +7,7 @@ while waiting on it answers 504 `upstream_timeout` rather than 503 `deadline_exc
 """
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 
@@ -18,21 +18,52 @@ SCOPE_KEY = "app.deadline"
 
 
 class RequestDeadline:
-    """The deadline of one request, enforced by the cancellation scope `timeout`."""
+    """The deadline of one request.
 
-    def __init__(self, timeout: asyncio.Timeout, *, seconds: float, started: float) -> None:
+    When it passes, the request's task is cancelled through the cancellation scope `timeout`
+    (entered with no deadline of its own: this class keeps the timer) and `on_passed` is
+    called at once, so the answer need not wait for the stopped work's clean-up.
+    """
+
+    def __init__(
+        self,
+        timeout: asyncio.Timeout,
+        *,
+        seconds: float,
+        started: float,
+        on_passed: Callable[[], object] = lambda: None,
+    ) -> None:
         self._timeout = timeout
+        self._on_passed = on_passed
         self.seconds = seconds
         self.started = started  # the event loop's clock
         self.upstream_calls = 0  # calls to other services in progress
         self.passed_upstream = False  # it passed while a call to another service was waiting
+        self._passed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def _arm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._timer = loop.call_at(self.started + self.seconds, self._pass)
+
+    def _pass(self) -> None:
+        self._timer = None
+        self._passed = True
+        self.passed_upstream = self.upstream_calls > 0
+        self._timeout.reschedule(asyncio.get_running_loop().time())  # cancels the task
+        self._on_passed()
 
     def extend(self, seconds: float) -> None:
         """Make the deadline `seconds` after the request started (longer or shorter)."""
         if seconds <= 0:
             raise ValueError("A deadline must be more than zero seconds.")
+        if self._passed:
+            return  # the request is being stopped already
         self.seconds = seconds
-        self._timeout.reschedule(self.started + seconds)
+        self._arm()
 
     def remaining(self) -> float:
         """Seconds left before the request is stopped (zero once it passed)."""
@@ -40,11 +71,13 @@ class RequestDeadline:
 
     def passed(self) -> bool:
         """Whether the deadline has passed (the request is being stopped)."""
-        return self._timeout.expired()
+        return self._passed
 
     def lift(self) -> None:
         """Stop enforcing it (the response is sent; background tasks run without it)."""
-        self._timeout.reschedule(None)
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
 
 _current: ContextVar[RequestDeadline | None] = ContextVar("request_deadline", default=None)
@@ -75,10 +108,6 @@ def upstream_call() -> Iterator[None]:
     deadline.upstream_calls += 1
     try:
         yield
-    except asyncio.CancelledError:
-        if deadline.passed():
-            deadline.passed_upstream = True
-        raise
     finally:
         deadline.upstream_calls -= 1
 

@@ -26,6 +26,7 @@ _FOREIGN_LOGGERS = ("uvicorn", "uvicorn.error", "sqlalchemy", "sqlalchemy.engine
 _SILENCED_LOGGERS = ("uvicorn.access",)
 # The HTTP client logs every outbound URL at INFO, and webhook URLs carry tokens.
 _WARNINGS_ONLY_LOGGERS = ("httpx2", "httpcore")
+_POOL = "sqlalchemy.pool"
 
 
 @functools.lru_cache(maxsize=1024)
@@ -136,6 +137,22 @@ _REPEATS = CollapseRepeats()
 _PROCESSORS: list[Processor] = []
 
 
+def _quiet_pool_clean_up(record: logging.LogRecord) -> bool:
+    """Log SQLAlchemy's failures to reset or close a pooled connection as warnings, untraced.
+
+    The pool logs each at error level with a traceback, though the connection is discarded and
+    replaced either way, and each comes from the database or the request, not from a bug: a
+    server that stopped answering (the command timeout), one that went away, a request stopped
+    at its deadline mid-close. An outage would otherwise log a traceback per connection.
+    """
+    if record.exc_info and record.levelno >= logging.ERROR and record.name.startswith(_POOL):
+        error = record.exc_info[1]
+        record.msg, record.args = f"{record.getMessage()}: {type(error).__name__}", ()
+        record.levelno, record.levelname = logging.WARNING, "WARNING"
+        record.exc_info, record.exc_text = None, None
+    return True
+
+
 def _shared_processors() -> list[Processor]:
     return [
         structlog.contextvars.merge_contextvars,
@@ -214,6 +231,7 @@ def configure_logging(
     )
     handler = logging.StreamHandler(stream)
     handler.setFormatter(formatter)
+    handler.addFilter(_quiet_pool_clean_up)
 
     root = logging.getLogger()
     root.handlers[:] = [handler]

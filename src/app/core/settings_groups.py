@@ -115,6 +115,10 @@ class DatabaseSettings(SettingsGroup):
     pool_recycle: int = env("DATABASE_POOL_RECYCLE", 1800, ge=-1)
     statement_timeout_ms: int = env("DATABASE_STATEMENT_TIMEOUT_MS", 20_000, ge=0)
     connect_timeout: float = env("DATABASE_CONNECT_TIMEOUT", 5.0, gt=0)
+    # The client's own bound on every round trip (a statement, COMMIT, ROLLBACK, a close): a
+    # database that stopped answering (a hung host, a network partition) sends no error, so the
+    # server's statement timeout never fires. Above it, so a slow statement is the server's.
+    command_timeout: float = env("DATABASE_COMMAND_TIMEOUT", 25.0, ge=0)
     # A connection idle longer than this is pinged before use (a busy one is not: the ping
     # would cost a round trip on every request); 0 pings on every checkout.
     pool_ping_after_idle: float = env("DATABASE_POOL_PING_AFTER_IDLE", 10.0, ge=0)

@@ -4,7 +4,7 @@ import time
 from typing import Any
 
 from sqlalchemy import event, exc
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -43,6 +43,7 @@ def _engine_options(settings: DatabaseSettings, url: URL, application_name: str)
         options["connect_args"] = {
             "server_settings": server_settings,
             "timeout": settings.connect_timeout,
+            "command_timeout": settings.command_timeout or None,
         }
     return options
 
@@ -103,6 +104,28 @@ def _wrap_connect_errors(engine: AsyncEngine) -> None:
             raise dialect.loaded_dbapi.OperationalError(message, exc) from exc
 
 
+def _report_unanswered_commands(engine: AsyncEngine) -> None:
+    """Report a round trip the database left unanswered as the driver's `OperationalError`.
+
+    asyncpg raises a bare `TimeoutError` when `DATABASE_COMMAND_TIMEOUT` passes, which
+    SQLAlchemy passes on unwrapped (though it drops the connection, as for a cancellation):
+    reported as it is, the request would answer 500. As an `OperationalError` it is the
+    database being unavailable, like a refused connection: 503 `database_unavailable`.
+    """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _unanswered(context: ExceptionContext) -> BaseException | None:
+        error = context.original_exception
+        if not isinstance(error, TimeoutError):
+            return None
+        reported = context.dialect.loaded_dbapi.OperationalError(
+            "the database did not answer in time", error
+        )
+        return exc.OperationalError(
+            context.statement, None, reported, hide_parameters=True, connection_invalidated=True
+        )
+
+
 def _ping_after_idle(engine: AsyncEngine, idle_seconds: float) -> None:
     """Ping a pooled connection before use only when it sat idle for `idle_seconds` or more.
 
@@ -144,6 +167,7 @@ def create_engine(settings: DatabaseSettings, *, application_name: str) -> Async
         _configure_sqlite(engine, url)
     else:  # a SQLite file never goes away under a pooled connection
         _wrap_connect_errors(engine)
+        _report_unanswered_commands(engine)
         _ping_after_idle(engine, settings.pool_ping_after_idle)
     return engine
 
