@@ -1,3 +1,4 @@
+import asyncio
 import gc
 import json
 import os
@@ -221,6 +222,39 @@ async def test_cors_allows_configured_origins_and_exposes_the_request_id(databas
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
+
+
+async def test_cors_headers_are_on_the_answers_of_every_layer(database_url: str) -> None:
+    """500s, and the 503s of the deadline and of load shedding, are readable by the browser."""
+    origin = {"Origin": "https://app.example.com"}
+    settings = make_settings(
+        DATABASE_URL=database_url,
+        CORS_ALLOW_ORIGINS="https://app.example.com",
+        REQUEST_TIMEOUT_SECONDS=0.3,
+        MAX_CONCURRENT_REQUESTS=1,
+        REQUEST_QUEUE_SIZE=0,
+    )
+    app = create_app(settings)
+
+    @app.get("/boom")
+    async def boom() -> None:
+        raise RuntimeError("a bug")
+
+    @app.get("/slow")
+    async def slow() -> None:
+        await asyncio.sleep(1)
+
+    async with running(app), client_for(app) as client:
+        failed = await client.get("/boom", headers=origin)
+        slow = asyncio.create_task(client.get("/slow", headers=origin))
+        await asyncio.sleep(0.1)  # the one slot is taken
+        shed = await client.get("/api/v1/meta", headers=origin)
+        stopped = await slow
+    codes = [(r.status_code, r.json()["code"]) for r in (failed, shed, stopped)]
+    assert codes == [(500, "internal_error"), (503, "overloaded"), (503, "deadline_exceeded")]
+    for response in (failed, shed, stopped):
+        assert response.headers["access-control-allow-origin"] == "https://app.example.com"
+        assert "retry-after" in response.headers["access-control-expose-headers"].lower()
 
 
 async def test_allowed_hosts_apply_to_the_app(database_url: str) -> None:

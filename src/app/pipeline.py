@@ -23,6 +23,7 @@ from app.core.security import AccessTokenDecoder
 from app.idempotency.deps import REPLAYED_HEADER
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
+from app.middleware.body_read import BodyReadMiddleware
 from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import ContentValidationMiddleware
 from app.middleware.country_block import CountryBlockMiddleware
@@ -149,26 +150,10 @@ def rate_limit_options(
     }
 
 
-def _rate_limit(
-    settings: Settings,
-    *,
-    renderer: ProblemRenderer,
-    storage: QuotaStore,
-    paths: RoutePaths,
-    events: Events | None,
-    token_subject: Callable[[str], str | None] | None,
-) -> list[Middleware]:
+def _rate_limit(settings: Settings, **options: Any) -> list[Middleware]:
     if not settings.rate_limit.enabled:
         return []
-    options = rate_limit_options(
-        settings,
-        renderer=renderer,
-        storage=storage,
-        paths=paths,
-        events=events,
-        token_subject=token_subject,
-    )
-    return [Middleware(RateLimitMiddleware, **options)]
+    return [Middleware(RateLimitMiddleware, **rate_limit_options(settings, **options))]
 
 
 def _tracing(provider: TracerProvider | None, paths: RoutePaths) -> list[Middleware]:
@@ -213,10 +198,17 @@ def _load_shedding(
 def _resilience(
     settings: Settings, renderer: ProblemRenderer, paths: RoutePaths, lifecycle: Lifecycle | None
 ) -> list[Middleware]:
-    """Shed load past the cap, close connections while draining, stop requests at the deadline."""
+    """Read bodies, shed load past the cap, close while draining, stop at the deadline."""
     drain = [Middleware(DrainMiddleware, draining=lifecycle.is_draining)] if lifecycle else []
     seconds = settings.server.request_timeout_seconds
     return [
+        # Outermost of these: a slow body holds no slot, and its time is not the deadline's.
+        Middleware(
+            BodyReadMiddleware,
+            seconds=settings.server.request_body_timeout_seconds,
+            buffer_bytes=settings.http.max_request_body_bytes,
+            renderer=renderer,
+        ),
         *_load_shedding(settings, renderer, paths),
         *drain,
         Middleware(DeadlineMiddleware, seconds=seconds, renderer=renderer),
@@ -264,6 +256,9 @@ def install_middleware(
         *_observing(tracer_provider, http_metrics, paths),
         # Timings only for a developer: they tell an attacker which emails have accounts.
         Middleware(AccessLogMiddleware, process_time_header=settings.app.environment == "local"),
+        # Outside every layer that may answer (server errors, overload, deadline, drain): a
+        # browser reads a 500 or a 503 and its Retry-After only with the CORS headers on it.
+        *_cors(settings),
         Middleware(
             SecurityHeadersMiddleware,
             **security_headers_options(settings, paths=paths),
@@ -274,7 +269,6 @@ def install_middleware(
         *_trusted_hosts(settings, renderer, paths),
         # After proxy headers: the country of the client, not of the proxy.
         *_country_block(settings, renderer, paths, country_of),
-        *_cors(settings),
         Middleware(ContentValidationMiddleware, renderer=renderer),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
         Middleware(

@@ -73,6 +73,14 @@ def test_timeouts_and_body_limit_leave_the_answer_to_the_app() -> None:
     assert int(limit.removesuffix("m")) * 1024 * 1024 > http.max_request_body_bytes
 
 
+def test_slow_clients_are_bounded_before_the_app() -> None:
+    server = ServerSettings(_env_file=None)
+    assert seconds(directive("client_header_timeout")[0]) <= 10
+    assert seconds(directive("client_body_timeout")[0]) <= server.request_body_timeout_seconds
+    assert directive("large_client_header_buffers") == ["4 16k"]
+    assert directive("proxy_request_buffering") == ["on"]
+
+
 def test_only_idempotent_failures_are_retried_elsewhere() -> None:
     [retry] = directive("proxy_next_upstream")
     assert "non_idempotent" not in retry

@@ -5,9 +5,11 @@ Each worker has two database connections and Redis five, takes 10 requests at on
 for a connection until it times out.
 """
 
+import asyncio
 from collections import Counter
 from pathlib import Path
 
+import httpx2
 import pytest
 
 from tests.e2e.conftest import check_database
@@ -51,3 +53,35 @@ async def test_200_connections_on_a_small_pool(
     assert set(codes) <= {"overloaded", "database_unavailable", "deadline_exceeded"}
     assert shed == []  # Redis was busy, never failing: its breaker stayed closed
     # Latencies under this load are measured by bench/load_shedding.py, not asserted here.
+
+
+async def test_slow_bodies_take_no_slot_and_are_answered_408(
+    postgres: PostgresServer, database: str, tmp_path: Path
+) -> None:
+    """More stalled bodies than the workers take requests (headers, one byte, then nothing):
+    other requests are still served at once; each stalled one is answered 408 and closed."""
+    settings = {
+        "MAX_CONCURRENT_REQUESTS": "4",
+        "REQUEST_QUEUE_SIZE": "0",
+        "REQUEST_BODY_TIMEOUT_SECONDS": "2",
+    }
+    with serving(tmp_path, DATABASE_URL=postgres.url(database), **settings) as server:
+        head = (
+            b"POST /api/v1/items HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"
+        )
+        stalled = [await asyncio.open_connection("127.0.0.1", server.port) for _ in range(20)]
+        for _, writer in stalled:
+            writer.write(head)
+            await writer.drain()
+        await asyncio.sleep(0.3)
+        async with httpx2.AsyncClient(base_url=server.url, trust_env=False, timeout=5) as client:
+            statuses = [(await client.get("/api/v1/meta")).status_code for _ in range(10)]
+        answers = [await asyncio.wait_for(reader.read(), 10) for reader, _ in stalled]
+        for _, writer in stalled:
+            writer.close()
+        server.assert_clean_log()
+    assert statuses == [200] * 10
+    # read() returned: the server closed each connection after its answer
+    assert all(answer.startswith(b"HTTP/1.1 408 ") for answer in answers), answers[0][:200]
+    assert all(b'"code":"request_timeout"' in answer for answer in answers)

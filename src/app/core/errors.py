@@ -133,6 +133,17 @@ class DeadlineExceededError(ServiceUnavailableError):
     code = "deadline_exceeded"
 
 
+class RequestTimeoutError(AppError):
+    """The request's body did not arrive in time (`REQUEST_BODY_TIMEOUT_SECONDS`).
+
+    The connection is closed with the answer: the rest of the body was never read.
+    """
+
+    status_code = HTTPStatus.REQUEST_TIMEOUT
+    code = "request_timeout"
+    title = "Request Timeout"
+
+
 class OverloadedError(ServiceUnavailableError):
     """This worker has as many requests in flight as it takes (`MAX_CONCURRENT_REQUESTS`)."""
 

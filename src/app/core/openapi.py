@@ -107,6 +107,10 @@ _MALFORMED = _problem(
     "Bad Request: the body is not well-formed for its Content-Type (`malformed_body`), the path "
     "or query holds a NUL byte (`invalid_characters`), or another malformed request."
 )
+_SLOW_BODY = _problem(
+    "Request Timeout: the body did not arrive in full in time (`request_timeout`); the "
+    "connection is closed."
+)
 _TOO_LARGE = _problem("Content Too Large: the body is over the limit (`content_too_large`).")
 _UNSUPPORTED = _problem("Unsupported Media Type: the body's Content-Type is not one the API reads.")
 _UNAVAILABLE = _problem(
@@ -151,6 +155,7 @@ def _with_problem_responses(
             "content": problem_content("ValidationProblem"),
         }
     responses.setdefault("400", _MALFORMED)
+    responses.setdefault("408", _SLOW_BODY)
     responses.setdefault("413", _TOO_LARGE)
     if method in METHODS_WITH_CONTENT:
         responses.setdefault("415", _UNSUPPORTED)

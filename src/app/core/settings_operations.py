@@ -19,6 +19,7 @@ class ServerSettings(SettingsGroup):
     """How much one worker takes on, how long a request may run, and how the process stops."""
 
     request_timeout_seconds: float = env("REQUEST_TIMEOUT_SECONDS", 30.0, gt=0)
+    request_body_timeout_seconds: float = env("REQUEST_BODY_TIMEOUT_SECONDS", 20.0, gt=0)
     max_concurrent_requests: int = env("MAX_CONCURRENT_REQUESTS", 100, ge=0)
     request_queue_size: int = env("REQUEST_QUEUE_SIZE", 100, ge=0)
     request_queue_timeout_seconds: float = env("REQUEST_QUEUE_TIMEOUT_SECONDS", 1.0, ge=0)

@@ -12,7 +12,7 @@ _CONTENT_TOO_LARGE = 413
 _BODY_HEADERS = frozenset({b"content-length", b"transfer-encoding"})
 
 
-def _has_body(scope: Scope) -> bool:
+def has_body(scope: Scope) -> bool:
     """Whether the request may carry a body: any `Content-Length` or `Transfer-Encoding`."""
     return any(name in _BODY_HEADERS for name, _ in scope["headers"])
 
@@ -49,7 +49,7 @@ class BodyLimitMiddleware:
         self.renderer = renderer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not _has_body(scope):
+        if scope["type"] != "http" or not has_body(scope):
             # Without Content-Length or Transfer-Encoding an HTTP request has no body to limit.
             await self.app(scope, receive, send)
             return
