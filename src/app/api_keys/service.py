@@ -126,7 +126,7 @@ async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> Non
 
 
 async def revoke_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Revoke every key of the user (account recovery)."""
+    """Revoke every key of the user (account recovery, deactivation)."""
     await session.execute(
         update(ApiKey)
         .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))

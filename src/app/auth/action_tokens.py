@@ -3,6 +3,11 @@
 Each is mailed to an address, stored only as a digest, expires, and is spent once. A token
 stays bound to the address it was sent to: verification and reset tokens die when the account's
 email changes; an email-change token carries the new address it proves.
+
+Every flow that ends the account's access or changes its email (a password reset or change,
+logout-all, deactivation, an email change) voids all of the user's outstanding tokens, whatever
+their purpose (`void_every_action_token`): a token mailed before such an event, to whatever
+address, never acts on the account after it.
 """
 
 import uuid
@@ -102,6 +107,9 @@ async def _spend(session: AsyncSession, token: str, purpose: str) -> tuple[User,
         .values(used_at=now)
     )
     user = await users_service.get(session=session, user_id=stored.user_id)
+    # An email-change token carries the new address, not the current one; what ties it to the
+    # account as it was is that every email change (and every flow that ends the account's
+    # access) voids every outstanding token, this one included.
     bound = stored.email == (user.email if user else None) or purpose == EMAIL_CHANGE
     if spent.rowcount != 1 or user is None or not user.is_active or not bound:  # type: ignore[attr-defined]
         raise InvalidActionToken
@@ -121,10 +129,21 @@ async def void_action_tokens(*, session: AsyncSession, user_id: uuid.UUID, purpo
     )
 
 
+async def void_every_action_token(*, session: AsyncSession, user_id: uuid.UUID) -> None:
+    """Spend every outstanding token of the user, whatever its purpose (none works after)."""
+    await session.execute(
+        update(ActionToken)
+        .where(ActionToken.user_id == user_id, ActionToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
+
+
 async def spend_reset_token(*, session: AsyncSession, token: str) -> User:
-    """Spend a password-reset token, and every other one of its user; return the user."""
+    """Spend a password-reset token and void every other token of its user; return the user."""
     user = await use_action_token(session=session, token=token, purpose=PASSWORD_RESET)
-    await void_action_tokens(session=session, user_id=user.id, purpose=PASSWORD_RESET)
+    # At once, before the password is hashed (~100 ms): a reset racing this one with another
+    # token of the account finds it spent.
+    await void_every_action_token(session=session, user_id=user.id)
     return user
 
 

@@ -4,6 +4,7 @@ Each flow is a service-level function (keyword-only, session first, flushes, nev
 `IdentityCheck` commits a failed password check, as a login does).
 """
 
+import uuid
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -23,6 +24,31 @@ from app.users.exceptions import EmailTaken, EmailUnchanged
 from app.users.models import User
 
 
+async def end_access(
+    *,
+    session: AsyncSession,
+    user_id: uuid.UUID,
+    keep_session: uuid.UUID | None = None,
+    revoke_keys: bool = False,
+) -> None:
+    """End what the account handed out: sessions, action tokens and, when asked, API keys.
+
+    Every session but `keep_session` is revoked, and every outstanding action token of any
+    purpose is voided; `revoke_keys` revokes every API key too. The one step of every flow that
+    ends the account's access: whoever held a session, or a token mailed before, loses it, so
+    a pending email change cannot outlive a recovery.
+    """
+    await auth_service.logout_all(session=session, user_id=user_id, keep_session=keep_session)
+    await action_tokens.void_every_action_token(session=session, user_id=user_id)
+    if revoke_keys:
+        await api_keys_service.revoke_all(session=session, user_id=user_id)
+
+
+async def logout_all(*, session: AsyncSession, principal: Principal) -> None:
+    """End every session of the caller, and every action token mailed for the account."""
+    await end_access(session=session, user_id=principal.user.id)
+
+
 async def change_password(
     *,
     session: AsyncSession,
@@ -32,30 +58,27 @@ async def change_password(
     current_password: str,
     new_password: str,
 ) -> None:
-    """Replace a proven password; every other session and every reset token stop working."""
+    """Replace a proven password; every other session and every action token stop working."""
     await identity.confirm(principal, current_password, fresh_for=timedelta(0))
     user = principal.user
     await users_service.set_password(
         session=session, hasher=hasher, user=user, password=new_password
     )
-    await auth_service.logout_all(
-        session=session, user_id=user.id, keep_session=principal.session_id
-    )
-    await action_tokens.void_action_tokens(
-        session=session, user_id=user.id, purpose=action_tokens.PASSWORD_RESET
-    )
+    await end_access(session=session, user_id=user.id, keep_session=principal.session_id)
 
 
 async def reset_password(
     *, session: AsyncSession, hasher: PasswordHasher, token: str, new_password: str
 ) -> None:
-    """Recover an account with a reset token: new password, every session and API key revoked."""
+    """Recover an account with a reset token: new password, every credential revoked.
+
+    Every session, every API key and every other action token of the account stop working.
+    """
     user = await action_tokens.spend_reset_token(session=session, token=token)
     await users_service.set_password(
         session=session, hasher=hasher, user=user, password=new_password
     )
-    await auth_service.logout_all(session=session, user_id=user.id)
-    await api_keys_service.revoke_all(session=session, user_id=user.id)
+    await end_access(session=session, user_id=user.id, revoke_keys=True)
 
 
 async def verify_email(*, session: AsyncSession, token: str) -> User:
@@ -100,9 +123,8 @@ async def confirm_email_change(*, session: AsyncSession, token: str) -> User:
     user, new_email = await action_tokens.spend_email_change_token(session=session, token=token)
     await users_service.update(session=session, user=user, changes={"email": new_email})
     user.email_verified_at = utcnow()
-    for purpose in (action_tokens.PASSWORD_RESET, action_tokens.EMAIL_VERIFICATION):
-        # Tokens mailed to the old address must not act on the account any more.
-        await action_tokens.void_action_tokens(session=session, user_id=user.id, purpose=purpose)
+    # Tokens mailed before the change, to either address, must not act on the account any more.
+    await action_tokens.void_every_action_token(session=session, user_id=user.id)
     await session.flush()
     return user
 
@@ -110,11 +132,15 @@ async def confirm_email_change(*, session: AsyncSession, token: str) -> User:
 async def update_user_as_admin(
     *, session: AsyncSession, user: User, changes: dict[str, Any]
 ) -> User:
-    """Apply a superuser's changes; deactivating an account ends its sessions for good."""
+    """Apply a superuser's changes; deactivating an account ends its access for good.
+
+    Its sessions, API keys and action tokens are revoked, not merely refused while inactive:
+    reactivating the account brings none of them back.
+    """
     deactivating = changes.get("is_active") is False and user.is_active
     updated = await users_service.update(session=session, user=user, changes=changes)
     if deactivating:
-        await auth_service.logout_all(session=session, user_id=user.id)
+        await end_access(session=session, user_id=user.id, revoke_keys=True)
     return updated
 
 

@@ -55,7 +55,8 @@ def email_change_notice(*, to: str, new_email: str) -> MailMessage:
         text=(
             f"Someone asked to change this account's email to {shown}. It changes once the "
             "link sent there is confirmed.\n\n"
-            "If it was not you, reset your password now: that ends every session."
+            "If it was not you, reset your password now: that ends every session and cancels "
+            "the change."
         ),
     )
 

@@ -119,8 +119,11 @@ async def logout(body: RefreshRequest, session: SessionDep) -> None:
     responses=problem_responses(401, 403),
 )
 async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
-    """Revoke every session of the current user."""
-    await auth_service.logout_all(session=session, user_id=principal.user.id)
+    """Revoke every session of the current user, and void every token mailed for the account.
+
+    A pending email change, password reset or email verification stops working.
+    """
+    await flows.logout_all(session=session, principal=principal)
 
 
 @router.post("/password-reset", status_code=status.HTTP_202_ACCEPTED, response_class=Response)
@@ -144,7 +147,8 @@ async def confirm_password_reset(
 ) -> None:
     """Set a new password with a reset token.
 
-    Recovering the account ends every session and revokes every API key of the account.
+    Recovering the account ends every session and revokes every API key of the account; every
+    other token mailed for it (a pending email change, a verification) stops working.
     """
     await flows.reset_password(
         session=session, hasher=hasher, token=body.token, new_password=body.new_password
@@ -193,7 +197,10 @@ async def verify_email(
 async def confirm_email_change(
     body: EmailVerification, session: SessionDep, cache: CacheDep, background: BackgroundTasks
 ) -> None:
-    """Move the account to its new email with the token mailed there (`POST /users/me/email`)."""
+    """Move the account to its new email with the token mailed there (`POST /users/me/email`).
+
+    Every other token mailed for the account, to either address, stops working.
+    """
     user = await flows.confirm_email_change(session=session, token=body.token)
     await users_cache.forget(cache, background, user.id)
 

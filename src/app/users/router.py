@@ -97,7 +97,8 @@ async def change_password(
 ) -> None:
     """Change the password, proven by the current one; never with an API key.
 
-    Every other session of the account ends, and outstanding reset tokens stop working.
+    Every other session of the account ends, and every token mailed for it (a pending email
+    change, password reset or verification) stops working.
     """
     await flows.change_password(
         session=session,
@@ -233,7 +234,8 @@ async def update_user(
 ) -> UserRead:
     """Activate, deactivate, promote or rename an account (superusers only).
 
-    Deactivating ends every session of the account; reactivating does not bring them back.
+    Deactivating ends every session, revokes every API key and voids every mailed token of the
+    account; reactivating brings none of them back.
     """
     changes = body.model_dump(exclude_unset=True, exclude_none=True)
     updated = await flows.update_user_as_admin(session=session, user=user, changes=changes)
