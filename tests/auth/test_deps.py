@@ -140,6 +140,45 @@ async def test_bad_access_tokens_are_refused(
         assert body["instance"] == path
 
 
+# Signed with the app's own secret, so only a claim's type is wrong: a 401, never a 500 (a list
+# `sid` once reached uuid.UUID, a huge `auth_time` datetime.fromtimestamp) nor a pass (a text
+# `exp`, a fractional `auth_time`). `sub` and `sid` are the live session's where they appear.
+WRONG_TYPED_CLAIMS: dict[str, Callable[[Settings, str, str], dict[str, Any]]] = {
+    "sid a list": lambda s, sub, sid: {"sid": [sid]},
+    "sid a number": lambda s, sub, sid: {"sid": 7},
+    "sid an object": lambda s, sub, sid: {"sid": {"id": sid}},
+    "sid true": lambda s, sub, sid: {"sid": True},
+    "sid empty": lambda s, sub, sid: {"sid": ""},
+    "sub a list": lambda s, sub, sid: {"sub": [sub]},
+    "sub a number": lambda s, sub, sid: {"sub": 7},
+    "auth_time text": lambda s, sub, sid: {"auth_time": "yesterday"},
+    "auth_time a fraction": lambda s, sub, sid: {"auth_time": 1.5},
+    "auth_time true": lambda s, sub, sid: {"auth_time": True},
+    "auth_time a list": lambda s, sub, sid: {"auth_time": [0]},
+    "auth_time past year 9999": lambda s, sub, sid: {"auth_time": 10**20},
+    "auth_time before 1970": lambda s, sub, sid: {"auth_time": -(10**20)},
+    "type a list": lambda s, sub, sid: {"type": ["access"]},
+    "jti a number": lambda s, sub, sid: {"jti": 7},
+    "exp text": lambda s, sub, sid: {"exp": "9999999999"},
+    "exp infinite": lambda s, sub, sid: {"exp": float("inf")},
+    "nbf a list": lambda s, sub, sid: {"nbf": [0]},
+    "iat text": lambda s, sub, sid: {"iat": "0"},
+    "aud an object": lambda s, sub, sid: {"aud": {"aud": s.auth.jwt_audience}},
+}
+
+
+@pytest.mark.parametrize("case", list(WRONG_TYPED_CLAIMS))
+async def test_a_signed_token_with_a_wrong_typed_claim_is_refused(
+    client: AsyncClient, settings: Settings, case: str
+) -> None:
+    user, session_id = await logged_in(client)
+    claims = WRONG_TYPED_CLAIMS[case](settings, user["id"], session_id)
+    token = forge(settings, user["id"], session_id, **claims)
+    for path in (ME, LEGACY_ME, LOGOUT_ALL):
+        method = client.post if path == LOGOUT_ALL else client.get
+        assert_unauthorized(await method(path, headers=bearer(token)))
+
+
 async def test_a_refresh_token_is_not_a_bearer_token(client: AsyncClient) -> None:
     email = unique_email()
     await register(client, email)

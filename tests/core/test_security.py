@@ -17,6 +17,7 @@ from app.core.security import (
     digest,
     new_secret,
     same_digest,
+    token_subject,
 )
 from tests.harness import make_settings
 
@@ -143,6 +144,36 @@ def forge(settings_overrides: dict[str, object], **claims: object) -> str:
 def test_decode_refuses_bad_tokens(overrides: dict[str, object], claims: dict[str, object]) -> None:
     with pytest.raises(InvalidTokenError):
         decode_access_token(forge(overrides, **claims), auth=make_settings().auth)
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"sid": ["a list"]},
+        {"sid": 7},
+        {"sid": "not an id"},
+        {"sub": "not an id"},
+        {"auth_time": "yesterday"},
+        {"auth_time": 1.5},
+        {"auth_time": True},
+        {"auth_time": 10**20},
+        {"exp": "9999999999"},
+        {"nbf": True},
+    ],
+    ids=repr,
+)
+def test_decode_refuses_claims_of_the_wrong_type(claims: dict[str, object]) -> None:
+    auth = make_settings().auth
+    now = datetime.now(UTC)
+    good = create_access_token(subject=uuid.uuid4(), session_id=uuid.uuid4(), auth=auth, now=now)
+    secret = auth.jwt_secret.get_secret_value()
+    original = decode_access_token(good.token, auth=auth)
+    # Re-signed with the app's own secret: unchanged it passes, so only the changed claim fails.
+    assert decode_access_token(jwt.encode(original, secret), auth=auth) == original
+    token = jwt.encode({**original, **claims}, secret, algorithm=auth.jwt_algorithm)
+    with pytest.raises(InvalidTokenError):
+        decode_access_token(token, auth=auth)
+    assert token_subject(token, auth=auth) is None
 
 
 def test_decode_refuses_alg_none_and_missing_claims() -> None:

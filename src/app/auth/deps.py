@@ -62,9 +62,7 @@ async def _from_oidc_token(
 
 def _login_time(claims: dict[str, Any]) -> datetime | None:
     moment = claims.get("auth_time")
-    if isinstance(moment, int) and not isinstance(moment, bool):
-        return datetime.fromtimestamp(moment, UTC)
-    return None
+    return None if moment is None else datetime.fromtimestamp(moment, UTC)
 
 
 async def _from_access_token(
@@ -72,9 +70,11 @@ async def _from_access_token(
 ) -> Principal:
     try:
         claims = decoder.decode(token)
-        user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
-    except (InvalidTokenError, KeyError, ValueError) as exc:
+    except InvalidTokenError as exc:
         raise InvalidToken from exc
+    # The decoder checked every claim read here (`core.security._check_claims`): a token with
+    # a wrong-typed claim was refused above, so these cannot raise.
+    user_id, session_id = uuid.UUID(claims["sub"]), uuid.UUID(claims["sid"])
     # The session is checked on every request: logout, revocation and deactivation end the
     # token at once, not when it expires.
     user = await auth_service.session_user(session=session, user_id=user_id, session_id=session_id)

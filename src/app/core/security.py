@@ -27,7 +27,9 @@ BCRYPT_MAX_BYTES = 72
 PASSWORD_MIN_LENGTH = 8
 # Long enough for passphrases, short enough that hashing cost stays bounded.
 PASSWORD_MAX_LENGTH = 128
-_REQUIRED_CLAIMS = ("sub", "exp", "iat", "nbf", "jti", "iss", "aud", "type")
+_REQUIRED_CLAIMS = ("sub", "sid", "exp", "iat", "nbf", "jti", "iss", "aud", "type")
+# 9999-12-31T23:59:59Z: the latest moment a `datetime` holds, so `auth_time` always is one.
+_LATEST_TIMESTAMP = 253_402_300_799
 
 
 class _TruncatingBcryptHasher(BcryptHasher):
@@ -132,10 +134,48 @@ def create_access_token(
     return AccessToken(token=token, expires_in=ttl)
 
 
+def _is_uuid(value: object) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _check_claims(claims: dict[str, Any]) -> None:
+    """Refuse claims of the wrong type or form, so that every reader may take them as they are.
+
+    PyJWT checks the registered claims only as far as it uses them (it takes "10" for a time);
+    every claim this service reads is checked here. The token is signed by us, so a wrong one
+    means a leaked secret or a bug: refused (a 401), never a 500.
+    """
+    if claims.get("type") != ACCESS_TOKEN_TYPE:
+        raise InvalidTokenError("not an access token")
+    if not all(_is_number(claims[name]) for name in ("exp", "nbf", "iat")):
+        raise InvalidTokenError("exp, nbf and iat must be numbers")
+    if not _is_uuid(claims["sub"]) or not _is_uuid(claims["sid"]):
+        raise InvalidTokenError("sub and sid must be ids")
+    moment = claims.get("auth_time")
+    if moment is not None and (
+        not isinstance(moment, int)
+        or isinstance(moment, bool)
+        or not 0 <= moment <= _LATEST_TIMESTAMP
+    ):
+        raise InvalidTokenError("auth_time must be a time in seconds")
+
+
 def decode_access_token(token: str, *, auth: AuthSettings) -> dict[str, Any]:
     """Return the claims of a valid access token, or raise `InvalidTokenError`.
 
     The algorithm is pinned to `JWT_ALGORITHM`, so `alg=none` and algorithm confusion fail.
+    Every claim the service reads has its type checked: `sub` and `sid` are ids (as strings),
+    `auth_time`, when present, a whole number of seconds a `datetime` can hold.
     """
     try:
         claims: dict[str, Any] = jwt.decode(
@@ -148,8 +188,7 @@ def decode_access_token(token: str, *, auth: AuthSettings) -> dict[str, Any]:
         )
     except jwt.PyJWTError as exc:
         raise InvalidTokenError(str(exc)) from exc
-    if claims.get("type") != ACCESS_TOKEN_TYPE:
-        raise InvalidTokenError("not an access token")
+    _check_claims(claims)
     return claims
 
 
