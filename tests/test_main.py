@@ -246,10 +246,10 @@ async def test_cors_headers_are_on_the_answers_of_every_layer(database_url: str)
 
     async with running(app), client_for(app) as client:
         failed = await client.get("/boom", headers=origin)
-        slow = asyncio.create_task(client.get("/slow", headers=origin))
+        pending = asyncio.create_task(client.get("/slow", headers=origin))
         await asyncio.sleep(0.1)  # the one slot is taken
         shed = await client.get("/api/v1/meta", headers=origin)
-        stopped = await slow
+        stopped = await pending
     codes = [(r.status_code, r.json()["code"]) for r in (failed, shed, stopped)]
     assert codes == [(500, "internal_error"), (503, "overloaded"), (503, "deadline_exceeded")]
     for response in (failed, shed, stopped):

@@ -111,3 +111,44 @@ def test_exempt_paths_must_be_absolute() -> None:
         TrustedHostMiddleware(
             inline_app(), allowed_hosts=["api.example.com"], renderer=RENDERER, exempt=["health"]
         )
+
+
+@pytest.mark.parametrize(
+    "host",
+    [
+        "evil.com/.example.com",
+        "evil.com#.example.com",
+        "evil.com?.example.com",
+        "evil.com@a.example.com",
+        "evil com.example.com",
+        "[evil.com/.example.com]",
+        "[evil.com/.example.com]:443",
+        "-bad.example.com",
+        "a..example.com",
+        ".example.com",
+        "é.example.com",
+        "a\x00.example.com",
+    ],
+)
+async def test_a_malformed_host_matches_no_wildcard(host: str) -> None:
+    """Only a host name (or an IP literal) can end like a subdomain of an allowed domain."""
+    seen: list[Scope] = []
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        seen.append(scope)
+
+    layer = TrustedHostMiddleware(app, allowed_hosts=["*.example.com"], renderer=RENDERER)
+    sent: list[dict[str, object]] = []
+
+    async def send(message: dict[str, object]) -> None:
+        sent.append(message)
+
+    scope = {
+        "type": "http",
+        "method": "GET",
+        "path": "/items/1",
+        "headers": [(b"host", host.encode("latin-1", "replace"))],
+    }
+    await layer(scope, None, send)  # type: ignore[arg-type]
+    assert seen == []
+    assert sent[0]["status"] == 400

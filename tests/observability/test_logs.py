@@ -136,3 +136,20 @@ async def test_a_threshold_of_zero_logs_no_statement(settings: Settings) -> None
         async with running(app), factory(app)() as session:
             await session.execute(text(slow_statement(settings.database.url)), {"secret": "1"})
     assert logs.events("db.slow_statement") == []
+
+
+def test_console_lines_escape_the_control_characters_a_terminal_obeys() -> None:
+    with log_lines(LOG_FORMAT="console") as logs:
+        log = structlog.get_logger("test")
+        log.warning("title \x1b]0;owned\x07 clear \x9b2J", path="/\x1b[31mred")
+        try:
+            raise ValueError("bad \x1b[2J value")
+        except ValueError:
+            log.exception("failed\r\n2026-01-01T00:00:00Z [info     ] forged")
+        logging.getLogger("uvicorn.error").warning("stdlib %s", "\x1b[0m")
+    text = logs.stream.getvalue()
+    assert not set(text) & {"\x1b", "\x07", "\x9b", "\r"}
+    assert "title \\x1b]0;owned\\x07 clear \\x9b2J" in text
+    assert "failed\\x0d\\x0a2026-01-01T00:00:00Z [info     ] forged" in text  # no forged line
+    assert "ValueError: bad \\x1b[2J value" in text
+    assert "Traceback (most recent call last):\n" in text  # a traceback keeps its lines

@@ -14,6 +14,7 @@ import structlog
 from opentelemetry import trace
 from structlog.typing import EventDict, Processor, WrappedLogger
 
+from app.core.log_escape import escape_control_characters
 from app.core.log_repeats import CollapseRepeats
 from app.core.settings_groups import LoggingSettings
 
@@ -173,9 +174,10 @@ def _renderer(as_json: bool, stream: TextIO) -> list[Processor]:
     if as_json:
         return [structlog.processors.JSONRenderer(serializer=render_json)]
     return [
+        escape_control_characters,
         structlog.dev.ConsoleRenderer(
             colors=stream.isatty(), exception_formatter=structlog.dev.plain_traceback
-        )
+        ),
     ]
 
 

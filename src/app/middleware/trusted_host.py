@@ -1,5 +1,7 @@
 """Trusted hosts: refuse requests whose `Host` is not in `ALLOWED_HOSTS` with a 400 problem."""
 
+import ipaddress
+import re
 from collections.abc import Collection, Sequence
 
 from starlette.datastructures import Headers
@@ -12,6 +14,12 @@ ENFORCE_DOMAIN_WILDCARD = "Domain wildcard patterns must be like '*.example.com'
 
 
 _MAX_PORT = 65535
+# Dot-separated labels of letters, digits, hyphens (underscores too: container service names),
+# none empty, none longer than 63, none starting or ending with a hyphen. What a wildcard's
+# suffix match must see: `evil.com/.example.com` ends like a subdomain but is not a name.
+_HOST_NAME = re.compile(
+    r"(?:[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?"
+)
 
 
 def _valid_port(port: str) -> bool:
@@ -19,7 +27,7 @@ def _valid_port(port: str) -> bool:
 
 
 def _host_of(scope: Scope) -> str | None:
-    """The host name of the `Host` header, or None when it is absent or its port is not one."""
+    """The host name of the `Host` header; None when it is absent, or it or its port is not one."""
     host = Headers(scope=scope).get("host")
     if not host:
         return None
@@ -34,7 +42,18 @@ def _host_of(scope: Scope) -> str | None:
         name, port = host, None
     if port is not None and not _valid_port(port):
         return None
-    return name.lower()
+    name = name.lower()
+    if host.startswith("["):
+        return name if _is_ipv6(name) else None
+    return name if name.isascii() and _HOST_NAME.fullmatch(name) else None
+
+
+def _is_ipv6(name: str) -> bool:
+    try:
+        ipaddress.IPv6Address(name)
+    except ValueError:
+        return False
+    return True
 
 
 class TrustedHostMiddleware:
