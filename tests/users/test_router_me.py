@@ -100,7 +100,7 @@ async def test_same_email_in_another_case_keeps_verification(
     response = await client.post(
         EMAIL_CHANGE, json={"email": "ME-SAME@example.com"}, headers=headers
     )
-    problem(response, 422, "email_unchanged")
+    problem(response, 409, "email_unchanged")
     me = (await client.get(ME, headers=headers)).json()
     assert me["email"] == "me-same@example.com"
     assert me["email_verified_at"] is not None

@@ -4,11 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from app.auth.scopes import Scope
 from app.core.security import PASSWORD_MAX_LENGTH
-from app.core.types import Text
+from app.core.types import Text, UTCInstant
 from app.db.pagination import Page
 
 
@@ -22,7 +22,7 @@ class ApiKeyCreate(BaseModel):
 
     name: Annotated[Text, Field(min_length=1, max_length=100)]
     scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=len(Scope))
-    expires_at: AwareDatetime | None = Field(
+    expires_at: UTCInstant | None = Field(
         default=None,
         description="In the future (422 `expiry_in_the_past` otherwise). Default: "
         "API_KEY_DEFAULT_TTL_DAYS from now; at most API_KEY_MAX_TTL_DAYS, and never after the "

@@ -1,8 +1,10 @@
 """Types every request schema builds on."""
 
+import re
+from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import StringConstraints
+from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StrictBool, StringConstraints
 
 # PostgreSQL cannot store a NUL character in text. Refused in the schema, it is a 422 on every
 # database, documented in OpenAPI, instead of a 500 from the driver.
@@ -27,3 +29,48 @@ def trim_blanks(value: str) -> str:
     AfterValidator(trim_blanks)]`, so the length checked is the length sent.
     """
     return value.strip(BLANKS)
+
+
+# Values exactly of the type the schema names. Pydantic's default (lax) mode also reads 1,
+# "yes" and "on" as `true`, a Unix number as a date-time, and "5_0", "+1" or " 1" as integers:
+# inputs the document forbids would be accepted. Every boolean, integer and date-time a client
+# sends is one of these (tests/test_strict_inputs.py checks the document for any that is not).
+Bool = StrictBool
+"""A JSON `true` or `false`, nothing else."""
+
+_INTEGER_TEXT = re.compile(r"-?[0-9]+")
+
+
+def _integer(value: object) -> object:
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError("must be a whole number")
+    if isinstance(value, str) and not _INTEGER_TEXT.fullmatch(value):
+        raise ValueError("must be a whole number, written in digits")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_integer)]
+"""A whole number: a JSON integer, or in a query string its digits (with an optional `-`)."""
+
+_RFC3339 = re.compile(
+    r"[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt][0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})"
+)
+
+
+def _date_time_text(value: object) -> object:
+    if isinstance(value, datetime):
+        return value
+    if not isinstance(value, str) or not _RFC3339.fullmatch(value):
+        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z")
+    return value
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError as exc:
+        raise ValueError("outside the range of UTC timestamps") from exc
+
+
+UTCInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
+"""An RFC 3339 date-time with its offset (the schema's `date-time`), given back in UTC."""

@@ -10,6 +10,8 @@ from typing import Generic, TypeVar
 from pydantic import BaseModel, Field
 from starlette.datastructures import URL
 
+from app.core.types import Integer
+
 DEFAULT_PAGE_SIZE = 50
 MAX_PAGE_SIZE = 100
 # Deep offsets cost a scan each; past this, lists that have cursors page with them.
@@ -21,8 +23,8 @@ T = TypeVar("T")
 class PageQuery(BaseModel):
     """Offset paging: `limit` rows from `offset` (query parameters)."""
 
-    limit: int = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0, le=MAX_OFFSET)
+    limit: Integer = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
+    offset: Integer = Field(default=0, ge=0, le=MAX_OFFSET)
 
 
 class Page(BaseModel, Generic[T]):

@@ -2,13 +2,12 @@
 
 import re
 import uuid
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -18,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from app.core.types import NOT_BLANK_PATTERN, Text, trim_blanks
+from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, trim_blanks
 from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
@@ -64,27 +63,6 @@ def _once_each(tags: list[str]) -> list[str]:
     return list(dict.fromkeys(tags))
 
 
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError as exc:
-        raise ValueError("outside the range of UTC timestamps") from exc
-
-
-# RFC 3339 text only, as the schema's `date-time` says: pydantic alone reads "0.5" or 17 as
-# Unix times.
-_RFC3339_DATE = re.compile(r"^[0-9]{4}-[0-9]{2}-[0-9]{2}[Tt ]")
-
-
-def _date_time_text(value: object) -> object:
-    if isinstance(value, datetime):
-        return value
-    if not isinstance(value, str) or not _RFC3339_DATE.match(value):
-        raise ValueError("must be an RFC 3339 date-time, e.g. 2026-01-31T12:00:00Z")
-    return value
-
-
-UTCInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
 # Checked as sent (length, not blank), then trimmed: what the schema says is what is accepted.
 Title = Annotated[
     str,

@@ -1,6 +1,6 @@
 """Errors of the users domain."""
 
-from app.core.errors import ConflictError, NotFoundError, UnauthorizedError, ValidationFailedError
+from app.core.errors import ConflictError, NotFoundError, UnauthorizedError
 
 
 class EmailTaken(ConflictError):
@@ -24,8 +24,12 @@ class WrongPassword(UnauthorizedError):
     title = "Wrong Password"
 
 
-class EmailUnchanged(ValidationFailedError):
-    """An email change to the address the account already has."""
+class EmailUnchanged(ConflictError):
+    """An email change to the address the account already has.
+
+    A conflict with the account's state, not bad input: the same request is valid for any
+    other account, and the document's schema cannot know the current address.
+    """
 
     code = "email_unchanged"
     title = "Email Unchanged"

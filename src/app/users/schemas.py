@@ -7,7 +7,7 @@ from typing import Annotated
 from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, WithJsonSchema
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from app.core.types import Text
+from app.core.types import Bool, Text
 from app.db.pagination import Page
 
 
@@ -80,8 +80,8 @@ class UserAdminUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     full_name: FullName | None = None
-    is_active: bool | None = None
-    is_superuser: bool | None = None
+    is_active: Bool | None = None
+    is_superuser: Bool | None = None
 
 
 class PasswordChange(BaseModel):

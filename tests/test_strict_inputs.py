@@ -1,0 +1,128 @@
+"""Booleans, integers and date-times are accepted only as the document types them.
+
+Pydantic's default (lax) mode reads 1 or "yes" as `true`, a Unix number as a date-time, and
+"5_0" or "+1" as integers: values the OpenAPI document forbids. The first test finds every
+such input in the document, so a new one cannot be left out of the second, which sends each
+one values of that kind and expects 422, and one good value and expects it served.
+"""
+
+import json
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from tests.identity import register, signed_up, unique_email
+from tests.security.helpers import make_superuser
+
+pytestmark = pytest.mark.anyio
+
+# The committed document: a test keeps it equal to what the app serves.
+DOCUMENT = Path(__file__).resolve().parents[1] / "openapi.json"
+
+TOMORROW = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+BAD = {
+    "boolean": [1, 0, 1.0, "true", "yes", "on", "1"],
+    "integer": ["1.0", "5_0", "+1", " 1", "1 ", "1e1", "0x10", "\uff11"],
+    "date-time": [
+        1812000000,
+        "1812000000",
+        1812000000.5,
+        "2030-01-01T00:00Z",
+        "2030-01-01 00:00:00Z",
+        "2030-01-01",
+        "2030-01-01T00:00:00",
+    ],
+}
+GOOD = {"boolean": True, "integer": "5", "date-time": TOMORROW}
+# (operation, where, name) -> the kind of value the document gives it.
+INPUTS = {
+    ("PATCH /api/v1/users/{user_id}", "body", "is_active"): "boolean",
+    ("PATCH /api/v1/users/{user_id}", "body", "is_superuser"): "boolean",
+    ("POST /api/v1/api-keys", "body", "expires_at"): "date-time",
+    ("GET /api/v1/api-keys", "query", "limit"): "integer",
+    ("GET /api/v1/api-keys", "query", "offset"): "integer",
+    ("GET /api/v1/items", "query", "limit"): "integer",
+    ("GET /api/v1/items", "query", "offset"): "integer",
+    ("GET /api/v1/items", "query", "created_after"): "date-time",
+    ("GET /api/v1/items", "query", "created_before"): "date-time",
+    ("GET /api/v1/jobs", "query", "limit"): "integer",
+    ("GET /api/v1/jobs", "query", "offset"): "integer",
+    ("GET /api/v1/users", "query", "limit"): "integer",
+    ("GET /api/v1/users", "query", "offset"): "integer",
+}
+
+
+def _kind(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
+    if "$ref" in schema:
+        return _kind(components[schema["$ref"].rsplit("/", 1)[1]], components)
+    for option in schema.get("anyOf", ()):
+        if kind := _kind(option, components):
+            return kind
+    if schema.get("format") == "date-time":
+        return "date-time"
+    return schema.get("type") if schema.get("type") in ("boolean", "integer") else None
+
+
+def typed_inputs(document: dict[str, Any]) -> dict[tuple[str, str, str], str]:
+    """Every boolean, integer and date-time input of every operation, by where it goes."""
+    components = document["components"]["schemas"]
+    found = {}
+    for path, operations in document["paths"].items():
+        for method, operation in operations.items():
+            name = f"{method.upper()} {path}"
+            for parameter in operation.get("parameters", ()):
+                if kind := _kind(parameter["schema"], components):
+                    found[(name, parameter["in"], parameter["name"])] = kind
+            content = operation.get("requestBody", {}).get("content", {})
+            for media in content.values():
+                body = media["schema"]
+                body = components[body["$ref"].rsplit("/", 1)[1]] if "$ref" in body else body
+                for field, schema in body.get("properties", {}).items():
+                    if kind := _kind(schema, components):
+                        found[(name, "body", field)] = kind
+    return found
+
+
+def test_every_typed_input_of_the_document_is_tested() -> None:
+    assert typed_inputs(json.loads(DOCUMENT.read_text())) == INPUTS
+
+
+async def _request(
+    client: AsyncClient,
+    headers: dict[str, str],
+    target: str,
+    case: tuple[str, str, str],
+    value: Any,
+) -> Any:
+    operation, where, name = case
+    method, path = operation.split(" ")
+    path = path.replace("{user_id}", target)
+    if where == "query":
+        return await client.request(method, path, params={name: value}, headers=headers)
+    body: dict[str, Any] = {name: value}
+    if path.endswith("/api-keys"):
+        body["name"] = "strict"
+    return await client.request(method, path, json=body, headers=headers)
+
+
+@pytest.mark.parametrize("case", sorted(INPUTS))
+async def test_only_values_of_the_documented_type_are_accepted(
+    app: FastAPI, client: AsyncClient, case: tuple[str, str, str]
+) -> None:
+    email = unique_email("strict")
+    headers = await signed_up(client, email)
+    await make_superuser(app, email)
+    target = (await register(client, unique_email("target")))["id"]
+    kind = INPUTS[case]
+    for value in BAD[kind]:
+        response = await _request(client, headers, target, case, value)
+        assert response.status_code == 422, (value, response.text)
+        [error] = response.json()["errors"]
+        named = error.get("pointer", "#/" + error.get("parameter", ""))
+        assert named == f"#/{case[2]}", error
+    good = await _request(client, headers, target, case, GOOD[kind])
+    assert good.status_code < 300, good.text
