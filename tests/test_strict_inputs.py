@@ -24,7 +24,7 @@ pytestmark = pytest.mark.anyio
 DOCUMENT = Path(__file__).resolve().parents[1] / "openapi.json"
 
 TOMORROW = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
-BAD = {
+BAD: dict[str, list[Any]] = {
     "boolean": [1, 0, 1.0, "true", "yes", "on", "1"],
     "integer": ["1.0", "5_0", "+1", " 1", "1 ", "1e1", "0x10", "\uff11"],
     "date-time": [
