@@ -21,7 +21,7 @@ from app.deps import resources_of
 from app.main import create_app
 from app.users.models import User
 from tests.harness import client_for, make_settings
-from tests.identity import signed_up, unique_email
+from tests.identity import login, register, signed_up, unique_email
 from tests.statements import StatementLog, log_statements, transaction_control
 
 pytestmark = pytest.mark.anyio
@@ -101,6 +101,21 @@ async def test_creating_an_item_is_one_transaction(counted: Counted) -> None:
     statements = [s for s in sent if s not in control]
     assert len({s.split(" VALUES")[0] for s in statements}) == 3, sent
     assert len(statements) == 3 or sent[0].startswith("BEGIN IMMEDIATE"), sent
+
+
+async def test_a_refresh_is_four_statements_in_one_transaction(counted: Counted) -> None:
+    email = unique_email("refresh")  # the database is emptied after the test
+    await register(counted.client, email)
+    tokens = await login(counted.client, email)
+    sent = await counted.statements(
+        "POST", "/api/v1/auth/refresh", json={"refresh_token": tokens["refresh_token"]}
+    )
+    control = transaction_control(sent)
+    assert [s.split()[0].upper().rstrip(";") for s in control] == ["BEGIN", "COMMIT"], sent
+    # The token; its user, locked (a revocation waits for this rotation, or it for one);
+    # the token claimed; the next token. The lock replaced the plain load of the user.
+    statements = [s.split()[0].upper() for s in sent if s not in control]
+    assert statements == ["SELECT", "SELECT", "UPDATE", "INSERT"], sent
 
 
 async def test_a_cached_item_read_costs_only_the_session_check(

@@ -1,4 +1,8 @@
-"""API keys: creation (shown once), listing, revocation and authentication."""
+"""API keys: creation (shown once), listing, revocation and authentication.
+
+Creating and revoking keys take the owner's credential lock first (`users_service.lock`), as
+refresh tokens do: a revocation never misses a key created at the same moment.
+"""
 
 import secrets
 import uuid
@@ -12,6 +16,7 @@ from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast, ExpiryTooLa
 from app.api_keys.models import ApiKey
 from app.core.security import digest, new_secret
 from app.db.base import utcnow
+from app.users import service as users_service
 from app.users.models import User
 
 KEY_PREFIX = "pfb"
@@ -63,7 +68,9 @@ async def create(
     """Create a key for `user`; return it with the plaintext key, which is not stored.
 
     A key created by another key (`parent`) never outlives it and is revoked with it; its
-    scopes are the caller's to check (a key cannot grant more than it holds).
+    scopes are the caller's to check (a key cannot grant more than it holds). The caller holds
+    the user's credential lock and checked, after taking it, that the credential creating the
+    key is still live (`is_live` for a parent).
     """
     expires_at = _expiry(
         expires_at, now=now, default_ttl=default_ttl, max_ttl=max_ttl, parent=parent
@@ -96,7 +103,24 @@ async def list_keys(
     return page.all(), total
 
 
-async def _revoke_with_descendants(session: AsyncSession, key_ids: list[uuid.UUID]) -> None:
+async def is_live(*, session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
+    """Whether the key is neither revoked nor expired, as committed when this is sent."""
+    row = (
+        await session.execute(
+            select(ApiKey.revoked_at, ApiKey.expires_at).where(ApiKey.id == key_id)
+        )
+    ).one_or_none()
+    if row is None or row.revoked_at is not None:
+        return False
+    return row.expires_at is None or row.expires_at > now
+
+
+async def _revoke_with_descendants(
+    session: AsyncSession, user_id: uuid.UUID, key_ids: list[uuid.UUID]
+) -> None:
+    # The lock first: a key being created from one of these commits before, and is found
+    # among the children below; one created later sees its parent revoked.
+    await users_service.lock(session=session, user_id=user_id)
     now = utcnow()
     while key_ids:
         await session.execute(
@@ -122,11 +146,12 @@ async def get(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> ApiKey
 async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
     """Revoke one of the user's keys and every key it created; 404 for anyone else's."""
     api_key = await get(session=session, user=user, key_id=key_id)
-    await _revoke_with_descendants(session, [api_key.id])
+    await _revoke_with_descendants(session, user.id, [api_key.id])
 
 
 async def revoke_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
-    """Revoke every key of the user (account recovery, deactivation)."""
+    """Revoke every key of the user (recovery, deactivation), those being created included."""
+    await users_service.lock(session=session, user_id=user_id)
     await session.execute(
         update(ApiKey)
         .where(ApiKey.user_id == user_id, ApiKey.revoked_at.is_(None))
@@ -153,6 +178,10 @@ async def authenticate(*, session: AsyncSession, key: str) -> tuple[ApiKey, User
     if api_key.expires_at is not None and api_key.expires_at <= now:
         return None
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
+        # The owner's lock before the key's row, the order every credential write keeps: a
+        # request that writes the key then waits for the lock (to create a key, say) would
+        # otherwise deadlock with a revocation that holds the lock and waits for the key.
+        await users_service.lock(session=session, user_id=user.id)
         api_key.last_used_at = now
         await session.flush()
     return api_key, user

@@ -1,7 +1,15 @@
-"""Login, refresh-token rotation with re-use detection, session liveness and logout."""
+"""Login, refresh-token rotation with re-use detection, session liveness and logout.
+
+Every transaction here that writes a user's refresh tokens (a login, a rotation, a logout or
+any other revocation) first takes the user's credential lock (`users_service.lock`): they run
+one at a time per user, so a revocation never misses a token a rotation in flight inserts, and
+a rotation never goes ahead after a revocation (docs/auth.md, "Revocation and requests in
+flight").
+"""
 
 import uuid
 from datetime import datetime, timedelta
+from typing import NoReturn
 
 import structlog
 from sqlalchemy import ColumnElement, bindparam, select, update
@@ -33,6 +41,7 @@ async def authenticate(
     """Return the active user with these credentials, or raise the same 401 for every failure.
 
     An unknown email is verified against a dummy hash, so it costs as long as a known one.
+    On success the user's credential lock is held, for the tokens the login issues.
     """
     if not could_be_email(email):
         # No account can have it: never send it to the database, fail like any unknown email.
@@ -43,17 +52,31 @@ async def authenticate(
     # End the read before hashing (~100 ms): no connection, and on SQLite no lock, is held
     # while the password is checked.
     await session.commit()
-    valid, updated_hash = await hasher.verify(password, user.hashed_password if user else None)
+    checked_hash = user.hashed_password if user else None
+    valid, updated_hash = await hasher.verify(password, checked_hash)
     if user is None or not valid or not user.is_active:
         await throttle.record_failure(email)
         # The error response rolls the request's transaction back; the failure must stay counted.
         await session.commit()
         log.info("login_failed")
         raise InvalidCredentials
+    if not await _still_valid(session, user, checked_hash):
+        log.info("login_failed", reason="changed_meanwhile")
+        raise InvalidCredentials
     if updated_hash is not None:  # e.g. a bcrypt hash from before: now Argon2id
         user.hashed_password = updated_hash
     await throttle.clear(email)
     return user
+
+
+async def _still_valid(session: AsyncSession, user: User, checked_hash: str | None) -> bool:
+    """Take the user's credential lock; whether the password just checked still opens the account.
+
+    A password reset or a deactivation may have committed while the password was hashed,
+    unlocked: the session this login would start must not outlive it.
+    """
+    locked = await users_service.lock(session=session, user_id=user.id)
+    return locked is not None and locked.is_active and locked.hashed_password == checked_hash
 
 
 def could_be_email(value: str) -> bool:
@@ -72,6 +95,8 @@ async def issue_tokens(
     """Sign an access token and store a new refresh token (a new family unless given).
 
     A new family is a login (authenticated now); a rotation passes on the family's login time.
+    The caller holds the user's credential lock and checked, after taking it, that the user may
+    have the token (`authenticate`, `rotate`).
     """
     now = utcnow()
     family_id = family_id or uuid.uuid4()
@@ -99,31 +124,57 @@ async def issue_tokens(
 
 
 async def _revoke_families(
-    session: AsyncSession, *conditions: ColumnElement[bool], now: datetime
+    session: AsyncSession, user_id: uuid.UUID, *conditions: ColumnElement[bool], now: datetime
 ) -> None:
+    """Revoke the user's live tokens that match `conditions`.
+
+    The credential lock first: a login or rotation of this user in flight commits before the
+    UPDATE runs, which then sees its new token (under READ COMMITTED an UPDATE sees only rows
+    committed when it starts); one that starts later waits, then sees the revocation.
+    """
+    await users_service.lock(session=session, user_id=user_id)
     await session.execute(
         update(RefreshToken)
-        .where(*conditions, RefreshToken.revoked_at.is_(None))
+        .where(RefreshToken.user_id == user_id, *conditions, RefreshToken.revoked_at.is_(None))
         .values(revoked_at=now)
     )
 
 
 async def _revoke_reused_family(session: AsyncSession, stored: RefreshToken, now: datetime) -> None:
     """A retired token came back: it was copied. Revoke its family, whatever its age."""
-    await _revoke_families(session, RefreshToken.family_id == stored.family_id, now=now)
+    await _revoke_families(
+        session, stored.user_id, RefreshToken.family_id == stored.family_id, now=now
+    )
     # Committed before the 401: the failed request must not roll the revocation back.
     await session.commit()
     log.warning("refresh_token_reuse", user_id=str(stored.user_id))
 
 
 async def _claim(session: AsyncSession, stored: RefreshToken, now: datetime) -> bool:
-    """Mark the token rotated; False when a concurrent request rotated it first."""
+    """Mark the token rotated; False when it was rotated or revoked since it was read.
+
+    Sent after the credential lock, so it sees a revocation that committed meanwhile.
+    """
     claimed = await session.execute(
         update(RefreshToken)
-        .where(RefreshToken.id == stored.id, RefreshToken.rotated_at.is_(None))
+        .where(
+            RefreshToken.id == stored.id,
+            RefreshToken.rotated_at.is_(None),
+            RefreshToken.revoked_at.is_(None),
+        )
         .values(rotated_at=now)
     )
     return bool(claimed.rowcount == 1)  # type: ignore[attr-defined]
+
+
+async def _refuse(session: AsyncSession, stored: RefreshToken, *, read_again: bool) -> NoReturn:
+    """Refuse a token that cannot be claimed: revoked, or re-used (which revokes its family)."""
+    if read_again:  # the claim failed: tell a revocation meanwhile from a concurrent rotation
+        await session.refresh(stored, ["rotated_at", "revoked_at"])
+    if stored.rotated_at is None:
+        raise InvalidToken("The refresh token is invalid, revoked or expired.")
+    await _revoke_reused_family(session, stored, now=utcnow())
+    raise InvalidToken("The refresh token was already used; the session is revoked.")
 
 
 async def rotate(*, session: AsyncSession, auth: AuthSettings, refresh_token: str) -> TokenPair:
@@ -135,12 +186,13 @@ async def rotate(*, session: AsyncSession, auth: AuthSettings, refresh_token: st
     unused = stored is not None and stored.rotated_at is None
     if stored is None or (unused and (stored.revoked_at is not None or stored.expires_at <= now)):
         raise InvalidToken("The refresh token is invalid, revoked or expired.")
-    if not unused or not await _claim(session, stored, now=now):
-        await _revoke_reused_family(session, stored, now=now)
-        raise InvalidToken("The refresh token was already used; the session is revoked.")
-    user = await users_service.get(session=session, user_id=stored.user_id)
+    # Before any write, and replacing the user's load: what was read above may be stale,
+    # what is checked from here on is not.
+    user = await users_service.lock(session=session, user_id=stored.user_id)
     if user is None or not user.is_active:
         raise InvalidToken
+    if not unused or not await _claim(session, stored, now=now):
+        await _refuse(session, stored, read_again=unused)
     return await issue_tokens(
         session=session,
         auth=auth,
@@ -178,18 +230,21 @@ async def session_user(
 
 async def logout(*, session: AsyncSession, refresh_token: str) -> None:
     """Revoke the family of this refresh token (unknown tokens are ignored)."""
-    family_id = await session.scalar(
-        select(RefreshToken.family_id).where(RefreshToken.token_hash == digest(refresh_token))
-    )
-    if family_id is not None:
-        await _revoke_families(session, RefreshToken.family_id == family_id, now=utcnow())
+    found = (
+        await session.execute(
+            select(RefreshToken.user_id, RefreshToken.family_id).where(
+                RefreshToken.token_hash == digest(refresh_token)
+            )
+        )
+    ).one_or_none()
+    if found is not None:
+        user_id, family_id = found
+        await _revoke_families(session, user_id, RefreshToken.family_id == family_id, now=utcnow())
 
 
 async def logout_all(
     *, session: AsyncSession, user_id: uuid.UUID, keep_session: uuid.UUID | None = None
 ) -> None:
     """Revoke every refresh token family of the user, except `keep_session` when given."""
-    conditions = [RefreshToken.user_id == user_id]
-    if keep_session is not None:
-        conditions.append(RefreshToken.family_id != keep_session)
-    await _revoke_families(session, *conditions, now=utcnow())
+    conditions = [] if keep_session is None else [RefreshToken.family_id != keep_session]
+    await _revoke_families(session, user_id, *conditions, now=utcnow())

@@ -21,6 +21,26 @@ async def get(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
     return await session.get(User, user_id)
 
 
+async def lock(*, session: AsyncSession, user_id: uuid.UUID) -> User | None:
+    """Lock the user's row until the transaction ends and return it as committed; None if gone.
+
+    Every transaction that issues, rotates or revokes the user's credentials (refresh tokens,
+    API keys) takes this lock first, so they run one after the other: a revocation waits for
+    a rotation in flight and then sees its new token, and a rotation that comes after sees
+    the revocation. Only statements sent after this one see what the holder committed, so
+    what the caller checks, it checks afterwards. `FOR NO KEY UPDATE` leaves rows that merely
+    reference the user (an item being created) free; on SQLite, whose writers already run
+    one at a time (`BEGIN IMMEDIATE`), there is no such clause and none is sent.
+    """
+    statement = (
+        select(User)
+        .where(User.id == user_id)
+        .with_for_update(key_share=True)
+        .execution_options(populate_existing=True)
+    )
+    return await session.scalar(statement)
+
+
 async def get_by_email(*, session: AsyncSession, email: str) -> User | None:
     """Return the user with this (normalised) email, or None."""
     return await session.scalar(select(User).where(User.email == email))
