@@ -203,3 +203,33 @@ async def test_a_connection_closed_while_the_database_is_silent_logs_a_warning(
     assert (closing["level"], closing["event"][-14:]) == ("warning", ": TimeoutError")
     assert "Traceback" not in logs.stream.getvalue()
     assert elapsed < 1.5  # bounded by the command timeout
+
+
+async def test_a_deadlock_the_server_broke_is_an_outage_not_a_bug(pg_url: str) -> None:
+    """Two transactions lock two rows in opposite orders: PostgreSQL rolls one back (40P01),
+    which succeeds when tried again: a 503 with Retry-After, not a 500."""
+    engine = create_engine(make_settings(DATABASE_URL=pg_url).database, application_name="t")
+    try:
+        async with engine.begin() as setup:
+            await setup.execute(text("CREATE TABLE IF NOT EXISTS outage_deadlock (id int)"))
+            await setup.execute(text("INSERT INTO outage_deadlock VALUES (1), (2)"))
+        first, second = await engine.connect(), await engine.connect()
+        lock = "UPDATE outage_deadlock SET id = id WHERE id = {}"
+        await first.execute(text(lock.format(1)))
+        await second.execute(text(lock.format(2)))
+        outcomes = await asyncio.gather(
+            first.execute(text(lock.format(2))),
+            second.execute(text(lock.format(1))),
+            return_exceptions=True,
+        )
+        await first.rollback()
+        await second.rollback()
+        await first.close()
+        await second.close()
+    finally:
+        async with engine.begin() as cleanup:
+            await cleanup.execute(text("DROP TABLE IF EXISTS outage_deadlock"))
+        await engine.dispose()
+    [error] = [outcome for outcome in outcomes if isinstance(outcome, BaseException)]
+    assert getattr(getattr(error, "orig", None), "sqlstate", None) == "40P01"
+    assert is_database_unavailable(error)

@@ -101,12 +101,14 @@ async def _spend(session: AsyncSession, token: str, purpose: str) -> tuple[User,
     )
     if stored is None or stored.used_at is not None or stored.expires_at <= now:
         raise InvalidActionToken
+    # The user's row before any token row, as every credential write takes them (a reset
+    # racing a password change would otherwise deadlock: each holds what the other waits for).
+    user = await users_service.lock(session=session, user_id=stored.user_id)
     spent = await session.execute(
         update(ActionToken)
         .where(ActionToken.id == stored.id, ActionToken.used_at.is_(None))
         .values(used_at=now)
     )
-    user = await users_service.get(session=session, user_id=stored.user_id)
     # An email-change token carries the new address, not the current one; what ties it to the
     # account as it was is that every email change (and every flow that ends the account's
     # access) voids every outstanding token, this one included.

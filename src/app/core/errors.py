@@ -169,9 +169,11 @@ class UpstreamTimeoutError(AppError):
 DATABASE_UNAVAILABLE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.TimeoutError)
 # PostgreSQL SQLSTATEs that mean the same (drivers report them as generic DBAPI errors):
 # connection exceptions (08), insufficient resources such as too many connections (53),
-# operator intervention: shutdown, restart, statement timeout (57), and lock_timeout (55P03).
+# operator intervention: shutdown, restart, statement timeout (57), lock_timeout (55P03), and
+# a transaction the server rolled back to break a deadlock (40P01) or a serialization conflict
+# (40001): each succeeds when tried again.
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
-_UNAVAILABLE_SQLSTATES = frozenset({"55P03"})
+_UNAVAILABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
 # Redis failing where it is required (fail-closed paths): a connection error, timeout, or the
 # client's circuit breaker refusing while Redis rests (a `ConnectionError` too).
 REDIS_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
