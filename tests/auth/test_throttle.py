@@ -4,11 +4,13 @@ These are one client's view (the account's slower answers stay under a second he
 rules across clients are attacked in tests/security/test_login_lockout.py.
 """
 
+import asyncio
 import hashlib
 import time
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Protocol
 
 import pytest
 from fastapi import FastAPI
@@ -67,29 +69,41 @@ def clock() -> Clock:
 async def fail_at(
     throttle: LoginThrottle, clock: Clock, *seconds: float, email: str = EMAIL
 ) -> None:
-    """Record one failed login for `email` at each of `seconds` (offsets from the start)."""
+    """Make one allowed attempt for `email` at each of `seconds` (offsets from the start).
+
+    Each counts as a failed login: an attempt is counted before its password is checked.
+    """
     for second in seconds:
         clock.at(second)
-        await throttle.record_failure(email)
+        await throttle.reserve(email)
 
 
 async def retry_after(throttle: LoginThrottle, email: str = EMAIL) -> int:
-    """Assert that `email` is blocked now and return the Retry-After it was given."""
+    """Assert that an attempt for `email` is refused now and return its Retry-After."""
     with pytest.raises(RateLimitedError) as info:
-        await throttle.check(email)
+        await throttle.reserve(email)
     assert info.value.status_code == 429
     return int(info.value.headers["Retry-After"])
 
 
-class ThrottleBehaviour:
-    """What every throttle must do; subclasses provide the `throttle` fixture."""
+class Make(Protocol):
+    """Builds a throttle on the store under test, sharing the test's clock."""
 
-    async def test_failures_under_the_limit_do_not_block(
+    def __call__(self, rules: ThrottleRules = RULES, client: str = CLIENT) -> LoginThrottle: ...
+
+
+class ThrottleBehaviour:
+    """What every throttle must do; subclasses provide the `make` fixture."""
+
+    @pytest.fixture
+    def throttle(self, make: Make) -> LoginThrottle:
+        return make()
+
+    async def test_attempts_up_to_the_limit_are_allowed_and_counted(
         self, throttle: LoginThrottle, clock: Clock
     ) -> None:
-        await throttle.check(EMAIL)
-        await fail_at(throttle, clock, *range(MAX_ATTEMPTS - 1))
-        await throttle.check(EMAIL)
+        await fail_at(throttle, clock, *range(MAX_ATTEMPTS))
+        assert await retry_after(throttle) == WINDOW - (MAX_ATTEMPTS - 1)
 
     async def test_the_limit_blocks_with_whole_seconds_to_wait(
         self, throttle: LoginThrottle, clock: Clock
@@ -98,20 +112,20 @@ class ThrottleBehaviour:
         clock.at(25.5)
         # The failure at 0 leaves the window at 60: 34.5 seconds, rounded up.
         assert await retry_after(throttle) == 35
-        assert await retry_after(throttle) == 35  # every further attempt is refused too
+        # A refused attempt is not counted: the wait stays the same.
+        assert await retry_after(throttle) == 35
 
     async def test_other_emails_are_unaffected(self, throttle: LoginThrottle, clock: Clock) -> None:
         await fail_at(throttle, clock, 0, 1, 2)
         assert await retry_after(throttle) == 58
-        await throttle.check(OTHER)
-        await throttle.check(EMAIL.upper())  # emails come normalised; the key is taken as given
+        await throttle.reserve(OTHER)
+        await throttle.reserve(EMAIL.upper())  # emails come normalised; the key is taken as given
 
     async def test_failures_older_than_the_window_stop_counting(
         self, throttle: LoginThrottle, clock: Clock
     ) -> None:
-        await fail_at(throttle, clock, 0, 61, 62)
-        await throttle.check(EMAIL)
-        await fail_at(throttle, clock, 63)
+        # The attempt at 63 is allowed: the failure at 0 no longer counts.
+        await fail_at(throttle, clock, 0, 61, 62, 63)
         assert await retry_after(throttle) == 58  # counted from the failure at 61
 
     async def test_the_block_lifts_when_the_window_passes(
@@ -120,21 +134,20 @@ class ThrottleBehaviour:
         await fail_at(throttle, clock, 0, 10, 20)
         clock.at(59.5)
         assert await retry_after(throttle) == 1
-        clock.at(60)
-        await throttle.check(EMAIL)
-        # The window slides: one more failure blocks again until the one at 10 leaves.
+        # The window slides: the attempt at 60 is allowed, and blocks until the one at 10 leaves.
         await fail_at(throttle, clock, 60)
         assert await retry_after(throttle) == 10
 
     async def test_retry_after_waits_for_the_count_to_drop_below_the_limit(
-        self, throttle: LoginThrottle, clock: Clock
+        self, make: Make, clock: Clock
     ) -> None:
-        # Concurrent logins can all pass `check` and record more failures than the limit.
-        await fail_at(throttle, clock, 0, 10, 20, 30, 40)
+        # More failures than the limit: counted under a higher LOGIN_MAX_ATTEMPTS, since lowered.
+        looser = ThrottleRules(max_attempts=5, window_seconds=WINDOW, max_delay_seconds=1)
+        await fail_at(make(looser), clock, 0, 10, 20, 30, 40)
         clock.at(45)
+        throttle = make(RULES)
         assert await retry_after(throttle) == 35  # at 80, only 30 and 40 are left
-        clock.at(80)
-        await throttle.check(EMAIL)
+        await fail_at(throttle, clock, 80)
 
     async def test_clear_lifts_the_block_of_that_email_only(
         self, throttle: LoginThrottle, clock: Clock
@@ -142,13 +155,20 @@ class ThrottleBehaviour:
         await fail_at(throttle, clock, 0, 1, 2)
         await fail_at(throttle, clock, 0, 1, 2, email=OTHER)
         await throttle.clear(EMAIL)
-        await throttle.check(EMAIL)
         assert await retry_after(throttle, OTHER) == 58
         # Counting starts afresh after a clear.
-        await fail_at(throttle, clock, 3, 4)
-        await throttle.check(EMAIL)
-        await fail_at(throttle, clock, 5)
+        await fail_at(throttle, clock, 2, 3, 4)
         assert await retry_after(throttle) == 58
+
+    async def test_the_account_waits_longer_after_each_failure_from_anywhere(
+        self, make: Make, clock: Clock
+    ) -> None:
+        for n in range(MAX_ATTEMPTS):
+            await fail_at(make(client=f"192.0.2.{n}"), clock, 0)
+        # One attempt per second (the cap here) from all clients together, each one counted.
+        assert await retry_after(make(client="192.0.2.100")) == 1
+        await fail_at(make(client="192.0.2.101"), clock, 1)
+        assert await retry_after(make(client="192.0.2.102")) == 1
 
 
 @pytest.fixture
@@ -160,11 +180,14 @@ async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
 
 class TestDatabaseLoginThrottle(ThrottleBehaviour):
     @pytest.fixture
-    def throttle(self, session: AsyncSession, clock: Clock) -> DatabaseLoginThrottle:
-        return DatabaseLoginThrottle(session, client=CLIENT, rules=RULES, now=clock.datetime)
+    def make(self, session: AsyncSession, clock: Clock) -> Make:
+        def make(rules: ThrottleRules = RULES, client: str = CLIENT) -> LoginThrottle:
+            return DatabaseLoginThrottle(session, client=client, rules=rules, now=clock.datetime)
 
-    async def test_old_failures_are_pruned_on_record(
-        self, app: FastAPI, throttle: DatabaseLoginThrottle, clock: Clock
+        return make
+
+    async def test_old_failures_are_pruned_when_an_attempt_is_counted(
+        self, app: FastAPI, throttle: LoginThrottle, clock: Clock
     ) -> None:
         await fail_at(throttle, clock, 0)
         await fail_at(throttle, clock, 0, email=OTHER)
@@ -198,14 +221,28 @@ async def prefix(redis: Redis) -> AsyncIterator[str]:
         await redis.delete(*keys)
 
 
-def redis_throttle(redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
-    return RedisLoginThrottle(redis, client=CLIENT, rules=RULES, now=clock.timestamp, prefix=prefix)
+def redis_throttle(
+    redis: Redis, prefix: str, clock: Clock, rules: ThrottleRules = RULES, client: str = CLIENT
+) -> RedisLoginThrottle:
+    return RedisLoginThrottle(redis, client=client, rules=rules, now=clock.timestamp, prefix=prefix)
 
 
 class TestRedisLoginThrottle(ThrottleBehaviour):
     @pytest.fixture
-    def throttle(self, redis: Redis, prefix: str, clock: Clock) -> RedisLoginThrottle:
-        return redis_throttle(redis, prefix, clock)
+    def make(self, redis: Redis, prefix: str, clock: Clock) -> Make:
+        def make(rules: ThrottleRules = RULES, client: str = CLIENT) -> LoginThrottle:
+            return redis_throttle(redis, prefix, clock, rules, client)
+
+        return make
+
+    async def test_concurrent_attempts_take_turns_at_the_limit(
+        self, throttle: LoginThrottle, clock: Clock
+    ) -> None:
+        outcomes = await asyncio.gather(
+            *(throttle.reserve(EMAIL) for _ in range(4 * MAX_ATTEMPTS)), return_exceptions=True
+        )
+        assert outcomes.count(None) == MAX_ATTEMPTS
+        assert all(isinstance(outcome, RateLimitedError) for outcome in outcomes if outcome)
 
     async def test_the_keys_are_digests_that_expire(
         self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
@@ -252,9 +289,8 @@ async def test_create_login_throttle_uses_the_database_without_redis(
         client=CLIENT,
     )
     assert isinstance(throttle, DatabaseLoginThrottle)
-    await throttle.record_failure(EMAIL)
-    await throttle.check(EMAIL)
-    await throttle.record_failure(EMAIL)
+    await throttle.reserve(EMAIL)
+    await throttle.reserve(EMAIL)
     assert 29 <= await retry_after(throttle) <= 30  # the real clock: settings took effect
 
 
@@ -265,9 +301,8 @@ async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None
     assert isinstance(throttle, FallbackLoginThrottle)
     email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
     try:
-        await throttle.record_failure(email)
-        await throttle.check(email)
-        await throttle.record_failure(email)
+        await throttle.reserve(email)
+        await throttle.reserve(email)
         assert 29 <= await retry_after(throttle, email) <= 30
         assert await redis.exists("login-failures:" + hashlib.sha256(email.encode()).hexdigest())
     finally:
@@ -286,14 +321,15 @@ async def test_while_redis_is_down_the_database_keeps_counting(
     )
     try:
         with log_lines() as logs:
-            await throttle.record_failure(EMAIL)
-            await throttle.check(EMAIL)
-            await throttle.record_failure(EMAIL)
+            await throttle.reserve(EMAIL)
+            await throttle.reserve(EMAIL)
             with pytest.raises(RateLimitedError):
-                await throttle.check(EMAIL)
+                await throttle.reserve(EMAIL)
+            await throttle.clear(EMAIL)
+            await throttle.reserve(EMAIL)
         assert {line["operation"] for line in logs.events("login_throttle_fallback")} == {
-            "record_failure",
-            "check",
+            "reserve",
+            "clear",
         }
     finally:
         await dead.aclose()

@@ -1,7 +1,7 @@
 """Account flows that span users, sessions and keys: one named home for each, called by routers.
 
 Each flow is a service-level function (keyword-only, session first, flushes, never commits;
-`IdentityCheck` commits a failed password check, as a login does).
+`IdentityCheck` commits the count of a password check before checking, as a login does).
 """
 
 import uuid

@@ -36,12 +36,13 @@ class IdentityCheck:
     async def check_password(self, principal: Principal, password: str) -> None:
         """Raise `WrongPassword` unless `password` is the caller's; failures count like logins."""
         user = principal.user
-        await self.throttle.check(user.email)
+        # Counted as failed before the check, in the step that checks the limit (see login).
+        await self.throttle.reserve(user.email)
+        # Published before hashing, and kept although the error rolls the request back; no
+        # connection, nor on SQLite the write lock, is held while the password is checked.
+        await self.session.commit()
         valid, _ = await self.hasher.verify(password, user.hashed_password)
         if not valid:
-            await self.throttle.record_failure(user.email)
-            # The error rolls the request's transaction back; the failure must stay counted.
-            await self.session.commit()
             log.info("password_check_failed", user_id=str(user.id))
             raise WrongPassword("The current password is incorrect.")
         await self.throttle.clear(user.email)

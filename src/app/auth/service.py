@@ -41,23 +41,23 @@ async def authenticate(
     """Return the active user with these credentials, or raise the same 401 for every failure.
 
     An unknown email is verified against a dummy hash, so it costs as long as a known one.
+    The attempt counts as a failed login from the start; a success forgets this client's.
     On success the user's credential lock is held, for the tokens the login issues.
     """
     if not could_be_email(email):
         # No account can have it: never send it to the database, fail like any unknown email.
         await hasher.verify(password, None)
         raise InvalidCredentials
-    await throttle.check(email)
+    # Counted as failed before the password is checked, in the step that checks the limit:
+    # concurrent guesses cannot all pass the limit before any of them is counted.
+    await throttle.reserve(email)
     user = await users_service.get_by_email(session=session, email=email)
-    # End the read before hashing (~100 ms): no connection, and on SQLite no lock, is held
-    # while the password is checked.
+    # Before hashing (~100 ms): the count is published (and stays although the answer is 401),
+    # and no connection, nor on SQLite the write lock, is held while the password is checked.
     await session.commit()
     checked_hash = user.hashed_password if user else None
     valid, updated_hash = await hasher.verify(password, checked_hash)
     if user is None or not valid or not user.is_active:
-        await throttle.record_failure(email)
-        # The error response rolls the request's transaction back; the failure must stay counted.
-        await session.commit()
         log.info("login_failed")
         raise InvalidCredentials
     if not await _still_valid(session, user, checked_hash):

@@ -8,6 +8,11 @@ Two rules, over the failed password checks of the last `window_seconds`:
   `max_delay_seconds`. An attacker spread over many addresses gets one guess per delay; the
   owner, from their own address, waits no longer than that.
 A successful login forgets that client's failures; the others' stay counted.
+
+An attempt is counted as a failure before its password is checked, in the same atomic step
+that decides whether it may be made at all (`reserve`); a success then forgets it with the
+client's other failures. Concurrent guesses therefore take turns at the limit: however many
+arrive at once, no more passwords are checked than the rules allow one at a time.
 """
 
 import hashlib
@@ -17,7 +22,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Protocol
+from typing import Any, Protocol
 
 import structlog
 from redis.asyncio import Redis
@@ -29,6 +34,7 @@ from app.auth.models import LoginFailure
 from app.core.errors import RateLimitedError
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
+from app.db.locks import lock_for_transaction
 
 log = structlog.get_logger(__name__)
 
@@ -38,11 +44,12 @@ BLOCKED_DETAIL = "Too many failed logins for this account; try again later."
 class LoginThrottle(Protocol):
     """Counts the failed password checks of one client for an account, and of the account."""
 
-    async def check(self, email: str) -> None:
-        """Raise `RateLimitedError` when this client, or the account, must wait."""
+    async def reserve(self, email: str) -> None:
+        """Count an attempt at `email`'s password as failed, before it is checked.
 
-    async def record_failure(self, email: str) -> None:
-        """Count one failed password check for `email` from this client."""
+        Raises:
+            RateLimitedError: This client, or the account, must wait; nothing was counted.
+        """
 
     async def clear(self, email: str) -> None:
         """Forget this client's failures for `email`, after it proved the password."""
@@ -75,16 +82,22 @@ class ThrottleRules:
         """Raise `RateLimitedError` with `Retry-After` when there is a wait."""
         seconds = self.wait(now, client, account)
         if seconds > 0:
-            # Whole seconds, rounded up: retrying after Retry-After must not be refused again.
-            raise RateLimitedError(BLOCKED_DETAIL, retry_after=max(1, math.ceil(seconds)))
+            raise refusal(seconds)
+
+
+def refusal(seconds: float) -> RateLimitedError:
+    """The 429 of an attempt that must wait `seconds`."""
+    # Whole seconds, rounded up: retrying after Retry-After must not be refused again.
+    return RateLimitedError(BLOCKED_DETAIL, retry_after=max(1, math.ceil(seconds)))
 
 
 class DatabaseLoginThrottle:
     """A login throttle that keeps failures as rows, for deployments without Redis.
 
     It works in the login request's own session: one connection per request, which SQLite
-    needs (it has one writer). The caller commits; `auth.service.authenticate` does so before
-    it answers 401, so a failure stays counted although the request fails.
+    needs (it has one writer). The caller commits after `reserve`, before it checks the
+    password: that publishes the count to the other attempts, ends their wait for this one's
+    turn, and keeps the count although the request then fails.
     """
 
     def __init__(
@@ -109,23 +122,21 @@ class DatabaseLoginThrottle:
         query = query.order_by(LoginFailure.created_at.desc()).limit(limit)
         return [moment.timestamp() for moment in (await self._session.scalars(query)).all()]
 
-    async def check(self, email: str) -> None:
-        """Raise `RateLimitedError` when this client, or the account, must wait."""
+    async def reserve(self, email: str) -> None:
+        """Count this attempt as failed unless this client, or the account, must wait."""
+        # Attempts at one email take turns from here to the caller's commit, so each one reads
+        # every failure counted before it: read-then-insert without it lets a burst all pass.
+        await lock_for_transaction(self._session, f"login-throttle:{email}")
         now = self._now()
         since = now - timedelta(seconds=self._rules.window_seconds)
         client = await self._times(email, since, self._rules.max_attempts, client=True)
         account = await self._times(email, since, self._rules.account_failures_needed, client=False)
         self._rules.check(now.timestamp(), client, account)
-
-    async def record_failure(self, email: str) -> None:
-        """Count one failure and drop the account's failures that left the window."""
-        now = self._now()
         self._session.add(LoginFailure(email=email, client=self._client, created_at=now))
-        # Pruning on every write keeps the table bounded by recent failures only.
-        cutoff = now - timedelta(seconds=self._rules.window_seconds)
+        # Pruning on every count keeps the table bounded by recent failures only.
         await self._session.execute(
             delete(LoginFailure).where(
-                LoginFailure.email == email, LoginFailure.created_at <= cutoff
+                LoginFailure.email == email, LoginFailure.created_at <= since
             )
         )
         await self._session.flush()
@@ -142,6 +153,36 @@ class DatabaseLoginThrottle:
 def _digest(text: str) -> str:
     # A digest keeps addresses out of key listings, dumps and monitoring tools.
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+# `ThrottleRules.check` and the count, as one step no other command can come between.
+# KEYS: the account's failures, this client's (sorted sets scored by time in seconds).
+# ARGV: now, the window's start (both exact, as the caller wrote them), max_attempts,
+# window_seconds, max_delay_seconds, the keys' TTL and this attempt's member. Answers {1} when
+# the attempt was counted, else {0, seconds to wait} (a string: Redis cuts numbers to integers).
+RESERVE = """
+local now, limit = tonumber(ARGV[1]), tonumber(ARGV[3])
+local window, cap = tonumber(ARGV[4]), tonumber(ARGV[5])
+for _, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', ARGV[2])
+end
+local wait = 0
+local nth = redis.call('ZREVRANGE', KEYS[2], limit - 1, limit - 1, 'WITHSCORES')
+if #nth > 0 then wait = tonumber(nth[2]) + window - now end
+local excess = redis.call('ZCARD', KEYS[1]) - limit
+if excess >= 0 then
+  local newest = redis.call('ZREVRANGE', KEYS[1], 0, 0, 'WITHSCORES')
+  wait = math.max(wait, tonumber(newest[2]) + math.min(2 ^ excess, cap) - now)
+end
+if wait > 0 then
+  return {0, tostring(wait)}
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, ARGV[1], ARGV[7])
+  redis.call('EXPIRE', key, ARGV[6])
+end
+return {1}
+"""
 
 
 class RedisLoginThrottle:
@@ -166,29 +207,23 @@ class RedisLoginThrottle:
         account = self._prefix + _digest(email)
         return account, f"{account}:{self._client}"
 
-    async def check(self, email: str) -> None:
-        """Raise `RateLimitedError` when this client, or the account, must wait."""
-        account_key, client_key = self._keys(email)
-        now, rules = self._now(), self._rules
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in (account_key, client_key):
-                pipe.zremrangebyscore(key, "-inf", now - rules.window_seconds)
-            pipe.zrevrange(client_key, 0, rules.max_attempts - 1, withscores=True)
-            pipe.zrevrange(account_key, 0, rules.account_failures_needed - 1, withscores=True)
-            *_, client, account = await pipe.execute()
-        rules.check(now, [at for _, at in client], [at for _, at in account])
+    async def reserve(self, email: str) -> None:
+        """Count this attempt as failed unless this client, or the account, must wait.
 
-    async def record_failure(self, email: str) -> None:
-        """Count one failure; the keys disappear once their newest failure left the window."""
-        now = self._now()
-        window = math.ceil(self._rules.window_seconds)
-        async with self._redis.pipeline(transaction=True) as pipe:
-            for key in self._keys(email):
-                # Unique members, so two failures in the same instant count twice; the
-                # client's digest first, so `clear` finds its failures in the account's set.
-                pipe.zadd(key, {f"{self._client}:{uuid.uuid4().hex}": now})
-                pipe.expire(key, window)
-            await pipe.execute()
+        One script call: it reads the failures and adds this one atomically. The keys
+        disappear once their newest failure left the window.
+        """
+        now, rules = self._now(), self._rules
+        # Unique members, so two attempts in the same instant count twice; the client's
+        # digest first, so `clear` finds its failures in the account's set.
+        member = f"{self._client}:{uuid.uuid4().hex}"
+        args: list[str | int] = [repr(now), repr(now - rules.window_seconds), rules.max_attempts]
+        args += [repr(rules.window_seconds), repr(rules.max_delay_seconds)]
+        args += [math.ceil(rules.window_seconds), member]
+        script = self._redis.register_script(RESERVE)
+        answer: list[Any] = await script(keys=list(self._keys(email)), args=args)
+        if answer[0] != 1:
+            raise refusal(float(answer[1]))
 
     async def clear(self, email: str) -> None:
         """Forget this client's failures for `email` (an account holds a few dozen at most)."""
@@ -216,13 +251,9 @@ class FallbackLoginThrottle:
             log.warning("login_throttle_fallback", operation=method, error=type(exc).__name__)
             await getattr(self._fallback, method)(email)
 
-    async def check(self, email: str) -> None:
-        """Raise `RateLimitedError` when this client, or the account, must wait."""
-        await self._call("check", email)
-
-    async def record_failure(self, email: str) -> None:
-        """Count one failure."""
-        await self._call("record_failure", email)
+    async def reserve(self, email: str) -> None:
+        """Count this attempt as failed unless this client, or the account, must wait."""
+        await self._call("reserve", email)
 
     async def clear(self, email: str) -> None:
         """Forget this client's failures for `email`."""
