@@ -20,10 +20,10 @@ async def lock_for_transaction(session: AsyncSession, name: str) -> None:
     """Wait until no other transaction holds the lock on `name`, then hold it until this one ends.
 
     On PostgreSQL an advisory transaction lock (names whose digests collide only share a lock).
-    SQLite needs none: every transaction there begins IMMEDIATE (`db.session`), so it already
-    holds the database's one write lock. The session must be in a transaction (not one of
-    `create_read_session_factory`'s): with each statement committing alone, the lock would be
-    gone before the next statement.
+    SQLite needs none: every transaction there begins IMMEDIATE (`db.session`), so its first
+    statement takes the database's one write lock, held to the end. The session must be in a
+    transaction (not one of `create_read_session_factory`'s): with each statement committing
+    alone, the lock would be gone before the next statement.
     """
     if session.get_bind().dialect.name == "sqlite":
         return
