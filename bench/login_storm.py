@@ -1,9 +1,10 @@
 """Login storm: p99 of a cheap endpoint while a burst of logins hashes passwords.
 
 Starts the real server (one uvicorn worker, embedded SQLite, production Argon2 parameters),
-registers one account, then for DURATION seconds keeps CONCURRENCY logins in flight while
-probing GET /api/v1/health/live at a steady rate. Prints one JSON line with the probe's
-latency percentiles and the login throughput.
+registers one account per login in flight (a login counts against its account's throttle until
+it succeeds, so one account refuses more than five at once), then for DURATION seconds keeps
+CONCURRENCY logins in flight while probing GET /api/v1/health/live at a steady rate. Prints one
+JSON line with the probe's latency percentiles and the login throughput.
 
     uv run python bench/login_storm.py                # defaults
     uv run python bench/login_storm.py --hash-concurrency 64   # what unbounded threads do
@@ -24,8 +25,11 @@ from pathlib import Path
 import httpx2
 import servers
 
-EMAIL = "storm@example.com"
 PASSWORD = "correct horse battery"
+
+
+def email(worker: int) -> str:
+    return f"storm-{worker}@example.com"
 
 
 def server_env(database: Path, hash_concurrency: int | None) -> dict[str, str]:
@@ -43,12 +47,18 @@ def server_env(database: Path, hash_concurrency: int | None) -> dict[str, str]:
     return env
 
 
-async def storm(client: httpx2.AsyncClient, stop: float, logins: list[float]) -> None:
+async def register(client: httpx2.AsyncClient, worker: int) -> None:
+    created = await client.post(
+        "/api/v1/users", json={"email": email(worker), "password": PASSWORD}
+    )
+    created.raise_for_status()
+
+
+async def storm(client: httpx2.AsyncClient, worker: int, stop: float, logins: list[float]) -> None:
+    form = {"username": email(worker), "password": PASSWORD}
     while time.monotonic() < stop:
         started = time.perf_counter()
-        response = await client.post(
-            "/api/v1/auth/login", data={"username": EMAIL, "password": PASSWORD}
-        )
+        response = await client.post("/api/v1/auth/login", data=form)
         response.raise_for_status()
         logins.append(time.perf_counter() - started)
 
@@ -77,11 +87,9 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
             limits = httpx2.Limits(max_connections=args.concurrency + 8)
             base = f"http://127.0.0.1:{port}"
             async with httpx2.AsyncClient(base_url=base, limits=limits, timeout=60) as client:
-                created = await client.post(
-                    "/api/v1/users", json={"email": EMAIL, "password": PASSWORD}
-                )
-                created.raise_for_status()
-                # Six failures would trip the per-account throttle; the storm logs in correctly.
+                workers = range(args.concurrency)
+                await asyncio.gather(*(register(client, worker) for worker in workers))
+                # The storm logs in correctly, one login at a time per account: no throttle.
                 baseline: list[float] = []
                 await probe(client, time.monotonic() + 2, args.rate, baseline)
                 latencies: list[float] = []
@@ -89,7 +97,7 @@ async def run(args: argparse.Namespace) -> dict[str, object]:
                 stop = time.monotonic() + args.duration
                 await asyncio.gather(
                     probe(client, stop, args.rate, latencies),
-                    *(storm(client, stop, logins) for _ in range(args.concurrency)),
+                    *(storm(client, worker, stop, logins) for worker in workers),
                 )
     return {
         "benchmark": "login_storm",
