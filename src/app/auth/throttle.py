@@ -155,9 +155,10 @@ def _digest(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-# `ThrottleRules.check` and the count, as one step no other command can come between.
-# KEYS: the account's failures, this client's (sorted sets scored by time in seconds).
-# ARGV: now, the window's start (both exact, as the caller wrote them), max_attempts,
+# `ThrottleRules.wait` in Lua, and the count, as one step no other command can come between
+# (a change to the rules is made in both; tests/auth/test_throttle.py runs the same cases on
+# both stores). KEYS: the account's failures, this client's (sorted sets scored by time in
+# seconds). ARGV: now, the window's start (both exact, as the caller wrote them), max_attempts,
 # window_seconds, max_delay_seconds, the keys' TTL and this attempt's member. Answers {1} when
 # the attempt was counted, else {0, seconds to wait} (a string: Redis cuts numbers to integers).
 RESERVE = """
