@@ -286,16 +286,19 @@ async def test_garbage_key_is_refused(client: AsyncClient) -> None:
         (True, "good"),
         (True, "Basic eDp5"),
         (True, ""),
+        (None, "good"),  # an empty X-API-Key beside a good token
     ],
 )
 async def test_a_request_with_a_key_and_an_authorization_header_is_refused(
-    client: AsyncClient, key_is_good: bool, authorization: str
+    client: AsyncClient, key_is_good: bool | None, authorization: str
 ) -> None:
     # One credential a request: a bad one is never rescued by a good one beside it, whichever
     # is which (a token of another scheme, or an empty header, is a bad one), and two good ones
     # do not let the server guess which acts.
     headers = await signed_up(client, ALICE)
     key = (await create_key(client, headers))["key"] if key_is_good else "garbage"
+    if key_is_good is None:
+        key = ""
     token = headers if authorization == "good" else {"Authorization": authorization}
 
     response = await client.get(ME, headers={**token, **api_key(key)})

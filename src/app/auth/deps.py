@@ -104,9 +104,9 @@ async def get_principal(
     """
     resources = resources_of(request.app)
     verifier = resources.oidc_verifier
-    if api_key and "authorization" in request.headers:
+    if "x-api-key" in request.headers and "authorization" in request.headers:
         # Which of two credentials acts would be a guess, and a bad one beside a good one
-        # (a token of another scheme, or none at all, included) would pass unnoticed.
+        # (a token of another scheme, an empty header, or none at all) would pass unnoticed.
         raise InvalidToken("Send one credential: a bearer token or an X-API-Key, not both.")
     if api_key:
         found = await api_keys_service.authenticate(session=session, key=api_key)
