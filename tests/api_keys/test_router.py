@@ -416,3 +416,36 @@ async def test_every_operation_that_refuses_a_key_for_its_scopes_documents_the_4
                 refused.append(f"{method.upper()} {path}")
                 assert "403" in operation["responses"], refused[-1]
     assert "GET /auth/me" in refused  # the check met refusals, this one among them
+
+
+async def test_a_key_reaches_only_itself_and_the_keys_it_created(client: AsyncClient) -> None:
+    """A key never lists, reads or revokes its parent, a sibling or a broader key."""
+    session = await signed_up(client, ALICE)
+    manage = ["api-keys:read", "api-keys:write"]
+    broad = await create_key(client, session, name="broad")
+    parent = await create_key(client, session, name="parent", scopes=manage)
+    as_parent = api_key(parent["key"])
+    child = (
+        await client.post(KEYS, json={"name": "child", "scopes": manage}, headers=as_parent)
+    ).json()
+    as_child = api_key(child["key"])
+    grandchild = (await client.post(KEYS, json={"name": "grandchild"}, headers=as_child)).json()
+    sibling = (await client.post(KEYS, json={"name": "sibling"}, headers=as_parent)).json()
+
+    listed = {key["name"] for key in await list_keys(client, as_child)}
+    others = [broad, parent, sibling]
+    reads = [
+        (await client.get(f"{KEYS}/{key['id']}", headers=as_child)).status_code for key in others
+    ]
+    revokes = [
+        (await client.delete(f"{KEYS}/{key['id']}", headers=as_child)).status_code for key in others
+    ]
+    own = (await client.get(f"{KEYS}/{grandchild['id']}", headers=as_child)).status_code
+    everything = {key["name"] for key in await list_keys(client, session)}
+    revoked_own = await client.delete(f"{KEYS}/{grandchild['id']}", headers=as_child)
+
+    assert listed == {"child", "grandchild"}
+    assert reads == revokes == [404, 404, 404]
+    assert own == 200
+    assert everything == {"broad", "parent", "child", "grandchild", "sibling"}  # nothing revoked
+    assert revoked_own.status_code == 204

@@ -68,9 +68,16 @@ async def list_api_keys(
     request: Request,
     response: Response,
 ) -> ApiKeyPage:
-    """List your keys that are not revoked, newest first (prefix and metadata, never the key)."""
+    """List your keys that are not revoked, newest first (prefix and metadata, never the key).
+
+    Called with a key: that key and the keys it created, never its parent or another key.
+    """
     keys, total = await api_keys_service.list_keys(
-        session=session, user=principal.user, limit=page.limit, offset=page.offset
+        session=session,
+        user=principal.user,
+        limit=page.limit,
+        offset=page.offset,
+        within=principal.api_key,
     )
     result = ApiKeyPage(
         items=[ApiKeyRead.model_validate(key) for key in keys],
@@ -85,8 +92,13 @@ async def list_api_keys(
 
 @router.get("/{key_id}", name="read_api_key", responses=problem_responses(401, 403, 404))
 async def read_api_key(key_id: uuid.UUID, principal: Reader, session: SessionDep) -> ApiKeyRead:
-    """Return one of your keys that is not revoked (its prefix and metadata, never the key)."""
-    api_key = await api_keys_service.get(session=session, user=principal.user, key_id=key_id)
+    """Return one of your keys that is not revoked (its prefix and metadata, never the key).
+
+    Called with a key: only that key or one it created (404 for any other).
+    """
+    api_key = await api_keys_service.get(
+        session=session, user=principal.user, key_id=key_id, within=principal.api_key
+    )
     return ApiKeyRead.model_validate(api_key)
 
 
@@ -94,5 +106,10 @@ async def read_api_key(key_id: uuid.UUID, principal: Reader, session: SessionDep
     "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404)
 )
 async def revoke_api_key(key_id: uuid.UUID, principal: Writer, session: SessionDep) -> None:
-    """Revoke one of your keys; it, and every key it created, stop working at once."""
-    await api_keys_service.revoke(session=session, user=principal.user, key_id=key_id)
+    """Revoke one of your keys; it, and every key it created, stop working at once.
+
+    Called with a key: only that key or one it created (404 for any other).
+    """
+    await api_keys_service.revoke(
+        session=session, user=principal.user, key_id=key_id, within=principal.api_key
+    )

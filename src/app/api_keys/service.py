@@ -92,15 +92,33 @@ async def create(
 
 
 async def list_keys(
-    *, session: AsyncSession, user: User, limit: int, offset: int
+    *, session: AsyncSession, user: User, limit: int, offset: int, within: ApiKey | None = None
 ) -> tuple[Sequence[ApiKey], int]:
-    """Return one page of the user's keys that are not revoked, newest first, and the total."""
+    """Return one page of the user's keys that are not revoked, newest first, and the total.
+
+    `within`, the key a request came with, narrows them to it and the keys it created.
+    """
     live = select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
+    if within is not None:
+        live = live.where(ApiKey.id.in_(await _lineage(session, within)))
     total = await session.scalar(select(func.count()).select_from(live.subquery())) or 0
     page = await session.scalars(
         live.order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit).offset(offset)
     )
     return page.all(), total
+
+
+async def _lineage(session: AsyncSession, root: ApiKey) -> set[uuid.UUID]:
+    """The ids of `root` and of every live key it created, directly or through another."""
+    found = {root.id}
+    generation = [root.id]
+    while generation:
+        children = await session.scalars(
+            select(ApiKey.id).where(ApiKey.parent_id.in_(generation), ApiKey.revoked_at.is_(None))
+        )
+        generation = [key_id for key_id in children.all() if key_id not in found]
+        found.update(generation)
+    return found
 
 
 async def is_live(*, session: AsyncSession, key_id: uuid.UUID, now: datetime) -> bool:
@@ -135,17 +153,27 @@ async def _revoke_with_descendants(
         key_ids = list(children.all())
 
 
-async def get(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> ApiKey:
-    """Return one of the user's keys that is not revoked; 404 for anyone else's."""
+async def get(
+    *, session: AsyncSession, user: User, key_id: uuid.UUID, within: ApiKey | None = None
+) -> ApiKey:
+    """Return one of the user's keys that is not revoked; 404 for anyone else's.
+
+    `within`, the key a request came with, reaches only itself and the keys it created: a key
+    never acts on its parent or on a broader key of the same user (404, as for a stranger's).
+    """
     api_key = await session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id or api_key.revoked_at is not None:
+        raise ApiKeyNotFound(f"API key {key_id} was not found.")
+    if within is not None and api_key.id not in await _lineage(session, within):
         raise ApiKeyNotFound(f"API key {key_id} was not found.")
     return api_key
 
 
-async def revoke(*, session: AsyncSession, user: User, key_id: uuid.UUID) -> None:
+async def revoke(
+    *, session: AsyncSession, user: User, key_id: uuid.UUID, within: ApiKey | None = None
+) -> None:
     """Revoke one of the user's keys and every key it created; 404 for anyone else's."""
-    api_key = await get(session=session, user=user, key_id=key_id)
+    api_key = await get(session=session, user=user, key_id=key_id, within=within)
     await _revoke_with_descendants(session, user.id, [api_key.id])
 
 
