@@ -70,6 +70,21 @@ async def test_a_confirmed_local_account_is_linked(
     assert linked["id"] == str(local.id)
 
 
+@pytest.mark.parametrize(
+    "claimed",
+    ["JOSE\u0301@MU\u0308LLER.COM", "jos\u00e9@\uff4d\u00fc\uff4c\uff4c\uff45\uff52.com"],
+    ids=["nfd-upper-case", "fullwidth-domain"],
+)
+async def test_an_issuers_other_spelling_of_the_address_is_the_same_account(
+    app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey, claimed: str
+) -> None:
+    # Normalised like every address the API receives: linked, not a second account for it.
+    local = await create_local_account(app, "jos\u00e9@m\u00fcller.com", verified=True)
+    linked = await me(client, sign(rsa_key, KID, sub="jose-at-idp", email=claimed))
+    assert linked["id"] == str(local.id)
+    assert len(await stored_users(app)) == 1
+
+
 async def test_the_issuer_owns_the_email(
     app: FastAPI, client: AsyncClient, rsa_key: rsa.RSAPrivateKey
 ) -> None:

@@ -4,7 +4,6 @@ import structlog
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.exceptions import AccountLinkRefused, InvalidToken
-from app.auth.service import could_be_email
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
 from app.infra.oidc import OidcIdentity
@@ -14,21 +13,32 @@ from app.users.models import User
 from app.users.schemas import normalize_email
 
 MAX_SUBJECT_LENGTH = 255  # OIDC Core: `sub` is at most 255 ASCII characters
+MAX_EMAIL_LENGTH = 320
 
 log = structlog.get_logger(__name__)
 
 
 def _email_of(identity: OidcIdentity) -> str:
-    # The email column is required; a subject without one gets an address that cannot exist.
-    return normalize_email(identity.email or "") or normalize_email(
-        f"{identity.subject}@oidc.invalid"
-    )
+    """The account's email: the issuer's, normalised like every address the API receives.
+
+    Raises:
+        InvalidToken: the claim is no address.
+    """
+    if identity.email is None:
+        # The email column is required; a subject without one gets an address that cannot
+        # exist, and that no client can claim (the normaliser refuses `.invalid`).
+        return f"{identity.subject}@oidc.invalid".strip().lower()
+    try:
+        return normalize_email(identity.email)
+    except ValueError:
+        raise InvalidToken("The token's email is not valid.") from None
 
 
 def _check_storable(identity: OidcIdentity) -> None:
     if not 0 < len(identity.subject) <= MAX_SUBJECT_LENGTH or "\x00" in identity.subject:
         raise InvalidToken("The token's subject is not valid.")
-    if not could_be_email(_email_of(identity)):
+    email = _email_of(identity)
+    if len(email) > MAX_EMAIL_LENGTH or not email.isprintable():
         raise InvalidToken("The token's email is not valid.")
 
 

@@ -21,7 +21,7 @@ from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
 from app.jobs.deps import JobSenderDep
 from app.users import cache as users_cache
-from app.users.schemas import EMAIL_MAX_LENGTH, UserRead, normalize_email
+from app.users.schemas import EMAIL_MAX_LENGTH, UserRead
 
 # Every route here deals in local passwords or local tokens: with an external identity
 # provider (AUTH_PROVIDER=oidc) the routers are not included at all.
@@ -93,7 +93,7 @@ async def login(
         session=session,
         hasher=hasher,
         throttle=throttle,
-        email=normalize_email(form.username),
+        email=form.username,
         password=form.password,
     )
     return await auth_service.issue_tokens(session=session, auth=settings.auth, user=user)

@@ -24,10 +24,9 @@ from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 from app.users import service as users_service
 from app.users.models import User
+from app.users.schemas import normalize_email
 
 log = structlog.get_logger(__name__)
-
-MAX_EMAIL_LENGTH = 320
 
 
 async def authenticate(
@@ -40,14 +39,18 @@ async def authenticate(
 ) -> User:
     """Return the active user with these credentials, or raise the same 401 for every failure.
 
-    An unknown email is verified against a dummy hash, so it costs as long as a known one.
+    `email` is as the client typed it: it is normalised as registration stored it, so every
+    equivalent spelling finds the account and counts against the same throttle. An unknown
+    email is verified against a dummy hash, so it costs as long as a known one.
     The attempt counts as a failed login from the start; a success forgets this client's.
     On success the user's credential lock is held, for the tokens the login issues.
     """
-    if not could_be_email(email):
+    try:
+        email = normalize_email(email)
+    except ValueError:
         # No account can have it: never send it to the database, fail like any unknown email.
         await hasher.verify(password, None)
-        raise InvalidCredentials
+        raise InvalidCredentials from None
     # Counted as failed before the password is checked, in the step that checks the limit:
     # concurrent guesses cannot all pass the limit before any of them is counted.
     await throttle.reserve(email)
@@ -77,11 +80,6 @@ async def _still_valid(session: AsyncSession, user: User, checked_hash: str | No
     """
     locked = await users_service.lock(session=session, user_id=user.id)
     return locked is not None and locked.is_active and locked.hashed_password == checked_hash
-
-
-def could_be_email(value: str) -> bool:
-    """Whether `value` fits the email column and has no control characters."""
-    return len(value) <= MAX_EMAIL_LENGTH and value.isprintable()
 
 
 async def issue_tokens(

@@ -9,7 +9,7 @@ from app.db.base import Base, TimestampMixin, UUIDPrimaryKeyMixin
 
 
 class User(UUIDPrimaryKeyMixin, TimestampMixin, Base):
-    """A person or service that signs in; `email` is stored normalised (trimmed, lower case)."""
+    """A person or service that signs in; `email` is stored normalised (`normalize_email`)."""
 
     __tablename__ = "users"
 

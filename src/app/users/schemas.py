@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, EmailStr, Field, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, validate_email
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.core.types import Bool, Text
@@ -12,8 +12,19 @@ from app.db.pagination import Page
 
 
 def normalize_email(email: str) -> str:
-    """Trim and lower-case an email, so uniqueness and look-ups ignore case."""
-    return email.strip().lower()
+    """Return the one form of an address that is stored, looked up and compared.
+
+    Every email the API receives goes through here before any look-up (registration, login,
+    reset, email change, the first superuser, an issuer's claim), so equivalent spellings are
+    one account: the text is trimmed and put in Unicode NFC (a decomposed `é` is the composed
+    one), the domain goes through IDNA (a fullwidth `example.com` is the ASCII one,
+    `xn--caf-dma.com` is `café.com`), and the whole is lower-cased.
+
+    Raises:
+        ValueError: `email` is not an address (a pydantic error, so a schema reports it).
+    """
+    _, address = validate_email(email)
+    return address.lower()
 
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, which email-validator enforces
@@ -26,7 +37,7 @@ _EMAIL_SCHEMA = {
     "pattern": r"@[^@]+\.(?!(?:arpa|invalid|local|localhost|onion|test)$)[^.@]+$",
 }
 Email = Annotated[
-    EmailStr, AfterValidator(normalize_email), WithJsonSchema(_EMAIL_SCHEMA, mode="validation")
+    str, AfterValidator(normalize_email), WithJsonSchema(_EMAIL_SCHEMA, mode="validation")
 ]
 Password = Annotated[Text, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
 FullName = Annotated[Text, Field(min_length=1, max_length=200)]

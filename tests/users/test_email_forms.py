@@ -1,0 +1,131 @@
+"""Every spelling of an address is one account: registration, login, reset and look-ups agree.
+
+A review registered an address with a decomposed `é` and could not log in with the very string
+it registered (401): registration put the address in NFC and through IDNA, the login only
+trimmed and lower-cased it. One normaliser now serves every email the API receives.
+"""
+
+import uuid
+from typing import Any
+
+import jwt
+import pytest
+from fastapi import FastAPI
+from httpx2 import AsyncClient
+
+from app.deps import resources_of
+from tests.harness import assert_problem, log_lines
+from tests.identity import DEFAULT_PASSWORD, bearer, mailed_token, register
+
+pytestmark = pytest.mark.anyio
+
+USERS = "/api/v1/users"
+LOGINS = ("/api/v1/auth/login", "/auth/login")
+RESET = "/api/v1/auth/password-reset"
+EMAIL_CHANGE = f"{USERS}/me/email"
+STORED = "jos\u00e9@m\u00fcller.com"  # the one stored form: NFC, Unicode domain, lower case
+# The same mailbox as a client may type it.
+FORMS = {
+    "nfc": STORED,
+    "nfd": "jose\u0301@mu\u0308ller.com",
+    "upper-case": "JOS\u00c9@M\u00dcLLER.COM",
+    "upper-case-nfd": "JOSE\u0301@MU\u0308LLER.COM",
+    "fullwidth-domain": "jos\u00e9@\uff4d\u00fc\uff4c\uff4c\uff45\uff52.\uff43\uff4f\uff4d",
+    "punycode-domain": "jos\u00e9@xn--mller-kva.com",
+    "padded": f"  {STORED} ",
+}
+SPELLINGS = list(FORMS.values())
+IDS = list(FORMS)
+# Registered in the review's form, and in the one a keyboard without accents may produce.
+REGISTERED = [FORMS["nfd"], FORMS["fullwidth-domain"], FORMS["nfc"]]
+REGISTERED_IDS = ["nfd", "fullwidth-domain", "nfc"]
+
+
+async def login_as(client: AsyncClient, path: str, username: str, password: str) -> str | None:
+    """The account id a login signs in to, or None when it fails."""
+    response = await client.post(path, data={"username": username, "password": password})
+    if response.status_code != 200:
+        return None
+    claims: dict[str, Any] = jwt.decode(
+        response.json()["access_token"], options={"verify_signature": False}
+    )
+    return str(claims["sub"])
+
+
+@pytest.mark.parametrize("registered", REGISTERED, ids=REGISTERED_IDS)
+@pytest.mark.parametrize("typed", SPELLINGS, ids=IDS)
+@pytest.mark.parametrize("path", LOGINS)
+async def test_every_spelling_logs_in(
+    client: AsyncClient, registered: str, typed: str, path: str
+) -> None:
+    user = await register(client, registered)
+    assert user["email"] == STORED
+    assert await login_as(client, path, typed, DEFAULT_PASSWORD) == user["id"]
+
+
+@pytest.mark.parametrize("typed", SPELLINGS, ids=IDS)
+async def test_every_spelling_gets_the_reset_mail(client: AsyncClient, typed: str) -> None:
+    await register(client, FORMS["nfd"])
+    with log_lines() as logs:
+        assert (await client.post(RESET, json={"email": typed})).status_code == 202
+    assert mailed_token(logs, STORED, "Reset your password")
+
+
+@pytest.mark.parametrize("typed", SPELLINGS, ids=IDS)
+async def test_every_spelling_finds_the_account(client: AsyncClient, typed: str) -> None:
+    await register(client, FORMS["nfd"])
+    again = await client.post(USERS, json={"email": typed, "password": DEFAULT_PASSWORD})
+    assert_problem(again, 409, "email_taken")
+
+    await register(client, "other@example.com")
+    other = await client.post(
+        "/api/v1/auth/login", data={"username": "other@example.com", "password": DEFAULT_PASSWORD}
+    )
+    moved = await client.post(
+        EMAIL_CHANGE, json={"email": typed}, headers=bearer(other.json()["access_token"])
+    )
+    assert_problem(moved, 409, "email_taken")
+
+
+async def test_failed_logins_in_any_spelling_count_for_the_account(
+    app: FastAPI, client: AsyncClient
+) -> None:
+    # A guesser may not multiply their attempts by spelling the address differently.
+    await register(client, STORED)
+    limit = resources_of(app).settings.auth.login_max_attempts
+    for n in range(limit):
+        typed = SPELLINGS[n % len(SPELLINGS)]
+        assert await login_as(client, LOGINS[0], typed, f"guess {n}") is None
+    refused = await client.post(
+        LOGINS[0], data={"username": FORMS["upper-case-nfd"], "password": DEFAULT_PASSWORD}
+    )
+    assert_problem(refused, 429, "rate_limited")
+
+
+@pytest.mark.parametrize(
+    ("first", "second"),
+    [
+        (STORED, "jose@m\u00fcller.com"),  # an accent is a letter, not a spelling
+        (STORED, "jos\u00e9@muller.com"),
+        ("stra\u00dfe@example.com", "strasse@example.com"),  # lower case, not case folding
+        ("first.last@example.com", "firstlast@example.com"),
+    ],
+    ids=["accent-local", "accent-domain", "sharp-s", "dot"],
+)
+async def test_different_addresses_stay_different(
+    client: AsyncClient, first: str, second: str
+) -> None:
+    one = await register(client, first, "the first passphrase")
+    two = await register(client, second, "the second passphrase")
+    assert one["id"] != two["id"]
+    assert await login_as(client, LOGINS[0], first, "the first passphrase") == one["id"]
+    assert await login_as(client, LOGINS[0], second, "the second passphrase") == two["id"]
+    assert await login_as(client, LOGINS[0], second, "the first passphrase") is None
+
+
+@pytest.mark.parametrize("typed", ["not an address", "nobody@", f"{uuid.uuid4().hex}@x"])
+async def test_a_login_with_no_address_fails_like_an_unknown_one(
+    client: AsyncClient, typed: str
+) -> None:
+    response = await client.post(LOGINS[0], data={"username": typed, "password": "whatever"})
+    assert_problem(response, 401, "invalid_credentials")
