@@ -66,6 +66,16 @@ async def test_the_real_app_passes_every_check(limited_app: FastAPI) -> None:
     assert "429 after" in enforced.detail
 
 
+async def test_the_throwaway_account_is_deleted_with_its_password(database_url: str) -> None:
+    # FRESH_LOGIN_SECONDS=0: no login is recent enough; the password proves the deletion.
+    settings = make_settings(
+        DATABASE_URL=database_url, JWT_SECRET=JWT_SECRET, FRESH_LOGIN_SECONDS=0
+    )
+    async with running(create_app(settings)) as app:
+        verifier = await verify(app)
+    assert outcomes(verifier)["account.delete"] == "pass", verifier.results
+
+
 async def test_the_throwaway_account_is_deleted(limited_app: FastAPI) -> None:
     verifier = await verify(limited_app)
     deleted = next(r for r in verifier.results if r.name == "account.delete")

@@ -91,12 +91,18 @@ async def create_api_key(client: AsyncClient, account: Account, password: str) -
     return await client.post("/api/v1/api-keys", json=body, headers=account.headers)
 
 
+async def delete_account(client: AsyncClient, account: Account, password: str) -> Response:
+    body = {"current_password": password}
+    return await client.request("DELETE", "/api/v1/users/me", json=body, headers=account.headers)
+
+
 WRONG_PASSWORD = (401, "wrong_password")
 FLOWS = {
     "login": Flow(log_in, (401, "invalid_credentials")),
     "password-change": Flow(change_password, WRONG_PASSWORD),
     "email-change": Flow(change_email, WRONG_PASSWORD),
     "api-key": Flow(create_api_key, WRONG_PASSWORD),
+    "account-deletion": Flow(delete_account, WRONG_PASSWORD),
 }
 
 

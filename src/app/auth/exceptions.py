@@ -67,8 +67,8 @@ class AccountLinkRefused(ConflictError):
         )
 
 
-class CredentialsChangeForbidden(ForbiddenError):
-    """API keys may never change credentials or mint keys for a session."""
+class ApiKeyNotAllowed(ForbiddenError):
+    """What needs a signed-in person: credentials, account deletion and access, logout-all."""
 
     code = "api_key_not_allowed"
     title = "Not Allowed With An API Key"

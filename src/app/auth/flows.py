@@ -16,13 +16,16 @@ from app.auth import action_tokens
 from app.auth import service as auth_service
 from app.auth.deps import Principal
 from app.auth.exceptions import InvalidToken
-from app.auth.proof import IdentityCheck
+from app.auth.proof import IdentityCheck, require_session
 from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 from app.users import service as users_service
 from app.users.exceptions import EmailTaken, EmailUnchanged
 from app.users.models import User
+
+# A superuser's changes that grant or take away an account's access: they need a fresh proof.
+ACCESS_CHANGES = frozenset({"is_active", "is_superuser"})
 
 
 async def end_access(
@@ -46,7 +49,11 @@ async def end_access(
 
 
 async def logout_all(*, session: AsyncSession, principal: Principal) -> None:
-    """End every session of the caller, and every action token mailed for the account."""
+    """End every session of the caller, and every action token mailed for the account.
+
+    Never with an API key: a key may act within its scopes, not end its owner's sessions.
+    """
+    require_session(principal)
     await end_access(session=session, user_id=principal.user.id)
 
 
@@ -105,8 +112,7 @@ async def request_email_change(
 
     Nothing changes until the token comes back (`confirm_email_change`).
     """
-    fresh_for = timedelta(seconds=auth.fresh_login_seconds)
-    await identity.confirm(principal, current_password, fresh_for=fresh_for)
+    await identity.confirm(principal, current_password)
     if new_email == principal.user.email:
         raise EmailUnchanged("That is already the account's email.")
     if await users_service.get_by_email(session=session, email=new_email) is not None:
@@ -131,18 +137,43 @@ async def confirm_email_change(*, session: AsyncSession, token: str) -> User:
 
 
 async def update_user_as_admin(
-    *, session: AsyncSession, user: User, changes: dict[str, Any]
+    *,
+    session: AsyncSession,
+    identity: IdentityCheck,
+    principal: Principal,
+    user: User,
+    changes: dict[str, Any],
+    current_password: str | None,
 ) -> User:
     """Apply a superuser's changes; deactivating an account ends its access for good.
 
-    Its sessions, API keys and action tokens are revoked, not merely refused while inactive:
-    reactivating the account brings none of them back.
+    Granting or taking away access (`ACCESS_CHANGES`) needs the superuser's fresh proof, never
+    an API key. The sessions, API keys and action tokens of a deactivated account are revoked,
+    not merely refused while inactive: reactivating the account brings none of them back.
     """
+    if ACCESS_CHANGES & changes.keys():
+        await identity.confirm(principal, current_password)
     deactivating = changes.get("is_active") is False and user.is_active
     updated = await users_service.update(session=session, user=user, changes=changes)
     if deactivating:
         await end_access(session=session, user_id=user.id, revoke_keys=True)
     return updated
+
+
+async def delete_account(
+    *,
+    session: AsyncSession,
+    identity: IdentityCheck,
+    principal: Principal,
+    user: User,
+    current_password: str | None,
+) -> None:
+    """Delete an account (the caller's, or any for a superuser), proven afresh; never by a key.
+
+    Its sessions, API keys and action tokens go with it.
+    """
+    await identity.confirm(principal, current_password)
+    await users_service.delete(session=session, user=user)
 
 
 async def create_api_key(
@@ -160,8 +191,7 @@ async def create_api_key(
     now = utcnow()
     parent = principal.api_key
     if parent is None:
-        fresh_for = timedelta(seconds=auth.fresh_login_seconds)
-        await identity.confirm(principal, current_password, fresh_for=fresh_for)
+        await identity.confirm(principal, current_password)
     await _lock_live_caller(session, principal, now=now)
     return await api_keys_service.create(
         session=session,

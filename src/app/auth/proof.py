@@ -1,37 +1,54 @@
 """Fresh proof of identity before a sensitive change: the password now, or a recent login.
 
-Changing the email or the password, or creating an API key from a session, is what an intruder
-with a stolen token or a leaked API key would do first to keep the account. So those changes
-need more than a valid credential: the current password (checked and throttled like a login),
-or a login of the last `FRESH_LOGIN_SECONDS`. API keys can never change credentials.
+Changing the email or the password, creating an API key from a session, deleting an account
+and granting or taking away an account's access (a superuser's promotion, demotion,
+deactivation, reactivation) are what an intruder with a stolen token or a leaked API key would
+do first to keep the account, or to do the most harm. So they need more than a valid credential:
+the current password (checked and throttled like a login), or a login of the last
+`FRESH_LOGIN_SECONDS`. API keys can never do them, nor end the account's sessions: a key is a
+narrower credential than a session, whatever its scopes.
 """
 
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 
 import structlog
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.auth.deps import LoginThrottleDep, Principal
-from app.auth.exceptions import CredentialsChangeForbidden, FreshLoginRequired
+from app.auth.exceptions import ApiKeyNotAllowed, FreshLoginRequired
 from app.auth.throttle import LoginThrottle
+from app.core.openapi import described_problems
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
-from app.deps import PasswordHasherDep, SessionDep
+from app.deps import PasswordHasherDep, SessionDep, SettingsDep
 from app.users.exceptions import WrongPassword
 
 log = structlog.get_logger(__name__)
 
 
+def require_session(principal: Principal) -> None:
+    """Raise 403 `api_key_not_allowed` unless the caller signed in (a session, not an API key)."""
+    if principal.method == "api_key":
+        raise ApiKeyNotAllowed(
+            "An API key cannot do this, whatever its scopes; sign in to the account."
+        )
+
+
 @dataclass(frozen=True, slots=True)
 class IdentityCheck:
-    """Proves a caller's identity within one request (its session, hasher and throttle)."""
+    """Proves a caller's identity within one request (its session, hasher and throttle).
+
+    `fresh_for` is how recent a login proves the caller without the password
+    (`FRESH_LOGIN_SECONDS`).
+    """
 
     session: AsyncSession
     hasher: PasswordHasher
     throttle: LoginThrottle
+    fresh_for: timedelta
 
     async def check_password(self, principal: Principal, password: str) -> None:
         """Raise `WrongPassword` unless `password` is the caller's; failures count like logins."""
@@ -48,29 +65,80 @@ class IdentityCheck:
         await self.throttle.clear(user.email)
 
     async def confirm(
-        self, principal: Principal, current_password: str | None, *, fresh_for: timedelta
+        self,
+        principal: Principal,
+        current_password: str | None,
+        *,
+        fresh_for: timedelta | None = None,
     ) -> None:
-        """Raise unless the caller just proved who they are (see the module); never API keys."""
-        if principal.method == "api_key":
-            raise CredentialsChangeForbidden(
-                "API keys cannot change credentials; sign in with the account's password."
-            )
+        """Raise unless the caller just proved who they are (see the module); never API keys.
+
+        `fresh_for` overrides the configured window (`timedelta(0)`: the password only).
+        """
+        require_session(principal)
         if current_password is not None:
             await self.check_password(principal, current_password)
             return
+        window = self.fresh_for if fresh_for is None else fresh_for
         login = principal.authenticated_at
-        if login is None or utcnow() - login > fresh_for:
+        if login is None or utcnow() - login > window:
             raise FreshLoginRequired(
                 "Confirm with current_password, or log in again and retry within "
-                f"{int(fresh_for.total_seconds())} seconds."
+                f"{int(window.total_seconds())} seconds."
             )
 
 
 async def get_identity_check(
-    session: SessionDep, hasher: PasswordHasherDep, throttle: LoginThrottleDep
+    session: SessionDep,
+    hasher: PasswordHasherDep,
+    throttle: LoginThrottleDep,
+    settings: SettingsDep,
 ) -> IdentityCheck:
     """Return the request's identity check (this client's throttle)."""
-    return IdentityCheck(session=session, hasher=hasher, throttle=throttle)
+    fresh_for = timedelta(seconds=settings.auth.fresh_login_seconds)
+    return IdentityCheck(session=session, hasher=hasher, throttle=throttle, fresh_for=fresh_for)
 
 
 IdentityCheckDep = Annotated[IdentityCheck, Depends(get_identity_check)]
+
+# What the checks answer, for the OpenAPI document of the routes that make them.
+_NO_CREDENTIALS = "no valid credentials (`not_authenticated`, `invalid_token`)"
+_WRONG_PASSWORD = "a wrong `current_password` (`wrong_password`)"  # noqa: S105  # nosec B105
+_STALE = "no `current_password` and no login within FRESH_LOGIN_SECONDS (`fresh_login_required`)"
+_API_KEY = "an API key, which may never do this whatever its scopes (`api_key_not_allowed`)"
+_NO_SCOPE = "credentials without a scope it needs (`insufficient_scope`)"
+_NOT_SUPERUSER = "a caller who is not a superuser (`superuser_required`)"
+
+
+def _any_of(reasons: list[str]) -> str:
+    return "; or ".join(["; ".join(reasons[:-1]), reasons[-1]])
+
+
+def session_only_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
+    """The problem responses of a route that refuses API keys (`require_session`)."""
+    return described_problems(
+        {
+            401: f"Unauthorized: {_NO_CREDENTIALS}.",
+            403: f"Forbidden: {_API_KEY}; or {_NO_SCOPE}.",
+            **dict.fromkeys(status_codes, "Problem"),
+        }
+    )
+
+
+def proof_responses(
+    *status_codes: int, fresh: bool = True, superuser: bool = False
+) -> dict[int | str, dict[str, Any]]:
+    """The problem responses of a route that calls `IdentityCheck.confirm`, and `status_codes`.
+
+    `fresh=False` for a route that takes the password only; `superuser` for an admin route. A
+    wrong password counts against the account's login throttle: 429 too.
+    """
+    unauthorized = [_NO_CREDENTIALS, _WRONG_PASSWORD, *([_STALE] if fresh else [])]
+    forbidden = [_API_KEY, _NO_SCOPE, *([_NOT_SUPERUSER] if superuser else [])]
+    return described_problems(
+        {
+            401: f"Unauthorized: {_any_of(unauthorized)}.",
+            403: f"Forbidden: {_any_of(forbidden)}.",
+            **dict.fromkeys((429, *status_codes), "Problem"),
+        }
+    )

@@ -8,6 +8,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 from app.auth import action_tokens, flows, jobs, notifications
 from app.auth import service as auth_service
 from app.auth.deps import LoginThrottleDep, UsersReader, UsersWriter
+from app.auth.proof import session_only_responses
 from app.auth.schemas import (
     EmailVerification,
     PasswordResetConfirm,
@@ -116,12 +117,13 @@ async def logout(body: RefreshRequest, session: SessionDep) -> None:
 @router.post(
     "/logout-all",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403),
+    responses=session_only_responses(),
 )
 async def logout_all(principal: UsersWriter, session: SessionDep) -> None:
     """Revoke every session of the current user, and void every token mailed for the account.
 
-    A pending email change, password reset or email verification stops working.
+    A pending email change, password reset or email verification stops working. A session
+    only: an API key, whatever its scopes, may not end its owner's sessions.
     """
     await flows.logout_all(session=session, principal=principal)
 

@@ -114,9 +114,14 @@ async def logout(client: httpx2.AsyncClient, account: Account) -> str:
 
 
 async def delete(client: httpx2.AsyncClient, account: Account) -> str:
-    """The account is removed with a session of its own (`DELETE /users/me`)."""
+    """The account is removed with a session of its own and its password (`DELETE /users/me`).
+
+    The password is the proof a deletion needs however short the server's FRESH_LOGIN_SECONDS.
+    """
     await _log_in(client, account)
-    expect_status(await client.delete(f"{USERS}/me", headers=account.bearer), 204)
+    proof = {"current_password": account.password}
+    response = await client.request("DELETE", f"{USERS}/me", json=proof, headers=account.bearer)
+    expect_status(response, 204)
     return f"{account.email} deleted"
 
 

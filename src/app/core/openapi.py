@@ -2,7 +2,7 @@
 
 import re
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from fastapi import FastAPI
@@ -48,6 +48,14 @@ def problem_content(schema_name: str = "Problem") -> dict[str, Any]:
 def problem_responses(*status_codes: int) -> dict[int | str, dict[str, Any]]:
     """Document problem responses on a route: `responses=problem_responses(404, 409)`."""
     return {code: {"description": "Problem", "content": problem_content()} for code in status_codes}
+
+
+def described_problems(descriptions: Mapping[int, str]) -> dict[int | str, dict[str, Any]]:
+    """Document problem responses with what each status means on the route (its `code`s)."""
+    return {
+        code: {"description": description, "content": problem_content()}
+        for code, description in descriptions.items()
+    }
 
 
 def _problem_schemas() -> dict[str, Any]:

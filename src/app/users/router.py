@@ -2,11 +2,11 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, BackgroundTasks, Query, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Body, Query, Request, Response, status
 
 from app.auth import flows, notifications
-from app.auth.deps import AdminReader, UsersReader, UsersWriter
-from app.auth.proof import IdentityCheckDep
+from app.auth.deps import AdminReader, AdminWriter, UsersReader, UsersWriter
+from app.auth.proof import IdentityCheckDep, proof_responses
 from app.core.openapi import problem_responses, response_headers
 from app.db.pagination import PageQuery
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
@@ -20,6 +20,7 @@ from app.users import service as users_service
 from app.users.deps import AdminTargetDep, ExportReader, ReadableUserDep
 from app.users.export import EXPORT_USER_DATA
 from app.users.schemas import (
+    AccountDeletion,
     EmailChange,
     PasswordChange,
     UserAdminUpdate,
@@ -34,6 +35,9 @@ router = APIRouter(prefix="/users", tags=["users"])
 local_router = APIRouter(prefix="/users", tags=["users"])
 # POST routes of `local_router` that check or issue credentials: the rate limiter's auth quota.
 CREDENTIAL_PATHS = ("", "/me/password", "/me/email")
+# A DELETE's body is optional: a caller who logged in just now needs to send none.
+NO_PROOF = AccountDeletion()
+DeletionProof = Annotated[AccountDeletion, Body()]
 
 
 @local_router.post(
@@ -85,7 +89,7 @@ async def update_me(
 @local_router.post(
     "/me/password",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403),
+    responses=proof_responses(fresh=False),
 )
 async def change_password(
     *,
@@ -114,7 +118,7 @@ async def change_password(
     "/me/email",
     status_code=status.HTTP_202_ACCEPTED,
     response_class=Response,
-    responses=problem_responses(401, 403, 409, 429),
+    responses=proof_responses(409),
 )
 async def change_email(
     *,
@@ -180,13 +184,25 @@ async def export_me(
     return job_view(request, job)
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403))
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=proof_responses())
 async def delete_me(
-    principal: UsersWriter, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+    *,
+    body: DeletionProof = NO_PROOF,
+    principal: UsersWriter,
+    session: SessionDep,
+    identity: IdentityCheckDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
 ) -> None:
-    """Delete the caller's account, with its tokens and keys."""
+    """Delete the caller's account, with its tokens and keys; a fresh proof, never an API key."""
     user_id = principal.user.id
-    await users_service.delete(session=session, user=principal.user)
+    await flows.delete_account(
+        session=session,
+        identity=identity,
+        principal=principal,
+        user=principal.user,
+        current_password=body.current_password,
+    )
     await users_cache.forget(cache, background, user_id)
 
 
@@ -224,21 +240,32 @@ async def read_user(user: ReadableUserDep) -> UserRead:
     return user
 
 
-@router.patch("/{user_id}", responses=problem_responses(401, 403, 404))
+@router.patch("/{user_id}", responses=proof_responses(404, superuser=True))
 async def update_user(
+    *,
     body: UserAdminUpdate,
     user: AdminTargetDep,
+    principal: AdminWriter,
     session: SessionDep,
+    identity: IdentityCheckDep,
     cache: CacheDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    """Activate, deactivate, promote or rename an account (superusers only).
+    """Activate, deactivate, promote, demote or rename an account (superusers only).
 
-    Deactivating ends every session, revokes every API key and voids every mailed token of the
-    account; reactivating brings none of them back.
+    Changing `is_active` or `is_superuser` needs `current_password`, or a login of the last
+    few minutes; never an API key. Deactivating ends every session, revokes every API key and
+    voids every mailed token of the account; reactivating brings none of them back.
     """
-    changes = body.model_dump(exclude_unset=True, exclude_none=True)
-    updated = await flows.update_user_as_admin(session=session, user=user, changes=changes)
+    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"current_password"})
+    updated = await flows.update_user_as_admin(
+        session=session,
+        identity=identity,
+        principal=principal,
+        user=user,
+        changes=changes,
+        current_password=body.current_password,
+    )
     await users_cache.forget(cache, background, user.id)
     return UserRead.model_validate(updated)
 
@@ -246,12 +273,25 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=problem_responses(401, 403, 404),
+    responses=proof_responses(404, superuser=True),
 )
 async def delete_user(
-    user: AdminTargetDep, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+    *,
+    body: DeletionProof = NO_PROOF,
+    user: AdminTargetDep,
+    principal: AdminWriter,
+    session: SessionDep,
+    identity: IdentityCheckDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
 ) -> None:
-    """Delete an account (superusers only)."""
+    """Delete an account (superusers only); the superuser's fresh proof, never an API key."""
     user_id = user.id
-    await users_service.delete(session=session, user=user)
+    await flows.delete_account(
+        session=session,
+        identity=identity,
+        principal=principal,
+        user=user,
+        current_password=body.current_password,
+    )
     await users_cache.forget(cache, background, user_id)

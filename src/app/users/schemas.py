@@ -86,13 +86,29 @@ class EmailChange(BaseModel):
 
 
 class UserAdminUpdate(BaseModel):
-    """Changes a superuser may make to any account."""
+    """Changes a superuser may make to any account.
+
+    Changing `is_active` or `is_superuser` needs the superuser's `current_password`, or a login
+    of the last FRESH_LOGIN_SECONDS; never an API key. A new name alone needs neither.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     full_name: FullName | None = None
     is_active: Bool | None = None
     is_superuser: Bool | None = None
+    current_password: CurrentPassword | None = None
+
+
+class AccountDeletion(BaseModel):
+    """Deleting an account: the caller's `current_password`, unless they logged in just now.
+
+    Without it, the caller's login must be of the last FRESH_LOGIN_SECONDS; never an API key.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    current_password: CurrentPassword | None = None
 
 
 class PasswordChange(BaseModel):
