@@ -123,7 +123,13 @@ async def test_different_addresses_stay_different(
     assert await login_as(client, LOGINS[0], second, "the first passphrase") is None
 
 
-@pytest.mark.parametrize("typed", ["not an address", "nobody@", f"{uuid.uuid4().hex}@x"])
+# Fresh each run (failed logins kept in Redis outlive a test), so named: every xdist worker
+# must collect the same ids.
+@pytest.mark.parametrize(
+    "typed",
+    ["not an address", "nobody@", f"{uuid.uuid4().hex}@x"],
+    ids=["no at sign", "no domain", "no dot in the domain"],
+)
 async def test_a_login_with_no_address_fails_like_an_unknown_one(
     client: AsyncClient, typed: str
 ) -> None:
