@@ -100,7 +100,7 @@ async def list_keys(
     """
     live = select(ApiKey).where(ApiKey.user_id == user.id, ApiKey.revoked_at.is_(None))
     if within is not None:
-        live = live.where(ApiKey.id.in_(await _lineage(session, within)))
+        live = live.where(ApiKey.id.in_(await _lineage(session, [within.id])))
     total = await session.scalar(select(func.count()).select_from(live.subquery())) or 0
     page = await session.scalars(
         live.order_by(ApiKey.created_at.desc(), ApiKey.id).limit(limit).offset(offset)
@@ -108,10 +108,10 @@ async def list_keys(
     return page.all(), total
 
 
-async def _lineage(session: AsyncSession, root: ApiKey) -> set[uuid.UUID]:
-    """The ids of `root` and of every live key it created, directly or through another."""
-    found = {root.id}
-    generation = [root.id]
+async def _lineage(session: AsyncSession, roots: list[uuid.UUID]) -> set[uuid.UUID]:
+    """The ids of `roots` and of every live key they created, directly or through another."""
+    found = set(roots)
+    generation = roots
     while generation:
         children = await session.scalars(
             select(ApiKey.id).where(ApiKey.parent_id.in_(generation), ApiKey.revoked_at.is_(None))
@@ -137,20 +137,14 @@ async def _revoke_with_descendants(
     session: AsyncSession, user_id: uuid.UUID, key_ids: list[uuid.UUID]
 ) -> None:
     # The lock first: a key being created from one of these commits before, and is found
-    # among the children below; one created later sees its parent revoked.
+    # among the descendants below; one created later sees its parent revoked.
     await users_service.lock(session=session, user_id=user_id)
-    now = utcnow()
-    while key_ids:
-        await session.execute(
-            update(ApiKey)
-            .where(ApiKey.id.in_(key_ids), ApiKey.revoked_at.is_(None))
-            .values(revoked_at=now)
-            .execution_options(synchronize_session="fetch")
-        )
-        children = await session.scalars(
-            select(ApiKey.id).where(ApiKey.parent_id.in_(key_ids), ApiKey.revoked_at.is_(None))
-        )
-        key_ids = list(children.all())
+    await session.execute(
+        update(ApiKey)
+        .where(ApiKey.id.in_(await _lineage(session, key_ids)), ApiKey.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+        .execution_options(synchronize_session="fetch")
+    )
 
 
 async def get(
@@ -164,7 +158,7 @@ async def get(
     api_key = await session.get(ApiKey, key_id)
     if api_key is None or api_key.user_id != user.id or api_key.revoked_at is not None:
         raise ApiKeyNotFound(f"API key {key_id} was not found.")
-    if within is not None and api_key.id not in await _lineage(session, within):
+    if within is not None and api_key.id not in await _lineage(session, [within.id]):
         raise ApiKeyNotFound(f"API key {key_id} was not found.")
     return api_key
 

@@ -203,6 +203,7 @@ class RedisLoginThrottle:
         self._rules = rules
         self._now = now
         self._prefix = prefix
+        self._reserve = redis.register_script(RESERVE)
 
     def _keys(self, email: str) -> tuple[str, str]:
         account = self._prefix + _digest(email)
@@ -221,8 +222,7 @@ class RedisLoginThrottle:
         args: list[str | int] = [repr(now), repr(now - rules.window_seconds), rules.max_attempts]
         args += [repr(rules.window_seconds), repr(rules.max_delay_seconds)]
         args += [math.ceil(rules.window_seconds), member]
-        script = self._redis.register_script(RESERVE)
-        answer: list[Any] = await script(keys=list(self._keys(email)), args=args)
+        answer: list[Any] = await self._reserve(keys=list(self._keys(email)), args=args)
         if answer[0] != 1:
             raise refusal(float(answer[1]))
 
