@@ -1,17 +1,19 @@
 """The shutdown hook (app/shutdown.py) on a real uvicorn `Server`: drain, then stop.
 
 It relies on uvicorn's `Server.handle_exit` being the SIGTERM handler while the lifespan
-starts, and on `should_exit`, `force_exit` and `config.timeout_graceful_shutdown`: these tests
-break when an upgrade changes them. tests/e2e/test_shutdown.py sends real signals.
+starts, and on `should_exit`, `force_exit`, `servers`, `shutdown` and
+`config.timeout_graceful_shutdown`: these tests break when an upgrade changes them. tests/e2e/test_shutdown.py sends real signals.
 """
 
 import asyncio
 import signal
+import socket
 from collections.abc import Iterator
 
 import pytest
 from fastapi import FastAPI
 from uvicorn import Config
+from uvicorn._types import ASGIReceiveCallable, ASGISendCallable, Scope
 from uvicorn.server import Server
 
 from app.core.lifecycle import Lifecycle
@@ -86,3 +88,36 @@ def test_outside_uvicorn_nothing_is_installed() -> None:
     restore = install_graceful_shutdown(Lifecycle(), drain_seconds=1, grace_seconds=1)
     assert signal.getsignal(signal.SIGTERM) == before
     restore()
+
+
+async def _hello(scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+    assert scope["type"] == "http"
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": b"hello"})
+
+
+@pytest.mark.usefixtures("uvicorn_handlers")
+async def test_a_request_that_reached_an_accepted_connection_is_answered_at_stop(
+    server: Server,
+) -> None:
+    """The bytes are in the socket, unread, when the server stops: uvicorn alone resets them."""
+    server.config = Config(_hello, lifespan="off")
+    server.config.load()
+    server.lifespan = server.config.lifespan_class(server.config)
+    listener = socket.create_server(("127.0.0.1", 0))
+    restore = install_graceful_shutdown(Lifecycle(), drain_seconds=0, grace_seconds=5)
+    try:
+        await server.startup(sockets=[listener])
+        with socket.create_connection(listener.getsockname()[:2], timeout=5) as client:
+            for _ in range(500):  # until accepted, with nothing read yet
+                if server.server_state.connections:
+                    break
+                await asyncio.sleep(0.01)
+            client.sendall(b"GET / HTTP/1.1\r\nHost: test\r\n\r\n")  # no await: stays unread
+            await server.shutdown(sockets=[listener])
+            answer = client.recv(4096)
+    finally:
+        restore()
+        listener.close()
+    assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
+    assert answer.endswith(b"\r\nhello\r\n0\r\n\r\n")  # the whole response

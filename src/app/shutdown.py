@@ -13,12 +13,16 @@ lifespan starts) and does what a load-balanced service needs:
    finish before they are cancelled; the process exits 0.
 
 SIGINT (Ctrl+C at a terminal) skips the drain; a second SIGINT forces the exit, as in uvicorn.
+However uvicorn comes to stop (signal, or `--limit-max-requests` recycling), it first stops
+accepting and reads for `ARRIVED_REQUEST_SECONDS` what connections it accepted have sent,
+before it closes those that sent nothing (`hear_out_accepted`).
 Under another server, or outside the main thread, nothing is installed and that server's own
 shutdown applies. `tests/test_shutdown.py` pins the uvicorn attributes this relies on.
 """
 
 import asyncio
 import signal
+import socket
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -32,6 +36,9 @@ from app.core.lifecycle import Lifecycle
 log = structlog.get_logger(__name__)
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
+# Long enough for the event loop to read what already reached the socket; a client slower to
+# send than this sees the close any keep-alive client can see, and sends again.
+ARRIVED_REQUEST_SECONDS = 0.1
 
 
 def uvicorn_server() -> Server | None:
@@ -79,6 +86,28 @@ class GracefulShutdown:
             self.server.should_exit = True
 
 
+def hear_out_accepted(server: Server) -> None:
+    """Make `server` read the requests its accepted connections already sent before it stops.
+
+    uvicorn's shutdown closes every connection without a request in progress at once. One it
+    accepted in the same instant may hold a whole request the event loop has not read yet:
+    closing a socket with unread bytes resets it, and the client loses a request the server
+    never saw (a retiring worker did this to about one recycle in two under concurrent load).
+    Stopping the listeners first and giving the loop a moment turns those bytes into requests,
+    which uvicorn then finishes (with `Connection: close`) like any other in flight.
+    """
+    stop = server.shutdown
+
+    async def shutdown(sockets: list[socket.socket] | None = None) -> None:
+        for listener in server.servers:
+            listener.close()
+        if not server.force_exit:
+            await asyncio.sleep(ARRIVED_REQUEST_SECONDS)
+        await stop(sockets)
+
+    server.shutdown = shutdown  # type: ignore[method-assign]
+
+
 def install_graceful_shutdown(
     lifecycle: Lifecycle, *, drain_seconds: float, grace_seconds: int
 ) -> Callable[[], None]:
@@ -91,6 +120,7 @@ def install_graceful_shutdown(
     )
     # Requests in flight when uvicorn stops get this long, whatever stopped it.
     server.config.timeout_graceful_shutdown = grace_seconds
+    hear_out_accepted(server)
     previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in SIGNALS}
     for sig in SIGNALS:
         signal.signal(sig, shutdown.handle)

@@ -129,14 +129,15 @@ def test_verify_fails_against_a_broken_server(tmp_path: Path) -> None:
 def _live_status(url: str) -> int:
     """One liveness request on a new connection, as clients come.
 
-    A worker that reached its request limit closes the connections it accepted but has not
-    read yet (uvicorn's shutdown): a client sees the server disconnect without an answer and
-    sends its idempotent request again, once, as HTTP clients do.
+    A retiring worker reads what its accepted connections already sent before it closes them
+    (app/shutdown.py), but a client that connects and then sends only after that moment sees
+    the close (a clean one or a reset, by timing) and sends its idempotent request again,
+    once, as HTTP clients do.
     """
     with httpx2.Client(timeout=30) as client:
         try:
             return client.get(f"{url}/api/v1/health/live").status_code
-        except httpx2.RemoteProtocolError:
+        except (httpx2.RemoteProtocolError, httpx2.ReadError):
             pass
     with httpx2.Client(timeout=30) as client:
         return client.get(f"{url}/api/v1/health/live").status_code
