@@ -27,6 +27,10 @@ class Outcome:
     drop: bool = False  # close the connection without answering
     delay: float = 0.0
     headers: dict[str, str] = field(default_factory=dict)
+    # Seconds between two bytes of the answer (a 1 KiB body), from its first byte or, with
+    # `drip_body`, once its head is sent whole: each read gets a byte, long before a timeout.
+    drip: float = 0.0
+    drip_body: bool = False
 
 
 class Upstream(ThreadingHTTPServer):
@@ -76,6 +80,9 @@ class _Handler(BaseHTTPRequestHandler):
         if outcome.drop:
             self.close_connection = True
             return
+        if outcome.drip:
+            self._drip(outcome, server)
+            return
         try:
             self.send_response(outcome.status)
             for name, value in outcome.headers.items():
@@ -86,6 +93,22 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.write(b"{}")
         except (BrokenPipeError, ConnectionResetError):
             pass  # the client gave up (timeout tests)
+
+    def _drip(self, outcome: Outcome, server: "Upstream") -> None:
+        head = b"HTTP/1.1 %d OK\r\nContent-Length: 1024\r\n\r\n" % outcome.status
+        answer = head + b"x" * 1024
+        if outcome.drip_body:
+            self.wfile.write(head)
+            answer = answer[len(head) :]
+        self.close_connection = True
+        try:
+            for byte in answer:
+                if server.release.wait(outcome.drip):
+                    return
+                self.wfile.write(bytes([byte]))
+                self.wfile.flush()
+        except (BrokenPipeError, ConnectionResetError):
+            pass  # the client gave up
 
     # http.server dispatches on these names.
     do_GET = do_HEAD = do_OPTIONS = do_PUT = do_DELETE = do_TRACE = do_POST = do_PATCH = _serve  # noqa: N815
@@ -111,6 +134,7 @@ def resilient_client(
     wait_initial: float = 0.01,
     wait_max: float = 0.02,
     wait_jitter: float = 0.01,
+    total_timeout: float | None = None,
 ) -> httpx2.AsyncClient:
     """A client like the app's, with short waits and (optionally) a clock the test moves."""
     breakers = HostBreakers(
@@ -123,6 +147,7 @@ def resilient_client(
         wait_initial=wait_initial,
         wait_max=wait_max,
         wait_jitter=wait_jitter,
+        total_timeout=total_timeout,
     )
     timeout = httpx2.Timeout(2.0, read=read_timeout)
     return httpx2.AsyncClient(transport=transport, timeout=timeout)

@@ -108,6 +108,37 @@ async def test_a_read_timeout_is_enforced_and_not_retried(server: Upstream) -> N
     assert server.hits == 1
 
 
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("drip_body", [False, True], ids=["head", "body"])
+async def test_an_answer_a_byte_at_a_time_is_cut_off_at_the_total_timeout(
+    server: Upstream, method: str, drip_body: bool
+) -> None:
+    # Each byte comes long before the read timeout: only the call's own deadline ends it.
+    server.answer(otherwise=Outcome(drip=0.05, drip_body=drip_body))
+    async with resilient_client(retries=2, read_timeout=1.0, total_timeout=0.5) as client:
+        started = time.monotonic()
+        with pytest.raises(httpx2.ReadTimeout):
+            await client.request(method, server.url)
+        breaker = client._transport.breakers.for_url(httpx2.URL(server.url))  # type: ignore[attr-defined]
+    assert time.monotonic() - started < 3.0  # the answer would take 50 s
+    assert server.hits == 1  # a read timeout is not retried
+    assert breaker.failures == 1  # the host did not serve the call
+
+
+async def test_the_total_timeout_leaves_a_timely_answer_and_others_timeouts_alone(
+    server: Upstream,
+) -> None:
+    server.answer(Outcome(drip=0.001, drip_body=True), otherwise=Outcome(delay=5.0))
+    async with resilient_client(read_timeout=0.2, total_timeout=3.0) as client:
+        response = await client.get(server.url)
+        assert len(response.content) == 1024
+        with pytest.raises(httpx2.ReadTimeout):  # the read timeout, well before the deadline
+            await client.get(server.url)
+        with pytest.raises(TimeoutError):  # the caller's own bound stays its own
+            async with asyncio.timeout(0.1):
+                await client.get(server.url)
+
+
 async def test_backoff_grows_and_is_bounded(server: Upstream) -> None:
     server.answer(otherwise=UNAVAILABLE)
     async with resilient_client(
@@ -260,6 +291,7 @@ async def test_the_client_takes_its_timeouts_and_retries_from_settings(server: U
         HTTP_READ_TIMEOUT=0.2,
         HTTP_WRITE_TIMEOUT=3,
         HTTP_POOL_TIMEOUT=4,
+        HTTP_TOTAL_TIMEOUT=20,
         HTTP_RETRIES=1,
         CIRCUIT_BREAKER_FAILURE_THRESHOLD=7,
         CIRCUIT_BREAKER_RESET_SECONDS=9,
@@ -267,6 +299,7 @@ async def test_the_client_takes_its_timeouts_and_retries_from_settings(server: U
     async with create_http_client(settings, user_agent="svc/1") as client:
         timeout = client.timeout
         assert (timeout.connect, timeout.read, timeout.write, timeout.pool) == (1.5, 0.2, 3, 4)
+        assert client._transport.total_timeout == 20  # type: ignore[attr-defined]
         server.answer(UNAVAILABLE, Outcome(delay=5.0))
         with pytest.raises(httpx2.ReadTimeout):
             await client.get(server.url)

@@ -34,6 +34,8 @@ class OutboundSettings(SettingsGroup):
     read_timeout: float = env("HTTP_READ_TIMEOUT", 10.0, gt=0)
     write_timeout: float = env("HTTP_WRITE_TIMEOUT", 10.0, gt=0)
     pool_timeout: float = env("HTTP_POOL_TIMEOUT", 2.0, gt=0)
+    # A whole call: its tries, the waits between them and reading the answer's body.
+    total_timeout: float = env("HTTP_TOTAL_TIMEOUT", 30.0, gt=0)
     # Retries after the first try, for idempotent methods only; 0 turns them off.
     retries: int = env("HTTP_RETRIES", 2, ge=0, le=10)
     breaker_failures: int = env("CIRCUIT_BREAKER_FAILURE_THRESHOLD", 5, ge=1)

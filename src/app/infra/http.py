@@ -2,7 +2,8 @@
 
 Every call goes through `ResilientTransport`, which wraps httpx's own transport:
 
-- timeouts for connecting, each read and write, and a pooled connection (`HTTP_*_TIMEOUT`);
+- timeouts for connecting, each read and write, and a pooled connection (`HTTP_*_TIMEOUT`),
+  and one deadline for the whole call, its retries and its body (`HTTP_TOTAL_TIMEOUT`);
 - the request id sent as `X-Request-ID`, so the upstream's logs join ours;
 - retries with exponential backoff and jitter (stamina) on connection failures and
   502/503/504, for idempotent methods only: a POST or PATCH is sent once, since the upstream
@@ -29,6 +30,7 @@ from app.core.circuit import CircuitBreaker, State
 from app.core.logging import current_request_id
 from app.core.settings_operations import OutboundSettings
 from app.core.upstream import UNAVAILABLE_STATUSES, CircuitOpenError
+from app.infra.call_deadline import CallDeadline
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # The host did not serve the call: counted against its breaker.
@@ -133,11 +135,15 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
         wait_max: float = 2.0,
         wait_jitter: float = 0.1,
         retry_after_cap: float = RETRY_AFTER_CAP_SECONDS,
+        total_timeout: float | None = None,
         on_transition: Callable[[str], None] | None = None,
     ) -> None:
         if retries < 0 or wait_initial < 0 or wait_max < wait_initial or wait_jitter < 0:
             raise ValueError("retries and waits must be >= 0, and wait_max >= wait_initial.")
+        if total_timeout is not None and total_timeout <= 0:
+            raise ValueError("total_timeout must be > 0.")
         self.transport = transport
+        self.total_timeout = total_timeout
         self.retries = retries
         self.breakers = breakers
         self._waits = {
@@ -149,11 +155,24 @@ class ResilientTransport(httpx2.AsyncBaseTransport):
         self.on_transition = on_transition  # hears a breaker's new state: open, half_open, closed
 
     async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
-        """Send `request` through its host's breaker, retrying where that is safe."""
+        """Send `request` through its host's breaker, retrying where that is safe.
+
+        With `total_timeout`, the call (its tries, the waits between them, and reading the
+        body) raises `httpx2.ReadTimeout` once that many seconds have passed, counted against
+        the host: an upstream that answers a byte at a time passes every read timeout.
+        """
         request_id = current_request_id()
         if request_id is not None and "X-Request-ID" not in request.headers:
             request.headers["X-Request-ID"] = request_id
         breaker = self.breakers.for_url(request.url)
+        if self.total_timeout is None:
+            return await self._send(request, breaker)
+        deadline = CallDeadline(
+            self.total_timeout, request, on_expiry=lambda: self._tell(breaker, breaker.failed)
+        )
+        return await deadline.run(lambda: self._send(request, breaker))
+
+    async def _send(self, request: httpx2.Request, breaker: CircuitBreaker) -> httpx2.Response:
         if not self._may_retry(request):
             return await self._attempt(request, breaker, retrying=False)
         pending: httpx2.Response | None = None  # the failed answer to drop before a retry
@@ -244,6 +263,7 @@ def create_http_client(
         httpx2.AsyncHTTPTransport(),
         retries=settings.retries,
         breakers=breakers,
+        total_timeout=settings.total_timeout,
         on_transition=on_circuit_transition,
     )
     return httpx2.AsyncClient(
