@@ -160,6 +160,31 @@ async def test_a_job_committed_while_the_broker_is_down_runs_once_it_is_back(
     assert job["attempts"] == 1
 
 
+async def test_a_broker_restart_as_a_job_ends_loses_nothing_and_needs_no_process_restart(
+    live_database_url: str, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    verify = "/api/v1/auth/verify-email/request"
+    with slow_smtp(2.0) as (smtp_port, inbox):
+        settings = job_settings(live_database_url, redis_server.url, tmp_path, **smtp_to(smtp_port))
+        with job_process("worker", tmp_path, settings) as worker:
+            async with feeding_app(settings) as (_, client):
+                alice = await signed_up(client, unique_email("alice"))
+                assert (await client.post(verify, headers=alice)).status_code == 202
+                await poll(_async(lambda: inbox.started), lambda started: started == 1)
+                # The job ends, and its message is acknowledged, while Redis is away.
+                redis_server.stop()
+                [job] = (await client.get(JOBS, headers=alice)).json()["items"]
+                job = await poll(lambda: job_of(client, alice, job["id"]), finished)
+                await poll(_async(lambda: worker.events("job_ack_failed")), bool)
+                redis_server.start()  # empty: the stream and its consumer group are gone
+                # Sent on the pooled connection the restart closed: tried again on a new one.
+                assert (await client.post(verify, headers=alice)).status_code == 202
+                await poll(_async(lambda: len(inbox.received)), lambda received: received == 2)
+    assert (job["status"], job["attempts"]) == ("succeeded", 1)
+    assert len(inbox.received) == 2  # each mail once
+    assert "Traceback" not in worker.log.read_text()  # an outage, not a bug
+
+
 def _async(read: Any) -> Any:
     async def call() -> Any:
         return read()

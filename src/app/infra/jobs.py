@@ -7,13 +7,21 @@ the transport that wakes a worker; the consumer (`consume_with`) is bound by the
 
 import asyncio
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncGenerator, Awaitable, Callable
 
+import structlog
 from redis.asyncio import Redis
-from taskiq import AsyncBroker, InMemoryBroker
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import RedisError
+from taskiq import AckableMessage, AsyncBroker, InMemoryBroker
+from taskiq.utils import maybe_awaitable
 from taskiq_redis import RedisStreamBroker
 
 from app.core.settings_jobs import JobsSettings
+
+log = structlog.get_logger(__name__)
 
 RUN_TASK = "app.run_job"
 CONSUMER_GROUP = "workers"
@@ -118,6 +126,31 @@ class JobQueue:
         await self.broker.shutdown()
 
 
+class _StreamBroker(RedisStreamBroker):
+    """taskiq-redis's stream broker, whose acknowledgements never raise.
+
+    A message is acknowledged after its job ran, from a task taskiq does not await: an
+    acknowledgement that met a Redis outage ended that task with an error nobody read, logged
+    by asyncio with a traceback. Unacknowledged, the message is delivered again later
+    (`idle_timeout`), and its job, already settled, is not run again (`jobs.claims`).
+    """
+
+    async def listen(self) -> AsyncGenerator[AckableMessage, None]:
+        """Yield the stream's messages, each with an acknowledgement that logs its failure."""
+        async for message in super().listen():
+            yield AckableMessage(data=message.data, ack=_logging_failures(message.ack))
+
+
+def _logging_failures(ack: Callable[[], Awaitable[None] | None]) -> Callable[[], Awaitable[None]]:
+    async def acknowledge() -> None:
+        try:
+            await maybe_awaitable(ack())
+        except (RedisError, OSError) as exc:
+            log.warning("job_ack_failed", error=type(exc).__name__)
+
+    return acknowledge
+
+
 def broker_url(settings: JobsSettings, redis_url: str | None) -> str | None:
     """The Redis URL of the broker: `JOBS_BROKER_URL`, else `REDIS_URL`, else None."""
     if settings.broker_url is not None:
@@ -131,7 +164,7 @@ def create_job_queue(settings: JobsSettings, *, url: str | None, namespace: str)
         # Eager: `send` runs the job before it returns (tests see its effects at once).
         memory = InMemoryBroker(await_inplace=settings.eager)
         return JobQueue(memory, embedded=True, concurrency=settings.concurrency)
-    broker = RedisStreamBroker(
+    broker = _StreamBroker(
         url,
         queue_name=f"{namespace}:jobs",
         consumer_group_name=CONSUMER_GROUP,
@@ -145,5 +178,8 @@ def create_job_queue(settings: JobsSettings, *, url: str | None, namespace: str)
         timeout=CONNECT_TIMEOUT_SECONDS,
         socket_connect_timeout=CONNECT_TIMEOUT_SECONDS,
         socket_timeout=XREAD_BLOCK_MS / 1000 + CONNECT_TIMEOUT_SECONDS,
+        # A pooled connection Redis closed when it restarted: tried again at once, on a new
+        # one, as the app's own client does (`infra.redis`); a timeout is never retried.
+        retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
     )
     return JobQueue(broker, embedded=False, concurrency=settings.concurrency)
