@@ -1,15 +1,18 @@
-"""Booleans, integers and date-times are accepted only as the document types them.
+"""Booleans, integers, date-times and UUIDs are accepted only as the document types them.
 
-Pydantic's default (lax) mode reads 1 or "yes" as `true`, a Unix number as a date-time, and
-"5_0" or "+1" as integers: values the OpenAPI document forbids. The first test finds every
-such input in the document, so a new one cannot be left out of the second, which sends each
-one values of that kind and expects 422, and one good value and expects it served.
+Pydantic's default (lax) mode reads 1 or "yes" as `true`, a Unix number as a date-time,
+"5_0" or "+1" as integers, and bare hex digits or `urn:uuid:...` as a UUID: values the
+OpenAPI document forbids. The first test finds every such input in the document, so a new one
+cannot be left out of the second, which sends each one values of that kind and expects 422,
+and one good value and expects it read (served, or for an id that names nothing, 404).
 """
 
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
 from fastapi import FastAPI
@@ -23,6 +26,8 @@ pytestmark = pytest.mark.anyio
 # The committed document: a test keeps it equal to what the app serves.
 DOCUMENT = Path(__file__).resolve().parents[1] / "openapi.json"
 
+# An id no row has, with every hex letter present so a spelling of it can change each one.
+NOWHERE = uuid.UUID("0a1b2c3d-4e5f-4a6b-8c7d-8e9fabcdef01")
 TOMORROW = (datetime.now(UTC) + timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
 BAD: dict[str, list[Any]] = {
     "boolean": [1, 0, 1.0, "true", "yes", "on", "1"],
@@ -36,8 +41,19 @@ BAD: dict[str, list[Any]] = {
         "2030-01-01",
         "2030-01-01T00:00:00",
     ],
+    "uuid": [
+        NOWHERE.hex,
+        f"{{{NOWHERE}}}",
+        f"urn:uuid:{NOWHERE}",
+        str(NOWHERE)[:8] + str(NOWHERE)[9:],
+        f" {NOWHERE}",
+        f"{NOWHERE}0",
+        str(NOWHERE).replace("-", "_"),
+        str(NOWHERE).replace("a", "\uff41"),
+    ],
 }
-GOOD = {"boolean": True, "integer": "5", "date-time": TOMORROW}
+# Upper-case hex digits are the same UUID (RFC 9562 reads either case).
+GOOD = {"boolean": True, "integer": "5", "date-time": TOMORROW, "uuid": str(NOWHERE).upper()}
 # (operation, where, name) -> the kind of value the document gives it.
 INPUTS = {
     ("PATCH /api/v1/users/{user_id}", "body", "is_active"): "boolean",
@@ -53,6 +69,18 @@ INPUTS = {
     ("GET /api/v1/jobs", "query", "offset"): "integer",
     ("GET /api/v1/users", "query", "limit"): "integer",
     ("GET /api/v1/users", "query", "offset"): "integer",
+    ("GET /api/v1/items", "query", "owner_id"): "uuid",
+    ("GET /api/v1/items/{item_id}", "path", "item_id"): "uuid",
+    ("PATCH /api/v1/items/{item_id}", "path", "item_id"): "uuid",
+    ("DELETE /api/v1/items/{item_id}", "path", "item_id"): "uuid",
+    ("POST /api/v1/items/{item_id}/restore", "path", "item_id"): "uuid",
+    ("GET /api/v1/api-keys/{key_id}", "path", "key_id"): "uuid",
+    ("DELETE /api/v1/api-keys/{key_id}", "path", "key_id"): "uuid",
+    ("GET /api/v1/jobs/{job_id}", "path", "job_id"): "uuid",
+    ("GET /api/v1/jobs/{job_id}/result", "path", "job_id"): "uuid",
+    ("GET /api/v1/users/{user_id}", "path", "user_id"): "uuid",
+    ("PATCH /api/v1/users/{user_id}", "path", "user_id"): "uuid",
+    ("DELETE /api/v1/users/{user_id}", "path", "user_id"): "uuid",
 }
 
 
@@ -62,8 +90,8 @@ def _kind(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
     for option in schema.get("anyOf", ()):
         if kind := _kind(option, components):
             return kind
-    if schema.get("format") == "date-time":
-        return "date-time"
+    if schema.get("format") in ("date-time", "uuid"):
+        return str(schema["format"])
     return schema.get("type") if schema.get("type") in ("boolean", "integer") else None
 
 
@@ -100,6 +128,11 @@ async def _request(
 ) -> Any:
     operation, where, name = case
     method, path = operation.split(" ")
+    if where == "path":
+        path = path.replace(f"{{{name}}}", quote(str(value), safe=""))
+        # An empty merge patch: the body is valid, only the id is on trial.
+        patch: dict[str, Any] | None = {} if method == "PATCH" else None
+        return await client.request(method, path, json=patch, headers=headers)
     path = path.replace("{user_id}", target)
     if where == "query":
         return await client.request(method, path, params={name: value}, headers=headers)
@@ -125,4 +158,5 @@ async def test_only_values_of_the_documented_type_are_accepted(
         named = error.get("pointer", "#/" + error.get("parameter", ""))
         assert named == f"#/{case[2]}", error
     good = await _request(client, headers, target, case, GOOD[kind])
-    assert good.status_code < 300, good.text
+    # An id in the path names no row: read as an id, it is not found.
+    assert good.status_code == 404 if case[1] == "path" else good.status_code < 300, good.text

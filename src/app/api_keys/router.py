@@ -1,6 +1,5 @@
 """API key endpoints: create (the key is shown once), list and revoke."""
 
-import uuid
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
@@ -12,6 +11,7 @@ from app.auth.deps import Principal, RequireScopes, require_scopes
 from app.auth.proof import IdentityCheckDep
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses, response_headers
+from app.core.types import Uuid
 from app.db.pagination import PageQuery
 from app.deps import SessionDep, SettingsDep
 
@@ -91,7 +91,7 @@ async def list_api_keys(
 
 
 @router.get("/{key_id}", name="read_api_key", responses=problem_responses(401, 403, 404))
-async def read_api_key(key_id: uuid.UUID, principal: Reader, session: SessionDep) -> ApiKeyRead:
+async def read_api_key(key_id: Uuid, principal: Reader, session: SessionDep) -> ApiKeyRead:
     """Return one of your keys that is not revoked (its prefix and metadata, never the key).
 
     Called with a key: only that key or one it created (404 for any other).
@@ -105,7 +105,7 @@ async def read_api_key(key_id: uuid.UUID, principal: Reader, session: SessionDep
 @router.delete(
     "/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=problem_responses(401, 403, 404)
 )
-async def revoke_api_key(key_id: uuid.UUID, principal: Writer, session: SessionDep) -> None:
+async def revoke_api_key(key_id: Uuid, principal: Writer, session: SessionDep) -> None:
     """Revoke one of your keys; it, and every key it created, stop working at once.
 
     Called with a key: only that key or one it created (404 for any other).

@@ -1,6 +1,7 @@
 """Types every request schema builds on."""
 
 import re
+import uuid
 from datetime import UTC, datetime
 from typing import Annotated
 
@@ -32,9 +33,10 @@ def trim_blanks(value: str) -> str:
 
 
 # Values exactly of the type the schema names. Pydantic's default (lax) mode also reads 1,
-# "yes" and "on" as `true`, a Unix number as a date-time, and "5_0", "+1" or " 1" as integers:
-# inputs the document forbids would be accepted. Every boolean, integer and date-time a client
-# sends is one of these (tests/test_strict_inputs.py checks the document for any that is not).
+# "yes" and "on" as `true`, a Unix number as a date-time, "5_0", "+1" or " 1" as integers, and
+# 32 bare hex digits, `{...}` or `urn:uuid:...` as a UUID: inputs the document forbids would be
+# accepted. Every boolean, integer, date-time and UUID a client sends is one of these
+# (tests/test_strict_inputs.py checks the document for any that is not).
 Bool = StrictBool
 """A JSON `true` or `false`, nothing else."""
 
@@ -74,3 +76,21 @@ def _in_utc(value: datetime) -> datetime:
 
 UTCInstant = Annotated[AwareDatetime, BeforeValidator(_date_time_text), AfterValidator(_in_utc)]
 """An RFC 3339 date-time with its offset (the schema's `date-time`), given back in UTC."""
+
+
+# RFC 9562's string form, the one JSON Schema's `uuid` format names; either case, as it allows.
+_UUID_TEXT = re.compile(
+    r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}"
+)
+
+
+def _uuid_text(value: object) -> object:
+    if isinstance(value, uuid.UUID):
+        return value
+    if not isinstance(value, str) or not _UUID_TEXT.fullmatch(value):
+        raise ValueError("must be 8-4-4-4-12 hex digits, e.g. 123e4567-e89b-12d3-a456-426614174000")
+    return value
+
+
+Uuid = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
+"""A UUID as hex digits in groups of 8-4-4-4-12 joined by hyphens (the schema's `uuid`)."""

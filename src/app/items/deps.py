@@ -9,6 +9,7 @@ from fastapi import Depends, Query, Request
 from app.auth.deps import Principal, RequireScopes
 from app.auth.exceptions import SuperuserRequired
 from app.auth.scopes import Scope
+from app.core.types import Uuid
 from app.deps import SessionDep, resources_of
 from app.items import cache as items_cache
 from app.items import service as items_service
@@ -26,7 +27,7 @@ def may_see(principal: Principal, owner_id: uuid.UUID) -> bool:
 
 
 async def get_readable_item(
-    item_id: uuid.UUID, principal: ItemsReader, session: SessionDep, request: Request
+    item_id: Uuid, principal: ItemsReader, session: SessionDep, request: Request
 ) -> ItemRead:
     """Return an item the caller may see, cached after authorization; others' items are 404.
 
@@ -47,7 +48,7 @@ async def get_readable_item(
     return found
 
 
-async def get_owned_item(item_id: uuid.UUID, session: SessionDep, principal: ItemsWriter) -> Item:
+async def get_owned_item(item_id: Uuid, session: SessionDep, principal: ItemsWriter) -> Item:
     """Load an item to change; another user's item is 404, as if it did not exist."""
     item = await items_service.get(session=session, item_id=item_id)
     if item is None or not may_see(principal, item.owner_id):
@@ -56,7 +57,7 @@ async def get_owned_item(item_id: uuid.UUID, session: SessionDep, principal: Ite
 
 
 async def get_deleted_or_live_item(
-    item_id: uuid.UUID, session: SessionDep, principal: ItemsWriter
+    item_id: Uuid, session: SessionDep, principal: ItemsWriter
 ) -> Item:
     """Load an item to restore, soft-deleted or not; another user's item is 404."""
     item = await items_service.get(session=session, item_id=item_id, include_deleted=True)

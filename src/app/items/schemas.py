@@ -17,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, trim_blanks
+from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, Uuid, trim_blanks
 from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
@@ -190,7 +190,7 @@ class ItemQuery(PageQuery):
     q: Text | None = Field(default=None, min_length=1, max_length=200)
     created_after: UTCInstant | None = None
     created_before: UTCInstant | None = None
-    owner_id: uuid.UUID | None = None
+    owner_id: Uuid | None = None
 
 
 class ItemPage(Page[ItemRead]):

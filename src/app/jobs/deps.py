@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.auth.deps import Principal, RequireScopes
 from app.auth.scopes import Scope
 from app.core.settings_jobs import JobsSettings
+from app.core.types import Uuid
 from app.deps import JobQueueDep, SessionDep, SessionFactoryDep, SettingsDep
 from app.infra.jobs import JobQueue
 from app.jobs import dispatcher
@@ -85,7 +86,7 @@ async def get_job_sender(
 JobSenderDep = Annotated[JobSender, Depends(get_job_sender)]
 
 
-async def get_visible_job(job_id: uuid.UUID, principal: JobsReader, session: SessionDep) -> Job:
+async def get_visible_job(job_id: Uuid, principal: JobsReader, session: SessionDep) -> Job:
     """Load a job its owner or a superuser asks for; anyone else's is 404, as if absent."""
     job = await jobs_service.get(session=session, job_id=job_id)
     if job is None or not (principal.user.is_superuser or job.owner_id == principal.user.id):

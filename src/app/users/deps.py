@@ -1,6 +1,5 @@
 """Loading dependencies: an account is loaded and checked in one place before a route sees it."""
 
-import uuid
 from typing import Annotated
 
 from fastapi import Depends
@@ -8,6 +7,7 @@ from fastapi import Depends
 from app.auth.deps import AdminWriter, Principal, RequireScopes, UsersReader
 from app.auth.exceptions import SuperuserRequired
 from app.auth.scopes import Scope
+from app.core.types import Uuid
 from app.deps import CacheDep, SessionDep
 from app.users import cache as users_cache
 from app.users import service as users_service
@@ -17,7 +17,7 @@ from app.users.schemas import UserRead
 
 
 async def get_readable_user(
-    user_id: uuid.UUID, principal: UsersReader, session: SessionDep, cache: CacheDep
+    user_id: Uuid, principal: UsersReader, session: SessionDep, cache: CacheDep
 ) -> UserRead:
     """Return an account the caller may read: its own, or any for a superuser (cached).
 
@@ -39,7 +39,7 @@ async def get_readable_user(
     return found
 
 
-async def get_user_for_admin(user_id: uuid.UUID, _: AdminWriter, session: SessionDep) -> User:
+async def get_user_for_admin(user_id: Uuid, _: AdminWriter, session: SessionDep) -> User:
     """Load any user for a superuser to change, or 404."""
     user = await users_service.get(session=session, user_id=user_id)
     if user is None:
