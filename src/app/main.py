@@ -41,6 +41,11 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         docs_url=None,
         redoc_url=None,
         telemetry=FASTAPI_TELEMETRY_OFF,
+        # A path is served as documented and no other way. Starlette's default answers a
+        # trailing slash with an undocumented 307 whose Location is built from the Host header
+        # and the scheme the server saw: a redirect a client can point at another host, or
+        # from https to http behind a proxy. It is a 404 problem like any unknown path.
+        redirect_slashes=False,
     )
     attach_resources(app, resources)
     bind_jobs(resources)
