@@ -160,3 +160,32 @@ async def test_only_values_of_the_documented_type_are_accepted(
     good = await _request(client, headers, target, case, GOOD[kind])
     # An id in the path names no row: read as an id, it is not found.
     assert good.status_code == 404 if case[1] == "path" else good.status_code < 300, good.text
+
+
+QUERIED = sorted(
+    f"{method.upper()} {path}"
+    for path, operations in json.loads(DOCUMENT.read_text())["paths"].items()
+    for method, operation in operations.items()
+    if any(parameter["in"] == "query" for parameter in operation.get("parameters", ()))
+)
+
+
+def test_the_lists_are_the_operations_with_query_parameters() -> None:
+    assert len(QUERIED) == 4, QUERIED
+
+
+@pytest.mark.parametrize("operation", QUERIED)
+async def test_a_query_parameter_the_operation_does_not_know_is_refused(
+    app: FastAPI, client: AsyncClient, operation: str
+) -> None:
+    email = unique_email("unknown")
+    headers = await signed_up(client, email)
+    await make_superuser(app, email)
+    method, path = operation.split(" ")
+    # A misspelt `limit`: served, it would be a page of the default size.
+    response = await client.request(method, path, params={"limt": "5"}, headers=headers)
+    assert response.status_code == 422, response.text
+    assert response.json()["errors"] == [
+        {"detail": "Extra inputs are not permitted", "parameter": "limt"}
+    ]
+    assert (await client.request(method, path, params={"limit": "5"}, headers=headers)).is_success

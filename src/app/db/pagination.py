@@ -7,7 +7,7 @@ import uuid
 from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from starlette.datastructures import URL
 
 from app.core.types import Integer
@@ -21,7 +21,13 @@ T = TypeVar("T")
 
 
 class PageQuery(BaseModel):
-    """Offset paging: `limit` rows from `offset` (query parameters)."""
+    """Offset paging: `limit` rows from `offset` (query parameters).
+
+    A parameter the list does not know is a 422, as a body's unknown field is: `?limt=5` is a
+    mistake to report, not a page of the default size.
+    """
+
+    model_config = ConfigDict(extra="forbid")
 
     limit: Integer = Field(default=DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE)
     offset: Integer = Field(default=0, ge=0, le=MAX_OFFSET)

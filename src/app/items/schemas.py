@@ -181,8 +181,6 @@ class ItemQuery(PageQuery):
     Past `MAX_OFFSET`, page with `cursor`.
     """
 
-    model_config = ConfigDict(extra="forbid")
-
     cursor: Text | None = Field(default=None, max_length=200)
     sort: Sort = "-created_at"
     status: ItemStatus | None = None
