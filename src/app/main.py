@@ -1,12 +1,14 @@
 """The application factory: the single place where the service is wired together."""
 
 import functools
+import re
 from collections.abc import Callable
 from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
+from starlette.routing import compile_path
 
 from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
 from app.auth.deps import checks_scopes
@@ -23,6 +25,7 @@ from app.resources import build_resources
 from app.tasks import bind as bind_jobs
 
 DISTRIBUTION = "production-fastapi-backend"
+JSON = "application/json"  # FastAPI's media type for a body that does not name one
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -67,6 +70,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifecycle=resources.lifecycle,
         country_of=resources.geoip.country if resources.geoip else None,
         token_subject=resources.access_tokens.subject,
+        body_media_types=_body_media_types(app),
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
@@ -90,6 +94,36 @@ def _scoped_operations(app: FastAPI) -> Callable[[str, str], bool]:
             path = context.path_format or route.path_format
             found.update((path, method.lower()) for method in context.methods or ())
     return lambda path, method: (path, method) in found
+
+
+def _body_media_types(app: FastAPI) -> Callable[[str, str], frozenset[str] | None]:
+    """The media types operation (method, path) documents for its body; None: it takes none.
+
+    Read from the routes as FastAPI documents them (the body's media type, and those a route
+    adds in `openapi_extra`), on the first request with a body: the routes are included after
+    the middleware are installed.
+    """
+
+    @functools.cache
+    def operations() -> tuple[tuple[str, re.Pattern[str], frozenset[str]], ...]:
+        found: list[tuple[str, re.Pattern[str], frozenset[str]]] = []
+        for context in iter_route_contexts(app.routes):
+            route = context.original_route
+            if not isinstance(route, APIRoute) or route.body_field is None:
+                continue
+            extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
+            types = frozenset({getattr(route.body_field.field_info, "media_type", JSON), *extra})
+            pattern, _, _ = compile_path(context.path_format or route.path_format)
+            found += [(method, pattern, types) for method in context.methods or ()]
+        return tuple(found)
+
+    def media_types(method: str, path: str) -> frozenset[str] | None:
+        for known, pattern, types in operations():
+            if known == method and pattern.match(path):
+                return types
+        return None
+
+    return media_types
 
 
 def _country_blocked(settings: Settings, path: str) -> bool:

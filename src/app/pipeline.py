@@ -5,7 +5,7 @@ their constructor arguments; this module is where settings, route paths and clie
 """
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from typing import Any
 
 from fastapi import FastAPI
@@ -246,6 +246,7 @@ def install_middleware(
     lifecycle: Lifecycle | None = None,
     country_of: Callable[[str], str | None] | None = None,
     token_subject: Callable[[str], str | None] | None = None,
+    body_media_types: Callable[[str, str], Collection[str] | None] | None = None,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -269,7 +270,7 @@ def install_middleware(
         *_trusted_hosts(settings, renderer, paths),
         # After proxy headers: the country of the client, not of the proxy.
         *_country_block(settings, renderer, paths, country_of),
-        Middleware(ContentValidationMiddleware, renderer=renderer),
+        Middleware(ContentValidationMiddleware, renderer=renderer, documented=body_media_types),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
         Middleware(
             BodyLimitMiddleware,

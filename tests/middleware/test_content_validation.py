@@ -108,6 +108,37 @@ async def test_the_allowlist_can_be_narrowed() -> None:
     assert json.status_code == 200
 
 
+def _only_deletes_read_csv(method: str, path: str) -> list[str] | None:
+    return ["text/csv"] if (method, path) == ("DELETE", "/items") else None
+
+
+@pytest.mark.parametrize(
+    ("method", "content_type", "status"),
+    [
+        ("DELETE", "text/csv", 200),
+        ("DELETE", "text/csv; charset=utf-8", 200),
+        ("DELETE", "application/json", 415),  # in the allowlist, but not what it reads
+        ("POST", "application/json", 200),  # no documented body: the allowlist
+        ("POST", "text/csv", 415),
+    ],
+)
+async def test_an_operation_reads_only_the_types_it_documents(
+    method: str, content_type: str, status: int
+) -> None:
+    client = body_client(
+        Middleware(
+            ContentValidationMiddleware, renderer=RENDERER, documented=_only_deletes_read_csv
+        )
+    )
+    async with client as c:
+        response = await c.request(
+            method, "/items", content=b"a,b", headers={"Content-Type": content_type}
+        )
+    assert response.status_code == status
+    if status == 415 and method == "DELETE":
+        assert response.json()["detail"] == "The request body must be one of: text/csv."
+
+
 @pytest.mark.parametrize(
     "url", ["/items%00", "/items/%00/x", "/items?q=a%00b", "/items?q%00=1", "/items?q=%00"]
 )

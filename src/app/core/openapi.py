@@ -120,7 +120,9 @@ _SLOW_BODY = _problem(
     "connection is closed."
 )
 _TOO_LARGE = _problem("Content Too Large: the body is over the limit (`content_too_large`).")
-_UNSUPPORTED = _problem("Unsupported Media Type: the body's Content-Type is not one the API reads.")
+_UNSUPPORTED = _problem(
+    "Unsupported Media Type: the body's Content-Type is not one the operation reads."
+)
 _UNAVAILABLE = _problem(
     "Service Unavailable: overloaded, past its deadline, or a dependency is down.", "Retry-After"
 )
@@ -165,7 +167,7 @@ def _with_problem_responses(
     responses.setdefault("400", _MALFORMED)
     responses.setdefault("408", _SLOW_BODY)
     responses.setdefault("413", _TOO_LARGE)
-    if method in METHODS_WITH_CONTENT:
+    if method in METHODS_WITH_CONTENT or "requestBody" in operation:
         responses.setdefault("415", _UNSUPPORTED)
     responses.setdefault("503", _UNAVAILABLE)
     if limited or "429" in responses:

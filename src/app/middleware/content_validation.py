@@ -1,7 +1,7 @@
-"""Content validation: 415 for body types the API does not read, 400 for NUL bytes."""
+"""Content validation: 415 for body types the operation does not read, 400 for NUL bytes."""
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Collection, Sequence
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -21,6 +21,18 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
+
+
+def _undocumented(_method: str, _path: str) -> Collection[str] | None:
+    return None
+
+
+def _route_path(scope: Scope) -> str:
+    path: str = scope["path"]
+    root_path: str = scope.get("root_path", "")
+    if root_path and path.startswith(root_path + "/"):
+        return path[len(root_path) :]
+    return path
 
 
 def _has_nul(scope: Scope) -> bool:
@@ -52,10 +64,13 @@ def _media_type(headers: Headers) -> str | None:
 
 
 class ContentValidationMiddleware:
-    """Refuse NUL bytes in path or query (400) and bodies of types outside the allowlist (415).
+    """Refuse NUL in the path or query (400) and bodies of types the operation does not read (415).
 
-    Only POST, PUT and PATCH requests that carry a body are checked for their type: a bodyless
-    POST, or a GET with any `Content-Type`, passes. Parameters such as `charset` are allowed.
+    `documented(method, path)` gives the media types an operation documents for its body (None
+    for an operation without one): a body of any other type is refused, whatever the method.
+    A POST, PUT or PATCH to an operation without a documented body may carry any type of
+    `allowed_media_types`. A request without a body passes, as does a GET with any
+    `Content-Type`. Parameters such as `charset` are allowed.
     """
 
     def __init__(
@@ -63,6 +78,7 @@ class ContentValidationMiddleware:
         app: ASGIApp,
         renderer: ProblemRenderer,
         allowed_media_types: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES,
+        documented: Callable[[str, str], Collection[str] | None] | None = None,
     ) -> None:
         allowed = frozenset(media_type.strip().lower() for media_type in allowed_media_types)
         if not allowed or not all(_MEDIA_TYPE.fullmatch(media_type) for media_type in allowed):
@@ -70,7 +86,14 @@ class ContentValidationMiddleware:
         self.app = app
         self.renderer = renderer
         self.allowed = allowed
-        self.allowed_text = ", ".join(sorted(allowed))
+        self.documented = documented or _undocumented
+
+    def _accepted(self, scope: Scope) -> Collection[str] | None:
+        """The media types a body of this request may have; None: any (no body is read)."""
+        documented = self.documented(scope["method"], _route_path(scope))
+        if documented is not None:
+            return documented
+        return self.allowed if scope["method"] in METHODS_WITH_CONTENT else None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,15 +106,13 @@ class ContentValidationMiddleware:
             return
 
         headers = Headers(scope=scope)
-        if (
-            scope["method"] in METHODS_WITH_CONTENT
-            and _has_content(headers)
-            and _media_type(headers) not in self.allowed
-        ):
-            unsupported = UnsupportedMediaType(
-                f"The request body must be one of: {self.allowed_text}."
-            )
-            await self.renderer.from_exception(scope, unsupported)(scope, receive, send)
-            return
+        if _has_content(headers):
+            accepted = self._accepted(scope)
+            if accepted is not None and _media_type(headers) not in accepted:
+                unsupported = UnsupportedMediaType(
+                    f"The request body must be one of: {', '.join(sorted(accepted))}."
+                )
+                await self.renderer.from_exception(scope, unsupported)(scope, receive, send)
+                return
 
         await self.app(scope, receive, send)
