@@ -1,10 +1,11 @@
-"""Booleans, integers, date-times and UUIDs are accepted only as the document types them.
+"""Booleans, integers, date-times, UUIDs and emails are accepted only as the document types them.
 
 Pydantic's default (lax) mode reads 1 or "yes" as `true`, a Unix number as a date-time,
-"5_0" or "+1" as integers, and bare hex digits or `urn:uuid:...` as a UUID: values the
-OpenAPI document forbids. The first test finds every such input in the document, so a new one
-cannot be left out of the second, which sends each one values of that kind and expects 422,
-and one good value and expects it read (served, or for an id that names nothing, 404).
+"5_0" or "+1" as integers, bare hex digits or `urn:uuid:...` as a UUID, and its email
+validator `Eve <eve@example.com>` as an address: values the OpenAPI document forbids. The
+first test finds every such input in the document, so a new one cannot be left out of the
+second, which sends each one values of that kind and expects 422, and one good value and
+expects it read (served, or for an id that names nothing, 404).
 """
 
 import json
@@ -18,7 +19,7 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 
-from tests.identity import register, signed_up, unique_email
+from tests.identity import DEFAULT_PASSWORD, register, signed_up, unique_email
 from tests.security.helpers import make_superuser
 
 pytestmark = pytest.mark.anyio
@@ -51,6 +52,13 @@ BAD: dict[str, list[Any]] = {
         str(NOWHERE).replace("-", "_"),
         str(NOWHERE).replace("a", "\uff41"),
     ],
+    # A mailbox with a display name is a header's syntax, not an address.
+    "email": [
+        "Eve <eve@example.com>",
+        '"Eve" <eve@example.com>',
+        "<eve@example.com>",
+        "eve@example.com\n",
+    ],
 }
 # Upper-case hex digits are the same UUID (RFC 9562 reads either case).
 GOOD = {"boolean": True, "integer": "5", "date-time": TOMORROW, "uuid": str(NOWHERE).upper()}
@@ -81,6 +89,9 @@ INPUTS = {
     ("GET /api/v1/users/{user_id}", "path", "user_id"): "uuid",
     ("PATCH /api/v1/users/{user_id}", "path", "user_id"): "uuid",
     ("DELETE /api/v1/users/{user_id}", "path", "user_id"): "uuid",
+    ("POST /api/v1/users", "body", "email"): "email",
+    ("POST /api/v1/users/me/email", "body", "email"): "email",
+    ("POST /api/v1/auth/password-reset", "body", "email"): "email",
 }
 
 
@@ -90,7 +101,7 @@ def _kind(schema: dict[str, Any], components: dict[str, Any]) -> str | None:
     for option in schema.get("anyOf", ()):
         if kind := _kind(option, components):
             return kind
-    if schema.get("format") in ("date-time", "uuid"):
+    if schema.get("format") in ("date-time", "uuid", "email"):
         return str(schema["format"])
     return schema.get("type") if schema.get("type") in ("boolean", "integer") else None
 
@@ -139,6 +150,10 @@ async def _request(
     body: dict[str, Any] = {name: value}
     if path.endswith("/api-keys"):
         body["name"] = "strict"
+    if path.endswith("/users"):
+        body["password"] = DEFAULT_PASSWORD
+    if path.endswith("/me/email"):
+        body["current_password"] = DEFAULT_PASSWORD
     return await client.request(method, path, json=body, headers=headers)
 
 
@@ -157,7 +172,8 @@ async def test_only_values_of_the_documented_type_are_accepted(
         [error] = response.json()["errors"]
         named = error.get("pointer", "#/" + error.get("parameter", ""))
         assert named == f"#/{case[2]}", error
-    good = await _request(client, headers, target, case, GOOD[kind])
+    good_value = unique_email("strict-good") if kind == "email" else GOOD[kind]
+    good = await _request(client, headers, target, case, good_value)
     # An id in the path names no row: read as an id, it is not found.
     assert good.status_code == 404 if case[1] == "path" else good.status_code < 300, good.text
 

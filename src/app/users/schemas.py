@@ -4,7 +4,8 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema, validate_email
+import email_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
 from app.core.types import Bool, Text
@@ -18,13 +19,21 @@ def normalize_email(email: str) -> str:
     reset, email change, the first superuser, an issuer's claim), so equivalent spellings are
     one account: the text is trimmed and put in Unicode NFC (a decomposed `é` is the composed
     one), the domain goes through IDNA (a fullwidth `example.com` is the ASCII one,
-    `xn--caf-dma.com` is `café.com`), and the whole is lower-cased.
+    `xn--caf-dma.com` is `café.com`), and the whole is lower-cased. Only an address is one:
+    `Eve <eve@example.com>` is a header's mailbox with a display name, not an address (pydantic's
+    `validate_email` would read it as `eve@example.com`).
 
     Raises:
         ValueError: `email` is not an address (a pydantic error, so a schema reports it).
     """
-    _, address = validate_email(email)
-    return address.lower()
+    # A line break is refused before trimming: `a@example.com\n` is not an address either.
+    if "\r" in email or "\n" in email:
+        raise ValueError("value is not a valid email address: it holds a line break")
+    try:
+        address = email_validator.validate_email(email.strip(), check_deliverability=False)
+    except email_validator.EmailNotValidError as exc:
+        raise ValueError(f"value is not a valid email address: {exc}") from None
+    return address.normalized.lower()
 
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, which email-validator enforces
