@@ -183,7 +183,7 @@ async def test_login_needs_both_form_fields(client: AsyncClient) -> None:
     body = assert_problem(response, 422, "validation_error")
     assert {"detail": "Field required", "pointer": "#/password"} in body["errors"]
     json_body = await client.post(LOGIN, json={"username": "a@example.com", "password": "x"})
-    assert_problem(json_body, 422, "validation_error")  # a form, not JSON
+    assert_problem(json_body, 415, "unsupported_media_type")  # a form, not JSON
 
 
 async def test_a_username_longer_than_the_schema_allows_is_refused_as_invalid(
