@@ -2,7 +2,8 @@
 
 It relies on uvicorn's `Server.handle_exit` being the SIGTERM handler while the lifespan
 starts, and on `should_exit`, `force_exit`, `servers`, `shutdown` and
-`config.timeout_graceful_shutdown`: these tests break when an upgrade changes them. tests/e2e/test_shutdown.py sends real signals.
+`config.timeout_graceful_shutdown`: these tests break when an upgrade changes them.
+tests/e2e/test_shutdown.py sends real signals.
 """
 
 import asyncio
