@@ -40,14 +40,53 @@ async def test_readiness_checks_redis_when_configured(
     assert response.json() == {"status": "ok", "checks": checks}
 
 
-async def test_readiness_is_503_when_redis_is_down(settings: Settings, closed_port: int) -> None:
+async def test_readiness_stays_200_degraded_while_redis_is_down(
+    settings: Settings, closed_port: int
+) -> None:
+    """Every use of Redis fails open: the replica still serves, so it stays in rotation."""
     redis_url = f"redis://127.0.0.1:{closed_port}/0"
     settings = make_settings(DATABASE_URL=settings.database.url, REDIS_URL=redis_url)
     async with running(create_app(settings)) as app, client_for(app) as client:
         response = await client.get("/api/v1/health/ready")
-    assert response.status_code == 503
+        served = await client.get("/api/v1/meta")
+    assert response.status_code == 200
     expected = {"db": "ok", "redis": "error", "jobs_queue": "error"}  # the broker is REDIS_URL
+    assert response.json() == {"status": "degraded", "checks": expected}
+    assert served.status_code == 200
+
+
+async def test_readiness_is_503_when_the_rate_limiter_needs_the_redis_that_is_down(
+    settings: Settings, closed_port: int
+) -> None:
+    redis_url = f"redis://127.0.0.1:{closed_port}/0"
+    settings = make_settings(
+        DATABASE_URL=settings.database.url,
+        REDIS_URL=redis_url,
+        RATE_LIMIT_ENABLED=True,
+        RATE_LIMIT_FAIL_OPEN=False,
+    )
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        response = await client.get("/api/v1/health/ready")
+        refused = await client.get("/api/v1/items")
+    assert response.status_code == 503
+    expected = {"db": "ok", "redis": "error", "jobs_queue": "error"}
     assert response.json() == {"status": "error", "checks": expected}
+    assert refused.status_code == 503  # what readiness said: this replica cannot serve
+
+
+async def test_readiness_ignores_a_fail_closed_limiter_that_is_off(
+    settings: Settings, closed_port: int
+) -> None:
+    redis_url = f"redis://127.0.0.1:{closed_port}/0"
+    settings = make_settings(
+        DATABASE_URL=settings.database.url,
+        REDIS_URL=redis_url,
+        RATE_LIMIT_FAIL_OPEN=False,
+        RATE_LIMIT_ENABLED=False,
+    )
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        response = await client.get("/api/v1/health/ready")
+    assert (response.status_code, response.json()["status"]) == (200, "degraded")
 
 
 async def test_readiness_answers_within_3_seconds_when_the_database_hangs(

@@ -15,7 +15,7 @@ from app.deps import (
 )
 from app.health import service as health_service
 from app.health.deps import require_metrics_reader
-from app.health.schemas import Liveness, Meta, Readiness, ReadinessStatus
+from app.health.schemas import Liveness, Meta, Readiness
 
 # `/health` lives outside the versioned API: load balancers and probes hard-code it.
 root_router = APIRouter(tags=["health"])
@@ -52,10 +52,13 @@ async def ready(
     settings: SettingsDep,
     lifecycle: LifecycleDep,
 ) -> Readiness:
-    """Readiness probe: 200 when the database (and Redis and the job broker, if set) answer.
+    """Readiness probe: 200 when this process can serve, 503 when it cannot.
 
-    503 `draining` from the moment the process is asked to stop, so the load balancer stops
-    sending while requests in flight finish; 503 `starting` until start-up work has run.
+    200 `ok` when every dependency answers; 200 `degraded` when only dependencies the service
+    can serve without fail (Redis, unless the rate limiter fails closed, and the job broker);
+    503 `error` when the database (or a required Redis) does not answer; 503 `draining` from
+    the moment the process is asked to stop, so the load balancer stops sending while
+    requests in flight finish; 503 `starting` until start-up work has run.
     """
     if lifecycle.draining:
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
@@ -63,11 +66,10 @@ async def ready(
     checks = await health_service.check_dependencies(
         engine=engine, redis=redis, jobs=jobs, timeout=settings.observability.health_check_timeout
     )
-    healthy = all(result == "ok" for result in checks.values())
-    verdict: ReadinessStatus = "ok" if healthy else "error"
-    if healthy and not lifecycle.bootstrapped:
+    verdict = health_service.verdict(checks, health_service.required_checks(settings))
+    if verdict != "error" and not lifecycle.bootstrapped:
         verdict = "starting"
-    if verdict != "ok":
+    if verdict not in ("ok", "degraded"):
         response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Readiness(status=verdict, checks=checks)
 

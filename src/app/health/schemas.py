@@ -5,7 +5,7 @@ from typing import Literal
 from pydantic import BaseModel
 
 CheckStatus = Literal["ok", "error"]
-ReadinessStatus = Literal["ok", "error", "starting", "draining"]
+ReadinessStatus = Literal["ok", "degraded", "error", "starting", "draining"]
 
 
 class Liveness(BaseModel):
@@ -15,10 +15,13 @@ class Liveness(BaseModel):
 
 
 class Readiness(BaseModel):
-    """Whether every dependency answered, and each one's result.
+    """Whether this process can serve, and each dependency's result.
 
-    `starting`: the start-up work that needs the database has not run yet; `draining`: the
-    process was asked to stop and is finishing its requests. Both answer 503.
+    `ok`: every dependency answered; `degraded` (still 200): only dependencies the service
+    serves without failed, such as Redis when everything using it fails open; `error`: the
+    database, or a Redis the rate limiter needs, did not answer; `starting`: the start-up work
+    that needs the database has not run yet; `draining`: the process was asked to stop and is
+    finishing its requests. The last three answer 503.
     """
 
     status: ReadinessStatus

@@ -9,7 +9,8 @@ from redis.asyncio import Redis
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from app.health.schemas import CheckStatus
+from app.core.config import Settings
+from app.health.schemas import CheckStatus, ReadinessStatus
 from app.infra.jobs import JobQueue
 from app.observability.metrics import Metrics, render
 from app.observability.sampling import Sampler
@@ -48,6 +49,30 @@ async def check_dependencies(
         probes.append(_probe("jobs_queue", jobs.ping(), timeout))
     results = await asyncio.gather(*probes)
     return dict(zip(names, results, strict=True))
+
+
+def required_checks(settings: Settings) -> frozenset[str]:
+    """The checks without which this process cannot serve.
+
+    The database, and Redis if the rate limiter must refuse requests it cannot count
+    (`RATE_LIMIT_FAIL_OPEN=false`). Every other use of Redis has an answer without it (memory,
+    the database, failing open), and a job the broker cannot take waits in the jobs table for
+    the dispatcher. Failing readiness for those would take every replica out of the load
+    balancer at once, for a dependency they all share and can all serve without: a whole
+    outage made of a degraded one.
+    """
+    limits = settings.rate_limit
+    if settings.redis.url is not None and limits.enabled and not limits.fail_open:
+        return frozenset({"db", "redis"})
+    return frozenset({"db"})
+
+
+def verdict(checks: dict[str, CheckStatus], required: frozenset[str]) -> ReadinessStatus:
+    """`error` if a required check failed, `degraded` if only others did, else `ok`."""
+    failed = {name for name, result in checks.items() if result != "ok"}
+    if failed & required:
+        return "error"
+    return "degraded" if failed else "ok"
 
 
 async def metrics_exposition(
