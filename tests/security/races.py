@@ -260,3 +260,24 @@ KEY_REVOCATION = Revocation(
     204,
     (api_keys_service, "revoke"),
 )
+
+
+async def run_held(
+    monkeypatch: pytest.MonkeyPatch,
+    scene: Scene,
+    held: tuple[object, str],
+    first: Send,
+    second: Send,
+) -> tuple[Response, Response]:
+    """Send `first` and hold it at `held`; send `second` and let it run until it waits or
+    answers; then release `first`. Return both answers."""
+    gate = Gate()
+    gate.install(monkeypatch, *held)
+    gate.armed = True
+    async with asyncio.timeout(HOLD_SECONDS + WAIT_SECONDS):
+        sent_first = asyncio.create_task(first(scene))
+        await gate.reached.wait()
+        sent_second = asyncio.create_task(second(scene))
+        await blocked_or_done(scene.app, sent_second)
+        gate.opened.set()
+        return await sent_first, await sent_second

@@ -6,18 +6,15 @@ refused. Every revoking flow is raced, on a database with real commits. (On SQLi
 run one at a time, so the race cannot happen there; the tests pass all the same.)
 """
 
-import asyncio
 from dataclasses import dataclass
 
 import pytest
-from httpx2 import Response
 
 from app.api_keys import service as api_keys_service
 from app.auth import service as auth_service
 from tests.identity import DEFAULT_PASSWORD
 from tests.security.races import (
     DEACTIVATION,
-    HOLD_SECONDS,
     KEY_REVOCATION,
     KEYS,
     LOGOUT,
@@ -25,18 +22,16 @@ from tests.security.races import (
     PASSWORD_CHANGE,
     PASSWORD_RESET,
     REFRESH,
-    WAIT_SECONDS,
-    Gate,
     Revocation,
     Scene,
     Send,
     Step,
-    blocked_or_done,
     intruder_key,
     intruder_session,
     live_app,
     new_scene,
     nothing,
+    run_held,
     still_working,
 )
 
@@ -114,27 +109,6 @@ async def staged(scene: Scene, issue: Issue, revocation: Revocation) -> Scene:
     await issue.prepare(scene)
     await revocation.prepare(scene)
     return scene
-
-
-async def run_held(
-    monkeypatch: pytest.MonkeyPatch,
-    scene: Scene,
-    held: tuple[object, str],
-    first: Send,
-    second: Send,
-) -> tuple[Response, Response]:
-    """Send `first` and hold it at `held`; send `second` and let it run until it waits or
-    answers; then release `first`. Return both answers."""
-    gate = Gate()
-    gate.install(monkeypatch, *held)
-    gate.armed = True
-    async with asyncio.timeout(HOLD_SECONDS + WAIT_SECONDS):
-        sent_first = asyncio.create_task(first(scene))
-        await gate.reached.wait()
-        sent_second = asyncio.create_task(second(scene))
-        await blocked_or_done(scene.app, sent_second)
-        gate.opened.set()
-        return await sent_first, await sent_second
 
 
 @pytest.mark.parametrize(("issue", "revocation"), RACES, ids=map(race_id, RACES))

@@ -15,8 +15,7 @@ from app.api_keys.models import ApiKey
 from app.auth import action_tokens
 from app.auth import service as auth_service
 from app.auth.deps import Principal
-from app.auth.exceptions import InvalidToken
-from app.auth.proof import IdentityCheck, require_session
+from app.auth.proof import IdentityCheck, hold, require_session
 from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
@@ -152,7 +151,7 @@ async def update_user_as_admin(
     not merely refused while inactive: reactivating the account brings none of them back.
     """
     if ACCESS_CHANGES & changes.keys():
-        await identity.confirm(principal, current_password)
+        await identity.confirm(principal, current_password, superuser=True)
     deactivating = changes.get("is_active") is False and user.is_active
     updated = await users_service.update(session=session, user=user, changes=changes)
     if deactivating:
@@ -172,7 +171,7 @@ async def delete_account(
 
     Its sessions, API keys and action tokens go with it.
     """
-    await identity.confirm(principal, current_password)
+    await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     await users_service.delete(session=session, user=user)
 
 
@@ -192,7 +191,8 @@ async def create_api_key(
     parent = principal.api_key
     if parent is None:
         await identity.confirm(principal, current_password)
-    await _lock_live_caller(session, principal, now=now)
+    else:  # a key asks: no proof, but the same lock and check of what it relies on
+        await hold(session, principal)
     return await api_keys_service.create(
         session=session,
         user=principal.user,
@@ -204,27 +204,3 @@ async def create_api_key(
         default_ttl=timedelta(days=auth.api_key_default_ttl_days),
         max_ttl=timedelta(days=auth.api_key_max_ttl_days),
     )
-
-
-async def _lock_live_caller(session: AsyncSession, principal: Principal, *, now: datetime) -> None:
-    """Take the caller's credential lock, then check its credential again; 401 if it ended.
-
-    The principal was checked when the request began. A revocation that committed since
-    (a password reset, logout-all, the parent key's revocation) did not see the key this
-    request is about to create, so the credential is read again after the lock, which later
-    revocations wait for.
-    """
-    user = await users_service.lock(session=session, user_id=principal.user.id)
-    if principal.api_key is not None:
-        live = await api_keys_service.is_live(session=session, key_id=principal.api_key.id, now=now)
-    elif principal.session_id is not None:
-        live = (
-            await auth_service.session_user(
-                session=session, user_id=principal.user.id, session_id=principal.session_id
-            )
-            is not None
-        )
-    else:  # an identity provider's token: the issuer ends its sessions, the account remains
-        live = True
-    if user is None or not user.is_active or not live:
-        raise InvalidToken("The credentials were revoked while the request ran.")

@@ -17,13 +17,21 @@ import structlog
 from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.api_keys import service as api_keys_service
+from app.auth import service as auth_service
 from app.auth.deps import LoginThrottleDep, Principal
-from app.auth.exceptions import ApiKeyNotAllowed, FreshLoginRequired
+from app.auth.exceptions import (
+    ApiKeyNotAllowed,
+    FreshLoginRequired,
+    InvalidToken,
+    SuperuserRequired,
+)
 from app.auth.throttle import LoginThrottle
 from app.core.openapi import described_problems
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
 from app.deps import PasswordHasherDep, SessionDep, SettingsDep
+from app.users import service as users_service
 from app.users.exceptions import WrongPassword
 
 log = structlog.get_logger(__name__)
@@ -70,22 +78,59 @@ class IdentityCheck:
         current_password: str | None,
         *,
         fresh_for: timedelta | None = None,
+        superuser: bool = False,
     ) -> None:
         """Raise unless the caller just proved who they are (see the module); never API keys.
 
-        `fresh_for` overrides the configured window (`timedelta(0)`: the password only).
+        `fresh_for` overrides the configured window (`timedelta(0)`: the password only). Once
+        proven, the caller's credential lock is held for the change (`hold`); `superuser`: the
+        caller must still be one then.
         """
         require_session(principal)
         if current_password is not None:
             await self.check_password(principal, current_password)
-            return
-        window = self.fresh_for if fresh_for is None else fresh_for
-        login = principal.authenticated_at
-        if login is None or utcnow() - login > window:
-            raise FreshLoginRequired(
-                "Confirm with current_password, or log in again and retry within "
-                f"{int(window.total_seconds())} seconds."
-            )
+        else:
+            window = self.fresh_for if fresh_for is None else fresh_for
+            login = principal.authenticated_at
+            if login is None or utcnow() - login > window:
+                raise FreshLoginRequired(
+                    "Confirm with current_password, or log in again and retry within "
+                    f"{int(window.total_seconds())} seconds."
+                )
+        await hold(self.session, principal, superuser=superuser)
+
+
+async def hold(session: AsyncSession, principal: Principal, *, superuser: bool = False) -> None:
+    """Take the caller's credential lock, then check again what the request began with.
+
+    The caller was authenticated, and proved itself, when the request began, unlocked; a
+    password reset or change, logout-all, a deactivation, a demotion or the key's revocation
+    may have committed since. The change this request makes would outlive it (a new password
+    or email set after the owner recovered the account), so what the caller relies on is read
+    again once the lock is held, which later revocations wait for: 401 if its session or key
+    ended, the account was deactivated or its password changed; 403 if `superuser` and it no
+    longer is one.
+    """
+    user = principal.user
+    checked_hash = user.hashed_password  # the lock below reloads `user` as committed
+    locked = await users_service.lock(session=session, user_id=user.id)
+    if principal.api_key is not None:
+        live = await api_keys_service.is_live(
+            session=session, key_id=principal.api_key.id, now=utcnow()
+        )
+    elif principal.session_id is not None:
+        found = await auth_service.session_user(
+            session=session, user_id=user.id, session_id=principal.session_id
+        )
+        live = found is not None
+    else:  # an identity provider's token: the issuer ends its sessions, the account remains
+        live = True
+    if locked is None or not locked.is_active or not live:
+        raise InvalidToken("The credentials were revoked while the request ran.")
+    if locked.hashed_password != checked_hash:
+        raise InvalidToken("The account's password changed while the request ran.")
+    if superuser and not locked.is_superuser:
+        raise SuperuserRequired("Only superusers may do this.")
 
 
 async def get_identity_check(

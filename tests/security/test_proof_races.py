@@ -1,0 +1,131 @@
+"""Attack: a sensitive change in flight while the account is recovered, or its admin demoted.
+
+An intruder with a stolen session who knows the password starts a change that needs a fresh
+proof (a new password, a new email, deleting the account) just before the owner's password
+reset commits; a superuser starts promoting an account just before another demotes them. The
+proof was good when it was checked; the change must still not survive what committed first.
+On a database with real commits (on SQLite writers run one at a time: the tests pass there too).
+"""
+
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from httpx2 import Response
+from sqlalchemy import func, select
+
+from app.auth.action_tokens import EMAIL_CHANGE
+from app.auth.models import ActionToken
+from app.deps import resources_of
+from app.users import service as users_service
+from tests.identity import DEFAULT_PASSWORD, bearer, login, login_status, make_superuser, register
+from tests.security.races import (
+    ME,
+    NEW_PASSWORD,
+    PASSWORD_RESET,
+    Scene,
+    intruder_session,
+    live_app,
+    new_scene,
+    run_held,
+    with_admin,
+)
+
+pytestmark = pytest.mark.anyio
+
+INTRUDERS_PASSWORD = "the intruder's own passphrase"
+INTRUDERS_EMAIL = "intruder@example.net"
+
+
+async def live_email_changes(scene: Scene) -> int:
+    """Unspent email-change tokens of the account: one would move it to the intruder."""
+    statement = select(func.count()).where(
+        ActionToken.user_id == uuid.UUID(scene.user_id),
+        ActionToken.purpose == EMAIL_CHANGE,
+        ActionToken.used_at.is_(None),
+    )
+    async with resources_of(scene.app).session_factory() as session:
+        return await session.scalar(statement) or 0
+
+
+async def owner_recovered(scene: Scene) -> list[str]:
+    """What is wrong once the reset committed: the owner's new password must be the one."""
+    wrong = []
+    if await login_status(scene.client, scene.email, INTRUDERS_PASSWORD) == 200:
+        wrong.append("the intruder's password opens the account")
+    if await login_status(scene.client, scene.email, NEW_PASSWORD) != 200:
+        wrong.append("the owner's new password does not")
+    if await live_email_changes(scene):
+        wrong.append("an email change the intruder asked for is pending")
+    return wrong
+
+
+@dataclass(frozen=True)
+class Change:
+    """A sensitive change an intruder sends with the stolen session and the known password."""
+
+    name: str
+    method: str
+    path: str
+    body: dict[str, str]
+
+    def send(self, scene: Scene) -> Coroutine[Any, Any, Response]:
+        body = {"current_password": DEFAULT_PASSWORD, **self.body}
+        return scene.client.request(self.method, self.path, json=body, headers=scene.intruder)
+
+
+CHANGES = [
+    Change("password-change", "POST", f"{ME}/password", {"new_password": INTRUDERS_PASSWORD}),
+    Change("email-change", "POST", f"{ME}/email", {"email": INTRUDERS_EMAIL}),
+    Change("account-deletion", "DELETE", ME, {}),
+]
+
+
+@pytest.mark.parametrize("change", CHANGES, ids=[change.name for change in CHANGES])
+async def test_a_change_proven_before_a_recovery_commits_does_not_outlive_it(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch, change: Change
+) -> None:
+    async with live_app(live_database_url) as (app, client):
+        scene = await new_scene(app, client)
+        await intruder_session(scene)
+        await PASSWORD_RESET.prepare(scene)
+        assert PASSWORD_RESET.held_at is not None
+
+        reset, changed = await run_held(
+            monkeypatch, scene, PASSWORD_RESET.held_at, PASSWORD_RESET.send, change.send
+        )
+
+        assert reset.status_code == 204, reset.text
+        assert changed.status_code == 401, changed.text
+        assert await owner_recovered(scene) == []
+
+
+async def test_a_superuser_demoted_meanwhile_promotes_nobody(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with live_app(live_database_url) as (app, client):
+        scene = await new_scene(app, client)
+        await make_superuser(app, scene.email)  # the superuser about to lose it
+        await with_admin(scene)  # the one who demotes them
+        accomplice = await register(client, f"accomplice-{scene.user_id[:8]}@example.com")
+        demoted = bearer(await login(client, scene.email))
+
+        demotion, promotion = await run_held(
+            monkeypatch,
+            scene,
+            (users_service, "update"),
+            lambda s: client.patch(
+                f"/api/v1/users/{s.user_id}", json={"is_superuser": False}, headers=s.admin
+            ),
+            lambda s: client.patch(
+                f"/api/v1/users/{accomplice['id']}", json={"is_superuser": True}, headers=demoted
+            ),
+        )
+
+        assert demotion.status_code == 200, demotion.text
+        assert promotion.status_code == 403, promotion.text
+        assert promotion.json()["code"] == "superuser_required"
+        read = await client.get(f"/api/v1/users/{accomplice['id']}", headers=scene.admin)
+        assert read.json()["is_superuser"] is False
