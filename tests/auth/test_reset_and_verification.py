@@ -19,6 +19,7 @@ from app.main import create_app
 from app.users.models import User
 from tests.harness import client_for, factory, free_port, log_lines, running
 from tests.identity import DEFAULT_PASSWORD, login, login_status, register, signed_up
+from tests.security.helpers import age_action_tokens
 from tests.smtp import Inbox, SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
@@ -209,10 +210,11 @@ async def test_reset_token_is_single_use(mail_client: AsyncClient, inbox: Inbox)
 
 
 async def test_using_a_reset_token_voids_the_other_pending_ones(
-    mail_client: AsyncClient, inbox: Inbox
+    mail_client: AsyncClient, mail_app: FastAPI, inbox: Inbox
 ) -> None:
     await register(mail_client, ALICE)
     first = await reset_token(mail_client, inbox, ALICE)
+    await age_action_tokens(mail_app)  # one reset mail per minute: the minute is over
     second = await reset_token(mail_client, inbox, ALICE)
     assert first != second
 

@@ -1,12 +1,15 @@
 """Helpers of the attack tests: tokens from the console mailer, statement counts, a superuser."""
 
 import secrets
+from datetime import UTC, datetime
 from typing import Any
 
 from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from sqlalchemy import update
 
+from app.auth.action_tokens import RESEND_INTERVAL
+from app.auth.models import ActionToken
 from app.deps import resources_of
 from app.users.models import User
 from tests.identity import DEFAULT_PASSWORD, bearer, login, mailed_token, register
@@ -44,3 +47,11 @@ async def make_superuser(app: FastAPI, email: str) -> None:
 
 
 __all__ = ["DEFAULT_PASSWORD", "ITEMS", "KEYS", "ME", "PRODUCTION", "mailed_token"]
+
+
+async def age_action_tokens(app: FastAPI) -> None:
+    """Date every action token `RESEND_INTERVAL` ago: another of each purpose may be mailed."""
+    async with resources_of(app).session_factory() as session:
+        moment = datetime.now(UTC) - RESEND_INTERVAL
+        await session.execute(update(ActionToken).values(created_at=moment))
+        await session.commit()

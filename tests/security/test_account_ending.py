@@ -16,7 +16,14 @@ from httpx2 import AsyncClient
 
 from tests.harness import assert_problem, log_lines
 from tests.identity import DEFAULT_PASSWORD, bearer, login, login_status, register
-from tests.security.helpers import ME, account, create_key, mailed_token, make_superuser
+from tests.security.helpers import (
+    ME,
+    account,
+    age_action_tokens,
+    create_key,
+    mailed_token,
+    make_superuser,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -43,6 +50,7 @@ class Victim:
     id: str
     headers: dict[str, str]
     admin: dict[str, str]
+    app: FastAPI
 
 
 @pytest.fixture
@@ -51,7 +59,7 @@ async def victim(app: FastAPI, client: AsyncClient) -> Victim:
     headers = bearer(await login(client, VICTIM))
     admin = await account(client, ADMIN)
     await make_superuser(app, ADMIN)
-    return Victim(id=user["id"], headers=headers, admin=admin)
+    return Victim(id=user["id"], headers=headers, admin=admin, app=app)
 
 
 # --- the outstanding tokens: each returns the request that would spend it --------------------
@@ -96,6 +104,7 @@ PENDING: dict[str, Callable[[AsyncClient, Victim], Awaitable[Spend]]] = {
 
 
 async def reset_password(client: AsyncClient, victim: Victim) -> None:
+    await age_action_tokens(victim.app)  # a reset mailed a while ago may be pending
     with log_lines() as logs:
         await client.post(RESET, json={"email": VICTIM})
     token = mailed_token(logs, VICTIM, "Reset your password")

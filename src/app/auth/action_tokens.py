@@ -26,6 +26,11 @@ from app.users.models import User
 PASSWORD_RESET = "password_reset"  # noqa: S105 - a purpose name, not a secret  # nosec B105
 EMAIL_VERIFICATION = "email_verification"
 EMAIL_CHANGE = "email_change"
+# Anyone may ask for a reset of any address, and a caller for a verification mail, as often as
+# the rate limiter lets each client address: from many addresses, one mail per asking floods
+# the owner's mailbox. One token of each of these purposes per account per interval; the last
+# one mailed stays good meanwhile.
+RESEND_INTERVAL = timedelta(seconds=60)
 
 
 async def create_action_token(
@@ -61,10 +66,15 @@ async def start_password_reset(
 ) -> tuple[str, str] | None:
     """Issue a reset token for an active account with a password: (its email, the token).
 
-    None for anyone else; the caller answers the same either way.
+    None for anyone else, and when one was issued less than `RESEND_INTERVAL` ago (it is
+    still good); the caller answers the same either way.
     """
     user = await users_service.get_by_email(session=session, email=email)
+    if user is not None:  # concurrent requests for the account take turns from here
+        user = await users_service.lock(session=session, user_id=user.id)
     if user is None or not user.is_active or user.hashed_password is None:
+        return None
+    if await _mailed_recently(session, user, PASSWORD_RESET):
         return None
     token = await create_action_token(
         session=session, user=user, purpose=PASSWORD_RESET, ttl_seconds=ttl_seconds
@@ -75,12 +85,38 @@ async def start_password_reset(
 async def start_email_verification(
     *, session: AsyncSession, user: User, ttl_seconds: int
 ) -> str | None:
-    """Issue a verification token for the user's current email; None when already verified."""
+    """Issue a verification token for the user's current email; None when already verified.
+
+    None too when one was issued less than `RESEND_INTERVAL` ago (it is still good).
+    """
     if user.email_verified_at is not None:
+        return None
+    await users_service.lock(session=session, user_id=user.id)  # concurrent askers take turns
+    if await _mailed_recently(session, user, EMAIL_VERIFICATION):
         return None
     return await create_action_token(
         session=session, user=user, purpose=EMAIL_VERIFICATION, ttl_seconds=ttl_seconds
     )
+
+
+async def _mailed_recently(session: AsyncSession, user: User, purpose: str) -> bool:
+    """Whether an unspent token of `purpose` went to the account's email in `RESEND_INTERVAL`.
+
+    The caller holds the user's lock, so concurrent requests see each other's token.
+    """
+    since = utcnow() - RESEND_INTERVAL
+    recent = await session.scalar(
+        select(ActionToken.id)
+        .where(
+            ActionToken.user_id == user.id,
+            ActionToken.purpose == purpose,
+            ActionToken.email == user.email,
+            ActionToken.used_at.is_(None),
+            ActionToken.created_at > since,
+        )
+        .limit(1)
+    )
+    return recent is not None
 
 
 async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -> User:

@@ -134,6 +134,8 @@ async def request_password_reset(
 ) -> None:
     """Mail a reset token if the account exists; the answer is the same either way.
 
+    One reset mail per account per minute: the token mailed last is still good.
+
     The account is looked up by a job, after the answer is sent, so its time says nothing.
     """
     await jobs_sender.enqueue(session, task=jobs.SEND_PASSWORD_RESET, args={"email": body.email})
@@ -166,7 +168,11 @@ async def confirm_password_reset(
 async def request_email_verification(
     principal: UsersWriter, session: SessionDep, settings: SettingsDep, jobs_sender: JobSenderDep
 ) -> None:
-    """Mail a verification token to the current email (nothing when already verified)."""
+    """Mail a verification token to the current email.
+
+    Nothing is mailed when it is already verified, or when a token was mailed to it in the
+    last minute (that one is still good).
+    """
     user = principal.user
     auth = settings.auth
     token = await action_tokens.start_email_verification(
