@@ -10,6 +10,7 @@ from typing import Any
 import structlog
 from fastapi import FastAPI
 
+from app.core.backoff import Backoff
 from app.core.errors import is_database_unavailable
 from app.db.session import safe_url
 from app.deps import resources_of
@@ -66,14 +67,13 @@ async def _bootstrap(resources: Resources) -> bool:
 
 async def _bootstrap_when_possible(resources: Resources) -> None:
     """Retry the start-up work until the database answers (readiness says `starting` meanwhile)."""
-    delay = BOOTSTRAP_FIRST_RETRY_SECONDS
+    backoff = Backoff(BOOTSTRAP_FIRST_RETRY_SECONDS, BOOTSTRAP_MAX_RETRY_SECONDS)
     try:
         while True:
-            await asyncio.sleep(delay)
+            await asyncio.sleep(backoff.next_wait())
             if await _bootstrap(resources):
                 log.info("startup_completed")
                 return
-            delay = min(delay * 2, BOOTSTRAP_MAX_RETRY_SECONDS)
     except Exception:
         # A bug, not an outage: readiness stays 503 `starting`, which the deploy will show.
         log.exception("startup_failed")

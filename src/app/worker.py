@@ -25,6 +25,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 from taskiq.receiver import Receiver
 
+from app.core.backoff import Backoff
 from app.core.config import Settings
 from app.core.logging import configure_logging
 from app.infra.jobs import NeedsBroker
@@ -99,9 +100,14 @@ async def _work(settings: Settings, *, concurrency: int, host: str, port: int) -
         await queue.stop_running(settings.jobs.shutdown_grace_seconds)
 
 
-async def _listen(resources: Resources, stop: asyncio.Event, concurrency: int) -> None:
-    """Take messages until `stop`; when Redis fails, wait and listen again (never exit)."""
-    delay = 0.5
+async def _listen(
+    resources: Resources, stop: asyncio.Event, concurrency: int, backoff: Backoff | None = None
+) -> None:
+    """Take messages until `stop`; when Redis fails, wait and listen again (never exit).
+
+    The wait grows while the broker stays away and starts over once it answers again.
+    """
+    backoff = backoff or Backoff(first=0.5, cap=10.0)
     while not stop.is_set():
         receiver = Receiver(
             resources.jobs.broker,
@@ -112,13 +118,14 @@ async def _listen(resources: Resources, stop: asyncio.Event, concurrency: int) -
         )
         try:
             await resources.jobs.start()  # (re)declares the consumer group
+            backoff.reset()
             await receiver.listen(stop)
         except Exception as exc:  # noqa: BLE001 - a broker outage: jobs wait in the database
+            delay = backoff.next_wait()
             log.warning("worker_broker_unavailable", error=type(exc).__name__, retry_in=delay)
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(delay):
                     await stop.wait()
-            delay = min(delay * 2, 10.0)
 
 
 async def _schedule(settings: Settings, *, host: str, port: int) -> None:
