@@ -28,12 +28,15 @@ PURGE_EXPIRED = "purge_expired"
 
 
 async def purge_expired(ctx: JobContext, _: Claim) -> Done:
-    """Delete expired tokens, login failures, idempotency keys, and job results with files."""
+    """Delete expired tokens, old login failures and known clients, keys and job results."""
     settings, now = ctx.settings, utcnow()
     directory = await anyio.to_thread.run_sync(results.results_dir, settings.jobs.results_dir)
     async with ctx.session_factory() as session:
         counts = await auth_purge.purge_expired(
-            session=session, now=now, login_window_seconds=settings.auth.login_window_seconds
+            session=session,
+            now=now,
+            login_window_seconds=settings.auth.login_window_seconds,
+            login_known_client_days=settings.auth.login_known_client_days,
         )
         counts["idempotency_keys"] = await idempotency_service.purge_expired(
             session=session, now=now

@@ -18,7 +18,8 @@ from redis.asyncio import Redis
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from app.auth.models import LoginFailure
+from app.auth.models import LoginFailure, LoginKnownClient
+from app.auth.purge import purge_expired
 from app.auth.throttle import (
     DatabaseLoginThrottle,
     FallbackLoginThrottle,
@@ -40,6 +41,16 @@ EMAIL = "alice@example.com"
 OTHER = "bob@example.com"
 CLIENT = "203.0.113.9"
 RULES = ThrottleRules(max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, max_delay_seconds=1)
+# Clients that proved the password are known for an hour; the account's delay reaches 8 s.
+MEMORY = 3600
+REMEMBERING = ThrottleRules(
+    max_attempts=MAX_ATTEMPTS,
+    window_seconds=WINDOW,
+    max_delay_seconds=8,
+    known_client_seconds=MEMORY,
+)
+OWNER = "203.0.113.50"
+NEWCOMER = "198.51.100.7"
 
 
 class Clock:
@@ -171,6 +182,81 @@ class ThrottleBehaviour:
         assert await retry_after(make(client="192.0.2.102")) == 1
 
 
+async def log_in(throttle: LoginThrottle, clock: Clock, second: float) -> None:
+    """A login with the right password at `second`: allowed, then forgotten as a failure."""
+    clock.at(second)
+    await throttle.reserve(EMAIL)
+    await throttle.clear(EMAIL)
+
+
+async def strangers_keep_the_delay(make: Make, clock: Clock, rounds: int) -> list[float]:
+    """Fail from a new address at each moment the account's delay ends; return those moments.
+
+    The first `MAX_ATTEMPTS` failures come at once (no delay yet); each later one as soon as
+    the delay before it ends (1, 2, 4 ... seconds): the account is always in its delay.
+    """
+    second, moments = 10.0, []
+    for n in range(MAX_ATTEMPTS + rounds):
+        if n >= MAX_ATTEMPTS:
+            second += min(2.0 ** (n - MAX_ATTEMPTS), REMEMBERING.max_delay_seconds)
+        await fail_at(make(REMEMBERING, f"192.0.2.{n % 6}"), clock, second)
+        moments.append(second)
+    return moments[MAX_ATTEMPTS - 1 :]
+
+
+class KnownClientBehaviour(ThrottleBehaviour):
+    """Strangers' failures delay an account's unknown clients only."""
+
+    async def test_a_known_client_is_let_through_the_delay_strangers_keep_running(
+        self, make: Make, clock: Clock
+    ) -> None:
+        owner = make(REMEMBERING, OWNER)
+        await log_in(owner, clock, 0)
+        second = 10.0
+        for n in range(MAX_ATTEMPTS):
+            await fail_at(make(REMEMBERING, f"192.0.2.{n}"), clock, second)
+        for round_ in range(4):
+            # Right after a stranger's guess: a new address waits the delay, the owner does not.
+            assert await retry_after(make(REMEMBERING, NEWCOMER)) == 2**round_
+            await log_in(owner, clock, second)
+            second += 2**round_
+            await fail_at(make(REMEMBERING, f"192.0.2.{MAX_ATTEMPTS + round_}"), clock, second)
+
+    async def test_a_known_client_is_still_refused_after_its_own_failures(
+        self, make: Make, clock: Clock
+    ) -> None:
+        owner = make(REMEMBERING, OWNER)
+        await log_in(owner, clock, 0)
+        moments = await strangers_keep_the_delay(make, clock, 2)
+        await fail_at(owner, clock, *[moments[-1]] * MAX_ATTEMPTS)
+        assert await retry_after(owner) == WINDOW
+        # Its own failures stay counted for the account too.
+        assert await retry_after(make(REMEMBERING, NEWCOMER)) == REMEMBERING.max_delay_seconds
+
+    async def test_a_client_is_known_for_the_period_after_its_last_login(
+        self, make: Make, clock: Clock
+    ) -> None:
+        owner = make(REMEMBERING, OWNER)
+        await log_in(owner, clock, 0)
+        await log_in(owner, clock, 20)  # each login starts the period again
+        clock.start += MEMORY  # from here, offsets count from an hour after the first login
+        for n in range(MAX_ATTEMPTS):
+            await fail_at(make(REMEMBERING, f"192.0.2.{n}"), clock, 10)
+        await owner.reserve(EMAIL)  # known: its last login was 50 minutes 10 s ago
+        await fail_at(make(REMEMBERING, "192.0.2.5"), clock, 21)
+        # An hour and 1 s after its last login, the owner waits like anyone.
+        assert await retry_after(owner) == 4
+
+    async def test_no_client_is_known_with_a_period_of_zero(self, make: Make, clock: Clock) -> None:
+        forgetful = ThrottleRules(
+            max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, max_delay_seconds=8
+        )
+        await log_in(make(forgetful, OWNER), clock, 0)
+        for n in range(MAX_ATTEMPTS):
+            await fail_at(make(forgetful, f"192.0.2.{n}"), clock, 10)
+        assert await retry_after(make(forgetful, OWNER)) == 1
+
+
 @pytest.fixture
 async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
     session_factory: async_sessionmaker[AsyncSession] = resources_of(app).session_factory
@@ -178,7 +264,7 @@ async def session(app: FastAPI) -> AsyncIterator[AsyncSession]:
         yield session
 
 
-class TestDatabaseLoginThrottle(ThrottleBehaviour):
+class TestDatabaseLoginThrottle(KnownClientBehaviour):
     @pytest.fixture
     def make(self, session: AsyncSession, clock: Clock) -> Make:
         def make(rules: ThrottleRules = RULES, client: str = CLIENT) -> LoginThrottle:
@@ -200,6 +286,28 @@ class TestDatabaseLoginThrottle(ThrottleBehaviour):
         assert mine[0].tzinfo == UTC
         # Pruning is per email: another email's rows go on its own next failure.
         assert [row.email for row in rows if row.email != EMAIL] == [OTHER]
+
+    async def test_a_known_client_is_one_row_refreshed_then_purged_after_the_period(
+        self, app: FastAPI, make: Make, session: AsyncSession, clock: Clock
+    ) -> None:
+        await log_in(make(REMEMBERING, OWNER), clock, 0)
+        await log_in(make(REMEMBERING, OWNER), clock, 30)
+        await log_in(make(REMEMBERING, NEWCOMER), clock, 0)
+        await session.commit()
+        rows = (await session.scalars(select(LoginKnownClient))).all()
+        assert {(row.client, row.last_login_at.timestamp()) for row in rows} == {
+            (OWNER, clock.start + 30),
+            (NEWCOMER, clock.start),
+        }
+        moment = datetime.fromtimestamp(clock.start + MEMORY, UTC)
+        counts = await purge_expired(
+            session=session, now=moment, login_window_seconds=WINDOW, login_known_client_days=1
+        )
+        assert counts["login_known_clients"] == 0  # a day: both are still known
+        counts = await purge_expired(
+            session=session, now=moment, login_window_seconds=WINDOW, login_known_client_days=0
+        )
+        assert counts["login_known_clients"] == 2
 
 
 @pytest.fixture
@@ -227,7 +335,7 @@ def redis_throttle(
     return RedisLoginThrottle(redis, client=client, rules=rules, now=clock.timestamp, prefix=prefix)
 
 
-class TestRedisLoginThrottle(ThrottleBehaviour):
+class TestRedisLoginThrottle(KnownClientBehaviour):
     @pytest.fixture
     def make(self, redis: Redis, prefix: str, clock: Clock) -> Make:
         def make(rules: ThrottleRules = RULES, client: str = CLIENT) -> LoginThrottle:
@@ -263,6 +371,17 @@ class TestRedisLoginThrottle(ThrottleBehaviour):
         await fail_at(throttle, clock, 0)
         await throttle.clear(EMAIL)
         assert [key async for key in redis.scan_iter(match=prefix + "*")] == []
+
+    async def test_known_clients_are_one_expiring_key_of_digests(
+        self, redis: Redis, prefix: str, make: Make, clock: Clock
+    ) -> None:
+        await log_in(make(REMEMBERING, NEWCOMER), clock, 0)
+        await log_in(make(REMEMBERING, OWNER), clock, MEMORY)  # trims the newcomer's entry
+        key = f"{prefix}known:{hashlib.sha256(EMAIL.encode()).hexdigest()}"
+        assert [key async for key in redis.scan_iter(match=prefix + "*")] == [key.encode()]
+        owner = hashlib.sha256(OWNER.encode()).hexdigest().encode()
+        assert await redis.zrange(key, 0, -1, withscores=True) == [(owner, clock.timestamp())]
+        assert 0 < await redis.ttl(key) <= MEMORY
 
     async def test_workers_share_the_count(
         self, redis_url_or_skip: str, prefix: str, throttle: RedisLoginThrottle, clock: Clock
@@ -307,6 +426,7 @@ async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None
         assert await redis.exists("login-failures:" + hashlib.sha256(email.encode()).hexdigest())
     finally:
         await throttle.clear(email)
+        await redis.delete("login-failures:known:" + hashlib.sha256(email.encode()).hexdigest())
 
 
 async def test_while_redis_is_down_the_database_keeps_counting(

@@ -1,4 +1,4 @@
-"""Attack: lock the owner out by failing their logins. A stranger slows it, never locks it."""
+"""Attack: lock the owner out by failing their logins. Strangers slow it, never lock it."""
 
 import hashlib
 import math
@@ -22,12 +22,15 @@ from app.auth.throttle import (
 )
 from app.core.errors import RateLimitedError
 from app.deps import resources_of
+from app.main import create_app
+from tests.harness import client_for, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, register
 
 pytestmark = pytest.mark.anyio
 
 STRANGER = ("198.51.100.66", 4000)
 OWNER = ("203.0.113.10", 5000)
+NEWCOMER = ("203.0.113.77", 6000)
 RULES = ThrottleRules(max_attempts=3, window_seconds=900, max_delay_seconds=8)
 
 
@@ -61,6 +64,40 @@ async def test_a_stranger_is_blocked_but_the_owner_still_gets_in(
             await anyio.sleep(wait)
             first = await attempt(owner, email, DEFAULT_PASSWORD)
     assert first.status_code == 200, first.text
+
+
+async def test_the_owner_logs_in_while_strangers_keep_the_account_in_its_delay(
+    database_url: str,
+) -> None:
+    email = "owner@example.com"
+    settings = make_settings(DATABASE_URL=database_url, LOGIN_MAX_ATTEMPTS=2)
+    attackers = [(f"192.0.2.{n}", 4000 + n) for n in range(6)]
+    async with running(create_app(settings)) as app:
+        async with client_for(app) as client:
+            await register(client, email)
+        async with from_address(app, OWNER) as owner:
+            assert (await attempt(owner, email, DEFAULT_PASSWORD)).status_code == 200
+
+        async def guess(n: int) -> None:
+            """One wrong password from the nth address, sent as soon as the delay ends."""
+            async with from_address(app, attackers[n % len(attackers)]) as stranger:
+                answer = await attempt(stranger, email, "guess")
+                if answer.status_code == 429:  # Retry-After is rounded up: then it is time
+                    await anyio.sleep(int(answer.headers["retry-after"]))
+                    answer = await attempt(stranger, email, "guess")
+                assert answer.status_code == 401
+
+        for n in range(2):  # the account's limit: from here it is always in its delay
+            await guess(n)
+        for n in range(2, 5):
+            async with from_address(app, NEWCOMER) as newcomer:
+                refused = await attempt(newcomer, email, DEFAULT_PASSWORD)
+            assert refused.status_code == 429  # an address the owner never used waits
+            assert int(refused.headers["retry-after"]) >= 1
+            async with from_address(app, OWNER) as owner:
+                answer = await attempt(owner, email, DEFAULT_PASSWORD)
+            assert answer.status_code == 200, answer.text
+            await guess(n)
 
 
 class Clock:
@@ -129,7 +166,7 @@ async def test_the_rules_on_redis(redis_url_or_skip: str) -> None:
         await rule_cases(make, clock, email)
     finally:
         digest = hashlib.sha256(email.encode()).hexdigest()
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}{digest}*")]
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*{digest}*")]
         if keys:
             await redis.delete(*keys)
         await redis.aclose()
@@ -143,5 +180,8 @@ def session_factory_for_rules(app: FastAPI) -> Any:
 def test_the_delay_is_capped_and_only_follows_failures() -> None:
     now = 5_000.0
     recent = [now - 1.0] * 20
-    assert RULES.wait(now, [], recent) == RULES.max_delay_seconds - 1
-    assert RULES.wait(now, [], [now - timedelta(hours=1).total_seconds()]) == 0
+    assert RULES.wait(now, [], recent, known=False) == RULES.max_delay_seconds - 1
+    assert RULES.wait(now, [], [now - timedelta(hours=1).total_seconds()], known=False) == 0
+    # A known client has no account delay; its own failures still hold it.
+    assert RULES.wait(now, [], recent, known=True) == 0
+    assert RULES.wait(now, recent, recent, known=True) == RULES.window_seconds - 1

@@ -1,9 +1,9 @@
-"""Stored credentials: refresh tokens, single-use action tokens and failed logins."""
+"""Stored credentials: refresh tokens, single-use action tokens, failed logins, known clients."""
 
 import uuid
 from datetime import datetime
 
-from sqlalchemy import ForeignKey, String
+from sqlalchemy import ForeignKey, String, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from app.db.base import Base, UUIDPrimaryKeyMixin, utcnow
@@ -54,3 +54,14 @@ class LoginFailure(UUIDPrimaryKeyMixin, Base):
     email: Mapped[str] = mapped_column(String(320), index=True)
     client: Mapped[str] = mapped_column(String(64), default="")
     created_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)
+
+
+class LoginKnownClient(UUIDPrimaryKeyMixin, Base):
+    """A client address that proved the password of one (normalised) email, and when last."""
+
+    __tablename__ = "login_known_clients"
+    __table_args__ = (UniqueConstraint("email", "client"),)
+
+    email: Mapped[str] = mapped_column(String(320))
+    client: Mapped[str] = mapped_column(String(64))
+    last_login_at: Mapped[datetime] = mapped_column(default=utcnow, index=True)

@@ -1,26 +1,35 @@
-"""Removing what can no longer be used: expired refresh and action tokens, old login failures."""
+"""Removing what can no longer be used: expired tokens, old login failures and known clients."""
 
 from datetime import datetime, timedelta
 
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.auth.models import ActionToken, LoginFailure, RefreshToken
+from app.auth.models import ActionToken, LoginFailure, LoginKnownClient, RefreshToken
 
 
 async def purge_expired(
-    *, session: AsyncSession, now: datetime, login_window_seconds: int
+    *,
+    session: AsyncSession,
+    now: datetime,
+    login_window_seconds: int,
+    login_known_client_days: int,
 ) -> dict[str, int]:
-    """Delete expired tokens and failures older than the login window; count each kind.
+    """Delete expired tokens, failures older than the login window, clients no longer known.
 
     An expired refresh token is refused whether or not its row exists, so re-use detection
-    loses nothing; a failure past the window no longer slows any login.
+    loses nothing; a failure past the window no longer slows any login; a client whose last
+    login is older than `login_known_client_days` waits like any other (with 0, every one).
     """
     cutoff = now - timedelta(seconds=login_window_seconds)
+    known_since = now - timedelta(days=login_known_client_days)
     statements = {
         "refresh_tokens": delete(RefreshToken).where(RefreshToken.expires_at <= now),
         "action_tokens": delete(ActionToken).where(ActionToken.expires_at <= now),
         "login_failures": delete(LoginFailure).where(LoginFailure.created_at <= cutoff),
+        "login_known_clients": delete(LoginKnownClient).where(
+            LoginKnownClient.last_login_at <= known_since
+        ),
     }
     counts = {}
     for name, statement in statements.items():

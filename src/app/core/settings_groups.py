@@ -157,6 +157,7 @@ class AuthSettings(SettingsGroup):
     login_max_attempts: int = env("LOGIN_MAX_ATTEMPTS", 5, ge=1)
     login_window_seconds: int = env("LOGIN_WINDOW_SECONDS", 900, ge=1)
     login_max_delay_seconds: int = env("LOGIN_MAX_DELAY_SECONDS", 30, ge=1)
+    login_known_client_days: int = env("LOGIN_KNOWN_CLIENT_DAYS", 30, ge=0, le=3650)
     fresh_login_seconds: int = env("FRESH_LOGIN_SECONDS", 300, ge=0)
     api_key_default_ttl_days: int = env("API_KEY_DEFAULT_TTL_DAYS", 90, ge=1)
     api_key_max_ttl_days: int = env("API_KEY_MAX_TTL_DAYS", 365, ge=1)
