@@ -2,9 +2,9 @@
 
 import functools
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from importlib.metadata import version
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from fastapi import FastAPI
 from fastapi.routing import APIRoute, iter_route_contexts
@@ -26,6 +26,9 @@ from app.tasks import bind as bind_jobs
 
 DISTRIBUTION = "production-fastapi-backend"
 JSON = "application/json"  # FastAPI's media type for a body that does not name one
+T = TypeVar("T")
+# What is known of one operation: its method, its path's pattern, and the value.
+Operation: TypeAlias = tuple[str, re.Pattern[str], T]
 
 
 def create_app(settings: Settings | None = None) -> FastAPI:
@@ -71,6 +74,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         country_of=resources.geoip.country if resources.geoip else None,
         token_subject=resources.access_tokens.subject,
         body_media_types=_body_media_types(app),
+        single_value_parameters=_single_value_parameters(app),
     )
     include_routers(app, settings)
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
@@ -105,8 +109,8 @@ def _body_media_types(app: FastAPI) -> Callable[[str, str], frozenset[str] | Non
     """
 
     @functools.cache
-    def operations() -> tuple[tuple[str, re.Pattern[str], frozenset[str]], ...]:
-        found: list[tuple[str, re.Pattern[str], frozenset[str]]] = []
+    def operations() -> tuple[Operation[frozenset[str]], ...]:
+        found: list[Operation[frozenset[str]]] = []
         for context in iter_route_contexts(app.routes):
             route = context.original_route
             if not isinstance(route, APIRoute) or route.body_field is None:
@@ -117,13 +121,50 @@ def _body_media_types(app: FastAPI) -> Callable[[str, str], frozenset[str] | Non
             found += [(method, pattern, types) for method in context.methods or ()]
         return tuple(found)
 
-    def media_types(method: str, path: str) -> frozenset[str] | None:
-        for known, pattern, types in operations():
-            if known == method and pattern.match(path):
-                return types
-        return None
+    return _per_operation(operations, None)
 
-    return media_types
+
+def _single_value_parameters(app: FastAPI) -> Callable[[str, str], frozenset[str]]:
+    """The query parameters operation (method, path) documents as taking one value.
+
+    Read from the OpenAPI document, the contract clients follow, on the first request that
+    repeats a parameter.
+    """
+
+    @functools.cache
+    def operations() -> tuple[Operation[frozenset[str]], ...]:
+        found: list[Operation[frozenset[str]]] = []
+        for path, item in app.openapi()["paths"].items():
+            pattern, _, _ = compile_path(path)
+            for method, operation in item.items():
+                names = frozenset(
+                    parameter["name"]
+                    for parameter in operation.get("parameters", ())
+                    if parameter["in"] == "query" and not _takes_many(parameter["schema"])
+                )
+                found.append((method.upper(), pattern, names))
+        return tuple(found)
+
+    return _per_operation(operations, frozenset())
+
+
+def _takes_many(schema: dict[str, Any]) -> bool:
+    alternatives = [*schema.get("anyOf", ()), *schema.get("oneOf", ())]
+    return schema.get("type") == "array" or any(_takes_many(one) for one in alternatives)
+
+
+def _per_operation(
+    operations: Callable[[], Sequence[Operation[T]]], default: T
+) -> Callable[[str, str], T]:
+    """Look up the value of the operation (method, path) matches, else `default`."""
+
+    def lookup(method: str, path: str) -> T:
+        for known, pattern, value in operations():
+            if known == method and pattern.match(path):
+                return value
+        return default
+
+    return lookup
 
 
 def _country_blocked(settings: Settings, path: str) -> bool:

@@ -247,6 +247,7 @@ def install_middleware(
     country_of: Callable[[str], str | None] | None = None,
     token_subject: Callable[[str], str | None] | None = None,
     body_media_types: Callable[[str, str], Collection[str] | None] | None = None,
+    single_value_parameters: Callable[[str, str], Collection[str]] | None = None,
 ) -> None:
     """Install the pure-ASGI middleware stack; the list below runs outermost first.
 
@@ -270,7 +271,12 @@ def install_middleware(
         *_trusted_hosts(settings, renderer, paths),
         # After proxy headers: the country of the client, not of the proxy.
         *_country_block(settings, renderer, paths, country_of),
-        Middleware(ContentValidationMiddleware, renderer=renderer, documented=body_media_types),
+        Middleware(
+            ContentValidationMiddleware,
+            renderer=renderer,
+            documented=body_media_types,
+            single_valued=single_value_parameters,
+        ),
         # Starlette's own limiter, inside our stack so its 413 is a problem with a request id.
         Middleware(
             BodyLimitMiddleware,

@@ -1,12 +1,17 @@
-"""Content validation: 415 for body types the operation does not read, 400 for NUL bytes."""
+"""Content validation: what a request's shape says before any route reads it.
+
+415 for body types the operation does not read, 400 for NUL bytes, 422 for a query parameter
+given more than once that takes one value.
+"""
 
 import re
 from collections.abc import Callable, Collection, Sequence
+from urllib.parse import parse_qsl
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import InvalidCharacters, UnsupportedMediaType
+from app.core.errors import InvalidCharacters, UnsupportedMediaType, ValidationFailedError
 from app.core.problems import ProblemRenderer
 
 # Exact types only: a `+json` suffix is not enough. FastAPI would parse any `application/*+json`
@@ -19,12 +24,31 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
     "multipart/form-data",
 )
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
+REPEATED = "This parameter takes one value; it was given more than once."
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 
 
 def _undocumented(_method: str, _path: str) -> Collection[str] | None:
     return None
+
+
+def _none_single_valued(_method: str, _path: str) -> Collection[str]:
+    return ()
+
+
+def _repeated_parameters(scope: Scope) -> list[str]:
+    """The names the query string gives more than once, in order (read as Starlette reads it)."""
+    query: bytes = scope.get("query_string") or b""
+    if b"&" not in query:
+        return []
+    seen: set[str] = set()
+    repeated: list[str] = []
+    for name, _ in parse_qsl(query.decode("latin-1"), keep_blank_values=True):
+        if name in seen and name not in repeated:
+            repeated.append(name)
+        seen.add(name)
+    return repeated
 
 
 def _route_path(scope: Scope) -> str:
@@ -71,6 +95,11 @@ class ContentValidationMiddleware:
     A POST, PUT or PATCH to an operation without a documented body may carry any type of
     `allowed_media_types`. A request without a body passes, as does a GET with any
     `Content-Type`. Parameters such as `charset` are allowed.
+
+    `single_valued(method, path)` names the query parameters an operation documents as taking
+    one value: one given twice is a 422 naming it. The framework would keep one of the values
+    and drop the other without a word, and a proxy or a filter in front may read the other
+    (parameter pollution).
     """
 
     def __init__(
@@ -79,6 +108,7 @@ class ContentValidationMiddleware:
         renderer: ProblemRenderer,
         allowed_media_types: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES,
         documented: Callable[[str, str], Collection[str] | None] | None = None,
+        single_valued: Callable[[str, str], Collection[str]] | None = None,
     ) -> None:
         allowed = frozenset(media_type.strip().lower() for media_type in allowed_media_types)
         if not allowed or not all(_MEDIA_TYPE.fullmatch(media_type) for media_type in allowed):
@@ -87,6 +117,7 @@ class ContentValidationMiddleware:
         self.renderer = renderer
         self.allowed = allowed
         self.documented = documented or _undocumented
+        self.single_valued = single_valued or _none_single_valued
 
     def _accepted(self, scope: Scope) -> Collection[str] | None:
         """The media types a body of this request may have; None: any (no body is read)."""
@@ -94,6 +125,20 @@ class ContentValidationMiddleware:
         if documented is not None:
             return documented
         return self.allowed if scope["method"] in METHODS_WITH_CONTENT else None
+
+    def _repeated(self, scope: Scope) -> ValidationFailedError | None:
+        """The 422 for single-valued parameters the query string repeats, if it repeats any."""
+        repeated = _repeated_parameters(scope)
+        if not repeated:
+            return None
+        method = "GET" if scope["method"] == "HEAD" else scope["method"]
+        single = self.single_valued(method, _route_path(scope))
+        errors = [{"parameter": name, "detail": REPEATED} for name in repeated if name in single]
+        if not errors:
+            return None
+        return ValidationFailedError(
+            "The request is not valid; see `errors` for each problem.", errors=errors
+        )
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -103,6 +148,10 @@ class ContentValidationMiddleware:
         if _has_nul(scope):
             nul = InvalidCharacters("The path or query string contains a NUL byte.")
             await self.renderer.from_exception(scope, nul)(scope, receive, send)
+            return
+
+        if (repeated := self._repeated(scope)) is not None:
+            await self.renderer.from_exception(scope, repeated)(scope, receive, send)
             return
 
         headers = Headers(scope=scope)
