@@ -13,6 +13,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import InvalidCharacters, UnsupportedMediaType, ValidationFailedError
 from app.core.problems import ProblemRenderer
+from app.middleware.scope import route_path
 
 # Exact types only: a `+json` suffix is not enough. FastAPI would parse any `application/*+json`
 # body as JSON, so a JSON Patch (`application/json-patch+json`) sent to a merge-patch route
@@ -49,14 +50,6 @@ def _repeated_parameters(scope: Scope) -> list[str]:
             repeated.append(name)
         seen.add(name)
     return repeated
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 def _has_nul(scope: Scope) -> bool:
@@ -121,7 +114,7 @@ class ContentValidationMiddleware:
 
     def _accepted(self, scope: Scope) -> Collection[str] | None:
         """The media types a body of this request may have; None: any (no body is read)."""
-        documented = self.documented(scope["method"], _route_path(scope))
+        documented = self.documented(scope["method"], route_path(scope))
         if documented is not None:
             return documented
         return self.allowed if scope["method"] in METHODS_WITH_CONTENT else None
@@ -132,7 +125,7 @@ class ContentValidationMiddleware:
         if not repeated:
             return None
         method = "GET" if scope["method"] == "HEAD" else scope["method"]
-        single = self.single_valued(method, _route_path(scope))
+        single = self.single_valued(method, route_path(scope))
         errors = [{"parameter": name, "detail": REPEATED} for name in repeated if name in single]
         if not errors:
             return None

@@ -16,6 +16,7 @@ from app.core.errors import RateLimitedError, ServiceUnavailableError
 from app.core.problems import ProblemRenderer
 from app.core.quotas import Decision, Quota, QuotaStore
 from app.middleware.rate_limit_keys import client_ip_key
+from app.middleware.scope import route_path
 
 log = structlog.get_logger(__name__)
 
@@ -107,7 +108,7 @@ class RateLimitMiddleware:
             await self.app(scope, receive, send)
             return
 
-        path = _route_path(scope)
+        path = route_path(scope)
         if scope["method"] == "POST" and path in self.auth_paths:
             policy, key = self.auth_policy, client_ip_key(scope)
         elif path.startswith(self.prefixes) and not (
@@ -168,14 +169,6 @@ class RateLimitMiddleware:
             retry_after=self.unavailable_retry_after,
         )
         await self.renderer.from_exception(scope, error)(scope, receive, send)
-
-
-def _route_path(scope: Scope) -> str:
-    path: str = scope["path"]
-    root_path: str = scope.get("root_path", "")
-    if root_path and path.startswith(root_path + "/"):
-        return path[len(root_path) :]
-    return path
 
 
 def _headers(policy: _Policy, decision: Decision) -> list[tuple[bytes, bytes]]:
