@@ -20,11 +20,10 @@ from tests.services import isolate_xdist_worker, postgres_url, redis_url
 BACKENDS = ("sqlite", "postgresql")
 # An identity provider's keys and JWKS server, for every test that needs one.
 pytest_plugins = ("tests.jwks",)
-
-
-def pytest_configure(config: pytest.Config) -> None:
-    """Before anything reads the test service URLs: a parallel worker gets its own."""
-    isolate_xdist_worker()
+# A parallel worker gets its own services before anything reads their URLs: at import, as the
+# conftests below this one are imported before `pytest_configure` when a run names their
+# directory (`pytest tests/contract -n 2`), and tests/contract's reads its URL at import.
+isolate_xdist_worker()
 
 
 @pytest.fixture(scope="session")
