@@ -94,7 +94,7 @@ def hear_out_accepted(server: Server) -> None:
     closing a socket with unread bytes resets it, and the client loses a request the server
     never saw (a retiring worker did this to about one recycle in two under concurrent load).
     Stopping the listeners first and giving the loop a moment turns those bytes into requests,
-    which uvicorn then finishes (with `Connection: close`) like any other in flight.
+    answered like any other in flight; their connections close after the answer.
     """
     stop = server.shutdown
 
