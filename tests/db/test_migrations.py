@@ -2,12 +2,25 @@ import os
 import re
 import subprocess
 import sys
+import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Uuid,
+    column,
+    delete,
+    insert,
+    inspect,
+    select,
+    table,
+)
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from app.jobs.models import Job
 from tests.migrations import ALEMBIC_INI, check, migrate
 
 pytestmark = pytest.mark.anyio
@@ -72,3 +85,40 @@ async def test_alembic_cli_migrates_the_configured_database(tmp_path: Path) -> N
     )
     assert result.returncode == 0, result.stderr
     assert await current_revision(url) is not None
+
+
+async def test_exports_made_before_read_scopes_need_the_exports_scopes(database_url: str) -> None:
+    await migrate(database_url, "0007_login_known_clients", down=True)
+    engine = create_async_engine(database_url)
+    # The table as revision 0007 has it (the model's defaults would write read_scopes).
+    jobs = table(
+        "jobs",
+        *(column(name) for name in ("task", "status", "attempts", "max_attempts", "args")),
+        column("id", Uuid()),
+        column("has_file", Boolean()),
+        column("created_at", DateTime(timezone=True)),
+        column("run_after", DateTime(timezone=True)),
+    )
+    ids = {"export_user_data": uuid.uuid4(), "send_email": uuid.uuid4()}
+    now = datetime.now(UTC)
+    try:
+        async with engine.begin() as connection:
+            for task, job_id in ids.items():
+                await connection.execute(
+                    insert(jobs).values(
+                        id=job_id, task=task, status="succeeded", attempts=1, max_attempts=1,
+                        args="{}", has_file=task == "export_user_data", created_at=now,
+                        run_after=now,
+                    )
+                )  # fmt: skip
+        await migrate(database_url, "head")
+        async with engine.begin() as connection:
+            mine = Job.id.in_(ids.values())
+            rows = await connection.execute(select(Job.task, Job.read_scopes).where(mine))
+            assert dict(rows.all()) == {
+                "export_user_data": ["items:read", "users:read"],
+                "send_email": [],
+            }
+            await connection.execute(delete(Job).where(mine))
+    finally:
+        await engine.dispose()

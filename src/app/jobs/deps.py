@@ -1,7 +1,8 @@
 """Dependencies of the jobs domain: enqueueing from a request, and loading a visible job."""
 
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterable
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import structlog
@@ -42,14 +43,20 @@ class JobSender:
         task: str,
         args: dict[str, Any],
         owner_id: uuid.UUID | None = None,
+        read_scopes: Iterable[Scope] = (),
     ) -> Job:
-        """Add a job to the request's transaction; it is sent once that commits."""
+        """Add a job to the request's transaction; it is sent once that commits.
+
+        A job whose result holds data of other domains names the scopes that reading that
+        data takes (`read_scopes`): a credential without them sees the job's status only.
+        """
         job = await jobs_service.create(
             session=session,
             task=task,
             args=args,
             max_attempts=self._settings.max_retries + 1,
             owner_id=owner_id,
+            read_scopes=read_scopes,
         )
         self.job_ids.append(job.id)
         return job
@@ -86,12 +93,25 @@ async def get_job_sender(
 JobSenderDep = Annotated[JobSender, Depends(get_job_sender)]
 
 
-async def get_visible_job(job_id: Uuid, principal: JobsReader, session: SessionDep) -> Job:
+@dataclass(frozen=True, slots=True)
+class VisibleJob:
+    """A job the caller may see, and whether it may read the job's result."""
+
+    job: Job
+    result_readable: bool
+
+
+def may_read_result(principal: Principal, job: Job) -> bool:
+    """Whether the caller holds every scope the job's result needs (`Job.read_scopes`)."""
+    return principal.scopes.issuperset(job.read_scopes)
+
+
+async def get_visible_job(job_id: Uuid, principal: JobsReader, session: SessionDep) -> VisibleJob:
     """Load a job its owner or a superuser asks for; anyone else's is 404, as if absent."""
     job = await jobs_service.get(session=session, job_id=job_id)
     if job is None or not (principal.user.is_superuser or job.owner_id == principal.user.id):
         raise JobNotFound(job_id)
-    return job
+    return VisibleJob(job=job, result_readable=may_read_result(principal, job))
 
 
-VisibleJobDep = Annotated[Job, Depends(get_visible_job)]
+VisibleJobDep = Annotated[VisibleJob, Depends(get_visible_job)]

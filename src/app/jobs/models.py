@@ -49,6 +49,9 @@ class Job(UUIDPrimaryKeyMixin, Base):
     args: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     result: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     has_file: Mapped[bool] = mapped_column(default=False)
+    # What the result holds is other domains' data: reading it (the result, the file) takes
+    # the scopes reading that data takes, so a key holding only `jobs:read` sees the status.
+    read_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     traceparent: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -8,11 +8,12 @@ import structlog
 from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import FileResponse
 
+from app.auth.exceptions import InsufficientScope
 from app.core.openapi import problem_responses
 from app.deps import SessionDep, SettingsDep
 from app.jobs import results
 from app.jobs import service as jobs_service
-from app.jobs.deps import JobsReader, VisibleJobDep
+from app.jobs.deps import JobsReader, VisibleJobDep, may_read_result
 from app.jobs.exceptions import JobResultNotFound, JobResultNotReady
 from app.jobs.models import JobStatus
 from app.jobs.schemas import JobPage, JobQuery, JobRead
@@ -48,7 +49,9 @@ async def list_jobs(
         offset=query.offset,
     )
     page = JobPage(
-        items=[job_view(request, job) for job in jobs],
+        items=[
+            job_view(request, job, result_readable=may_read_result(principal, job)) for job in jobs
+        ],
         total=total,
         limit=query.limit,
         offset=query.offset,
@@ -59,9 +62,12 @@ async def list_jobs(
 
 
 @router.get("/{job_id}", responses=problem_responses(401, 403, 404))
-async def read_job(job: VisibleJobDep, request: Request) -> JobRead:
-    """Return a job of the caller's (any job, for a superuser): its status, result or error."""
-    return job_view(request, job)
+async def read_job(visible: VisibleJobDep, request: Request) -> JobRead:
+    """Return a job of the caller's (any job, for a superuser): its status, result or error.
+
+    The result, and its file's link, only for credentials with the scopes the result needs.
+    """
+    return job_view(request, visible.job, result_readable=visible.result_readable)
 
 
 @router.get(
@@ -69,11 +75,17 @@ async def read_job(job: VisibleJobDep, request: Request) -> JobRead:
     response_class=FileResponse,
     responses=_FILE_RESPONSE | problem_responses(401, 403, 404, 409),
 )
-async def download_job_result(job: VisibleJobDep, settings: SettingsDep) -> FileResponse:
+async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> FileResponse:
     """Download the job's result file, streamed in chunks.
 
-    409 while the job has not succeeded; 404 when it has no file, or the file has expired.
+    403 for credentials without the scopes the result needs (an export's: `users:read` and
+    `items:read`); 409 while the job has not succeeded; 404 when it has no file, or the file
+    has expired.
     """
+    job = visible.job
+    if not visible.result_readable:
+        missing = ", ".join(sorted(set(job.read_scopes)))
+        raise InsufficientScope(f"Reading this job's result takes the scope(s): {missing}.")
     if job.status != JobStatus.SUCCEEDED:
         raise JobResultNotReady(f"Job {job.id} is {job.status.value}; it has no result yet.")
     path = results.path_of(Path(settings.jobs.results_dir), job.id)

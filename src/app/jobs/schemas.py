@@ -20,10 +20,15 @@ class JobRead(BaseModel):
     status: JobStatus
     attempts: int = Field(description="Attempts started so far.")
     max_attempts: int
-    result: dict[str, Any] | None = Field(description="The job's result, once it succeeded.")
+    result: dict[str, Any] | None = Field(
+        description="The job's result, once it succeeded; null for credentials without the "
+        "scopes it needs (an export's: `users:read` and `items:read`)."
+    )
     error: str | None = Field(description="Why the last attempt failed.")
     result_url: str | None = Field(
-        default=None, description="Where the result file downloads from, when there is one."
+        default=None,
+        description="Where the result file downloads from, when there is one and the "
+        "credentials hold the scopes it needs.",
     )
     created_at: datetime
     started_at: datetime | None

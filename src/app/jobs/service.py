@@ -1,7 +1,7 @@
 """Jobs as the API and the requests see them: create (in the caller's transaction), read, purge."""
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -16,13 +16,20 @@ from app.observability.tracing import current_traceparent
 FINISHED = (JobStatus.SUCCEEDED, JobStatus.FAILED)
 
 
-def _new(task: str, args: dict[str, Any], max_attempts: int, owner_id: uuid.UUID | None) -> Job:
+def _new(
+    task: str,
+    args: dict[str, Any],
+    max_attempts: int,
+    owner_id: uuid.UUID | None,
+    read_scopes: Iterable[str] = (),
+) -> Job:
     # The request id and trace context of the caller travel with the job.
     return Job(
         task=task,
         args=args,
         max_attempts=max_attempts,
         owner_id=owner_id,
+        read_scopes=sorted(set(read_scopes)),
         request_id=structlog.contextvars.get_contextvars().get("request_id"),
         traceparent=current_traceparent(),
     )
@@ -35,9 +42,13 @@ async def create(
     args: dict[str, Any],
     max_attempts: int,
     owner_id: uuid.UUID | None = None,
+    read_scopes: Iterable[str] = (),
 ) -> Job:
-    """Add a job to the caller's transaction: it exists only if that transaction commits."""
-    job = _new(task, args, max_attempts, owner_id)
+    """Add a job to the caller's transaction: it exists only if that transaction commits.
+
+    `read_scopes`: what a credential must hold to read the job's result and file.
+    """
+    job = _new(task, args, max_attempts, owner_id, read_scopes)
     session.add(job)
     await session.flush()
     return job

@@ -6,8 +6,14 @@ from app.jobs.models import Job
 from app.jobs.schemas import JobRead
 
 
-def job_view(request: Request, job: Job) -> JobRead:
-    """The job as the API shows it, with the link to its result file if it has one."""
+def job_view(request: Request, job: Job, *, result_readable: bool) -> JobRead:
+    """The job as the API shows it, with the link to its result file if it has one.
+
+    Without `result_readable` (the caller lacks the job's `read_scopes`) the result and its
+    link are left out: the status is all the caller may see.
+    """
+    if not result_readable:
+        return JobRead.of(job, result_url=None).model_copy(update={"result": None})
     url = str(request.url_for("download_job_result", job_id=job.id))
     return JobRead.of(job, result_url=url)
 

@@ -50,5 +50,6 @@ async def get_user_for_admin(user_id: Uuid, _: AdminWriter, session: SessionDep)
 ReadableUserDep = Annotated[UserRead, Depends(get_readable_user)]
 AdminTargetDep = Annotated[User, Depends(get_user_for_admin)]
 
-# An export reads the profile and every item.
-ExportReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, Scope.ITEMS_READ))]
+# An export reads the profile and every item: asking for it, and reading what it wrote.
+EXPORT_SCOPES = (Scope.USERS_READ, Scope.ITEMS_READ)
+ExportReader = Annotated[Principal, Depends(RequireScopes(*EXPORT_SCOPES))]

@@ -12,12 +12,12 @@ from app.db.pagination import PageQuery
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
 from app.jobs import service as jobs_service
-from app.jobs.deps import JobSenderDep
+from app.jobs.deps import JobSenderDep, may_read_result
 from app.jobs.schemas import JobRead
 from app.jobs.views import job_location, job_view
 from app.users import cache as users_cache
 from app.users import service as users_service
-from app.users.deps import AdminTargetDep, ExportReader, ReadableUserDep
+from app.users.deps import EXPORT_SCOPES, AdminTargetDep, ExportReader, ReadableUserDep
 from app.users.export import EXPORT_USER_DATA
 from app.users.schemas import (
     AccountDeletion,
@@ -179,9 +179,11 @@ async def export_me(
     user_id = principal.user.id
     job = await jobs_service.active(session=session, owner_id=user_id, task=EXPORT_USER_DATA)
     if job is None:
-        job = await jobs_sender.enqueue(session, task=EXPORT_USER_DATA, args={}, owner_id=user_id)
+        job = await jobs_sender.enqueue(
+            session, task=EXPORT_USER_DATA, args={}, owner_id=user_id, read_scopes=EXPORT_SCOPES
+        )
     response.headers["Location"] = job_location(request, job)
-    return job_view(request, job)
+    return job_view(request, job, result_readable=may_read_result(principal, job))
 
 
 @router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=proof_responses())

@@ -1,0 +1,35 @@
+"""Jobs: the scopes that reading a job's result takes.
+
+Revision ID: 0008_job_read_scopes
+Revises: 0007_login_known_clients
+Create Date: 2026-12-01 12:00:00+00:00
+"""
+
+from collections.abc import Sequence
+
+import sqlalchemy as sa
+from alembic import op
+
+revision: str = "0008_job_read_scopes"
+down_revision: str | Sequence[str] | None = "0007_login_known_clients"
+branch_labels: str | Sequence[str] | None = None
+depends_on: str | Sequence[str] | None = None
+
+
+def upgrade() -> None:
+    """Add jobs.read_scopes; exports made before it need the scopes an export takes."""
+    op.add_column("jobs", sa.Column("read_scopes", sa.JSON(), nullable=True))
+    # The export's scopes as `users.deps.EXPORT_SCOPES` names them; written out, since a
+    # migration must not change with the code. Every other job's result needs none.
+    scopes = sa.bindparam("scopes", type_=sa.JSON())
+    fill = sa.text("UPDATE jobs SET read_scopes = :scopes WHERE task = :task").bindparams(scopes)
+    op.execute(fill.bindparams(scopes=["items:read", "users:read"], task="export_user_data"))
+    nothing = sa.text("UPDATE jobs SET read_scopes = :scopes WHERE read_scopes IS NULL")
+    op.execute(nothing.bindparams(scopes, scopes=[]))
+    with op.batch_alter_table("jobs") as batch:
+        batch.alter_column("read_scopes", existing_type=sa.JSON(), nullable=False)
+
+
+def downgrade() -> None:
+    """Drop jobs.read_scopes."""
+    op.drop_column("jobs", "read_scopes")
