@@ -135,3 +135,39 @@ async def test_a_login_with_no_address_fails_like_an_unknown_one(
 ) -> None:
     response = await client.post(LOGINS[0], data={"username": typed, "password": "whatever"})
     assert_problem(response, 401, "invalid_credentials")
+
+
+# Addresses that look like another one: a compatibility character (fullwidth, a ligature)
+# or a letter of a look-alike script among Latin ones, in the local part or a domain label.
+LOOKALIKES = {
+    "fullwidth-local": "\uff41lice@example.com",
+    "ligature-local": "\ufb01nance@example.com",
+    "cyrillic-in-latin-local": "\u0430lice@example.com",
+    "greek-in-latin-local": "alic\u03b5@example.com",
+    "cyrillic-in-latin-domain": "alice@ex\u0430mple.com",
+}
+
+
+@pytest.mark.parametrize("typed", list(LOOKALIKES.values()), ids=list(LOOKALIKES))
+async def test_an_address_that_passes_for_another_is_refused(
+    client: AsyncClient, typed: str
+) -> None:
+    await register(client, "alice@example.com")
+    refused = await client.post(USERS, json={"email": typed, "password": DEFAULT_PASSWORD})
+    assert_problem(refused, 422, "validation_error")
+    login = await client.post(LOGINS[0], data={"username": typed, "password": DEFAULT_PASSWORD})
+    assert_problem(login, 401, "invalid_credentials")
+
+
+@pytest.mark.parametrize(
+    "address",
+    ["\u0438\u0432\u0430\u043d@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",
+     "ivan@\u043f\u0440\u0438\u043c\u0435\u0440.\u0440\u0444",
+     "\u3072\u3089\u304c\u306a\u30ab\u30bf\u30ab\u30ca\u6f22\u5b57@example.com"],
+    ids=["cyrillic", "latin-local-cyrillic-domain", "japanese"],
+)  # fmt: skip
+async def test_an_address_in_one_script_per_part_is_taken(
+    client: AsyncClient, address: str
+) -> None:
+    user = await register(client, address)
+    assert await login_as(client, LOGINS[0], address, DEFAULT_PASSWORD) == user["id"]

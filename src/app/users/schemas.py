@@ -1,5 +1,6 @@
 """User API schemas: what clients send and what they get back (never the password hash)."""
 
+import unicodedata
 import uuid
 from datetime import datetime
 from typing import Annotated
@@ -21,7 +22,8 @@ def normalize_email(email: str) -> str:
     one), the domain goes through IDNA (a fullwidth `example.com` is the ASCII one,
     `xn--caf-dma.com` is `café.com`), and the whole is lower-cased. Only an address is one:
     `Eve <eve@example.com>` is a header's mailbox with a display name, not an address (pydantic's
-    `validate_email` would read it as `eve@example.com`).
+    `validate_email` would read it as `eve@example.com`). Nor is one written to pass for
+    another (`_refuse_lookalike`): a fullwidth or Cyrillic `a` among Latin letters.
 
     Raises:
         ValueError: `email` is not an address (a pydantic error, so a schema reports it).
@@ -33,7 +35,32 @@ def normalize_email(email: str) -> str:
         address = email_validator.validate_email(email.strip(), check_deliverability=False)
     except email_validator.EmailNotValidError as exc:
         raise ValueError(f"value is not a valid email address: {exc}") from None
+    for part in (address.local_part, *address.domain.split(".")):
+        _refuse_lookalike(part)
     return address.normalized.lower()
+
+
+# Scripts whose letters pass for one another's (Cyrillic U+0430 for `a`, Greek U+03B5 for `e`).
+_CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+
+
+def _refuse_lookalike(part: str) -> None:
+    """Refuse a local part or domain label written to pass for another address.
+
+    The domain went through IDNA, which maps fullwidth letters to ASCII; a local part is
+    compared as written, so `alice` with a fullwidth `a` (U+FF41) or a Cyrillic one (U+0430)
+    would be an account of its own that shows as `alice`'s. A compatibility character (one
+    NFKC changes: fullwidth, ligatures) is refused, as is a part mixing Latin, Cyrillic or
+    Greek letters. A part in one script, or in scripts that do not pass for each other (kana
+    and kanji), is kept.
+    """
+    if unicodedata.normalize("NFKC", part) != part:
+        raise ValueError("value is not a valid email address: it holds a compatibility character")
+    if part.isascii():  # the common case: one script, nothing to look up
+        return
+    scripts = {unicodedata.name(char, "").partition(" ")[0] for char in part if char.isalpha()}
+    if len(scripts & _CONFUSABLE_SCRIPTS) > 1:
+        raise ValueError("value is not a valid email address: it mixes look-alike scripts")
 
 
 EMAIL_MAX_LENGTH = 254  # RFC 5321's limit on a forward path, which email-validator enforces
