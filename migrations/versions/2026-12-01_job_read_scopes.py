@@ -17,7 +17,10 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
-    """Add jobs.read_scopes; exports made before it need the scopes an export takes."""
+    """Add jobs.read_scopes; exports made before it need the scopes an export takes.
+
+    NULL (a job the previous release makes during a rolling deploy) needs every scope.
+    """
     op.add_column("jobs", sa.Column("read_scopes", sa.JSON(), nullable=True))
     # The export's scopes as `users.deps.EXPORT_SCOPES` names them; written out, since a
     # migration must not change with the code. Every other job's result needs none.
@@ -26,8 +29,8 @@ def upgrade() -> None:
     op.execute(fill.bindparams(scopes=["items:read", "users:read"], task="export_user_data"))
     nothing = sa.text("UPDATE jobs SET read_scopes = :scopes WHERE read_scopes IS NULL")
     op.execute(nothing.bindparams(scopes, scopes=[]))
-    with op.batch_alter_table("jobs") as batch:
-        batch.alter_column("read_scopes", existing_type=sa.JSON(), nullable=False)
+    # Left nullable (expand, docs/migrations.md): the release before this one, still running
+    # during a rolling deploy, inserts jobs without the column. Its jobs need every scope.
 
 
 def downgrade() -> None:

@@ -5,6 +5,7 @@ import sys
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import (
@@ -101,23 +102,29 @@ async def test_exports_made_before_read_scopes_need_the_exports_scopes(database_
     )
     ids = {"export_user_data": uuid.uuid4(), "send_email": uuid.uuid4()}
     now = datetime.now(UTC)
+
+    def old_release_job(task: str, job_id: uuid.UUID) -> Any:
+        return insert(jobs).values(
+            id=job_id, task=task, status="succeeded", attempts=1, max_attempts=1, args="{}",
+            has_file=task == "export_user_data", created_at=now, run_after=now,
+        )  # fmt: skip
+
     try:
         async with engine.begin() as connection:
             for task, job_id in ids.items():
-                await connection.execute(
-                    insert(jobs).values(
-                        id=job_id, task=task, status="succeeded", attempts=1, max_attempts=1,
-                        args="{}", has_file=task == "export_user_data", created_at=now,
-                        run_after=now,
-                    )
-                )  # fmt: skip
+                await connection.execute(old_release_job(task, job_id))
         await migrate(database_url, "head")
+        # During a rolling deploy the previous release still inserts jobs without the column.
+        ids["during_rollout"] = uuid.uuid4()
+        async with engine.begin() as connection:
+            await connection.execute(old_release_job("export_user_data", ids["during_rollout"]))
         async with engine.begin() as connection:
             mine = Job.id.in_(ids.values())
-            rows = await connection.execute(select(Job.task, Job.read_scopes).where(mine))
+            rows = await connection.execute(select(Job.id, Job.read_scopes).where(mine))
             assert dict(rows.all()) == {
-                "export_user_data": ["items:read", "users:read"],
-                "send_email": [],
+                ids["export_user_data"]: ["items:read", "users:read"],
+                ids["send_email"]: [],
+                ids["during_rollout"]: None,
             }
             await connection.execute(delete(Job).where(mine))
     finally:

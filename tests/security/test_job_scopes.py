@@ -7,7 +7,10 @@ import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 
+from app.auth.scopes import ALL_SCOPES
 from app.core.config import Settings
+from app.jobs.deps import result_scopes
+from app.jobs.models import Job
 from tests.harness import assert_problem, started
 from tests.identity import signed_up
 from tests.items.helpers import create_item
@@ -70,3 +73,10 @@ async def test_a_key_with_the_exports_scopes_reads_it_and_lists_show_the_same(
     assert listed["result_url"] is not None
     [hidden] = (await client.get("/api/v1/jobs", headers=narrow)).json()["items"]
     assert (hidden["status"], hidden["result"], hidden["result_url"]) == ("succeeded", None, None)
+
+
+async def test_a_job_that_names_no_scopes_needs_every_scope() -> None:
+    # Made by the release before `read_scopes` existed (a rolling deploy): nothing says what
+    # its result holds, so only a credential holding every scope reads it.
+    assert result_scopes(Job(read_scopes=None)) == ALL_SCOPES
+    assert result_scopes(Job(read_scopes=["users:read"])) == {"users:read"}

@@ -10,7 +10,7 @@ from fastapi import Depends
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.auth.deps import Principal, RequireScopes
-from app.auth.scopes import Scope
+from app.auth.scopes import ALL_SCOPES, Scope
 from app.core.settings_jobs import JobsSettings
 from app.core.types import Uuid
 from app.deps import JobQueueDep, SessionDep, SessionFactoryDep, SettingsDep
@@ -101,9 +101,14 @@ class VisibleJob:
     result_readable: bool
 
 
+def result_scopes(job: Job) -> frozenset[str]:
+    """The scopes reading the job's result takes; every scope when the job does not say."""
+    return ALL_SCOPES if job.read_scopes is None else frozenset(job.read_scopes)
+
+
 def may_read_result(principal: Principal, job: Job) -> bool:
-    """Whether the caller holds every scope the job's result needs (`Job.read_scopes`)."""
-    return principal.scopes.issuperset(job.read_scopes)
+    """Whether the caller holds every scope the job's result needs (`result_scopes`)."""
+    return principal.scopes.issuperset(result_scopes(job))
 
 
 async def get_visible_job(job_id: Uuid, principal: JobsReader, session: SessionDep) -> VisibleJob:

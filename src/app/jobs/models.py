@@ -51,7 +51,8 @@ class Job(UUIDPrimaryKeyMixin, Base):
     has_file: Mapped[bool] = mapped_column(default=False)
     # What the result holds is other domains' data: reading it (the result, the file) takes
     # the scopes reading that data takes, so a key holding only `jobs:read` sees the status.
-    read_scopes: Mapped[list[str]] = mapped_column(JSON, default=list)
+    # NULL: made by a release that did not know the column; its result needs every scope.
+    read_scopes: Mapped[list[str] | None] = mapped_column(JSON, default=list)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     request_id: Mapped[str | None] = mapped_column(String(128), default=None)
     traceparent: Mapped[str | None] = mapped_column(String(64), default=None)

@@ -13,7 +13,7 @@ from app.core.openapi import problem_responses
 from app.deps import SessionDep, SettingsDep
 from app.jobs import results
 from app.jobs import service as jobs_service
-from app.jobs.deps import JobsReader, VisibleJobDep, may_read_result
+from app.jobs.deps import JobsReader, VisibleJobDep, may_read_result, result_scopes
 from app.jobs.exceptions import JobResultNotFound, JobResultNotReady
 from app.jobs.models import JobStatus
 from app.jobs.schemas import JobPage, JobQuery, JobRead
@@ -84,7 +84,7 @@ async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> 
     """
     job = visible.job
     if not visible.result_readable:
-        missing = ", ".join(sorted(set(job.read_scopes)))
+        missing = ", ".join(sorted(result_scopes(job)))
         raise InsufficientScope(f"Reading this job's result takes the scope(s): {missing}.")
     if job.status != JobStatus.SUCCEEDED:
         raise JobResultNotReady(f"Job {job.id} is {job.status.value}; it has no result yet.")
