@@ -5,7 +5,6 @@ import json
 import logging
 import re
 import sys
-import threading
 from collections.abc import Mapping
 from typing import Any, TextIO
 
@@ -16,6 +15,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from app.core.log_escape import escape_control_characters
 from app.core.log_repeats import CollapseRepeats
+from app.core.log_sink import LogSink
 from app.core.settings_groups import LoggingSettings
 
 REDACTED = "[REDACTED]"
@@ -181,15 +181,32 @@ def _renderer(as_json: bool, stream: TextIO) -> list[Processor]:
     ]
 
 
-class _Sink:
-    """Where our own log lines go; `configure_logging` swaps the stream, cached loggers follow."""
-
-    def __init__(self) -> None:
-        self.stream: TextIO = sys.stdout
-        self.lock = threading.Lock()
+# Where every line goes, ours and the standard library's; `configure_logging` swaps its stream
+# and cached loggers follow. It never blocks on the stream nor raises from it (`log_sink`).
+_SINK = LogSink(sys.stdout)
 
 
-_SINK = _Sink()
+def _report_dropped(count: int) -> None:
+    structlog.get_logger(__name__).warning("log_lines_dropped", dropped=count)
+
+
+_SINK.on_recovered = _report_dropped
+
+
+class _SinkHandler(logging.Handler):
+    """The standard library's handler, writing to the sink.
+
+    A stalled or broken stream then stalls neither uvicorn's nor SQLAlchemy's lines, nor makes
+    them print tracebacks of their own to stderr.
+    """
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:  # noqa: BLE001 - the standard library's contract for a bad record
+            self.handleError(record)
+            return
+        _SINK.write(line)
 
 
 class LineLogger:
@@ -204,9 +221,7 @@ class LineLogger:
 
     def msg(self, message: str) -> None:
         """Write one rendered line."""
-        with _SINK.lock:
-            _SINK.stream.write(message + "\n")
-            _SINK.stream.flush()
+        _SINK.write(message)
 
     debug = info = warning = warn = error = critical = exception = fatal = log = msg
 
@@ -231,7 +246,7 @@ def configure_logging(
         foreign_pre_chain=shared,
         processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *renderer],
     )
-    handler = logging.StreamHandler(stream)
+    handler = _SinkHandler()
     handler.setFormatter(formatter)
     handler.addFilter(_quiet_pool_clean_up)
 
@@ -251,7 +266,7 @@ def configure_logging(
         logging.INFO if sql_echo else logging.WARNING,
     )
 
-    _SINK.stream = stream
+    _SINK.use(stream)
     _REPEATS.reset()
     _PROCESSORS[:] = [*shared, *renderer]
     structlog.configure(
