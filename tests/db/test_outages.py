@@ -11,17 +11,20 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+import redis.exceptions
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import AsyncClient
+from redis import Redis
 from sqlalchemy import make_url, text
 
-from app.core.errors import is_database_unavailable
+from app.core.errors import is_database_unavailable, is_redis_unavailable
 from app.db.session import create_engine
 from app.deps import RedisDep, SessionDep, resources_of
 from app.main import create_app
 from tests.frozen_proxy import FrozenProxy
 from tests.harness import assert_problem, client_for, log_lines, make_settings
+from tests.processes import RedisServer
 from tests.services import postgres_url
 
 pytestmark = pytest.mark.anyio
@@ -144,6 +147,47 @@ async def test_redis_failing_where_it_is_required_is_a_503(pg_url: str, closed_p
         response = await client.post("/counter")
     assert_problem(response, 503, "service_unavailable")
     assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize("refusal", ["out_of_memory", "read_only"])
+async def test_redis_refusing_writes_where_it_is_required_is_a_503(
+    pg_url: str, redis_server: RedisServer, closed_port: int, refusal: str
+) -> None:
+    """A Redis that answers but refuses every write (full under `noeviction`, or a replica
+    after a failover) is down for this route, not a bug in it."""
+    async with live(pg_url, REDIS_URL=redis_server.url) as (_, client):
+        assert (await client.post("/counter")).status_code == 200
+        admin = Redis.from_url(redis_server.url)
+        try:
+            if refusal == "out_of_memory":
+                admin.config_set("maxmemory-policy", "noeviction")
+                admin.config_set("maxmemory", "1")  # below what Redis already uses
+            else:
+                admin.replicaof("127.0.0.1", str(closed_port))  # a replica never takes writes
+            response = await client.post("/counter")
+        finally:
+            admin.close()
+    assert_problem(response, 503, "service_unavailable")
+    assert response.headers["retry-after"] == "1"
+
+
+@pytest.mark.parametrize(
+    ("error", "outage"),
+    [
+        (redis.exceptions.OutOfMemoryError("command not allowed"), True),
+        (redis.exceptions.ReadOnlyError("You can't write against a read only replica."), True),
+        (redis.exceptions.MasterDownError("Link with MASTER is down"), True),
+        (redis.exceptions.ResponseError("MISCONF Redis is configured to save RDB..."), True),
+        (redis.exceptions.ResponseError("BUSY Redis is busy running a script."), True),
+        (redis.exceptions.ResponseError("WRONGTYPE Operation against a key..."), False),
+        (redis.exceptions.DataError("Invalid input of type: 'dict'."), False),
+    ],
+    ids=["oom", "readonly", "masterdown", "misconf", "busy", "wrongtype", "bad-argument"],
+)
+def test_redis_refusals_for_its_state_are_outages_and_the_rest_are_bugs(
+    error: Exception, outage: bool
+) -> None:
+    assert is_redis_unavailable(error) is outage
 
 
 def test_driver_signals_decide_what_is_an_outage() -> None:

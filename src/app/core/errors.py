@@ -177,6 +177,18 @@ _UNAVAILABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
 # Redis failing where it is required (fail-closed paths): a connection error, timeout, or the
 # client's circuit breaker refusing while Redis rests (a `ConnectionError` too).
 REDIS_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+# A Redis that answers but refuses the command for its own state, which passes when that
+# does: out of memory (`maxmemory` with `noeviction`), a read-only replica (after a failover),
+# a cluster or its primary down, or a slot moving. Commands in a request are not at fault.
+_REDIS_REFUSING_ERRORS = (
+    redis.exceptions.OutOfMemoryError,
+    redis.exceptions.ReadOnlyError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
+# The same refusals for which redis-py has no class of its own: snapshots failing on a full
+# disk (MISCONF), a script running too long (BUSY), a replica without its primary (MASTERDOWN).
+_REDIS_REFUSING_PREFIXES = ("MISCONF ", "BUSY ", "MASTERDOWN ")
 
 
 def is_database_unavailable(exc: BaseException) -> bool:
@@ -249,3 +261,16 @@ class UnsupportedMediaType(AppError):
     status_code = HTTPStatus.UNSUPPORTED_MEDIA_TYPE
     code = "unsupported_media_type"
     title = "Unsupported Media Type"
+
+
+def is_redis_unavailable(exc: BaseException) -> bool:
+    """Whether `exc` means Redis cannot serve now: unreachable, slow, or refusing for its state.
+
+    Those answer 503 with `Retry-After` where Redis is required; any other Redis error (a wrong
+    type, a bad argument) is a bug.
+    """
+    if isinstance(exc, (*REDIS_UNAVAILABLE_ERRORS, *_REDIS_REFUSING_ERRORS)):
+        return True
+    return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
+        _REDIS_REFUSING_PREFIXES
+    )

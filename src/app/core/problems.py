@@ -18,7 +18,6 @@ from starlette.types import Scope
 
 from app.core.errors import (
     CONFLICTING_WRITE_ERRORS,
-    REDIS_UNAVAILABLE_ERRORS,
     AppError,
     ConflictError,
     DatabaseUnavailableError,
@@ -26,6 +25,7 @@ from app.core.errors import (
     ServiceUnavailableError,
     ValidationFailedError,
     is_database_unavailable,
+    is_redis_unavailable,
 )
 from app.core.logging import scrub
 from app.core.upstream import upstream_problem
@@ -52,8 +52,9 @@ _RFC_9110_PHRASES = {
 }
 
 
-# Failures of a dependency, not of the request (the database is told apart by its signals).
-_UNAVAILABLE_ERRORS = (httpx2.HTTPError, *REDIS_UNAVAILABLE_ERRORS)
+# Failures of a dependency, not of the request (the database and Redis are told apart by their
+# signals).
+_UNAVAILABLE_ERRORS = httpx2.HTTPError
 
 
 class ProblemResponse(JSONResponse):
@@ -174,7 +175,11 @@ class ProblemRenderer:
             )
         if isinstance(exc, HTTPException):
             return self._from_http_exception(scope, exc)
-        if isinstance(exc, _UNAVAILABLE_ERRORS) or is_database_unavailable(exc):
+        if (
+            isinstance(exc, _UNAVAILABLE_ERRORS)
+            or is_database_unavailable(exc)
+            or is_redis_unavailable(exc)
+        ):
             return self._unavailable(scope, exc)
         if isinstance(exc, CONFLICTING_WRITE_ERRORS):
             log.info("write_conflict", path=scope.get("path"), error=type(exc).__name__)
@@ -195,7 +200,9 @@ class ProblemRenderer:
         if not is_database_unavailable(exc):
             # Redis, where a path cannot do without it (fail-closed): the others handle it.
             log.warning("redis_unavailable", path=scope.get("path"), error=type(exc).__name__)
-            redis = ServiceUnavailableError("Redis is unreachable; retry shortly.", retry_after=1)
+            redis = ServiceUnavailableError(
+                "Redis cannot serve right now; retry shortly.", retry_after=1
+            )
             return self.from_exception(scope, redis)
         log.warning("database_unavailable", path=scope.get("path"), error=type(exc).__name__)
         error = DatabaseUnavailableError(retry_after=1)
