@@ -86,3 +86,20 @@ def test_a_full_disk_drops_lines_until_it_has_room_then_says_how_many() -> None:
     stream.full = False
     sink.write("kept")
     assert (stream.getvalue(), reports) == ("kept\n", [2])
+
+
+def test_a_forked_child_writes_its_own_lines(
+    pipe: tuple[io.BufferedReader, io.TextIOWrapper],
+) -> None:
+    reader, writer = pipe
+    sink = LogSink(writer)
+    sink.write("parent")  # the parent's writer thread runs; a child does not inherit it
+    assert sink.flush(5)
+    child = os.fork()
+    if child == 0:  # pragma: no cover - the child process
+        sink.write("child")
+        os._exit(0 if sink.flush(5) else 1)
+    _, status = os.waitpid(child, 0)
+    writer.close()
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert reader.read() == b"parent\nchild\n"

@@ -59,6 +59,9 @@ class LogSink:
         self._queue: collections.deque[str | threading.Event] = collections.deque()
         self._wake = threading.Event()
         self._writer: threading.Thread | None = None
+        # A forked child (a server that loads the app before forking its workers) has no
+        # writer thread: it starts its own on its first line, with the lines not yet written.
+        os.register_at_fork(after_in_child=self._after_fork)
 
     def use(self, stream: TextIO) -> None:
         """Write to `stream` from now on (what was queued for the previous one goes first)."""
@@ -92,6 +95,15 @@ class LogSink:
         self._queue.append(written)
         self._wake.set()
         return written.wait(timeout)
+
+    def _after_fork(self) -> None:
+        self._lock = threading.RLock()
+        self._wake = threading.Event()
+        self._writer = None
+        self._queue = collections.deque(line for line in self._queue if isinstance(line, str))
+        if self._queue:
+            self._start_writer()
+            self._wake.set()
 
     def _start_writer(self) -> None:
         with self._lock:
