@@ -141,6 +141,34 @@ async def test_a_deadline_stops_the_query_and_frees_its_connection(pg_url: str) 
     assert (checked_out, sleeping) == (0, 0)
 
 
+@pytest.mark.parametrize("first", ["pool_timeout", "deadline"])
+async def test_a_request_waiting_for_a_full_pool_is_a_503_with_retry_after(
+    pg_url: str, first: str
+) -> None:
+    """The one connection is held (by slow work elsewhere): a request waits for it until the
+    pool timeout or its deadline, whichever comes first, and is answered then."""
+    pool_timeout, deadline = (0.5, 3) if first == "pool_timeout" else (10, 0.8)
+    settings = {
+        "DATABASE_POOL_SIZE": 1,
+        "DATABASE_MAX_OVERFLOW": 0,
+        "DATABASE_POOL_TIMEOUT": pool_timeout,
+        "DATABASE_STATEMENT_TIMEOUT_MS": 0,
+        "REQUEST_TIMEOUT_SECONDS": deadline,
+    }
+    async with live(pg_url, **settings) as (app, client):
+        async with resources_of(app).engine.connect() as held:
+            await held.execute(text("SELECT 1"))
+            started = time.monotonic()
+            waiting = await client.post("/sql/one")
+            elapsed = time.monotonic() - started
+        after = await client.post("/sql/one")
+    code = "database_unavailable" if first == "pool_timeout" else "deadline_exceeded"
+    assert_problem(waiting, 503, code)
+    assert waiting.headers["retry-after"] == "1"
+    assert elapsed < min(pool_timeout, deadline) + 1.0
+    assert after.json() == {"ran": "one"}
+
+
 async def test_redis_failing_where_it_is_required_is_a_503(pg_url: str, closed_port: int) -> None:
     redis_url = f"redis://127.0.0.1:{closed_port}/0"
     async with live(pg_url, REDIS_URL=redis_url) as (_, client):
