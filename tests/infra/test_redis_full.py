@@ -2,6 +2,8 @@
 and pings. Each use of Redis falls back as documented (docs/resilience.md): nothing answers
 500, and what a request was told it did is in the database."""
 
+from typing import Any
+
 import pytest
 from redis import Redis
 from sqlalchemy import func, select
@@ -29,7 +31,7 @@ def fill(redis_server: RedisServer) -> None:
 async def test_a_full_redis_costs_no_request(
     settings: Settings, redis_server: RedisServer, fail_open: str
 ) -> None:
-    redis_settings = {
+    redis_settings: dict[str, Any] = {
         "REDIS_URL": redis_server.url,
         "RATE_LIMIT_ENABLED": True,
         "RATE_LIMIT_FAIL_OPEN": fail_open,
