@@ -8,6 +8,10 @@ request, or the shutdown handler. So a stream that can block (a pipe, a socket, 
 is written by a thread of its own, fed through a bounded queue; a file or an in-memory buffer
 (which never blocks) is written at once. Either way a failed write drops its lines instead of
 raising, and the lines dropped are counted and reported once the stream takes lines again.
+
+The thread writes what has gathered every `WRITE_INTERVAL_SECONDS`, or as soon as
+`WAKE_AT_LINES` wait: waking it for each line (a request's access line) cost each request
+~20 µs of CPU in thread switches, more than the write it saves the event loop.
 """
 
 import atexit
@@ -21,6 +25,11 @@ from typing import TextIO
 # Lines held while the stream does not take them (~ a few MiB of JSON lines); past it, newer
 # lines are dropped rather than held without bound.
 MAX_QUEUED_LINES = 10_000
+# How often the writing thread writes the lines gathered meanwhile: a line reaches the stream
+# within this long, and a burst of them is one write.
+WRITE_INTERVAL_SECONDS = 0.05
+# Lines that wake the writing thread at once, so a flood is written in batches of this size.
+WAKE_AT_LINES = 256
 # How long the process waits at exit for its queued lines to be written to a stalled stream.
 EXIT_FLUSH_SECONDS = 2.0
 # Errors of a stream that cannot be written: closed by its reader (EPIPE), a full disk, or a
@@ -81,7 +90,8 @@ class LogSink:
         self._queue.append(line + "\n")
         if self._writer is None:
             self._start_writer()
-        self._wake.set()
+        elif len(self._queue) == WAKE_AT_LINES:
+            self._wake.set()
 
     def flush(self, timeout: float) -> bool:
         """Wait up to `timeout` seconds for the lines queued so far to be written.
@@ -114,7 +124,7 @@ class LogSink:
 
     def _run(self) -> None:
         while True:
-            self._wake.wait()
+            self._wake.wait(WRITE_INTERVAL_SECONDS)
             self._wake.clear()
             lines: list[str] = []
             while self._queue:
