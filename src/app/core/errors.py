@@ -237,12 +237,6 @@ class InvalidCharacters(BadRequestError):
     code = "invalid_characters"
 
 
-class RepeatedHeader(BadRequestError):
-    """A header that takes one value came more than once (two `Authorization` lines)."""
-
-    code = "repeated_header"
-
-
 class MalformedBodyError(BadRequestError):
     """The body cannot be read as its `Content-Type` says: truncated, not UTF-8, nested too deep."""
 

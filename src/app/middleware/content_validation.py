@@ -1,7 +1,7 @@
 """Content validation: what a request's shape says before any route reads it.
 
-415 for body types the operation does not read, 400 for NUL bytes and for a header given more
-than once that takes one value, 422 for a query parameter given more than once that takes one.
+415 for body types the operation does not read, 400 for NUL bytes, 422 for a query parameter
+given more than once that takes one value.
 """
 
 import re
@@ -11,12 +11,7 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import (
-    InvalidCharacters,
-    RepeatedHeader,
-    UnsupportedMediaType,
-    ValidationFailedError,
-)
+from app.core.errors import InvalidCharacters, UnsupportedMediaType, ValidationFailedError
 from app.core.problems import ProblemRenderer
 from app.middleware.scope import route_path
 
@@ -30,17 +25,6 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
     "multipart/form-data",
 )
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
-# Headers that take one value (RFC 9110 allows a field more than once only when its value is a
-# list). Given twice, the app reads the first while a proxy, gateway or log in front may read
-# the other: which credential, host, body type or key acts would depend on who reads it.
-DEFAULT_SINGLE_HEADERS = (
-    "authorization",
-    "x-api-key",
-    "host",
-    "content-type",
-    "content-length",
-    "idempotency-key",
-)
 REPEATED = "This parameter takes one value; it was given more than once."
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
@@ -105,8 +89,6 @@ class ContentValidationMiddleware:
     `allowed_media_types`. A request without a body passes, as does a GET with any
     `Content-Type`. Parameters such as `charset` are allowed.
 
-    A header of `single_headers` given more than once is a 400 `repeated_header` naming it.
-
     `single_valued(method, path)` names the query parameters an operation documents as taking
     one value: one given twice is a 422 naming it. The framework would keep one of the values
     and drop the other without a word, and a proxy or a filter in front may read the other
@@ -116,12 +98,10 @@ class ContentValidationMiddleware:
     def __init__(
         self,
         app: ASGIApp,
-        *,
         renderer: ProblemRenderer,
         allowed_media_types: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES,
         documented: Callable[[str, str], Collection[str] | None] | None = None,
         single_valued: Callable[[str, str], Collection[str]] | None = None,
-        single_headers: Collection[str] = DEFAULT_SINGLE_HEADERS,
     ) -> None:
         allowed = frozenset(media_type.strip().lower() for media_type in allowed_media_types)
         if not allowed or not all(_MEDIA_TYPE.fullmatch(media_type) for media_type in allowed):
@@ -131,17 +111,6 @@ class ContentValidationMiddleware:
         self.allowed = allowed
         self.documented = documented or _undocumented
         self.single_valued = single_valued or _none_single_valued
-        self.single_headers = frozenset(name.lower().encode("latin-1") for name in single_headers)
-
-    def _repeated_header(self, scope: Scope) -> RepeatedHeader | None:
-        seen: set[bytes] = set()
-        for name, _ in scope["headers"]:
-            if name in self.single_headers:
-                if name in seen:
-                    header = name.decode("latin-1")
-                    return RepeatedHeader(f"The {header} header takes one value; it came twice.")
-                seen.add(name)
-        return None
 
     def _accepted(self, scope: Scope) -> Collection[str] | None:
         """The media types a body of this request may have; None: any (no body is read)."""
@@ -172,10 +141,6 @@ class ContentValidationMiddleware:
         if _has_nul(scope):
             nul = InvalidCharacters("The path or query string contains a NUL byte.")
             await self.renderer.from_exception(scope, nul)(scope, receive, send)
-            return
-
-        if (twice := self._repeated_header(scope)) is not None:
-            await self.renderer.from_exception(scope, twice)(scope, receive, send)
             return
 
         if (repeated := self._repeated(scope)) is not None:
