@@ -132,3 +132,33 @@ async def test_a_new_export_replaces_the_previous_file(
     assert_problem(result, 404, "job_result_not_found")
     new = (await client.get(second["location"], headers=alice)).json()
     assert (await client.get(new["result_url"], headers=alice)).status_code == 200
+
+
+# Each would make Starlette's FileResponse answer otherwise than the document's 200: a 206
+# (one range, or multipart/byteranges for several), a 416, or a text/plain 400.
+RANGES = {
+    "one-range": {"Range": "bytes=0-9"},
+    "two-ranges": {"Range": "bytes=0-4,10-19"},
+    "past-the-end": {"Range": "bytes=99999-"},
+    "malformed": {"Range": "bytes=abc"},
+    "other-unit": {"Range": "items=0-1"},
+    "if-range": {"Range": "bytes=0-9", "If-Range": "Thu, 01 Jan 1970 00:00:00 GMT"},
+}
+
+
+@pytest.mark.parametrize("headers", list(RANGES.values()), ids=list(RANGES))
+async def test_a_result_file_downloads_whole_whatever_range_is_asked(
+    jobs_app: tuple[FastAPI, AsyncClient], headers: dict[str, str]
+) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    job = (await client.get((await export(client, alice))["location"], headers=alice)).json()
+    whole = await client.get(job["result_url"], headers=alice)
+
+    download = await client.get(job["result_url"], headers={**alice, **headers})
+    assert download.status_code == 200
+    assert download.headers["content-type"] == "application/json"
+    assert download.headers["accept-ranges"] == "none"
+    assert "content-range" not in download.headers
+    assert download.content == whole.content
+    assert json.loads(download.content)["profile"]["email"] == ALICE

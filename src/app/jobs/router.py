@@ -6,9 +6,9 @@ from typing import Annotated, Any
 import anyio
 import structlog
 from fastapi import APIRouter, Query, Request, Response
-from fastapi.responses import FileResponse
 
 from app.auth.exceptions import InsufficientScope
+from app.core.downloads import WholeFileResponse
 from app.core.openapi import problem_responses
 from app.deps import SessionDep, SettingsDep
 from app.jobs import results
@@ -24,7 +24,7 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 
 _FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
-        "description": "The result file, streamed as a JSON attachment.",
+        "description": "The whole result file as a JSON attachment (a `Range` header is ignored).",
         "content": {"application/json": {"schema": {"type": "object"}}},
         "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
     }
@@ -72,10 +72,10 @@ async def read_job(visible: VisibleJobDep, request: Request) -> JobRead:
 
 @router.get(
     "/{job_id}/result",
-    response_class=FileResponse,
+    response_class=WholeFileResponse,
     responses=_FILE_RESPONSE | problem_responses(401, 403, 404, 409),
 )
-async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> FileResponse:
+async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> WholeFileResponse:
     """Download the job's result file, streamed in chunks.
 
     403 for credentials without the scopes the result needs (an export's: `users:read` and
@@ -93,7 +93,7 @@ async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> 
         if job.has_file:  # every node must share JOBS_RESULTS_DIR: docs/jobs.md
             log.warning("job_result_file_missing", job_id=str(job.id))
         raise JobResultNotFound(f"Job {job.id} has no result file (it may have expired).")
-    return FileResponse(
+    return WholeFileResponse(
         path,
         media_type="application/json",
         filename=f"{job.task}-{job.id}.json",
