@@ -1,4 +1,4 @@
-"""Every operation reads its body only in the media types the document gives it.
+"""Every operation reads its body only in the media types the document gives it, uncoded.
 
 The pipeline's allowlist admits every type some operation reads (JSON, merge patch, forms),
 and FastAPI parses a form for a form route whatever its type and any `+json` for a JSON route:
@@ -70,3 +70,25 @@ async def test_a_body_of_another_type_is_refused(
     )
     problem = assert_problem(response, 415, "unsupported_media_type")
     assert problem["detail"] == f"The request body must be one of: {', '.join(READ[operation])}."
+
+
+DOCUMENTED = sorted((operation, types[0]) for operation, types in READ.items())
+
+
+@pytest.mark.parametrize(
+    ("operation", "sent"), DOCUMENTED, ids=[operation for operation, _ in DOCUMENTED]
+)
+async def test_a_content_coded_body_is_refused(
+    client: AsyncClient, operation: str, sent: str
+) -> None:
+    # Nothing decodes a request body: a gzip one would be parsed as if it were plain.
+    headers = await signed_up(client, unique_email("coded"))
+    method, path = operation.split(" ")
+    response = await client.request(
+        method,
+        path.replace("{item_id}", AN_ID).replace("{user_id}", AN_ID),
+        content=BODIES[sent],
+        headers={**headers, "Content-Type": sent, "Content-Encoding": "gzip"},
+    )
+    assert_problem(response, 415, "unsupported_content_encoding")
+    assert response.headers["accept-encoding"] == "identity"

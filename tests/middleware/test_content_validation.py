@@ -82,6 +82,39 @@ async def test_a_chunked_body_is_checked_too() -> None:
     assert response.status_code == 415
 
 
+@pytest.mark.parametrize(
+    "codings",
+    [("gzip",), ("br",), ("deflate",), ("x-unknown",), ("GZIP",), ("identity, gzip",), ("", "br")],
+    ids=["gzip", "br", "deflate", "unknown", "upper-case", "listed", "second-field"],
+)
+async def test_a_content_coded_body_gets_a_415_naming_identity(codings: tuple[str, ...]) -> None:
+    headers = [("Content-Type", "application/json")]
+    headers += [("Content-Encoding", coding) for coding in codings]
+    async with validating() as c:
+        response = await c.post("/items", content=b"{}", headers=headers)
+    assert response.status_code == 415
+    assert response.headers["content-type"] == PROBLEM
+    assert response.headers["accept-encoding"] == "identity"
+    assert response.json()["code"] == "unsupported_content_encoding"
+
+
+@pytest.mark.parametrize(
+    ("method", "body", "coding"),
+    [
+        ("POST", b"{}", "identity"),
+        ("POST", b"{}", ""),
+        ("POST", b"", "gzip"),
+        ("GET", b"x", "gzip"),
+    ],
+    ids=["identity", "empty", "no-body", "get-body-not-read"],
+)
+async def test_an_uncoded_or_unread_body_passes(method: str, body: bytes, coding: str) -> None:
+    headers = {"Content-Type": "application/json", "Content-Encoding": coding}
+    async with validating() as c:
+        response = await c.request(method, "/items", content=body, headers=headers)
+    assert response.status_code == 200
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain"])
 async def test_a_bodyless_post_passes(content_type: str | None) -> None:
     headers = {"Content-Type": content_type} if content_type else {}

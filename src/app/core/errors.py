@@ -257,6 +257,12 @@ class UnsupportedMediaType(AppError):
     title = "Unsupported Media Type"
 
 
+class UnsupportedContentEncoding(UnsupportedMediaType):
+    """The request body is content-coded (`Content-Encoding: gzip`...); the API reads it plain."""
+
+    code = "unsupported_content_encoding"
+
+
 def is_redis_unavailable(exc: BaseException) -> bool:
     """Whether `exc` means Redis cannot serve now: unreachable, slow, or refusing for its state.
 

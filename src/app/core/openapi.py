@@ -79,6 +79,7 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "ETag": _header("The version of the item; send it in If-Match or If-None-Match.", _TEXT),
     "Link": _header('The next page, `<url>; rel="next"`; absent on the last page.', _TEXT),
     "Retry-After": _header("Seconds to wait before trying again.", _INTEGER),
+    "Accept-Encoding": _header("The content codings a request body may have: `identity`.", _TEXT),
     "RateLimit-Policy": _header("The quotas of this path (IETF RateLimit draft).", _TEXT),
     "RateLimit": _header("The quota nearest to running out: remaining and reset.", _TEXT),
     "X-RateLimit-Limit": _header("Requests allowed in the current window.", _INTEGER),
@@ -121,8 +122,11 @@ _SLOW_BODY = _problem(
 )
 _TOO_LARGE = _problem("Content Too Large: the body is over the limit (`content_too_large`).")
 _UNSUPPORTED = _problem(
-    "Unsupported Media Type: the body's Content-Type is not one the operation reads."
+    "Unsupported Media Type: the body's Content-Type is not one the operation reads "
+    "(`unsupported_media_type`), or the body is content-coded (`unsupported_content_encoding`, "
+    "with `Accept-Encoding: identity`): send it without Content-Encoding."
 )
+_UNSUPPORTED["headers"] = response_headers("Accept-Encoding", required=False)["headers"]
 _UNAVAILABLE = _problem(
     "Service Unavailable: overloaded, past its deadline, or a dependency is down.", "Retry-After"
 )

@@ -1,7 +1,7 @@
 """Content validation: what a request's shape says before any route reads it.
 
-415 for body types the operation does not read, 400 for NUL bytes, 422 for a query parameter
-given more than once that takes one value.
+415 for body types the operation does not read and for content-coded bodies, 400 for NUL bytes,
+422 for a query parameter given more than once that takes one value.
 """
 
 import re
@@ -11,7 +11,12 @@ from urllib.parse import parse_qsl
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import InvalidCharacters, UnsupportedMediaType, ValidationFailedError
+from app.core.errors import (
+    InvalidCharacters,
+    UnsupportedContentEncoding,
+    UnsupportedMediaType,
+    ValidationFailedError,
+)
 from app.core.problems import ProblemRenderer
 from app.middleware.scope import route_path
 
@@ -27,6 +32,9 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 REPEATED = "This parameter takes one value; it was given more than once."
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
+IDENTITY = "identity"
+# Nothing decodes a request body: a coded one would be read as if plain (RFC 9110 section 8.4).
+NOT_DECODED = "The request body must not be content-coded; send it without Content-Encoding."
 _MEDIA_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 
 
@@ -74,6 +82,16 @@ def _has_content(headers: Headers) -> bool:
         return True  # a server would not pass this on; refuse rather than guess
 
 
+def _content_codings(headers: Headers) -> list[str]:
+    """The codings `Content-Encoding` applies to the body, `identity` (no coding) left out."""
+    return [
+        coding
+        for value in headers.getlist("content-encoding")
+        for coding in (part.strip().lower() for part in value.split(","))
+        if coding and coding != IDENTITY
+    ]
+
+
 def _media_type(headers: Headers) -> str | None:
     """Return the bare media type of `Content-Type` (`application/json`), lower case."""
     value = headers.get("content-type", "").split(";", 1)[0].strip().lower()
@@ -82,6 +100,9 @@ def _media_type(headers: Headers) -> str | None:
 
 class ContentValidationMiddleware:
     """Refuse NUL in the path or query (400) and bodies of types the operation does not read (415).
+
+    A body read with a `Content-Encoding` (other than `identity`) is a 415 too, with
+    `Accept-Encoding: identity`: nothing decodes it, so a gzip body would be parsed as if plain.
 
     `documented(method, path)` gives the media types an operation documents for its body (None
     for an operation without one): a body of any other type is refused, whatever the method.
@@ -148,13 +169,22 @@ class ContentValidationMiddleware:
             return
 
         headers = Headers(scope=scope)
-        if _has_content(headers):
-            accepted = self._accepted(scope)
-            if accepted is not None and _media_type(headers) not in accepted:
-                unsupported = UnsupportedMediaType(
-                    f"The request body must be one of: {', '.join(sorted(accepted))}."
-                )
-                await self.renderer.from_exception(scope, unsupported)(scope, receive, send)
-                return
+        if _has_content(headers) and (refused := self._refused_body(scope, headers)) is not None:
+            await self.renderer.from_exception(scope, refused)(scope, receive, send)
+            return
 
         await self.app(scope, receive, send)
+
+    def _refused_body(self, scope: Scope, headers: Headers) -> UnsupportedMediaType | None:
+        """The 415 for a body of a type the operation does not read, or a coded one."""
+        accepted = self._accepted(scope)
+        if accepted is None:
+            return None  # no body is read: neither its type nor its coding matters
+        if _media_type(headers) not in accepted:
+            return UnsupportedMediaType(
+                f"The request body must be one of: {', '.join(sorted(accepted))}."
+            )
+        if _content_codings(headers):
+            # RFC 9110 section 12.5.3: Accept-Encoding on a 415 names the codings accepted.
+            return UnsupportedContentEncoding(NOT_DECODED, headers={"Accept-Encoding": IDENTITY})
+        return None
