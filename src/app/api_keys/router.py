@@ -11,11 +11,12 @@ from app.auth.deps import Principal, RequireScopes, require_scopes
 from app.auth.proof import IdentityCheckDep
 from app.auth.scopes import Scope
 from app.core.openapi import problem_responses, response_headers
+from app.core.routing import StrictBodyRoute
 from app.core.types import Uuid
 from app.db.pagination import PageQuery
 from app.deps import SessionDep, SettingsDep
 
-router = APIRouter(prefix="/api-keys", tags=["api keys"])
+router = APIRouter(prefix="/api-keys", tags=["api keys"], route_class=StrictBodyRoute)
 # POST routes that issue credentials: the rate limiter gives them its auth quota.
 CREDENTIAL_PATHS = ("",)
 

@@ -17,6 +17,7 @@ from app.auth.schemas import (
     TokenPair,
 )
 from app.core.openapi import problem_responses
+from app.core.routing import StrictBodyRoute
 from app.core.security import PASSWORD_MAX_LENGTH
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
@@ -26,10 +27,10 @@ from app.users.schemas import EMAIL_MAX_LENGTH, UserRead
 
 # Every route here deals in local passwords or local tokens: with an external identity
 # provider (AUTH_PROVIDER=oidc) the routers are not included at all.
-router = APIRouter(prefix="/auth", tags=["auth"])
+router = APIRouter(prefix="/auth", tags=["auth"], route_class=StrictBodyRoute)
 # Kept outside /api/v1 for clients written against the first version of the API.
-legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
-legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"])
+legacy_local_router = APIRouter(prefix="/auth", tags=["auth (legacy)"], route_class=StrictBodyRoute)
+legacy_router = APIRouter(prefix="/auth", tags=["auth (legacy)"], route_class=StrictBodyRoute)
 
 
 class PasswordForm(OAuth2PasswordRequestForm):

@@ -4,6 +4,7 @@ from fastapi import APIRouter, Depends, Request, Response, status
 
 from app.core.errors import NotFoundError
 from app.core.openapi import problem_responses
+from app.core.routing import StrictBodyRoute
 from app.deps import (
     EngineDep,
     JobQueueDep,
@@ -18,10 +19,10 @@ from app.health.deps import require_metrics_reader
 from app.health.schemas import Liveness, Meta, Readiness
 
 # `/health` lives outside the versioned API: load balancers and probes hard-code it.
-root_router = APIRouter(tags=["health"])
-router = APIRouter(tags=["health"])
+root_router = APIRouter(tags=["health"], route_class=StrictBodyRoute)
+router = APIRouter(tags=["health"], route_class=StrictBodyRoute)
 # Prometheus scrapes it at the root, where exporters live; mounted when METRICS_ENABLED.
-metrics_router = APIRouter(tags=["metrics"])
+metrics_router = APIRouter(tags=["metrics"], route_class=StrictBodyRoute)
 # The probes: below the API prefix, but never rate limited.
 PROBES = "/health"
 METRICS_PATH = "/metrics"

@@ -25,6 +25,7 @@ from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.core.openapi import problem_responses
+from app.core.routing import StrictBodyRoute
 from app.db.base import utcnow
 from app.idempotency import service
 from app.idempotency.exceptions import IdempotencyKeyInProgress
@@ -103,7 +104,7 @@ def _reads_idempotency_key(route: APIRoute) -> bool:
     )
 
 
-class IdempotentRoute(APIRoute):
+class IdempotentRoute(StrictBodyRoute):
     """A route that can replay its responses; give it to a router with `route_class=`.
 
     Routes opt in one by one with `dependencies=[Idempotent]`; the others run unchanged.

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Query, Request, Response
 from app.auth.exceptions import InsufficientScope
 from app.core.downloads import WholeFileResponse
 from app.core.openapi import problem_responses
+from app.core.routing import StrictBodyRoute
 from app.deps import SessionDep, SettingsDep
 from app.jobs import results
 from app.jobs import service as jobs_service
@@ -20,7 +21,7 @@ from app.jobs.schemas import JobPage, JobQuery, JobRead
 from app.jobs.views import job_view
 
 log = structlog.get_logger(__name__)
-router = APIRouter(prefix="/jobs", tags=["jobs"])
+router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=StrictBodyRoute)
 
 _FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {

@@ -8,6 +8,7 @@ from app.auth import flows, notifications
 from app.auth.deps import AdminReader, AdminWriter, UsersReader, UsersWriter
 from app.auth.proof import IdentityCheckDep, proof_responses
 from app.core.openapi import problem_responses, response_headers
+from app.core.routing import StrictBodyRoute
 from app.db.pagination import PageQuery
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
@@ -30,9 +31,9 @@ from app.users.schemas import (
     UserUpdateMe,
 )
 
-router = APIRouter(prefix="/users", tags=["users"])
+router = APIRouter(prefix="/users", tags=["users"], route_class=StrictBodyRoute)
 # Registration and password changes exist only while this service owns passwords.
-local_router = APIRouter(prefix="/users", tags=["users"])
+local_router = APIRouter(prefix="/users", tags=["users"], route_class=StrictBodyRoute)
 # POST routes of `local_router` that check or issue credentials: the rate limiter's auth quota.
 CREDENTIAL_PATHS = ("", "/me/password", "/me/email")
 # A DELETE's body is optional: a caller who logged in just now needs to send none.
