@@ -115,6 +115,24 @@ async def test_an_uncoded_or_unread_body_passes(method: str, body: bytes, coding
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ([("Authorization", "Bearer a")], 200),
+        ([("If-Match", '"1"'), ("If-Match", '"2"')], 200),  # a list: two lines are one list
+        ([("Authorization", "Bearer a"), ("authorization", "Bearer b")], 422),
+        ([("X-API-Key", "a"), ("X-API-Key", "a")], 422),
+    ],
+    ids=["once", "list-header", "twice-any-case", "twice-same-value"],
+)
+async def test_a_single_valued_header_sent_twice_is_a_422(
+    headers: list[tuple[str, str]], status: int
+) -> None:
+    async with validating() as c:
+        response = await c.get("/items", headers=headers)
+    assert response.status_code == status
+
+
 @pytest.mark.parametrize("content_type", [None, "text/plain"])
 async def test_a_bodyless_post_passes(content_type: str | None) -> None:
     headers = {"Content-Type": content_type} if content_type else {}

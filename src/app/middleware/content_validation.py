@@ -1,7 +1,8 @@
 """Content validation: what a request's shape says before any route reads it.
 
 415 for body types the operation does not read and for content-coded bodies, 400 for NUL bytes,
-422 for a query parameter given more than once that takes one value.
+422 for a query parameter given more than once that takes one value, and for a header that
+takes one value (`Authorization`...) sent more than once.
 """
 
 import re
@@ -31,6 +32,11 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 )
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 REPEATED = "This parameter takes one value; it was given more than once."
+REPEATED_HEADER = "This header takes one value; it was sent more than once."
+# The request headers the API reads one value of (RFC 9110 section 5.3: none is a list): the
+# credentials, the idempotency key, the body's type. tests/test_repeated_headers.py checks the
+# document's security schemes and header parameters against it.
+SINGLE_VALUE_HEADERS = ("Authorization", "X-API-Key", "Idempotency-Key", "Content-Type")
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
 IDENTITY = "identity"
 # Nothing decodes a request body: a coded one would be read as if plain (RFC 9110 section 8.4).
@@ -113,7 +119,8 @@ class ContentValidationMiddleware:
     `single_valued(method, path)` names the query parameters an operation documents as taking
     one value: one given twice is a 422 naming it. The framework would keep one of the values
     and drop the other without a word, and a proxy or a filter in front may read the other
-    (parameter pollution).
+    (parameter pollution). The same holds for `single_headers`, the request headers that take
+    one value (RFC 9110 section 5.3): one sent twice is a 422 naming it.
     """
 
     def __init__(
@@ -122,7 +129,9 @@ class ContentValidationMiddleware:
         renderer: ProblemRenderer,
         allowed_media_types: Sequence[str] = DEFAULT_ALLOWED_MEDIA_TYPES,
         documented: Callable[[str, str], Collection[str] | None] | None = None,
+        *,
         single_valued: Callable[[str, str], Collection[str]] | None = None,
+        single_headers: Collection[str] = SINGLE_VALUE_HEADERS,
     ) -> None:
         allowed = frozenset(media_type.strip().lower() for media_type in allowed_media_types)
         if not allowed or not all(_MEDIA_TYPE.fullmatch(media_type) for media_type in allowed):
@@ -132,6 +141,7 @@ class ContentValidationMiddleware:
         self.allowed = allowed
         self.documented = documented or _undocumented
         self.single_valued = single_valued or _none_single_valued
+        self.single_headers = {name.lower().encode("latin-1"): name for name in single_headers}
 
     def _accepted(self, scope: Scope) -> Collection[str] | None:
         """The media types a body of this request may have; None: any (no body is read)."""
@@ -154,6 +164,23 @@ class ContentValidationMiddleware:
             "The request is not valid; see `errors` for each problem.", errors=errors
         )
 
+    def _repeated_headers(self, scope: Scope) -> ValidationFailedError | None:
+        """The 422 for headers taking one value that the request sends more than once."""
+        seen: set[bytes] = set()
+        repeated: list[str] = []
+        for raw_name, _ in scope["headers"]:
+            name = raw_name.lower()
+            if name in self.single_headers:
+                if name in seen and self.single_headers[name] not in repeated:
+                    repeated.append(self.single_headers[name])
+                seen.add(name)
+        if not repeated:
+            return None
+        errors = [{"header": name, "detail": REPEATED_HEADER} for name in repeated]
+        return ValidationFailedError(
+            "The request is not valid; see `errors` for each problem.", errors=errors
+        )
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
@@ -164,7 +191,7 @@ class ContentValidationMiddleware:
             await self.renderer.from_exception(scope, nul)(scope, receive, send)
             return
 
-        if (repeated := self._repeated(scope)) is not None:
+        if (repeated := self._repeated(scope) or self._repeated_headers(scope)) is not None:
             await self.renderer.from_exception(scope, repeated)(scope, receive, send)
             return
 
