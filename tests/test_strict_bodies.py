@@ -18,7 +18,7 @@ from httpx2 import AsyncClient
 from app.core.routing import FORM_MEDIA_TYPE, REPEATED_MEMBER, StrictBodyRoute
 from app.main import create_app
 from tests.harness import assert_problem, make_settings, pointers
-from tests.identity import signed_up, unique_email
+from tests.identity import DEFAULT_PASSWORD, signed_up, unique_email
 
 pytestmark = pytest.mark.anyio
 
@@ -99,7 +99,8 @@ async def test_a_form_giving_a_field_twice_is_refused(
     email = unique_email("fields")
     await signed_up(client, email)
     form = (
-        f"username=nobody%40example.com&username={email.replace('@', '%40')}&password=p&password=q"
+        f"username=nobody%40example.com&username={email.replace('@', '%40')}"
+        "&password=p&password=q&other=1&other=2"  # `other` is not read: it may repeat
     )
     response = await client.request(
         method, path, content=form.encode(), headers={"Content-Type": FORM_MEDIA_TYPE}
@@ -120,3 +121,11 @@ async def test_a_body_with_distinct_names_is_read_once_and_served(client: AsyncC
         headers={**headers, "Content-Type": "application/json"},
     )
     assert_problem(malformed, 400, "malformed_body")
+
+
+async def test_a_form_field_the_form_does_not_declare_may_repeat(client: AsyncClient) -> None:
+    email = unique_email("undeclared")
+    await signed_up(client, email)
+    form = {"username": email, "password": DEFAULT_PASSWORD, "extra": ["1", "2"]}
+    response = await client.post("/api/v1/auth/login", data=form)
+    assert response.status_code == 200, response.text

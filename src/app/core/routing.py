@@ -63,11 +63,21 @@ async def _parse_json(request: Request) -> None:
     request._json = parsed  # Starlette's cache: `request.json()` returns it, unparsed again
 
 
-async def _check_form(request: Request) -> None:
-    """Refuse a urlencoded form that gives a field twice (no form field takes a list)."""
+def _declared_fields(body_field: Any) -> frozenset[str]:
+    """The names of the fields a body model declares (a form's: `username`, `password`...)."""
+    model = getattr(body_field.field_info, "annotation", None)
+    fields = getattr(model, "model_fields", {})
+    return frozenset(field.alias or name for name, field in fields.items())
+
+
+async def _check_form(request: Request, declared: frozenset[str]) -> None:
+    """Refuse a urlencoded form that gives a declared field twice (none takes a list).
+
+    A field the form does not declare is not read, so it may repeat (as an array would).
+    """
     body = await request.body()  # cached: the form parser reads these bytes again
     counts = Counter(name for name, _ in parse_qsl(body.decode("latin-1"), keep_blank_values=True))
-    repeated = sorted(name for name, count in counts.items() if count > 1)
+    repeated = sorted(name for name, count in counts.items() if count > 1 and name in declared)
     if repeated:
         errors = [{"pointer": f"#/{name}", "detail": REPEATED_MEMBER} for name in repeated]
         raise ValidationFailedError(_INVALID, errors=errors)
@@ -86,13 +96,14 @@ class StrictBodyRoute(APIRoute):
         handler = super().get_route_handler()
         if self.body_field is None:
             return handler
+        declared = _declared_fields(self.body_field)
 
         async def handle(request: Request) -> Response:
             media_type = _media_type(request)
             if _is_json(media_type):
                 await _parse_json(request)
             elif media_type == FORM_MEDIA_TYPE:
-                await _check_form(request)
+                await _check_form(request, declared)
             return await handler(request)
 
         return handle
