@@ -201,6 +201,21 @@ async def test_encoded_nul_bytes_get_a_400_problem(url: str) -> None:
     assert response.json()["code"] == "invalid_characters"
 
 
+@pytest.mark.parametrize("url", ["/items%2Fx", "/items%2fx", "/a%2F..%2Fitems"])
+async def test_an_encoded_slash_in_the_path_gets_a_400_problem(url: str) -> None:
+    async with validating() as c:
+        response = await c.get(url)
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_characters"
+    assert "%2F" in response.json()["detail"]
+
+
+async def test_an_encoded_slash_in_the_query_passes() -> None:
+    async with validating() as c:
+        response = await c.get("/items?next=%2Fitems%2F1")
+    assert response.status_code == 200
+
+
 async def test_percent_signs_that_are_not_nul_pass() -> None:
     async with validating() as c:
         response = await c.get("/items?q=100%25&r=%2500")

@@ -114,7 +114,8 @@ def _problem(description: str, *headers: str) -> dict[str, Any]:
 # Errors the pipeline answers before any route runs, so no route documents them itself.
 _MALFORMED = _problem(
     "Bad Request: the body is not well-formed for its Content-Type (`malformed_body`), the path "
-    "or query holds a NUL byte (`invalid_characters`), or another malformed request."
+    "or query holds a NUL byte or the path a `%2F` (`invalid_characters`), or another malformed "
+    "request."
 )
 _SLOW_BODY = _problem(
     "Request Timeout: the body did not arrive in full in time (`request_timeout`); the "

@@ -1,8 +1,8 @@
 """Content validation: what a request's shape says before any route reads it.
 
-415 for body types the operation does not read and for content-coded bodies, 400 for NUL bytes,
-422 for a query parameter given more than once that takes one value, and for a header that
-takes one value (`Authorization`...) sent more than once.
+415 for body types the operation does not read and for content-coded bodies, 400 for NUL bytes
+and encoded slashes, 422 for a query parameter given more than once that takes one value, and
+for a header that takes one value (`Authorization`...) sent more than once.
 """
 
 import re
@@ -73,6 +73,23 @@ def _has_nul(scope: Scope) -> bool:
     return "\x00" in scope["path"] or any(
         b"\x00" in part or b"%00" in part for part in (raw_path, query)
     )
+
+
+def _has_encoded_slash(scope: Scope) -> bool:
+    """Whether the raw path spells a `/` as `%2F`: routed as a separator, it is another URI."""
+    raw_path: bytes = scope.get("raw_path") or b""
+    return b"%2f" in raw_path.lower()
+
+
+def _invalid_characters(scope: Scope) -> str | None:
+    """Why the path or query cannot be served as sent (the 400's detail); None when it can."""
+    if _has_nul(scope):
+        return "The path or query string contains a NUL byte."
+    if _has_encoded_slash(scope):
+        # The router decodes it: `/items/{id}%2Frestore` reached `/items/{id}/restore`, a path
+        # a proxy or filter that matches the raw path never saw.
+        return "The path contains an encoded slash (%2F); send each segment as it is."
+    return None
 
 
 def _has_content(headers: Headers) -> bool:
@@ -186,9 +203,9 @@ class ContentValidationMiddleware:
             await self.app(scope, receive, send)
             return
 
-        if _has_nul(scope):
-            nul = InvalidCharacters("The path or query string contains a NUL byte.")
-            await self.renderer.from_exception(scope, nul)(scope, receive, send)
+        if (detail := _invalid_characters(scope)) is not None:
+            invalid = InvalidCharacters(detail)
+            await self.renderer.from_exception(scope, invalid)(scope, receive, send)
             return
 
         if (repeated := self._repeated(scope) or self._repeated_headers(scope)) is not None:
