@@ -121,6 +121,11 @@ async def test_a_body_with_distinct_names_is_read_once_and_served(client: AsyncC
         headers={**headers, "Content-Type": "application/json"},
     )
     assert_problem(malformed, 400, "malformed_body")
+    deep = b"[" * 100_000 + b"]" * 100_000  # past the parser's recursion limit
+    too_deep = await client.post(
+        "/api/v1/items", content=deep, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert_problem(too_deep, 400, "malformed_body")
 
 
 async def test_a_form_field_the_form_does_not_declare_may_repeat(client: AsyncClient) -> None:

@@ -58,8 +58,9 @@ async def _parse_json(request: Request) -> None:
     except _RepeatedMember as repeated:
         issue = {"detail": f"{REPEATED_MEMBER} (`{repeated.name}`)"}
         raise ValidationFailedError(_INVALID, errors=[issue]) from None
-    except ValueError:
-        return  # not JSON: FastAPI's own parse answers it, as for any malformed body
+    except (ValueError, RecursionError):
+        # Not JSON, or nested too deep: FastAPI's own parse answers it, as any malformed body.
+        return
     request._json = parsed  # Starlette's cache: `request.json()` returns it, unparsed again
 
 
