@@ -2,6 +2,7 @@
 and NUL bytes in the path or query (400).
 """
 
+import json
 from collections.abc import AsyncIterator, Sequence
 
 import pytest
@@ -12,6 +13,7 @@ from starlette.types import Message, Receive, Scope, Send
 
 from app.middleware.content_validation import (
     DEFAULT_ALLOWED_MEDIA_TYPES,
+    REPEATED_HEADER,
     ContentValidationMiddleware,
 )
 from tests.harness import PROBLEM
@@ -131,6 +133,15 @@ async def test_a_single_valued_header_sent_twice_is_a_422(
     async with validating() as c:
         response = await c.get("/items", headers=headers)
     assert response.status_code == status
+
+
+async def test_two_host_headers_are_a_422() -> None:
+    # A client library sends one Host; the raw scope is what a server passes on for two.
+    scope = http_scope("/items", b"/items")
+    scope["headers"] = [(b"host", b"api.example.com"), (b"host", b"evil.example")]
+    sent = await run_raw(scope)
+    assert sent[0]["status"] == 422
+    assert json.loads(sent[1]["body"])["errors"] == [{"header": "Host", "detail": REPEATED_HEADER}]
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain"])
