@@ -20,7 +20,7 @@ from app.core.lifecycle import Lifecycle
 from app.core.problems import ProblemRenderer
 from app.core.quotas import Quota, QuotaStore
 from app.core.security import AccessTokenDecoder
-from app.idempotency.deps import REPLAYED_HEADER
+from app.idempotency.routing import REPLAYED_HEADER
 from app.middleware.access_log import AccessLogMiddleware
 from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.body_read import BodyReadMiddleware

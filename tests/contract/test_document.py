@@ -61,3 +61,37 @@ def test_head_is_answered_but_not_listed() -> None:
 def test_swagger_ui_can_log_in_with_the_password_form() -> None:
     scheme = DOCUMENT["components"]["securitySchemes"]["OAuth2PasswordBearer"]
     assert scheme["flows"]["password"]["tokenUrl"] == "/api/v1/auth/login"
+
+
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=IDS)
+def test_every_401_documents_its_challenge(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    # Every 401 is an UnauthorizedError, which always sends WWW-Authenticate.
+    unauthorized = operation["responses"].get("401")
+    if unauthorized is not None:
+        assert unauthorized["headers"]["WWW-Authenticate"]["required"] is True
+
+
+IDEMPOTENT = [
+    (method, path, operation)
+    for method, path, operation in OPERATIONS
+    if any(p["name"] == "Idempotency-Key" for p in operation.get("parameters", []))
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "operation"), IDEMPOTENT, ids=[f"{m.upper()} {p}" for m, p, _ in IDEMPOTENT]
+)
+def test_idempotent_operations_document_replays_and_keys_in_progress(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    responses = operation["responses"]
+    success = next(status for status in responses if status.startswith("2"))
+    assert "Idempotent-Replayed" in responses[success]["headers"]
+    assert "Retry-After" in responses["409"]["headers"]
+    assert {"400", "409", "422"} <= responses.keys()
+
+
+def test_some_operation_takes_an_idempotency_key() -> None:
+    assert [f"{m.upper()} {p}" for m, p, _ in IDEMPOTENT] == ["POST /api/v1/items"]

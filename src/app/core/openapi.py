@@ -85,6 +85,15 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Limit": _header("Requests allowed in the current window.", _INTEGER),
     "X-RateLimit-Remaining": _header("Requests left in the current window.", _INTEGER),
     "X-RateLimit-Reset": _header("Seconds until the window resets.", _INTEGER),
+    "WWW-Authenticate": _header(
+        'How to authenticate: `Bearer`, with `error="invalid_token"` when a token was refused.',
+        _TEXT,
+    ),
+    "Idempotent-Replayed": _header(
+        "`true` when this is the stored answer to an earlier request with the same "
+        "Idempotency-Key (the route did not run again).",
+        {"type": "string", "enum": ["true"]},
+    ),
 }
 RATE_LIMIT_HEADERS = (
     "RateLimit-Policy",
@@ -179,18 +188,25 @@ def _with_problem_responses(
         # Also where a route documents its own 429 (a quota of its own): the same headers.
         responses["429"] = {**responses.get("429", {}), **_rate_limited_problem()}
     for status, response in responses.items():
-        if status in _BODYLESS_STATUSES:
-            response.pop("content", None)
-        if status == "201":
-            location = {**RESPONSE_HEADERS["Location"], "required": True}
-            response.setdefault("headers", {}).setdefault("Location", location)
-        if limited and status.startswith(("2", "3")):
-            headers = response.setdefault("headers", {})
-            for name in RATE_LIMIT_HEADERS:
-                headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
+        _with_status_headers(response, status, limited=limited)
     responses.setdefault(
         "500", {"description": "Internal Server Error", "content": problem_content()}
     )
+
+
+def _with_status_headers(response: dict[str, Any], status: str, *, limited: bool) -> None:
+    """Add the headers every answer with this status carries; drop bodyless statuses' content."""
+    if status in _BODYLESS_STATUSES:
+        response.pop("content", None)
+    required = {"201": "Location", "401": "WWW-Authenticate"}.get(status)
+    if required is not None:
+        # Every 401 is an UnauthorizedError, which always names the scheme.
+        header = {**RESPONSE_HEADERS[required], "required": True}
+        response.setdefault("headers", {}).setdefault(required, header)
+    if limited and status.startswith(("2", "3")):
+        headers = response.setdefault("headers", {})
+        for name in RATE_LIMIT_HEADERS:
+            headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
 
 
 _ITEM_PATH = re.compile(r"^(?P<collection>.+)/\{(?P<parameter>[^/{}]+)\}$")

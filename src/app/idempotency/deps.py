@@ -28,6 +28,7 @@ from app.idempotency.locks import claim_lock
 from app.idempotency.models import MAX_KEY_LENGTH
 from app.idempotency.routing import (
     IDEMPOTENCY_HEADER,
+    REPLAYED_HEADER,
     SCOPE_KEY,
     Claim,
     IdempotencyState,
@@ -37,8 +38,6 @@ from app.idempotency.routing import (
 from app.idempotency.service import Fingerprint, StoredResponse
 
 __all__ = ["IdempotencyKeyDep", "Idempotent", "IdempotentRoute", "idempotency_key"]
-
-REPLAYED_HEADER = "Idempotent-Replayed"
 
 log = structlog.get_logger(__name__)
 

@@ -24,13 +24,14 @@ from fastapi.dependencies.utils import get_flat_params
 from fastapi.routing import APIRoute
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from app.core.openapi import problem_responses
+from app.core.openapi import problem_responses, response_headers
 from app.core.routing import StrictBodyRoute
 from app.db.base import utcnow
 from app.idempotency import service
 from app.idempotency.exceptions import IdempotencyKeyInProgress
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"  # on a stored response answered again
 SCOPE_KEY = "app.idempotency"
 # The problems an idempotent route adds to its documented responses.
 IDEMPOTENCY_ERROR_STATUSES = (400, 409, 422)
@@ -104,6 +105,28 @@ def _reads_idempotency_key(route: APIRoute) -> bool:
     )
 
 
+def _documented_responses(
+    responses: dict[int | str, dict[str, Any]], status_code: int | None
+) -> dict[int | str, dict[str, Any]]:
+    """The route's responses with the idempotency problems and headers added.
+
+    A repeat gets the stored answer (the route's own status) with `Idempotent-Replayed`; a
+    repeat while the first request runs gets a 409 with `Retry-After`. New dicts throughout:
+    the ones given may be shared with other routes.
+    """
+    documented = {**problem_responses(*IDEMPOTENCY_ERROR_STATUSES), **responses}
+    added = {409: response_headers("Retry-After", required=False)}
+    if status_code is not None:
+        added[status_code] = response_headers(REPLAYED_HEADER, required=False)
+    for status, extra in added.items():
+        response = documented.get(status, {})
+        documented[status] = {
+            **response,
+            "headers": {**response.get("headers", {}), **extra["headers"]},
+        }
+    return documented
+
+
 class IdempotentRoute(StrictBodyRoute):
     """A route that can replay its responses; give it to a router with `route_class=`.
 
@@ -113,8 +136,7 @@ class IdempotentRoute(StrictBodyRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], **kwargs: Any) -> None:
         super().__init__(path, _answering_taken_keys(endpoint), **kwargs)
         if _reads_idempotency_key(self):
-            # A new dict: the one given may be shared with other routes.
-            self.responses = {**problem_responses(*IDEMPOTENCY_ERROR_STATUSES), **self.responses}
+            self.responses = _documented_responses(self.responses, self.status_code)
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         """Wrap the handler: answer replays, and store the response of a claimed key."""
