@@ -1,5 +1,8 @@
 """The request pipeline (app/pipeline.py): rate-limit options built from the settings."""
 
+import re
+from pathlib import Path
+
 import pytest
 
 from app.api import ROUTE_PATHS
@@ -68,3 +71,23 @@ def test_oidc_tokens_are_not_decoded_by_the_limiter() -> None:
     key_func = options["key_func"]
     assert isinstance(key_func, ClientKey)
     assert key_func.token_subject is None
+
+
+def _documented_rows() -> list[str]:
+    text = (Path(__file__).resolve().parents[1] / "docs" / "rate-limiting.md").read_text()
+    return [line for line in text.splitlines() if line.startswith("| ")]
+
+
+def test_rate_limiting_page_names_every_path_of_the_auth_quota_and_no_other() -> None:
+    auth_row = next(row for row in _documented_rows() if '`"auth"`' in row)
+    assert re.findall(r"`POST (/[^`]*)`", auth_row) == list(ROUTE_PATHS.credentials)
+
+
+def test_rate_limiting_page_names_the_limited_roots_and_the_exempt_paths() -> None:
+    other_row = next(row for row in _documented_rows() if '`"minute"`' in row)
+    exempt_row = next(row for row in _documented_rows() if "not limited" in row)
+    for root in ROUTE_PATHS.api_roots:
+        assert f"`{root}`" in other_row
+        assert f"`{root}`" in exempt_row  # "anything else outside" them
+    for path in (*ROUTE_PATHS.unlimited, "/health", "/metrics"):
+        assert f"`{path}`" in exempt_row
