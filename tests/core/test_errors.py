@@ -1,4 +1,5 @@
 import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated
@@ -21,6 +22,7 @@ from app.core.errors import (
     UnauthorizedError,
     ValidationFailedError,
 )
+from app.core.problems import snake_case_phrase
 from tests.harness import PROBLEM, log_lines, started
 
 pytestmark = pytest.mark.anyio
@@ -234,6 +236,17 @@ def test_every_error_code_is_documented() -> None:
     }  # fmt: skip
     missing = sorted(code for code in codes if f"`{code}`" not in documented)
     assert missing == []
+
+
+def test_the_codes_table_gives_each_code_its_status_and_names_only_real_codes() -> None:
+    rows = re.findall(r"^\| `(\w+)` \| (\d{3}) \|", DOCS_ERRORS.read_text(), flags=re.MULTILINE)
+    raised = {cls.code: int(cls.status_code) for cls in all_error_classes()}
+    assert len(rows) == len({code for code, _ in rows}), "a code is listed twice"
+    for code, status in rows:
+        # A code no class raises is a bare HTTP status's: its phrase in snake case.
+        expected = raised.get(code)
+        assert int(status) == expected if expected else code == snake_case_phrase(int(status))
+    assert raised.keys() <= {code for code, _ in rows}
 
 
 def test_unauthorized_keeps_a_custom_challenge() -> None:
