@@ -88,6 +88,24 @@ async def test_the_throwaway_account_is_deleted(limited_app: FastAPI) -> None:
     assert login.status_code == 401
 
 
+async def test_the_round_trip_spends_exactly_seven_of_the_auth_quota(database_url: str) -> None:
+    # docs/cli.md: 7 requests of RATE_LIMIT_AUTH_PER_MINUTE, so 7 suffice and leave none.
+    settings = make_settings(
+        DATABASE_URL=database_url,
+        JWT_SECRET=JWT_SECRET,
+        RATE_LIMIT_ENABLED=True,
+        RATE_LIMIT_AUTH_PER_MINUTE=7,
+    )
+    async with running(create_app(settings)) as app:
+        verifier = await verify(app)
+        transport = ASGITransport(app=app)
+        async with AsyncClient(transport=transport, base_url="http://testserver") as client:
+            after = await client.post("/api/v1/auth/refresh", json={"refresh_token": "spent"})
+    assert verifier.failed == [], verifier.results
+    assert after.status_code == 429
+    assert after.headers["ratelimit"].startswith('"auth";r=0;')
+
+
 async def test_a_missing_rate_limit_fails_only_when_expected(database_url: str) -> None:
     settings = make_settings(DATABASE_URL=database_url, JWT_SECRET=JWT_SECRET)
     async with running(create_app(settings)) as app:
