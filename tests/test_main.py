@@ -290,3 +290,30 @@ async def test_startup_objects_are_frozen_out_of_the_collectors_reach(database_u
     async with running(app):
         assert gc.get_freeze_count() > 0
     assert gc.get_freeze_count() == 0
+
+
+async def test_cors_preflight_offers_the_configured_methods_and_headers(database_url: str) -> None:
+    settings = make_settings(
+        DATABASE_URL=database_url,
+        CORS_ALLOW_ORIGINS="https://app.example.com",
+        CORS_ALLOW_METHODS="GET,POST",
+        CORS_ALLOW_HEADERS="Authorization,X-Custom",
+    )
+    preflight = {"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        allowed = await client.options(
+            "/api/v1/meta",
+            headers={**preflight, "Access-Control-Request-Headers": "x-custom"},
+        )
+        other_method = await client.options(
+            "/api/v1/meta", headers={**preflight, "Access-Control-Request-Method": "DELETE"}
+        )
+        other_header = await client.options(
+            "/api/v1/meta", headers={**preflight, "Access-Control-Request-Headers": "if-match"}
+        )
+    assert allowed.status_code == 200
+    methods = {m.strip() for m in allowed.headers["access-control-allow-methods"].split(",")}
+    assert methods == {"GET", "POST"}
+    assert "x-custom" in allowed.headers["access-control-allow-headers"].lower()
+    assert other_method.status_code == 400
+    assert other_header.status_code == 400

@@ -181,11 +181,15 @@ def test_postgres_pool_and_timeouts_come_from_settings() -> None:
         DATABASE_POOL_SIZE=7,
         DATABASE_MAX_OVERFLOW=3,
         DATABASE_STATEMENT_TIMEOUT_MS=1234,
+        DATABASE_POOL_TIMEOUT=4,
+        DATABASE_POOL_RECYCLE=600,
     )
     engine = create_engine(settings.database, application_name="tests")
     pool = engine.sync_engine.pool
     assert pool.size() == 7  # type: ignore[attr-defined]
     assert pool._max_overflow == 3  # type: ignore[attr-defined]
+    assert pool.timeout() == 4  # type: ignore[attr-defined]
+    assert pool._recycle == 600
     assert pool._pre_ping is False  # pinged only after an idle period (test_round_trips)
     assert safe_url(settings.database.url) == "postgresql+asyncpg://app:***@db.invalid/app"
 

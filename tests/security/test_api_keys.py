@@ -99,3 +99,24 @@ async def test_an_empty_scope_list_is_refused(client: AsyncClient) -> None:
     headers = await account(client, "empty@example.com")
     response = await create_key(client, headers, current_password=DEFAULT_PASSWORD, scopes=[])
     assert_problem(response, 422, "validation_error")
+
+
+async def test_the_lifetimes_follow_their_settings(settings: Settings) -> None:
+    app = create_app(
+        make_settings(
+            DATABASE_URL=settings.database.url, API_KEY_DEFAULT_TTL_DAYS=3, API_KEY_MAX_TTL_DAYS=10
+        )
+    )
+    async with running(app), client_for(app) as client:
+        headers = await account(client, "short-lived@example.com")
+        default = await create_key(client, headers, current_password=DEFAULT_PASSWORD)
+        longest = await create_key(
+            client, headers, current_password=DEFAULT_PASSWORD, expires_at=later(9.9)
+        )
+        too_late = await create_key(
+            client, headers, current_password=DEFAULT_PASSWORD, expires_at=later(10.1)
+        )
+    expires = datetime.fromisoformat(default.json()["expires_at"]) - datetime.now(UTC)
+    assert timedelta(days=2.9) < expires <= timedelta(days=3)
+    assert longest.status_code == 201, longest.text
+    assert_problem(too_late, 422, "expiry_too_late")
