@@ -54,6 +54,16 @@ def test_every_request_body_refuses_unknown_fields(
         assert schema.get("additionalProperties") is False, f"{method} {path} {media_type}"
 
 
+@pytest.mark.parametrize(("method", "path", "operation"), OPERATIONS, ids=IDS)
+def test_every_page_documents_its_link_to_the_next(
+    method: str, path: str, operation: dict[str, Any]
+) -> None:
+    ok = operation["responses"].get("200", {})
+    schema = ok.get("content", {}).get("application/json", {}).get("schema", {})
+    if "next_cursor" in _resolve(schema).get("properties", {}):
+        assert "Link" in ok["headers"]
+
+
 def test_head_is_answered_but_not_listed() -> None:
     assert not any(method == "head" for method, _, _ in OPERATIONS)
 

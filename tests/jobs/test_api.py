@@ -57,6 +57,19 @@ async def test_an_export_runs_and_its_file_downloads(
     assert modes(results_dir) == (0o700, [0o600])
 
 
+async def test_the_list_links_to_its_next_page(jobs_app: tuple[FastAPI, AsyncClient]) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    for _ in range(2):
+        await export(client, alice)
+    first = await client.get(JOBS, params={"limit": 1}, headers=alice)
+    last = await client.get(JOBS, params={"limit": 1, "offset": 1}, headers=alice)
+    assert first.json()["total"] == 2
+    assert first.headers["link"].endswith('rel="next"')
+    assert "offset=1" in first.headers["link"]
+    assert "link" not in last.headers
+
+
 def modes(directory: Path) -> tuple[int, list[int]]:
     """The permission bits of a directory and of each file in it."""
     files = [stat.S_IMODE(path.stat().st_mode) for path in directory.iterdir()]

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Query, Request, Response
 
 from app.auth.exceptions import InsufficientScope
 from app.core.downloads import WholeFileResponse
-from app.core.openapi import problem_responses
+from app.core.openapi import problem_responses, response_headers
 from app.core.routing import StrictBodyRoute
 from app.deps import SessionDep, SettingsDep
 from app.jobs import results
@@ -32,7 +32,9 @@ _FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
 }
 
 
-@router.get("", responses=problem_responses(401, 403))
+@router.get(
+    "", responses={200: response_headers("Link", required=False), **problem_responses(401, 403)}
+)
 async def list_jobs(
     principal: JobsReader,
     query: Annotated[JobQuery, Query()],
