@@ -100,3 +100,20 @@ async def test_meta_names_the_running_service(client: AsyncClient, settings: Set
     body = response.json()
     assert body == {"name": settings.app.name, "version": body["version"], "environment": "test"}
     assert body["version"].count(".") >= 2
+
+
+async def test_each_readiness_check_gives_up_after_the_health_check_timeout(
+    silent_port: int,
+) -> None:
+    settings = make_settings(
+        DATABASE_URL=f"postgresql+asyncpg://app@127.0.0.1:{silent_port}/app",
+        HEALTH_CHECK_TIMEOUT=0.2,
+    )
+    app = create_app(settings)
+    async with LifespanManager(app), client_for(app) as client:
+        started = time.monotonic()
+        response = await client.get("/api/v1/health/ready")
+        elapsed = time.monotonic() - started
+    assert response.json() == {"status": "error", "checks": {"db": "error"}}
+    # The default (1 s) would still be waiting: the setting, not another timeout, answered.
+    assert 0.2 <= elapsed < 0.8

@@ -127,6 +127,15 @@ async def test_first_request_stores_its_response(
     assert record.expires_at - record.created_at == timedelta(seconds=86400)
 
 
+async def test_the_key_lives_idempotency_ttl_seconds(settings: Settings, control: Control) -> None:
+    overridden = make_settings(DATABASE_URL=settings.database.url, IDEMPOTENCY_TTL_SECONDS=120)
+    async with started_app(overridden, control) as app, client_for(app) as client:
+        auth = await signed_up(client, "short-ttl@example.com")
+        assert (await create(client, auth)).status_code == 201
+        [record] = await records(resources_of(app).session_factory)
+    assert record.expires_at - record.created_at == timedelta(seconds=120)
+
+
 async def test_repeat_replays_the_stored_response(
     client: AsyncClient, auth: dict[str, str], sessions: async_sessionmaker[AsyncSession]
 ) -> None:
