@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx2
 import pytest
 from redis import Redis
 from redis.exceptions import RedisError
@@ -93,6 +94,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
         except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=5)
+
+
+def serves_liveness(process: subprocess.Popen[bytes], url: str) -> bool:
+    """Whether the server at `url` answers its liveness probe (it must not have exited)."""
+    assert process.poll() is None, "the server exited"
+    try:
+        return httpx2.get(f"{url}/api/v1/health/live", timeout=2).status_code == 200
+    except httpx2.TransportError:
+        return False
 
 
 @contextmanager

@@ -23,7 +23,7 @@ from tests.e2e.server import server_env
 from tests.harness import free_port
 from tests.identity import DEFAULT_PASSWORD
 from tests.migrations import migrate
-from tests.processes import stop, wait_until
+from tests.processes import serves_liveness, stop, wait_until
 
 # Each request logs an access line of a few hundred bytes: this many fill a pipe several times.
 REQUESTS = 400
@@ -50,20 +50,12 @@ def served_to_a_pipe(directory: Path) -> Iterator[tuple[subprocess.Popen[bytes],
     os.close(write_end)
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _answers(process, url), "uvicorn", seconds=90)
+        wait_until(lambda: serves_liveness(process, url), "uvicorn", seconds=90)
         yield process, url, read_end
     finally:
         stop(process)
         with contextlib.suppress(OSError):  # the test may have closed it
             os.close(read_end)
-
-
-def _answers(process: subprocess.Popen[bytes], url: str) -> bool:
-    assert process.poll() is None, "uvicorn exited"
-    try:
-        return httpx2.get(f"{url}/api/v1/health/live", timeout=2).status_code == 200
-    except httpx2.TransportError:
-        return False
 
 
 @pytest.mark.parametrize("collector", ["gone", "hung"])

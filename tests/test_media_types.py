@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from httpx2 import AsyncClient
+from httpx2 import AsyncClient, Response
 
 from app.middleware.content_validation import DEFAULT_ALLOWED_MEDIA_TYPES
 from tests.harness import assert_problem
@@ -54,20 +54,27 @@ def test_every_operation_reads_a_type_of_the_allowlist() -> None:
     assert len(CASES) == 3 * len(READ) - 1  # one operation reads two types
 
 
+async def _send(
+    client: AsyncClient, operation: str, sent: str, headers: dict[str, str]
+) -> Response:
+    """Send `operation` (`"POST /path"`) a body of type `sent`, as a signed-up caller."""
+    caller = await signed_up(client, unique_email("media"))
+    method, path = operation.split(" ")
+    return await client.request(
+        method,
+        path.replace("{item_id}", AN_ID).replace("{user_id}", AN_ID),
+        content=BODIES[sent],
+        headers={**caller, **headers},
+    )
+
+
 @pytest.mark.parametrize(
     ("operation", "sent"), CASES, ids=[f"{operation} {sent}" for operation, sent in CASES]
 )
 async def test_a_body_of_another_type_is_refused(
     client: AsyncClient, operation: str, sent: str
 ) -> None:
-    headers = await signed_up(client, unique_email("media"))
-    method, path = operation.split(" ")
-    response = await client.request(
-        method,
-        path.replace("{item_id}", AN_ID).replace("{user_id}", AN_ID),
-        content=BODIES[sent],
-        headers={**headers, "Content-Type": sent},
-    )
+    response = await _send(client, operation, sent, {"Content-Type": sent})
     problem = assert_problem(response, 415, "unsupported_media_type")
     assert problem["detail"] == f"The request body must be one of: {', '.join(READ[operation])}."
 
@@ -82,13 +89,7 @@ async def test_a_content_coded_body_is_refused(
     client: AsyncClient, operation: str, sent: str
 ) -> None:
     # Nothing decodes a request body: a gzip one would be parsed as if it were plain.
-    headers = await signed_up(client, unique_email("coded"))
-    method, path = operation.split(" ")
-    response = await client.request(
-        method,
-        path.replace("{item_id}", AN_ID).replace("{user_id}", AN_ID),
-        content=BODIES[sent],
-        headers={**headers, "Content-Type": sent, "Content-Encoding": "gzip"},
-    )
+    coded = {"Content-Type": sent, "Content-Encoding": "gzip"}
+    response = await _send(client, operation, sent, coded)
     assert_problem(response, 415, "unsupported_content_encoding")
     assert response.headers["accept-encoding"] == "identity"

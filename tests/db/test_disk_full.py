@@ -7,7 +7,6 @@ database's size, so it fills up after a few dozen sign-ups.
 
 import asyncio
 import sqlite3
-import subprocess
 import sys
 from collections import Counter
 from pathlib import Path
@@ -18,7 +17,7 @@ from tests.e2e.server import server_env
 from tests.harness import free_port
 from tests.identity import DEFAULT_PASSWORD
 from tests.migrations import migrate
-from tests.processes import server_process, wait_until
+from tests.processes import server_process, serves_liveness, wait_until
 
 ROOM_BYTES = 64 * 1024  # a few dozen accounts, with their WAL frames
 
@@ -36,7 +35,7 @@ def test_writes_on_a_full_disk_are_503s_and_every_201_is_kept(tmp_path: Path) ->
     created: list[str] = []
     with server_process(command, tmp_path / "server.log", env) as process:
         base = f"http://127.0.0.1:{port}"
-        wait_until(lambda: _answers(process, base), "uvicorn", seconds=90)
+        wait_until(lambda: serves_liveness(process, base), "uvicorn", seconds=90)
         with httpx2.Client(base_url=base, timeout=10) as client:
             for number in range(150):
                 email = f"full-{number}@example.com"
@@ -59,14 +58,6 @@ def test_writes_on_a_full_disk_are_503s_and_every_201_is_kept(tmp_path: Path) ->
     assert set(created) <= stored  # every account answered 201 was kept
     assert read.status_code in {200, 503}  # a login writes (its attempt): never a 500
     assert ready.status_code == 200  # reads still work: the database answers
-
-
-def _answers(process: subprocess.Popen[bytes], url: str) -> bool:
-    assert process.poll() is None, "uvicorn exited"
-    try:
-        return httpx2.get(f"{url}/api/v1/health/live", timeout=2).status_code == 200
-    except httpx2.TransportError:
-        return False
 
 
 # Python ignores SIGXFSZ, so a write past the cap fails with EFBIG instead of killing it.
