@@ -24,11 +24,14 @@ def upgrade() -> None:
     op.add_column("jobs", sa.Column("read_scopes", sa.JSON(), nullable=True))
     # The export's scopes as `users.deps.EXPORT_SCOPES` names them; written out, since a
     # migration must not change with the code. Every other job's result needs none.
-    scopes = sa.bindparam("scopes", type_=sa.JSON())
-    fill = sa.text("UPDATE jobs SET read_scopes = :scopes WHERE task = :task").bindparams(scopes)
-    op.execute(fill.bindparams(scopes=["items:read", "users:read"], task="export_user_data"))
-    nothing = sa.text("UPDATE jobs SET read_scopes = :scopes WHERE read_scopes IS NULL")
-    op.execute(nothing.bindparams(scopes, scopes=[]))
+    # JSON written as literal text, which both databases read into the column: `app migrate
+    # --sql` renders the statements without a connection, and has no literal form for a JSON
+    # parameter.
+    op.execute(
+        'UPDATE jobs SET read_scopes = \'["items:read", "users:read"]\' '
+        "WHERE task = 'export_user_data'"
+    )
+    op.execute("UPDATE jobs SET read_scopes = '[]' WHERE read_scopes IS NULL")
     # Left nullable (expand, docs/migrations.md): the release before this one, still running
     # during a rolling deploy, inserts jobs without the column. Its jobs need every scope.
 

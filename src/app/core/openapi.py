@@ -86,12 +86,10 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Remaining": _header("Requests left in the current window.", _INTEGER),
     "X-RateLimit-Reset": _header("Seconds until the window resets.", _INTEGER),
     "WWW-Authenticate": _header(
-        'How to authenticate: `Bearer`, with `error="invalid_token"` when a token was refused.',
-        _TEXT,
+        'The scheme: `Bearer` (`error="invalid_token"` if refused).', _TEXT
     ),
     "Idempotent-Replayed": _header(
-        "`true` when this is the stored answer to an earlier request with the same "
-        "Idempotency-Key (the route did not run again).",
+        "`true`: the stored answer to an earlier request with this Idempotency-Key, not rerun.",
         {"type": "string", "enum": ["true"]},
     ),
 }
