@@ -74,6 +74,7 @@ def _header(description: str, schema: dict[str, Any]) -> dict[str, Any]:
 _INTEGER = {"type": "integer", "minimum": 0}
 _TEXT = {"type": "string"}
 # Every response header the API sends on purpose, described once.
+_ONLY_TRUE = {"type": "string", "enum": ["true"]}
 RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "Location": _header("The URL of the created resource.", _TEXT),
     "ETag": _header("The version of the item; send it in If-Match or If-None-Match.", _TEXT),
@@ -85,12 +86,9 @@ RESPONSE_HEADERS: dict[str, dict[str, Any]] = {
     "X-RateLimit-Limit": _header("Requests allowed in the current window.", _INTEGER),
     "X-RateLimit-Remaining": _header("Requests left in the current window.", _INTEGER),
     "X-RateLimit-Reset": _header("Seconds until the window resets.", _INTEGER),
-    "WWW-Authenticate": _header(
-        'The scheme: `Bearer` (`error="invalid_token"` if refused).', _TEXT
-    ),
+    "WWW-Authenticate": _header('`Bearer` (`error="invalid_token"` if refused).', _TEXT),
     "Idempotent-Replayed": _header(
-        "`true`: the stored answer to an earlier request with this Idempotency-Key, not rerun.",
-        {"type": "string", "enum": ["true"]},
+        "`true`: the stored answer to an earlier request with this key.", _ONLY_TRUE
     ),
 }
 RATE_LIMIT_HEADERS = (
