@@ -5,7 +5,7 @@ The throttle's own unit tests are in test_throttle.py.
 
 import pytest
 from fastapi import FastAPI
-from httpx2 import AsyncClient
+from httpx2 import ASGITransport, AsyncClient
 from sqlalchemy import func, select
 
 from app.auth.models import LoginFailure
@@ -116,3 +116,17 @@ async def test_login_throttle_with_the_redis_store(
             assert await failures_stored(app, blocked) == 0  # nothing went to the database
         finally:
             await redis.delete(*keys.values())
+
+
+async def test_the_addresses_of_one_ipv6_network_are_one_client(app: FastAPI) -> None:
+    # A subscriber holds a whole /64: a fresh address for each guess is still the same client.
+    email = unique_email("ipv6")
+    addresses = ("2001:db8:1:2::1", "2001:db8:1:2::2", "2001:db8:1:2:ffff::9")
+    for address in addresses:
+        transport = ASGITransport(app=app, client=(address, 4711))
+        async with AsyncClient(transport=transport, base_url="http://testserver") as c:
+            assert_unauthorized(await login_response(c, email, "wrong"), "invalid_credentials")
+    async with factory(app)() as session:
+        query = select(LoginFailure.client).where(LoginFailure.email == email)
+        clients = list(await session.scalars(query))
+    assert clients == ["2001:db8:1:2::/64"] * len(addresses)

@@ -75,6 +75,34 @@ def test_api_keys_cannot_open_quotas_of_their_own() -> None:
         assert key == "ip:203.0.113.9"
 
 
+@pytest.mark.parametrize(
+    ("method", "path"),
+    [("GET", "/api/v1/items"), ("POST", "/api/v1/auth/login")],
+    ids=["general", "auth"],
+)
+async def test_the_addresses_of_one_ipv6_network_share_one_quota(method: str, path: str) -> None:
+    # A subscriber holds a whole /64 and may send each request from a fresh address in it.
+    limited = middleware(per_minute=1, per_auth=1)
+    first = ("2001:db8:1:2::1", 4711)
+    async with client(limited, first) as c:
+        assert (await c.request(method, path)).status_code == 200
+    for address in ("2001:db8:1:2::2", "2001:db8:1:2:ffff:ffff:ffff:fffe"):
+        async with client(limited, (address, 4711)) as c:
+            assert (await c.request(method, path)).status_code == 429
+    async with client(limited, ("2001:db8:1:3::1", 4711)) as c:
+        assert (await c.request(method, path)).status_code == 200
+
+
+async def test_ipv4_clients_on_a_dual_stack_socket_keep_quotas_of_their_own() -> None:
+    limited = middleware(per_minute=1)
+    async with client(limited, ("::ffff:203.0.113.9", 4711)) as c:
+        assert (await c.get("/api/v1/items")).status_code == 200
+    async with client(limited, ("::ffff:198.51.100.7", 4711)) as c:
+        assert (await c.get("/api/v1/items")).status_code == 200
+    async with client(limited, ("203.0.113.9", 4711)) as c:  # the same client, spelled as IPv4
+        assert (await c.get("/api/v1/items")).status_code == 429
+
+
 def test_a_request_without_a_client_address_shares_one_key() -> None:
     assert verifying(make_settings())(scope_with(client=None)) == "ip:unknown"
 

@@ -18,6 +18,7 @@ from app.auth import service as auth_service
 from app.auth.exceptions import InsufficientScope, InvalidToken, NotAuthenticated, SuperuserRequired
 from app.auth.scopes import ALL_SCOPES, Scope
 from app.auth.throttle import LoginThrottle, create_login_throttle
+from app.core.clients import client_identity
 from app.core.logging import bind_user
 from app.core.security import AccessTokenDecoder, InvalidTokenError, PasswordHasher
 from app.deps import OptionalRedisDep, SessionDep, SettingsDep, resources_of
@@ -165,8 +166,11 @@ def require_scopes(principal: Principal, scopes: Iterable[str]) -> None:
 
 
 def client_address(request: Request) -> str:
-    """Return the client's address as the server (or the proxy-headers layer) resolved it."""
-    return request.client.host if request.client else "unknown"
+    """Return the client as the server (or the proxy-headers layer) resolved it.
+
+    An IPv6 client is its /64 (`core.clients`): one subscriber holds all its addresses.
+    """
+    return client_identity(request.client.host) if request.client else "unknown"
 
 
 async def get_login_throttle(

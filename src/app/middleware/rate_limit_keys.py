@@ -6,9 +6,11 @@ from fastapi.security.utils import get_authorization_scheme_param
 from starlette.datastructures import Headers
 from starlette.types import Scope
 
+from app.core.clients import client_identity
+
 
 class ClientKey:
-    """Name whose quota a request uses: `user:<sub>` or `ip:<client host>`.
+    """Name whose quota a request uses: `user:<sub>` or `ip:<client>` (`client_ip_key`).
 
     `token_subject` returns the subject of a valid bearer token, or None; it checks signature
     and claims, no database. Without it (tokens this service cannot check), callers are keyed
@@ -36,6 +38,6 @@ class ClientKey:
 
 
 def client_ip_key(scope: Scope) -> str:
-    """Return `ip:<client host>` as the server (or a proxy-headers layer) set it."""
+    """Return `ip:<client>` as the server (or a proxy-headers layer) set it; IPv6 as its /64."""
     client = scope.get("client")
-    return "ip:" + (client[0] if client else "unknown")
+    return "ip:" + (client_identity(client[0]) if client else "unknown")
