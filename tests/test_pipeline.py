@@ -35,7 +35,7 @@ def test_options_from_settings_use_memory_and_add_the_burst_to_the_minute() -> N
     options = rate_limit_options(settings, renderer=RENDERER, storage=storage, paths=ROUTE_PATHS)
     assert isinstance(options["store"], MemoryQuotaStore)
     assert options["store"].strategy == "sliding-window-counter"
-    assert options["auth_paths"] == ROUTE_PATHS.credentials
+    assert options["auth_routes"] == ROUTE_PATHS.credentials
     assert options["limits"] == (Quota("minute", 70, 60), Quota("hour", 1000, 3600))
     assert options["auth_limits"] == (Quota("auth", 5, 60),)
     assert options["fail_open"] is False

@@ -8,6 +8,8 @@ from fastapi.routing import APIRoute
 
 from app.api_keys.router import CREDENTIAL_PATHS as API_KEYS_CREDENTIAL_PATHS
 from app.api_keys.router import router as api_keys_router
+from app.auth.deps import get_login_throttle
+from app.auth.proof import get_identity_check
 from app.auth.router import CREDENTIAL_PATHS as AUTH_CREDENTIAL_PATHS
 from app.auth.router import LEGACY_CREDENTIAL_PATHS
 from app.auth.router import legacy_local_router as legacy_login_router
@@ -27,6 +29,50 @@ from app.users.router import router as users_router
 API_ROOT = "/api"  # every version of the API lives below it
 API_PREFIX = f"{API_ROOT}/v1"
 LOGIN_PATH = f"{API_PREFIX}{auth_router.prefix}/login"  # the OAuth2 password form
+# Each router straight on the app: every level of nesting costs time on every request.
+VERSIONED_ROUTERS = (health_router, users_router, api_keys_router, items_router, jobs_router)
+# Password and local-token routes: mounted only while this service owns the identities.
+LOCAL_VERSIONED_ROUTERS = (auth_router, users_local_router)
+# Outside /api/v1 (see `include_routers`).
+UNVERSIONED_ROUTERS = (
+    health_root_router,
+    health_metrics_router,
+    legacy_auth_router,
+    legacy_login_router,
+)
+# A route that resolves one of these checks a password (a login, or a proof of identity).
+PASSWORD_CHECKS = (get_login_throttle, get_identity_check)
+
+
+def checks_password(route: APIRoute) -> bool:
+    """Whether `route` checks a password: one of its dependencies, at any depth, does."""
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        if dependant.call in PASSWORD_CHECKS:
+            return True
+        pending.extend(dependant.dependencies)
+    return False
+
+
+def password_routes(router: APIRouter, prefix: str = "") -> list[tuple[str, str]]:
+    """The `(method, path)` of each route of `router` that checks a password.
+
+    Only fixed paths: the limiter matches paths before routing, and a template such as
+    `/users/{user_id}` would also take `/users/me`, another route. The routes with one are a
+    superuser's (`PATCH`, `DELETE /users/{user_id}`): a wrong password there counts against
+    the superuser's own login throttle, the one account such a guess can reach.
+    """
+    return [
+        (method, prefix + route.path)
+        for route in router.routes
+        if isinstance(route, APIRoute) and "{" not in route.path and checks_password(route)
+        for method in sorted(route.methods or ())
+    ]
+
+
+def _posts(prefix: str, paths: tuple[str, ...]) -> list[tuple[str, str]]:
+    return [("POST", prefix + path) for path in paths]
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,7 +82,8 @@ class RoutePaths:
     # Where API routes live, every version and the legacy paths: rate limited, never cached.
     api_roots: tuple[str, ...]
     unlimited: tuple[str, ...]  # below an API root, never rate limited (probes)
-    credentials: tuple[str, ...]  # POSTs that check or issue credentials: the auth quota
+    # `(method, path)` of the routes that check or issue credentials: the auth quota.
+    credentials: tuple[tuple[str, str], ...]
     # Asked every few seconds by machines (scrapes, probes): no trace, which would say nothing.
     untraced: tuple[str, ...] = ()
     # Never shed, never refused by country: probes and scrapes must answer a busy worker.
@@ -46,11 +93,23 @@ class RoutePaths:
 ROUTE_PATHS = RoutePaths(
     api_roots=(API_ROOT + "/", legacy_auth_router.prefix + "/"),
     unlimited=(API_PREFIX + PROBES,),
-    credentials=(
-        *(API_PREFIX + auth_router.prefix + path for path in AUTH_CREDENTIAL_PATHS),
-        *(API_PREFIX + users_local_router.prefix + path for path in USERS_CREDENTIAL_PATHS),
-        *(API_PREFIX + api_keys_router.prefix + path for path in API_KEYS_CREDENTIAL_PATHS),
-        *(legacy_login_router.prefix + path for path in LEGACY_CREDENTIAL_PATHS),
+    credentials=tuple(
+        dict.fromkeys(  # in order, once each
+            [
+                # Tokens checked or issued without a password: named by each router.
+                *_posts(API_PREFIX + auth_router.prefix, AUTH_CREDENTIAL_PATHS),
+                *_posts(API_PREFIX + users_local_router.prefix, USERS_CREDENTIAL_PATHS),
+                *_posts(API_PREFIX + api_keys_router.prefix, API_KEYS_CREDENTIAL_PATHS),
+                *_posts(legacy_login_router.prefix, LEGACY_CREDENTIAL_PATHS),
+                # Passwords: found from each route's dependencies, so none is left out.
+                *(
+                    route
+                    for router in (*VERSIONED_ROUTERS, *LOCAL_VERSIONED_ROUTERS)
+                    for route in password_routes(router, API_PREFIX)
+                ),
+                *(route for router in UNVERSIONED_ROUTERS for route in password_routes(router)),
+            ]
+        )
     ),
     untraced=(
         METRICS_PATH,
@@ -72,10 +131,7 @@ def include_routers(app: FastAPI, settings: Settings) -> None:
     exactly like a path that never existed.
     """
     local = settings.auth.provider == "local"
-    # Each router straight on the app: every level of nesting costs time on every request.
-    versioned = [health_router, users_router, api_keys_router, items_router, jobs_router]
-    if local:
-        versioned += [auth_router, users_local_router]
+    versioned = [*VERSIONED_ROUTERS, *(LOCAL_VERSIONED_ROUTERS if local else ())]
     for router in versioned:
         _include(app, router, prefix=API_PREFIX)
 

@@ -141,7 +141,7 @@ def rate_limit_options(
         "key_func": ClientKey(subject),
         "prefixes": paths.api_roots,
         "exempt": paths.unlimited,
-        "auth_paths": paths.credentials,
+        "auth_routes": paths.credentials,
         **(
             {"on_refused": events.rate_limited, "on_storage_error": events.rate_limit_backend_error}
             if events is not None

@@ -34,7 +34,7 @@ UNLIMITED_PATHS = ("/health", "/metrics", "/api/v1/health", "/api/v1/health/live
 PATHS: dict[str, Any] = {
     "prefixes": ("/api/",),
     "exempt": ("/api/v1/health",),
-    "auth_paths": AUTH_PATHS,
+    "auth_routes": [("POST", path) for path in AUTH_PATHS] + [("DELETE", "/api/v1/me")],
 }
 
 
@@ -52,6 +52,7 @@ class Calls:
         get_paths = ("/api/v1/items", "/api/v1/healthy", *UNLIMITED_PATHS)
         routes = [Route(path, self.endpoint) for path in get_paths]
         routes += [Route(path, self.endpoint, methods=["GET", "POST"]) for path in AUTH_PATHS]
+        routes += [Route("/api/v1/me", self.endpoint, methods=["GET", "DELETE"])]
         return Starlette(routes=routes)
 
 

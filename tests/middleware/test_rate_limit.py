@@ -163,6 +163,16 @@ async def test_a_get_on_an_auth_path_uses_the_general_quota() -> None:
     assert response.headers["ratelimit-policy"].startswith('"minute";q=3;')
 
 
+async def test_an_auth_route_is_its_method_and_path() -> None:
+    async with client(middleware()) as c:
+        deletion = await c.delete("/api/v1/me")
+        reading = await c.get("/api/v1/me")
+        posting = await c.post("/api/v1/me")
+    assert deletion.headers["ratelimit-policy"] == '"auth";q=2;w=60'
+    assert reading.headers["ratelimit-policy"].startswith('"minute";q=3;')
+    assert posting.headers["ratelimit-policy"].startswith('"minute";q=3;')
+
+
 # --- Options --------------------------------------------------------------------------------
 
 
@@ -177,7 +187,7 @@ async def test_a_get_on_an_auth_path_uses_the_general_quota() -> None:
         ({"limits": (Quota("minute", 1, 60), Quota("minute", 5, 3600))}, "names must differ"),
         ({"unavailable_retry_after": 0}, "unavailable_retry_after"),
         ({"prefixes": ("api/",)}, "must start with '/'"),
-        ({"auth_paths": ("auth/login",)}, "must start with '/'"),
+        ({"auth_routes": [("POST", "auth/login")]}, "must start with '/'"),
     ],
 )
 def test_bad_options_are_refused_at_construction(options: dict[str, Any], message: str) -> None:

@@ -77,6 +77,24 @@ async def test_the_real_app_limits_login_per_address(database_file: str) -> None
     assert other.status_code == 401
 
 
+async def test_every_route_that_checks_a_password_shares_the_address_quota(
+    database_file: str,
+) -> None:
+    # Keyed by user, guesses through each stolen session would get a quota of their own.
+    settings = make_settings()
+    proof = {"current_password": "a guess"}
+    async with real_app(database_file, RATE_LIMIT_AUTH_PER_MINUTE=2, RATE_LIMIT_PER_MINUTE=50) as c:
+        for _ in range(2):
+            stolen = {"Authorization": token(settings, uuid.uuid4()).decode()}
+            deletion = await c.request("DELETE", "/api/v1/users/me", json=proof, headers=stolen)
+            assert deletion.headers["ratelimit-policy"] == '"auth";q=2;w=60'
+        stolen = {"Authorization": token(settings, uuid.uuid4()).decode()}
+        refused = await c.request("DELETE", "/api/v1/users/me", json=proof, headers=stolen)
+        reading = await c.get("/api/v1/users/me", headers=stolen)
+    assert refused.status_code == 429
+    assert reading.headers["ratelimit-policy"].startswith('"minute";')
+
+
 async def test_the_real_app_keys_a_token_by_its_user(database_file: str) -> None:
     settings = make_settings()
     headers = {"Authorization": token(settings, uuid.uuid4()).decode()}

@@ -51,8 +51,9 @@ class _Policy:
 class RateLimitMiddleware:
     """Limit requests under `prefixes` per client; answer 429 problems past a quota.
 
-    Requests to `auth_paths` (POST) use `auth_limits` per client address; other requests under
-    `prefixes`, except those at or below an `exempt` path, use `limits` per `key_func`.
+    Requests to `auth_routes` (`(method, path)` pairs: the routes that check or issue a
+    credential) use `auth_limits` per client address; other requests under `prefixes`, except
+    those at or below an `exempt` path, use `limits` per `key_func`.
     Each limited request costs one `store` call, whatever the number of quotas: it is counted
     in every quota if each allows it, and in none otherwise, so a request refused by any window
     uses no slot of the others.
@@ -77,13 +78,14 @@ class RateLimitMiddleware:
         key_func: Callable[[Scope], str],
         prefixes: Collection[str],
         exempt: Collection[str] = (),
-        auth_paths: Collection[str] = (),
+        auth_routes: Collection[tuple[str, str]] = (),
         unavailable_retry_after: int = 1,
         on_refused: Callable[[], None] = lambda: None,
         on_storage_error: Callable[[], None] = lambda: None,
     ) -> None:
         if unavailable_retry_after < 1:
             raise ValueError("unavailable_retry_after must be at least one second.")
+        auth_paths = [path for _, path in auth_routes]
         if not all(path.startswith("/") for path in (*prefixes, *exempt, *auth_paths)):
             raise ValueError(ENFORCE_PATH_PREFIX)
         self.app = app
@@ -96,7 +98,9 @@ class RateLimitMiddleware:
         self.prefixes = tuple(prefixes)
         self.exempt = tuple(exempt)
         self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
+        # The paths alone first: most requests are not to one, and skip building the pair.
         self.auth_paths = frozenset(auth_paths)
+        self.auth_routes = frozenset(auth_routes)
         self.unavailable_retry_after = unavailable_retry_after
         self.on_refused = on_refused
         self.on_storage_error = on_storage_error
@@ -109,7 +113,7 @@ class RateLimitMiddleware:
             return
 
         path = route_path(scope)
-        if scope["method"] == "POST" and path in self.auth_paths:
+        if path in self.auth_paths and (scope["method"], path) in self.auth_routes:
             policy, key = self.auth_policy, client_ip_key(scope)
         elif path.startswith(self.prefixes) and not (
             path in self.exempt or path.startswith(self.exempt_below)
