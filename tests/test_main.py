@@ -17,7 +17,15 @@ from httpx2 import AsyncClient
 from app.core.config import Settings
 from app.deps import resources_of
 from app.main import create_app
-from tests.harness import PRODUCTION, client_for, free_port, log_lines, make_settings, running
+from tests.harness import (
+    PRODUCTION,
+    assert_problem,
+    client_for,
+    free_port,
+    log_lines,
+    make_settings,
+    running,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -222,6 +230,41 @@ async def test_cors_allows_configured_origins_and_exposes_the_request_id(databas
     assert allowed.headers["access-control-allow-origin"] == "https://app.example.com"
     assert "x-request-id" in allowed.headers["access-control-expose-headers"].lower()
     assert "access-control-allow-origin" not in other.headers
+
+
+@pytest.mark.parametrize(
+    ("preflight", "status"),
+    [
+        ({"Origin": "https://app.example.com", "Access-Control-Request-Method": "GET"}, 200),
+        ({"Origin": "https://evil.example.com", "Access-Control-Request-Method": "GET"}, 400),
+        ({"Origin": "https://app.example.com", "Access-Control-Request-Method": "TRACE"}, 400),
+        (
+            {
+                "Origin": "https://app.example.com",
+                "Access-Control-Request-Method": "GET",
+                "Access-Control-Request-Headers": "x-evil",
+            },
+            400,
+        ),
+    ],
+    ids=["allowed", "origin", "method", "header"],
+)
+async def test_cors_preflights_are_hardened_and_refused_as_problems(
+    database_url: str, preflight: dict[str, str], status: int
+) -> None:
+    settings = make_settings(
+        DATABASE_URL=database_url, CORS_ALLOW_ORIGINS="https://app.example.com"
+    )
+    async with running(create_app(settings)) as app, client_for(app) as client:
+        response = await client.options("/api/v1/users/me", headers=preflight)
+    assert response.status_code == status
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "no-store"
+    assert "Origin" in response.headers["vary"]
+    if status != 200:
+        body = assert_problem(response, 400, "cors_refused")
+        assert body["request_id"] == response.headers["x-request-id"]
+        assert "access-control-allow-methods" not in response.headers
 
 
 async def test_cors_headers_are_on_the_answers_of_every_layer(database_url: str) -> None:

@@ -11,7 +11,6 @@ from typing import Any
 from fastapi import FastAPI
 from opentelemetry.sdk.trace import TracerProvider
 from starlette.middleware import Middleware
-from starlette.middleware.cors import CORSMiddleware
 
 from app.api import RoutePaths
 from app.core.config import Settings
@@ -26,6 +25,7 @@ from app.middleware.body_limit import BodyLimitMiddleware
 from app.middleware.body_read import BodyReadMiddleware
 from app.middleware.compression import CompressionMiddleware
 from app.middleware.content_validation import ContentValidationMiddleware
+from app.middleware.cors import CorsMiddleware
 from app.middleware.country_block import CountryBlockMiddleware
 from app.middleware.deadline import DeadlineMiddleware
 from app.middleware.drain import DrainMiddleware
@@ -61,19 +61,18 @@ CORS_EXPOSE_HEADERS = (
 )
 
 
-def _cors(settings: Settings) -> list[Middleware]:
+def _cors(settings: Settings, renderer: ProblemRenderer) -> list[Middleware]:
     http = settings.http
     if not http.cors_allow_origins:
         return []
+    options: dict[str, Any] = {
+        "allow_origins": http.cors_allow_origins,
+        "allow_credentials": http.cors_allow_credentials,
+        "allow_methods": http.cors_allow_methods,
+        "allow_headers": http.cors_allow_headers,
+    }
     return [
-        Middleware(
-            CORSMiddleware,
-            allow_origins=http.cors_allow_origins,
-            allow_credentials=http.cors_allow_credentials,
-            allow_methods=http.cors_allow_methods,
-            allow_headers=http.cors_allow_headers,
-            expose_headers=CORS_EXPOSE_HEADERS,
-        )
+        Middleware(CorsMiddleware, renderer=renderer, expose_headers=CORS_EXPOSE_HEADERS, **options)
     ]
 
 
@@ -258,13 +257,14 @@ def install_middleware(
         *_observing(tracer_provider, http_metrics, paths),
         # Timings only for a developer: they tell an attacker which emails have accounts.
         Middleware(AccessLogMiddleware, process_time_header=settings.app.environment == "local"),
-        # Outside every layer that may answer (server errors, overload, deadline, drain): a
-        # browser reads a 500 or a 503 and its Retry-After only with the CORS headers on it.
-        *_cors(settings),
+        # Outside CORS, which answers preflights itself: those are hardened like the rest.
         Middleware(
             SecurityHeadersMiddleware,
             **security_headers_options(settings, paths=paths),
         ),
+        # Outside every layer that may answer (server errors, overload, deadline, drain): a
+        # browser reads a 500 or a 503 and its Retry-After only with the CORS headers on it.
+        *_cors(settings, renderer),
         Middleware(ServerErrorMiddleware, renderer=renderer),
         *_resilience(settings, renderer, paths, lifecycle),
         *_proxy_headers(settings),

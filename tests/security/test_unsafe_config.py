@@ -68,6 +68,8 @@ def test_development_may_keep_the_placeholder(environment: str) -> None:
         ),
         ({"DEBUG": True}, "DEBUG"),
         ({"CORS_ALLOW_ORIGINS": "*", "CORS_ALLOW_CREDENTIALS": True}, "CORS_ALLOW_ORIGINS"),
+        # Sent by sandboxed frames and local files: any page can make its requests "null".
+        ({"CORS_ALLOW_ORIGINS": "https://app.example.com,null"}, "CORS_ALLOW_ORIGINS"),
     ],
 )
 def test_production_refuses_each_unsafe_setting(unsafe: dict[str, Any], named: str) -> None:

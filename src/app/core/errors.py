@@ -237,6 +237,12 @@ class InvalidCharacters(BadRequestError):
     code = "invalid_characters"
 
 
+class CorsRefused(BadRequestError):
+    """A CORS preflight asked for an origin, method or header the service does not allow."""
+
+    code = "cors_refused"
+
+
 class MalformedBodyError(BadRequestError):
     """The body cannot be read as its `Content-Type` says: truncated, not UTF-8, nested too deep."""
 

@@ -84,6 +84,10 @@ def _edge(settings: "Settings") -> list[str]:
         problems.append(
             "CORS_ALLOW_ORIGINS must list origins, not '*', when CORS_ALLOW_CREDENTIALS is on"
         )
+    # Browsers send `Origin: null` from sandboxed frames, local files and data: URLs, which
+    # any page can open: allowing it allows everyone.
+    if "null" in (origin.strip().lower() for origin in http.cors_allow_origins):
+        problems.append("CORS_ALLOW_ORIGINS must not allow 'null', which any page can send")
     return problems
 
 
