@@ -178,6 +178,16 @@ async def test_docs_paths_are_matched_below_the_root_path() -> None:
     assert response.headers["content-security-policy"] == API_CSP
 
 
+@pytest.mark.parametrize("root_path", ["/ap", "/api/v"], ids=["prefix-of-api", "inside-api"])
+async def test_a_root_path_is_cut_only_where_the_routes_cut_it(root_path: str) -> None:
+    # The router reads `/api/v1/items` when the path does not continue the root path with
+    # '/': so must the layer, or an API answer goes out without no-store.
+    app = client(csp=API_CSP, root_path=root_path)
+    response = await app.get("/api/v1/items")
+    assert response.status_code == 200
+    assert response.headers["cache-control"] == "no-store"
+
+
 async def test_settings_choose_the_policies() -> None:
     options = security_headers_options(
         make_settings(SECURITY_CSP="default-src 'self'"), paths=ROUTE_PATHS

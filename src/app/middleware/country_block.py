@@ -7,6 +7,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import CountryBlockedError
 from app.core.problems import ProblemRenderer
+from app.middleware.scope import PathSet
 
 _COUNTRY = re.compile(r"[A-Z]{2}")  # ISO 3166 alpha-2, as MaxMind files write them
 
@@ -40,8 +41,7 @@ class CountryBlockMiddleware:
         self.allowed = frozenset(allowed)
         self.blocked = frozenset(blocked)
         self.block_unknown = block_unknown
-        self.exempt = tuple(exempt)
-        self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
+        self.exempt = PathSet(exempt)
 
     def refuses(self, address: str | None) -> bool:
         """Whether a client at `address` is refused."""
@@ -51,8 +51,7 @@ class CountryBlockMiddleware:
         return country in self.blocked or bool(self.allowed and country not in self.allowed)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.exempt or path.startswith(self.exempt_below):
+        if scope["type"] != "http" or self.exempt.covers(scope):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -15,6 +15,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import OverloadedError
 from app.core.problems import ProblemRenderer
+from app.middleware.scope import PathSet
 
 
 class LoadShedMiddleware:
@@ -42,23 +43,19 @@ class LoadShedMiddleware:
                 "max_concurrent and retry_after must be at least 1, "
                 "max_queued and queue_timeout zero or more."
             )
-        if not all(path.startswith("/") for path in exempt):
-            raise ValueError("Exempt paths must start with '/'.")
+        self.exempt = PathSet(exempt)
         self.app = app
         self.max_concurrent = max_concurrent
         self.max_queued = max_queued
         self.queue_timeout = queue_timeout
         self.renderer = renderer
-        self.exempt = tuple(exempt)
-        self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
         self.retry_after = retry_after
         self.in_flight = 0
         self.shed = 0  # requests refused since start, for metrics
         self._waiting: deque[asyncio.Future[None]] = deque()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope.get("path", "")
-        if scope["type"] != "http" or path in self.exempt or path.startswith(self.exempt_below):
+        if scope["type"] != "http" or self.exempt.covers(scope):
             await self.app(scope, receive, send)
             return
         if not await self._admitted():

@@ -4,6 +4,8 @@ from collections.abc import Sequence
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from app.middleware.scope import route_path
+
 HSTS_MAX_AGE = 31_536_000  # one year
 PERMISSIONS_POLICY = (
     "accelerometer=(), camera=(), geolocation=(), gyroscope=(), magnetometer=(), "
@@ -86,10 +88,7 @@ class SecurityHeadersMiddleware:
             await self.app(scope, receive, send)
             return
 
-        root_path = scope.get("root_path", "")
-        path = scope["path"]
-        if root_path and path.startswith(root_path):
-            path = path[len(root_path) :] or "/"
+        path = route_path(scope)
         extra = self.docs_headers if path in self.docs_paths else self.headers
         is_api = path.startswith(self.no_store_prefixes)
 

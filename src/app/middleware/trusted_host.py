@@ -9,6 +9,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import InvalidHost
 from app.core.problems import ProblemRenderer
+from app.middleware.scope import PathSet
 
 ENFORCE_DOMAIN_WILDCARD = "Domain wildcard patterns must be like '*.example.com'."
 
@@ -71,8 +72,7 @@ class TrustedHostMiddleware:
         renderer: ProblemRenderer,
         exempt: Collection[str] = (),
     ) -> None:
-        if not all(path.startswith("/") for path in exempt):
-            raise ValueError("Exempt paths must start with '/'.")
+        self.exempt = PathSet(exempt)
         for pattern in allowed_hosts:
             if "*" in pattern[1:] or (
                 pattern.startswith("*") and pattern != "*" and not pattern.startswith("*.")
@@ -86,8 +86,6 @@ class TrustedHostMiddleware:
             p.strip("[]").lower() for p in allowed_hosts if not p.startswith("*")
         )
         self.suffixes = tuple(p[1:].lower() for p in allowed_hosts if p.startswith("*."))
-        self.exempt = tuple(exempt)
-        self.exempt_below = tuple(path.rstrip("/") + "/" for path in exempt)
 
     def is_allowed(self, host: str | None) -> bool:
         """Whether `host` matches an allowed name or wildcard."""
@@ -99,10 +97,7 @@ class TrustedHostMiddleware:
         if self.allow_any or scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
-        path = scope.get("path", "")
-        if self.is_allowed(_host_of(scope)) or (
-            path in self.exempt or path.startswith(self.exempt_below)
-        ):
+        if self.is_allowed(_host_of(scope)) or self.exempt.covers(scope):
             await self.app(scope, receive, send)
             return
         error = InvalidHost("The Host header does not name this service.")
