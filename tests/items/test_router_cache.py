@@ -15,7 +15,7 @@ from app.deps import resources_of
 from app.items.models import Item
 from tests.harness import assert_problem as problem
 from tests.harness import factory, started
-from tests.identity import signed_up
+from tests.identity import bearer, login, make_superuser, register, signed_up, unique_email
 from tests.items.helpers import ALICE, BOB, create_item, item_etag, item_url, read_item
 
 pytestmark = pytest.mark.anyio
@@ -132,3 +132,33 @@ async def test_another_users_read_does_not_fill_the_cache(
     item = await create_item(client, alice)
     problem(await client.get(item_url(item["id"]), headers=bob), 404, "item_not_found")
     assert await cached_copy(app, item["id"]) is None
+
+
+@pytest.mark.parametrize("deleted_by", ["owner", "superuser"])
+async def test_deleting_an_account_drops_its_cached_items(
+    cached_app: tuple[FastAPI, AsyncClient], deleted_by: str
+) -> None:
+    # Its rows go with the account (ON DELETE CASCADE); a cached copy must not outlive them.
+    app, client = cached_app
+    owner_email, admin_email = unique_email("owner"), unique_email("admin")
+    owner = await signed_up(client, owner_email)
+    await register(client, admin_email)
+    await make_superuser(app, admin_email)
+    admin = bearer(await login(client, admin_email))
+    kept = await create_item(client, admin)
+    items = [await create_item(client, owner) for _ in range(2)]
+    for item in [*items, kept]:
+        await read_item(client, admin, item["id"])  # a superuser's read fills the cache too
+        assert await cached_copy(app, item["id"]) is not None
+
+    me = (await client.get("/api/v1/users/me", headers=owner)).json()
+    if deleted_by == "owner":
+        deleted = await client.request("DELETE", "/api/v1/users/me", headers=owner)
+    else:
+        deleted = await client.request("DELETE", f"/api/v1/users/{me['id']}", headers=admin)
+    assert deleted.status_code == 204
+
+    for item in items:
+        problem(await client.get(item_url(item["id"]), headers=admin), 404, "item_not_found")
+        assert await cached_copy(app, item["id"]) is None
+    assert await cached_copy(app, kept["id"]) is not None  # others' items stay cached

@@ -19,6 +19,7 @@ from app.auth.proof import IdentityCheck, hold, require_session
 from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
+from app.items import service as items_service
 from app.users import service as users_service
 from app.users.exceptions import EmailTaken, EmailUnchanged
 from app.users.models import User
@@ -166,13 +167,16 @@ async def delete_account(
     principal: Principal,
     user: User,
     current_password: str | None,
-) -> None:
+) -> list[uuid.UUID]:
     """Delete an account (the caller's, or any for a superuser), proven afresh; never by a key.
 
-    Its sessions, API keys and action tokens go with it.
+    Its sessions, API keys, action tokens and items go with it. Returns the ids its items had,
+    for the caller to drop their cached copies.
     """
     await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
+    item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
     await users_service.delete(session=session, user=user)
+    return item_ids
 
 
 async def create_api_key(

@@ -26,6 +26,7 @@ async def read(
     return await read_through(cache, key(item_id), ItemRead, load, visible=visible)
 
 
-async def forget(cache: Cache, background: BackgroundTasks, item_id: uuid.UUID) -> None:
-    """Drop the cached copy after the item changed (again once the response is sent)."""
-    await invalidate(cache, background, key(item_id))
+async def forget(cache: Cache, background: BackgroundTasks, *item_ids: uuid.UUID) -> None:
+    """Drop the cached copies after the items changed (again once the response is sent)."""
+    if item_ids:
+        await invalidate(cache, background, *(key(item_id) for item_id in item_ids))

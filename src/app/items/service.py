@@ -41,6 +41,11 @@ async def get(
     return (await session.scalars(statement)).unique().one_or_none()
 
 
+async def owned_ids(*, session: AsyncSession, owner_id: uuid.UUID) -> list[uuid.UUID]:
+    """Return the ids of every item of `owner_id`, soft-deleted ones too."""
+    return list(await session.scalars(select(Item.id).where(Item.owner_id == owner_id)))
+
+
 async def create(*, session: AsyncSession, owner_id: uuid.UUID, data: ItemCreate) -> Item:
     """Store a new item for `owner_id`."""
     item = Item(

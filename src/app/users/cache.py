@@ -6,6 +6,7 @@ from collections.abc import Awaitable, Callable
 from fastapi import BackgroundTasks
 
 from app.infra.cache import Cache, invalidate, read_through
+from app.items import cache as items_cache
 from app.users.schemas import UserRead
 
 
@@ -24,3 +25,15 @@ async def read(
 async def forget(cache: Cache, background: BackgroundTasks, user_id: uuid.UUID) -> None:
     """Drop the cached copy after the account changed (again once the response is sent)."""
     await invalidate(cache, background, key(user_id))
+
+
+async def forget_account(
+    cache: Cache, background: BackgroundTasks, user_id: uuid.UUID, item_ids: list[uuid.UUID]
+) -> None:
+    """Drop the copies of a deleted account and of its items (`item_ids`, read before it went).
+
+    The items' rows go with the account (ON DELETE CASCADE): a cached copy would outlive them
+    for a superuser's reads until its TTL.
+    """
+    await forget(cache, background, user_id)
+    await items_cache.forget(cache, background, *item_ids)

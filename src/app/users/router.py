@@ -199,14 +199,14 @@ async def delete_me(
 ) -> None:
     """Delete the caller's account, with its tokens and keys; a fresh proof, never an API key."""
     user_id = principal.user.id
-    await flows.delete_account(
+    item_ids = await flows.delete_account(
         session=session,
         identity=identity,
         principal=principal,
         user=principal.user,
         current_password=body.current_password,
     )
-    await users_cache.forget(cache, background, user_id)
+    await users_cache.forget_account(cache, background, user_id, item_ids)
 
 
 @router.get(
@@ -290,11 +290,11 @@ async def delete_user(
 ) -> None:
     """Delete an account (superusers only); the superuser's fresh proof, never an API key."""
     user_id = user.id
-    await flows.delete_account(
+    item_ids = await flows.delete_account(
         session=session,
         identity=identity,
         principal=principal,
         user=user,
         current_password=body.current_password,
     )
-    await users_cache.forget(cache, background, user_id)
+    await users_cache.forget_account(cache, background, user_id, item_ids)
