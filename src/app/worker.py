@@ -20,6 +20,7 @@ import anyio.to_thread
 import structlog
 import uvicorn
 from starlette.applications import Starlette
+from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -27,9 +28,14 @@ from taskiq.receiver import Receiver
 
 from app.core.backoff import Backoff
 from app.core.config import Settings
+from app.core.errors import NotFoundError
 from app.core.logging import configure_logging
+from app.core.problems import ProblemRenderer
+from app.health.deps import require_metrics_reader
+from app.health.exceptions import MetricsAccessDenied
 from app.infra.jobs import NeedsBroker
 from app.main import DISTRIBUTION
+from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.observability.metrics import render
 from app.resources import Resources, build_resources, close_resources
 from app.tasks import bind, pump
@@ -40,17 +46,47 @@ log = structlog.get_logger(__name__)
 
 
 def _probe_app(resources: Resources) -> Starlette:
+    """`/live` for anyone; `/metrics` behind the web app's gate (`METRICS_ALLOWED_IPS`, the token).
+
+    Every answer has the web app's hardening headers and `Cache-Control: no-store`.
+    """
+    settings = resources.settings
+    renderer = ProblemRenderer(settings.api.problem_type_base_url)
+
     async def live(_: Request) -> JSONResponse:
         return JSONResponse({"status": "ok"})
 
     async def metrics(request: Request) -> Response:
+        try:
+            await require_metrics_reader(request, settings)
+        except MetricsAccessDenied as exc:
+            return renderer.from_exception(request.scope, exc)
         if resources.metrics is None:
-            return JSONResponse({"detail": "Metrics are off."}, status_code=404)
+            return renderer.from_exception(request.scope, NotFoundError("Metrics are off."))
         accept = request.headers.get("accept")
         body, media_type = await anyio.to_thread.run_sync(render, resources.metrics, accept)
         return Response(body, media_type=media_type)
 
-    return Starlette(routes=[Route("/live", live), Route("/metrics", metrics)])
+    http = settings.http
+    hardening = Middleware(
+        SecurityHeadersMiddleware,
+        csp=http.csp if http.csp_enabled else None,
+        no_store_prefixes=("/",),
+    )
+    routes = [Route("/live", live), Route("/metrics", metrics)]
+    return Starlette(routes=routes, middleware=[hardening])
+
+
+def _probe_config(resources: Resources, *, host: str, port: int) -> uvicorn.Config:
+    """The probe server: no `Server` banner, and no `X-Forwarded-*` trusted (no proxy is)."""
+    return uvicorn.Config(
+        _probe_app(resources),
+        host=host,
+        port=port,
+        log_config=None,
+        server_header=False,
+        proxy_headers=False,
+    )
 
 
 class _ProbeServer(uvicorn.Server):
@@ -71,8 +107,7 @@ async def _process(
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    config = uvicorn.Config(_probe_app(resources), host=host, port=port, log_config=None)
-    server = _ProbeServer(config)
+    server = _ProbeServer(_probe_config(resources, host=host, port=port))
     serving = asyncio.create_task(server.serve())
     log.info(f"{name}_started", host=host, port=port)
     try:
