@@ -176,3 +176,21 @@ async def test_without_an_endpoint_there_is_no_tracing(client: AsyncClient, app:
     [line] = logs.events("request")
     assert "trace_id" not in line
     assert "span_id" not in line
+
+
+@pytest.mark.parametrize(
+    ("overrides", "service"),
+    [
+        ({}, "production-fastapi-backend"),
+        ({"APP_NAME": "Order Desk"}, "order-desk"),
+        ({"APP_NAME": "Order Desk", "OTEL_SERVICE_NAME": "orders-api"}, "orders-api"),
+    ],
+    ids=["default", "app-name-slug", "otel-service-name"],
+)
+async def test_spans_carry_otel_service_name_else_the_app_name_as_a_slug(
+    settings: Settings, overrides: dict[str, str], service: str
+) -> None:
+    async with traced(settings, **overrides) as (_, client, exporter, _logs):
+        assert (await client.get("/api/v1/meta")).status_code == 200
+        [server] = servers(exporter.get_finished_spans())
+    assert server.resource.attributes["service.name"] == service
