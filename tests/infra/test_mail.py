@@ -1,3 +1,4 @@
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -9,6 +10,7 @@ from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 from app.core.errors import ExternalServiceError
 from app.infra.mail import ConsoleMailer, MailMessage, SmtpMailer, create_mailer
 from tests.harness import PRODUCTION, free_port, log_lines, make_settings
+from tests.jobs.processes import slow_smtp
 from tests.smtp import SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
@@ -105,6 +107,19 @@ async def test_smtp_closed_port_fails_fast() -> None:
     # A refused connection must not wait for the timeout.
     assert time.monotonic() - started < 2.0
     assert [line["error"] for line in logs.events("mail_failed")] == ["SMTPConnectError"]
+
+
+async def test_a_cancelled_send_ends_at_once_while_the_server_still_works() -> None:
+    # A job's timeout or a worker's grace cancels the send; it must not wait for the server.
+    with slow_smtp(5.0) as (port, inbox):
+        mailer = SmtpMailer(smtp_settings(port).mail)
+        began = time.monotonic()
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.5):
+                await mailer.send(MESSAGE)
+        took = time.monotonic() - began
+        assert inbox.started == 1  # cancelled while the server was taking the message
+    assert took < 2.0
 
 
 async def test_console_mailer_logs_the_body_outside_production() -> None:

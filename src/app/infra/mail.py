@@ -1,5 +1,6 @@
 """Outgoing mail: a console backend for development and SMTP through aiosmtplib."""
 
+import contextlib
 from dataclasses import dataclass
 from email.message import EmailMessage
 from typing import Protocol
@@ -64,25 +65,45 @@ class SmtpMailer:
         return email
 
     async def send(self, message: MailMessage) -> None:
-        """Send the message in one SMTP session; any failure becomes `ExternalServiceError`."""
+        """Send the message in one SMTP session; any failure becomes `ExternalServiceError`.
+
+        Cancelled (a job's timeout, a worker stopping), it drops the connection at once:
+        aiosmtplib's own context manager would first say QUIT and wait for a server still
+        busy with the message, up to `SMTP_TIMEOUT` past the deadline.
+        """
         settings = self._settings
         password = settings.smtp_password
+        client = aiosmtplib.SMTP(
+            hostname=settings.smtp_host,
+            port=settings.smtp_port,
+            username=settings.smtp_username,
+            password=password.get_secret_value() if password is not None else None,
+            start_tls=settings.smtp_starttls,
+            timeout=settings.smtp_timeout,
+        )
         try:
-            await aiosmtplib.send(
-                self._build(message),
-                hostname=settings.smtp_host,
-                port=settings.smtp_port,
-                username=settings.smtp_username,
-                password=password.get_secret_value() if password is not None else None,
-                start_tls=settings.smtp_starttls,
-                timeout=settings.smtp_timeout,
-            )
+            await client.connect()
+            await client.send_message(self._build(message))
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
+            client.close()
             # Only the type name: server replies and exception text can echo credentials.
             log.warning(
                 "mail_failed", to=message.to, subject=message.subject, error=type(exc).__name__
             )
             raise ExternalServiceError("The mail server did not accept the message.") from exc
+        except BaseException:
+            client.close()
+            raise
+        await _say_goodbye(client)
+
+
+async def _say_goodbye(client: aiosmtplib.SMTP) -> None:
+    """End the session politely; the message was accepted, so a failure here changes nothing."""
+    try:
+        with contextlib.suppress(aiosmtplib.SMTPException, OSError, TimeoutError):
+            await client.quit()
+    finally:
+        client.close()
 
 
 def create_mailer(settings: MailSettings, *, environment: str) -> Mailer:
