@@ -127,7 +127,7 @@ def _require_broker(settings: Settings) -> None:
         )
 
 
-async def _work(settings: Settings, *, concurrency: int, host: str, port: int) -> None:
+async def _work(settings: Settings, *, concurrency: int | None, host: str, port: int) -> None:
     async with _process(settings, host=host, port=port, name="worker") as (resources, stop):
         bind(resources)
         queue = resources.jobs
@@ -136,17 +136,22 @@ async def _work(settings: Settings, *, concurrency: int, host: str, port: int) -
 
 
 async def _listen(
-    resources: Resources, stop: asyncio.Event, concurrency: int, backoff: Backoff | None = None
+    resources: Resources,
+    stop: asyncio.Event,
+    concurrency: int | None = None,
+    backoff: Backoff | None = None,
 ) -> None:
-    """Take messages until `stop`; when Redis fails, wait and listen again (never exit).
+    """Take messages until `stop`, running `concurrency` (else JOBS_CONCURRENCY) at once.
 
-    The wait grows while the broker stays away and starts over once it answers again.
+    When Redis fails, wait and listen again (never exit): the wait grows while the broker
+    stays away and starts over once it answers again.
     """
     backoff = backoff or Backoff(first=0.5, cap=10.0)
+    limit = concurrency or resources.settings.jobs.concurrency
     while not stop.is_set():
         receiver = Receiver(
             resources.jobs.broker,
-            max_async_tasks=concurrency,
+            max_async_tasks=limit,
             max_prefetch=0,
             run_startup=False,
             wait_tasks_timeout=0.0,  # the grace period is ours (`stop_running`)
@@ -182,8 +187,7 @@ def run_worker(
     """
     _require_broker(settings)
     configure_logging(settings.logging, sql_echo=settings.database.echo)
-    chosen = concurrency or settings.jobs.concurrency
-    asyncio.run(_work(settings, concurrency=chosen, host=host, port=port))
+    asyncio.run(_work(settings, concurrency=concurrency, host=host, port=port))
 
 
 def run_scheduler(settings: Settings, *, host: str = "127.0.0.1", port: int = 8002) -> None:

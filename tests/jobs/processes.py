@@ -105,18 +105,28 @@ async def poll(read: Any, until: Any, seconds: float = 60.0) -> Any:
 
 
 class SlowInbox(Inbox):
-    """An SMTP sink that takes `seconds` to accept each message, counting those it started."""
+    """An SMTP sink that takes `seconds` to accept each message.
+
+    It counts the messages it started, and the most it was accepting at once (`peak`).
+    """
 
     def __init__(self, seconds: float) -> None:
         super().__init__()
         self.seconds = seconds
         self.started = 0
+        self.accepting = 0
+        self.peak = 0
 
     async def handle_DATA(  # noqa: N802 - the hook name aiosmtpd calls
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         self.started += 1
-        await asyncio.sleep(self.seconds)
+        self.accepting += 1
+        self.peak = max(self.peak, self.accepting)
+        try:
+            await asyncio.sleep(self.seconds)
+        finally:
+            self.accepting -= 1
         return await super().handle_DATA(server, session, envelope)
 
 

@@ -54,6 +54,10 @@ class JobQueue:
         self.concurrency = concurrency
         self._consumer: Consumer | None = None
         self._running: set[asyncio.Task[object]] = set()  # jobs running in this process
+        # Embedded: jobs sent to this process that have not started yet. Counted from the
+        # moment a dispatcher takes their slots, so concurrent dispatches cannot both see
+        # the same slot free.
+        self._reserved = 0
         self._idle = asyncio.Event()
         self._idle.set()
 
@@ -72,6 +76,7 @@ class JobQueue:
         task = asyncio.current_task()
         if task is not None:
             self._running.add(task)
+        self._reserved = max(0, self._reserved - 1)  # its reserved slot is now a running one
         self._idle.clear()
         try:
             await self._consumer(job_id)
@@ -84,11 +89,23 @@ class JobQueue:
         """Put one job id on the queue (raises when the broker cannot be reached)."""
         await self._task.kiq(str(job_id))
 
-    def free_slots(self) -> int | None:
-        """How many more jobs this process may start now; None: the broker decides (Redis)."""
+    def reserve(self, wanted: int) -> int:
+        """Take up to `wanted` slots for jobs about to be sent; return how many were granted.
+
+        Embedded, at most `concurrency` jobs run or wait to start in this process; give back
+        what is not sent with `release`. With Redis every one is granted: each worker's
+        receiver takes only as many as it may run.
+        """
         if not self.embedded:
-            return None
-        return max(0, self.concurrency - len(self._running))
+            return wanted
+        granted = max(0, min(wanted, self.concurrency - len(self._running) - self._reserved))
+        self._reserved += granted
+        return granted
+
+    def release(self, count: int) -> None:
+        """Give back `count` reserved slots whose jobs were not sent."""
+        if self.embedded:
+            self._reserved = max(0, self._reserved - count)
 
     async def wait_idle(self, timeout: float) -> bool:
         """Wait until no job runs in this process (embedded mode); False on timeout."""

@@ -72,19 +72,25 @@ async def dispatch(
 
     Raises nothing for a broker that is down: the unsent jobs wait for a later round.
     """
-    limit = queue.free_slots()
+    limit = queue.reserve(BATCH)  # embedded: only the slots this process has free
     if limit == 0:
         return 0
-    async with factory() as session:
-        marked = await _mark_sent(session, ids, redispatch_seconds, min(limit or BATCH, BATCH))
-        await session.commit()
-    for index, job_id in enumerate(marked):
-        try:
+    marked: list[uuid.UUID] = []
+    sent = 0
+    try:
+        async with factory() as session:
+            picked = await _mark_sent(session, ids, redispatch_seconds, limit)
+            await session.commit()
+        marked = picked
+        for job_id in marked:
             await queue.send(job_id)
-        except Exception as exc:  # noqa: BLE001 - any broker failure: try again later
-            log.warning(
-                "job_dispatch_failed", error=type(exc).__name__, pending=len(marked) - index
-            )
-            await _unmark(factory, marked[index:])
-            return index
-    return len(marked)
+            sent += 1
+    except Exception as exc:
+        if not marked:
+            raise  # nothing marked: the database, not the broker, failed
+        # Any broker failure: the rest go out on a later round.
+        log.warning("job_dispatch_failed", error=type(exc).__name__, pending=len(marked) - sent)
+        await _unmark(factory, marked[sent:])
+    finally:
+        queue.release(limit - sent)
+    return sent
