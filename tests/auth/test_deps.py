@@ -17,7 +17,9 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 
 from app.core.config import Settings
+from app.deps import resources_of
 from tests.auth.helpers import LEGACY_ME, LOGOUT_ALL, ME, assert_unauthorized, set_user
+from tests.harness import started
 from tests.identity import bearer, login, register, unique_email
 
 pytestmark = pytest.mark.anyio
@@ -202,3 +204,24 @@ async def test_a_deactivated_users_access_token_stops_working(
     assert (await client.get(ME, headers=bearer(tokens))).status_code == 200
     await set_user(app, email, is_active=False)
     assert_unauthorized(await client.get(ME, headers=bearer(tokens)))
+
+
+async def test_tokens_carry_and_must_carry_jwt_issuer_and_jwt_audience(settings: Settings) -> None:
+    named: dict[str, Any] = {"JWT_ISSUER": "orders-service", "JWT_AUDIENCE": "orders-clients"}
+    async with started(settings, **named) as (app, client):
+        email = unique_email()
+        user = await register(client, email)
+        tokens = await login(client, email)
+        own = resources_of(app).settings
+        claims = jwt.decode(
+            tokens["access_token"], options={"verify_signature": False}, algorithms=["HS256"]
+        )
+        assert (claims["iss"], claims["aud"]) == ("orders-service", "orders-clients")
+
+        def me(**changes: str) -> Any:
+            token = forge(own, user["id"], claims["sid"], **changes)
+            return client.get(ME, headers=bearer(token))
+
+        assert (await me()).status_code == 200
+        assert_unauthorized(await me(iss=settings.auth.jwt_issuer))
+        assert_unauthorized(await me(aud=settings.auth.jwt_audience))

@@ -7,8 +7,10 @@ app's own process; the worker's listener runs in the test's, on a Redis of its o
 
 import asyncio
 import time
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -16,18 +18,21 @@ import pytest
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from httpx2 import AsyncClient
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import create_async_engine
 
 from app.core.config import Settings
+from app.db.base import utcnow
 from app.deps import resources_of
+from app.jobs import dispatcher
+from app.jobs import service as jobs_service
 from app.jobs.models import Job
 from app.main import create_app
 from app.resources import build_resources, close_resources
-from app.tasks import bind
+from app.tasks import PURGE_EXPIRED, bind
 from app.worker import _listen
 from tests.e2e.server import server_env
-from tests.harness import client_for, make_settings, started
+from tests.harness import client_for, factory, make_settings, started
 from tests.identity import signed_up, unique_email
 from tests.jobs.processes import SlowInbox, feeding_app, job_settings, poll, slow_smtp, smtp_to
 from tests.processes import RedisServer
@@ -144,3 +149,37 @@ async def test_at_exit_a_running_job_gets_jobs_shutdown_grace_seconds_then_goes_
     finally:
         await engine.dispose()
     assert tuple(job) == ("queued", 0)  # handed back, this attempt uncounted
+
+
+async def test_the_purge_deletes_jobs_finished_longer_than_jobs_result_ttl_seconds_ago(
+    settings: Settings, results_dir: Path
+) -> None:
+    async with started(
+        settings, JOBS_RESULTS_DIR=str(results_dir), JOBS_RESULT_TTL_SECONDS=120
+    ) as (app, client):
+        ages = {"expired": 121, "kept": 100}
+        ids: dict[str, uuid.UUID] = {}
+        for name in ages:
+            headers = await signed_up(client, unique_email(name))
+            exported = await client.post("/api/v1/users/me/export", headers=headers)
+            ids[name] = uuid.UUID(exported.json()["id"])
+        async with factory(app)() as session:
+            for name, seconds in ages.items():
+                finished = utcnow() - timedelta(seconds=seconds)
+                await session.execute(
+                    update(Job).where(Job.id == ids[name]).values(finished_at=finished)
+                )
+            purge = await jobs_service.create(
+                session=session, task=PURGE_EXPIRED, args={}, max_attempts=1
+            )
+            await session.commit()
+        queue = resources_of(app).jobs
+        await dispatcher.dispatch(factory(app), queue, redispatch_seconds=300, ids=[purge.id])
+        async with factory(app)() as session:
+            left = set(await session.scalars(select(Job.id).where(Job.id.in_(ids.values()))))
+    assert left == {ids["kept"]}
+    assert result_files(results_dir) == [f"{ids['kept']}.json"]
+
+
+def result_files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
