@@ -80,7 +80,8 @@ def _documented_rows() -> list[str]:
 
 def test_rate_limiting_page_names_every_path_of_the_auth_quota_and_no_other() -> None:
     auth_row = next(row for row in _documented_rows() if '`"auth"`' in row)
-    assert re.findall(r"`POST (/[^`]*)`", auth_row) == list(ROUTE_PATHS.credentials)
+    named = re.findall(r"`(POST|PUT|PATCH|DELETE) (/[^`]*)`", auth_row)
+    assert named == list(ROUTE_PATHS.credentials)
 
 
 def test_rate_limiting_page_names_the_limited_roots_and_the_exempt_paths() -> None:
