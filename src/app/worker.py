@@ -12,7 +12,10 @@ back to the queue for another worker.
 
 import asyncio
 import contextlib
+import os
 import signal
+import sys
+import threading
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import version
 
@@ -33,7 +36,8 @@ from app.core.logging import configure_logging
 from app.core.problems import ProblemRenderer
 from app.health.deps import require_metrics_reader
 from app.health.exceptions import MetricsAccessDenied
-from app.infra.jobs import NeedsBroker
+from app.infra.jobs import CANCEL_WAIT_SECONDS, NeedsBroker
+from app.jobs.runner import HAND_BACK_DELAY_SECONDS
 from app.main import DISTRIBUTION
 from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.observability.metrics import render
@@ -43,6 +47,10 @@ from app.tasks import bind, pump
 __all__ = ["NeedsBroker", "run_scheduler", "run_worker"]
 
 log = structlog.get_logger(__name__)
+
+# Once running jobs were cancelled, the worker exits within this long, whatever still runs: a
+# job handed back is not due before its worker is gone (`HAND_BACK_DELAY_SECONDS`).
+EXIT_SECONDS = HAND_BACK_DELAY_SECONDS - 1.0
 
 
 def _probe_app(resources: Resources) -> Starlette:
@@ -132,7 +140,29 @@ async def _work(settings: Settings, *, concurrency: int | None, host: str, port:
         bind(resources)
         queue = resources.jobs
         await _listen(resources, stop, concurrency)
-        await queue.stop_running(settings.jobs.shutdown_grace_seconds)
+        grace = settings.jobs.shutdown_grace_seconds
+        _exit_by(grace + EXIT_SECONDS)
+        await queue.stop_running(grace, min(CANCEL_WAIT_SECONDS, EXIT_SECONDS / 2))
+
+
+def _exit_by(seconds: float) -> None:
+    """End the process in `seconds` if it has not ended by then.
+
+    A job that ignores its cancellation (a call blocking in a thread, a swallowed
+    CancelledError) would otherwise keep the process alive: asyncio waits for its task and
+    for the threads of its executor, and the interpreter joins them at exit. Such a job still
+    holds its lease, so another worker runs it once the lease lapses.
+    """
+
+    def force() -> None:
+        log.error("worker_exit_forced", after=seconds)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a process that ends in time ends with it
+    timer.start()
 
 
 async def _listen(

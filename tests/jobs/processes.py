@@ -68,12 +68,12 @@ class JobProcess:
 
 @contextmanager
 def job_process(
-    role: str, directory: Path, settings: dict[str, str], *extra: str
+    role: str, directory: Path, settings: dict[str, str], *extra: str, module: str = "app.cli"
 ) -> Iterator[JobProcess]:
-    """Run a worker or scheduler until its probe answers; stop it after the block."""
+    """Run a worker or scheduler (of the CLI `module`) until its probe answers; stop it after."""
     port = free_port()
     log = directory / f"{role}-{port}.log"
-    command = [sys.executable, "-m", "app.cli", role, "--port", str(port), *extra]
+    command = [sys.executable, "-m", module, role, "--port", str(port), *extra]
     with server_process(command, log, server_env(**settings)) as process:
         started = JobProcess(process, log, port)
         wait_until(started.live, role, seconds=STARTUP_SECONDS)

@@ -33,6 +33,9 @@ CONNECT_TIMEOUT_SECONDS = 2.0
 # A message read once but never acknowledged (its worker was killed) goes to another
 # consumer after this long; the job's own lease usually re-runs it sooner.
 AUTOCLAIM_LOCK_SECONDS = 5
+# How long cancelled jobs get to stop at shutdown: a handler that ignores its cancellation (a
+# blocking call, swallowed CancelledError) is left behind, not waited for.
+CANCEL_WAIT_SECONDS = 2.0
 
 Consumer = Callable[[str], Awaitable[None]]
 
@@ -116,17 +119,22 @@ class JobQueue:
             return False
         return True
 
-    async def stop_running(self, grace: float) -> None:
+    async def stop_running(self, grace: float, cancel_wait: float = CANCEL_WAIT_SECONDS) -> int:
         """Let running jobs finish within `grace` seconds, then cancel the rest.
 
-        A cancelled job hands itself back to the queue, so another worker runs it.
+        A cancelled job hands itself back to the queue, so another worker runs it. Cancelled
+        jobs get `cancel_wait` seconds to stop; return how many did not (they still hold
+        their lease, and run again elsewhere once it lapses).
         """
         if await self.wait_idle(grace):
-            return
+            return 0
         running = list(self._running)
         for task in running:
             task.cancel()
-        await asyncio.gather(*running, return_exceptions=True)
+        _, pending = await asyncio.wait(running, timeout=cancel_wait)
+        if pending:
+            log.warning("jobs_not_stopped", count=len(pending), waited=cancel_wait)
+        return len(pending)
 
     async def ping(self) -> None:
         """Check the broker answers (Redis only; the in-memory broker always does)."""

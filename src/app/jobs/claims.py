@@ -112,9 +112,9 @@ async def retry_later(factory: Factory, held: Claim, *, error: str, delay: float
     )  # fmt: skip
 
 
-async def hand_back(factory: Factory, held: Claim) -> bool:
-    """Return an unfinished job to the queue at once, this attempt uncounted (shutdown)."""
+async def hand_back(factory: Factory, held: Claim, *, delay: float = 0.0) -> bool:
+    """Return an unfinished job to the queue, due after `delay` seconds, this attempt uncounted."""
     return await _settle(
         factory, held, status=JobStatus.QUEUED, attempts=Job.attempts - 1,
-        run_after=utcnow(), lease_until=None, claim_token=None,
+        run_after=utcnow() + timedelta(seconds=delay), lease_until=None, claim_token=None,
     )  # fmt: skip

@@ -34,6 +34,10 @@ T = TypeVar("T")
 # on a fresh connection; past these tries the job is left to its next dispatch or lease.
 STEP_ATTEMPTS = 3
 STEP_FIRST_WAIT_SECONDS = 0.2
+# A job handed back at shutdown is due this much later: its handler may have left work behind
+# that outlives the cancellation (a thread), which lives until the worker's process exits, and
+# `app worker` exits within this much of the hand-back (`app.worker.EXIT_SECONDS`).
+HAND_BACK_DELAY_SECONDS = 6.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,7 +154,8 @@ async def _attempt(ctx: JobContext, handlers: Mapping[str, Handler], held: Claim
             done = await handler(ctx, held) or Done()
     except asyncio.CancelledError:
         # Stopping: hand the job back so another worker runs it now, not after the lease.
-        await asyncio.shield(_step(lambda: claims.hand_back(factory, held)))
+        delay = HAND_BACK_DELAY_SECONDS
+        await asyncio.shield(_step(lambda: claims.hand_back(factory, held, delay=delay)))
         log.info("job_handed_back")
         raise
     except Exception as exc:  # noqa: BLE001 - every failure is recorded on the job
