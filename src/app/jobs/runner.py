@@ -7,6 +7,7 @@ is handed back to the queue; one whose worker was killed runs again once its lea
 
 import asyncio
 import contextlib
+import errno
 import functools
 import secrets
 import uuid
@@ -34,6 +35,8 @@ T = TypeVar("T")
 # on a fresh connection; past these tries the job is left to its next dispatch or lease.
 STEP_ATTEMPTS = 3
 STEP_FIRST_WAIT_SECONDS = 0.2
+# A write refused for want of room: the disk (or the owner's quota, or the file size limit).
+DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # A job handed back at shutdown is due this much later: its handler may have left work behind
 # that outlives the cancellation (a thread), which lives until the worker's process exits, and
 # `app worker` exits within this much of the hand-back (`app.worker.EXIT_SECONDS`).
@@ -75,7 +78,18 @@ def public_error(exc: BaseException, *, timeout: float) -> str:
         return exc.detail
     if isinstance(exc, PermanentJobError):
         return str(exc)
+    if isinstance(exc, OSError) and exc.errno is not None:
+        # The errno's name only: the message may name a path.
+        name = errno.errorcode.get(exc.errno, str(exc.errno))
+        if exc.errno in DISK_FULL:
+            return f"The job could not write its result: the disk is full ({name})."
+        return f"The job failed (OSError {name}); the worker's log has the details."
     return f"The job failed ({type(exc).__name__}); the worker's log has the details."
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc` is a write refused for want of room (an operator's matter, not a bug)."""
+    return isinstance(exc, OSError) and exc.errno in DISK_FULL
 
 
 async def _step(write: Callable[[], Awaitable[T]]) -> T:
@@ -122,7 +136,7 @@ async def _failed(ctx: JobContext, held: Claim, exc: Exception) -> str:
     final = isinstance(exc, PermanentJobError) or held.attempt >= held.max_attempts
     # A traceback for bugs only: not for a refusal, a timeout or the database being away.
     expected = isinstance(exc, AppError | PermanentJobError | TimeoutError)
-    expected = expected or is_database_unavailable(exc)
+    expected = expected or is_database_unavailable(exc) or is_disk_full(exc)
     log.warning(
         "job_attempt_failed",
         attempt=held.attempt,
