@@ -12,12 +12,14 @@ from typing import cast
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.db.session import create_engine, create_session_factory
 from app.deps import resources_of
 from app.jobs import runner
 from app.jobs import service as jobs_service
+from app.jobs.claims import Claim
 from app.jobs.models import Job, JobStatus
 from app.jobs.runner import JobContext
 from app.tasks import HANDLERS, PURGE_EXPIRED, job_context
@@ -116,3 +118,25 @@ async def test_a_longer_outage_loses_no_job_and_logs_no_traceback(
     else:
         # Still claimed: once the lease lapses, a worker runs it again.
         assert (status, attempts) == (JobStatus.RUNNING, 1)
+
+
+async def _failing(_: JobContext, __: Claim) -> None:
+    raise RuntimeError("the peer said no")
+
+
+@pytest.mark.parametrize("attempts", [1, 2], ids=["retry", "final"])
+async def test_a_failure_whose_outcome_meets_an_outage_runs_again_after_its_lease(
+    jobs_app: tuple[FastAPI, AsyncClient], outage: Outage, attempts: int
+) -> None:
+    app, _ = jobs_app
+    job = await queued_job(app)  # max_attempts=2: the second attempt's failure is final
+    async with factory(app)() as session:
+        await session.execute(update(Job).where(Job.id == job.id).values(attempts=attempts - 1))
+        await session.commit()
+    outage.plan = [False, *[True] * runner.STEP_ATTEMPTS]  # the claim works, then it goes
+    with log_lines() as logs:
+        await runner.run(context(app, outage), {PURGE_EXPIRED: _failing}, str(job.id))
+    [line] = logs.events("job_outcome_not_recorded")
+    assert line["level"] == "warning"
+    # Neither retried nor failed on a guess: still claimed, so it runs again once the lease lapses.
+    assert await status_of(app, job.id) == (JobStatus.RUNNING, attempts)
