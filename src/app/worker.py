@@ -32,7 +32,7 @@ from taskiq.receiver import Receiver
 from app.core.backoff import Backoff
 from app.core.config import Settings
 from app.core.errors import NotFoundError
-from app.core.logging import configure_logging
+from app.core.logging import configure_logging, flush_logs
 from app.core.problems import ProblemRenderer
 from app.health.deps import require_metrics_reader
 from app.health.exceptions import MetricsAccessDenied
@@ -51,6 +51,8 @@ log = structlog.get_logger(__name__)
 # Once running jobs were cancelled, the worker exits within this long, whatever still runs: a
 # job handed back is not due before its worker is gone (`HAND_BACK_DELAY_SECONDS`).
 EXIT_SECONDS = HAND_BACK_DELAY_SECONDS - 1.0
+# How long a forced exit waits for its log lines (its own last one among them) to be written.
+FORCED_EXIT_FLUSH_SECONDS = 0.5
 
 
 def _probe_app(resources: Resources) -> Starlette:
@@ -156,7 +158,7 @@ def _exit_by(seconds: float) -> None:
 
     def force() -> None:
         log.error("worker_exit_forced", after=seconds)
-        sys.stdout.flush()
+        flush_logs(FORCED_EXIT_FLUSH_SECONDS)  # the writer thread holds the lines, not stdout
         sys.stderr.flush()
         os._exit(1)
 

@@ -7,7 +7,8 @@ from datetime import UTC, datetime
 import pytest
 import structlog
 
-from app.core.logging import REDACTED, configure_logging, use_json
+from app.core.log_redact import REDACTED
+from app.core.logging import configure_logging, use_json
 from tests.harness import make_settings
 
 

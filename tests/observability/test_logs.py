@@ -12,7 +12,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from app.core.config import Settings
-from app.core.logging import REDACTED, bind_user
+from app.core.log_redact import REDACTED
+from app.core.logging import bind_user
 from app.main import create_app
 from tests.harness import client_for, factory, log_lines, make_settings, running
 from tests.identity import signed_up

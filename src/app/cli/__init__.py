@@ -11,7 +11,7 @@ import typer
 
 from app.cli import common, config, database, jobs, openapi, seed, serve, users, verify
 from app.core.config import SettingsError
-from app.core.logging import scrub
+from app.core.log_redact import scrub
 
 COMMANDS = (serve, database, jobs, users, openapi, config, seed, verify)
 INTERRUPTED = 130

@@ -8,7 +8,7 @@ from pydantic import SecretStr, ValidationError
 
 from app.cli import common
 from app.core.config import Settings, build_settings
-from app.core.logging import scrub
+from app.core.log_redact import scrub
 from app.core.settings_groups import AppSettings, Environment
 from app.core.settings_safety import unsafe_settings
 

@@ -27,7 +27,7 @@ from app.core.errors import (
     is_database_unavailable,
     is_redis_unavailable,
 )
-from app.core.logging import scrub
+from app.core.log_redact import scrub
 from app.core.upstream import upstream_problem
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
