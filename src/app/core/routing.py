@@ -37,8 +37,9 @@ def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     return members
 
 
-def _media_type(request: Request) -> str:
-    return request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+def bare_media_type(content_type: str) -> str:
+    """The media type of a `Content-Type` value, lower case, without parameters ("" if none)."""
+    return content_type.split(";", 1)[0].strip().lower()
 
 
 def _is_json(media_type: str) -> bool:
@@ -100,7 +101,7 @@ class StrictBodyRoute(APIRoute):
         declared = _declared_fields(self.body_field)
 
         async def handle(request: Request) -> Response:
-            media_type = _media_type(request)
+            media_type = bare_media_type(request.headers.get("content-type", ""))
             if _is_json(media_type):
                 await _parse_json(request)
             elif media_type == FORM_MEDIA_TYPE:

@@ -19,6 +19,7 @@ from app.core.errors import (
     ValidationFailedError,
 )
 from app.core.problems import ProblemRenderer
+from app.core.routing import bare_media_type
 from app.middleware.scope import route_path
 
 # Exact types only: a `+json` suffix is not enough. FastAPI would parse any `application/*+json`
@@ -119,8 +120,7 @@ def _content_codings(headers: Headers) -> list[str]:
 
 def _media_type(headers: Headers) -> str | None:
     """Return the bare media type of `Content-Type` (`application/json`), lower case."""
-    value = headers.get("content-type", "").split(";", 1)[0].strip().lower()
-    return value or None
+    return bare_media_type(headers.get("content-type", "")) or None
 
 
 class ContentValidationMiddleware:
