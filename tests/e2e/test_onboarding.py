@@ -82,6 +82,8 @@ def serve_until_live(clone: Path, env: dict[str, str]) -> None:
             make_run.wait(timeout=60)
 
 
+# Two first runs, each bounded by FIRST_RUN_SECONDS, plus the clone.
+@pytest.mark.timeout(2 * FIRST_RUN_SECONDS + 300)
 def test_make_run_then_make_test_from_a_fresh_clone(fresh_clone: Path) -> None:
     env = clean_environment()
     serve_until_live(fresh_clone, env)
