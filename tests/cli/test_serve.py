@@ -2,6 +2,7 @@
 `app verify` run against it (passes) and against a deliberately broken server (fails)."""
 
 import asyncio
+import pickle
 import signal
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx2
 
 from app.cli.serve import uvicorn_config
+from app.server_limits import BoundedHttpToolsProtocol
 from tests.e2e.server import server_env
 from tests.harness import free_port, make_settings
 from tests.migrations import ALEMBIC_INI, migrate
@@ -25,7 +27,9 @@ LIMITS = {"RATE_LIMIT_PER_MINUTE": "30", "RATE_LIMIT_PER_HOUR": "1000", "RATE_LI
 
 
 def test_the_uvicorn_configuration() -> None:
-    settings = make_settings(SHUTDOWN_GRACE_SECONDS=12)
+    settings = make_settings(
+        SHUTDOWN_GRACE_SECONDS=12, REQUEST_HEADER_TIMEOUT_SECONDS=4, MAX_REQUEST_HEADER_BYTES=8192
+    )
     config = uvicorn_config(
         settings,
         host="0.0.0.0",  # noqa: S104
@@ -41,6 +45,15 @@ def test_the_uvicorn_configuration() -> None:
     assert config.server_header is False
     assert config.timeout_graceful_shutdown == 12
     assert (config.limit_max_requests, config.limit_max_requests_jitter) == (1000, 100)
+    assert config.http is BoundedHttpToolsProtocol
+    assert (config.header_timeout, config.max_header_bytes) == (4, 8192)
+    # Each worker process gets the configuration pickled, its bounds with it.
+    copy = pickle.loads(pickle.dumps(config))  # noqa: S301 - our own object
+    assert (copy.http, copy.header_timeout, copy.max_header_bytes) == (
+        BoundedHttpToolsProtocol,
+        4,
+        8192,
+    )
 
 
 def environment(directory: Path, **extra: str) -> dict[str, str]:
@@ -49,14 +62,16 @@ def environment(directory: Path, **extra: str) -> dict[str, str]:
 
 
 @contextmanager
-def serving(directory: Path, *args: str) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
+def serving(
+    directory: Path, *args: str, **settings: str
+) -> Iterator[tuple[str, subprocess.Popen[bytes], Path]]:
     """`python -m app.cli serve` on a free port, once it answers its liveness probe."""
     port = free_port()
     asyncio.run(migrate(f"sqlite+aiosqlite:///{directory / 'app.db'}", "head"))
     command = [sys.executable, "-m", "app.cli", "serve", "--port", str(port), *args]
     log = directory / f"serve-{port}.log"
     url = f"http://127.0.0.1:{port}"
-    with server_process(command, log, environment(directory)) as process:
+    with server_process(command, log, environment(directory, **settings)) as process:
 
         def answers() -> bool:
             if process.poll() is not None:

@@ -10,6 +10,7 @@ from uvicorn.supervisors import Multiprocess
 from app.cli import common
 from app.core.config import Settings
 from app.core.logging import configure_logging
+from app.server_limits import ServerConfig
 
 APP_FACTORY = "app.main:create_app"
 # Workers that stop together after the same number of requests leave no one serving:
@@ -25,12 +26,16 @@ def uvicorn_config(
     workers: int,
     limit_max_requests: int | None = None,
     limit_max_requests_jitter: int | None = None,
-) -> uvicorn.Config:
+) -> ServerConfig:
     """The uvicorn configuration `serve` runs, from its options and the settings."""
     if limit_max_requests is not None and limit_max_requests_jitter is None:
         limit_max_requests_jitter = int(limit_max_requests * DEFAULT_JITTER_RATIO)
-    return uvicorn.Config(
+    return ServerConfig(
         APP_FACTORY,
+        # A request's head: uvicorn bounds neither its time nor its size (`app.server_limits`).
+        header_timeout=settings.server.request_header_timeout_seconds,
+        max_header_bytes=settings.server.max_request_header_bytes,
+        problem_type_base_url=settings.api.problem_type_base_url,
         factory=True,
         host=host,
         port=port,

@@ -134,14 +134,22 @@ class DeadlineExceededError(ServiceUnavailableError):
 
 
 class RequestTimeoutError(AppError):
-    """The request's body did not arrive in time (`REQUEST_BODY_TIMEOUT_SECONDS`).
+    """The request's body (or, under `app serve`, its headers) did not arrive in time.
 
-    The connection is closed with the answer: the rest of the body was never read.
+    The connection is closed with the answer: the rest of the request was never read.
     """
 
     status_code = HTTPStatus.REQUEST_TIMEOUT
     code = "request_timeout"
     title = "Request Timeout"
+
+
+class RequestHeaderTooLargeError(AppError):
+    """The request line and headers are over `MAX_REQUEST_HEADER_BYTES` (`app serve`)."""
+
+    status_code = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+    code = "request_header_too_large"
+    title = "Request Header Fields Too Large"
 
 
 class OverloadedError(ServiceUnavailableError):

@@ -1,6 +1,5 @@
 """OpenAPI: problem schemas, headers and links on every operation (the pages: `docs_ui`)."""
 
-import re
 import warnings
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -9,6 +8,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
+from app.core.openapi_links import with_links, with_password_flow
 from app.core.problems import PROBLEM_MEDIA_TYPE
 
 
@@ -98,8 +98,6 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Remaining",
     "X-RateLimit-Reset",
 )
-BEARER_SCHEME = "HTTPBearer"  # FastAPI's name for an `HTTPBearer` security scheme
-PASSWORD_FLOW = "OAuth2PasswordBearer"  # noqa: S105 - a scheme name  # nosec B105
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
 _BODYLESS_STATUSES = frozenset({"202", "204", "304"})
 
@@ -123,8 +121,12 @@ _MALFORMED = _problem(
     "request."
 )
 _SLOW_BODY = _problem(
-    "Request Timeout: the body did not arrive in full in time (`request_timeout`); the "
-    "connection is closed."
+    "Request Timeout: the headers or the body did not arrive in full in time "
+    "(`request_timeout`); the connection is closed."
+)
+_HEAD_TOO_LARGE = _problem(
+    "Request Header Fields Too Large: the request line and headers are over the server's limit "
+    "(`request_header_too_large`); the connection is closed."
 )
 _TOO_LARGE = _problem("Content Too Large: the body is over the limit (`content_too_large`).")
 _UNSUPPORTED = _problem(
@@ -177,6 +179,7 @@ def _with_problem_responses(
     responses.setdefault("400", _MALFORMED)
     responses.setdefault("408", _SLOW_BODY)
     responses.setdefault("413", _TOO_LARGE)
+    responses.setdefault("431", _HEAD_TOO_LARGE)
     if method in METHODS_WITH_CONTENT or "requestBody" in operation:
         responses.setdefault("415", _UNSUPPORTED)
     responses.setdefault("503", _UNAVAILABLE)
@@ -203,52 +206,6 @@ def _with_status_headers(response: dict[str, Any], status: str, *, limited: bool
         headers = response.setdefault("headers", {})
         for name in RATE_LIMIT_HEADERS:
             headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
-
-
-_ITEM_PATH = re.compile(r"^(?P<collection>.+)/\{(?P<parameter>[^/{}]+)\}$")
-
-
-def _with_links(paths: dict[str, Any]) -> None:
-    """Link each create (a POST answering 201) to the operations on the resource it made.
-
-    `POST /items` creates what `GET`, `PATCH` and `DELETE /items/{item_id}` act on, the id of
-    the created resource being `id` in the 201 body: clients, and stateful fuzzers, follow it.
-    """
-    for path, path_item in paths.items():
-        match = _ITEM_PATH.match(path)
-        created = paths.get(match["collection"], {}).get("post") if match else None
-        if match is None or created is None or "201" not in created.get("responses", {}):
-            continue
-        answer = created["responses"]["201"]
-        links = answer.setdefault("links", {})
-        for operation in path_item.values():
-            parameters = {match["parameter"]: "$response.body#/id"}
-            headers = {p["name"] for p in operation.get("parameters", []) if p["in"] == "header"}
-            if "If-Match" in headers and "ETag" in answer.get("headers", {}):
-                parameters["header.If-Match"] = "$response.header.ETag"
-            links[operation.get("summary", operation["operationId"]).replace(" ", "")] = {
-                "operationId": operation["operationId"],
-                "parameters": parameters,
-            }
-
-
-def _with_password_flow(schema: dict[str, Any], token_url: str) -> None:
-    """Offer the OAuth2 password flow wherever a bearer token is accepted.
-
-    It is the same `Authorization: Bearer` header, obtained from the login form: Swagger UI's
-    "Authorize" dialog then logs in with an email and a password.
-    """
-    schemes = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-    schemes[PASSWORD_FLOW] = {
-        "type": "oauth2",
-        "description": "Log in with your email (`username`) and password.",
-        "flows": {"password": {"tokenUrl": token_url, "scopes": {}}},
-    }
-    for path_item in schema.get("paths", {}).values():
-        for operation in path_item.values():
-            security = operation.get("security", [])
-            if any(BEARER_SCHEME in requirement for requirement in security):
-                security.insert(0, {PASSWORD_FLOW: []})
 
 
 def build_openapi(
@@ -289,9 +246,9 @@ def build_openapi(
                 scoped=scoped(path, method),
                 blocked=country_blocked(path),
             )
-    _with_links(schema.get("paths", {}))
+    with_links(schema.get("paths", {}))
     if password_token_url is not None:
-        _with_password_flow(schema, password_token_url)
+        with_password_flow(schema, password_token_url)
     components = schema.setdefault("components", {}).setdefault("schemas", {})
     for unused in ("HTTPValidationError", "ValidationError"):
         components.pop(unused, None)

@@ -20,6 +20,9 @@ class ServerSettings(SettingsGroup):
 
     request_timeout_seconds: float = env("REQUEST_TIMEOUT_SECONDS", 30.0, gt=0)
     request_body_timeout_seconds: float = env("REQUEST_BODY_TIMEOUT_SECONDS", 20.0, gt=0)
+    # Enforced by `app serve` (`app.server_limits`): uvicorn itself bounds neither.
+    request_header_timeout_seconds: float = env("REQUEST_HEADER_TIMEOUT_SECONDS", 10.0, gt=0)
+    max_request_header_bytes: int = env("MAX_REQUEST_HEADER_BYTES", 32768, ge=1024)
     max_concurrent_requests: int = env("MAX_CONCURRENT_REQUESTS", 100, ge=0)
     request_queue_size: int = env("REQUEST_QUEUE_SIZE", 100, ge=0)
     request_queue_timeout_seconds: float = env("REQUEST_QUEUE_TIMEOUT_SECONDS", 1.0, ge=0)
