@@ -74,11 +74,14 @@ def server_env(**settings: str) -> dict[str, str]:
 
 @contextmanager
 def serving(directory: Path, **settings: str) -> Iterator[Server]:
-    """Run two uvicorn workers until both have started (even with the database down)."""
+    """Run `app serve` with two workers until both have started (even with the database down).
+
+    The production command (the container's): uvicorn with the service's own protocol limits,
+    logging, proxy handling and shutdown.
+    """
     port = free_port()
     log = directory / f"uvicorn-{port}.log"
-    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app"]
-    command += ["--no-proxy-headers", "--no-access-log", "--workers", "2"]
+    command = [sys.executable, "-m", "app.cli", "serve", "--workers", "2"]
     command += ["--host", "127.0.0.1", "--port", str(port)]
     with server_process(command, log, server_env(**settings)) as process:
         server = Server(port, process, log)
