@@ -182,8 +182,22 @@ async def get_login_throttle(
     )
 
 
+async def get_login_throttle_state(
+    request: Request, settings: SettingsDep, session: SessionDep, redis: OptionalRedisDep
+) -> LoginThrottle:
+    """Return the login throttle's stores for a route that checks no password, to `forget` with.
+
+    Another dependency than `get_login_throttle`, which marks a route as one that checks a
+    password (the rate limiter's auth quota is found from it).
+    """
+    return create_login_throttle(
+        settings.auth, session=session, redis=redis, client=client_address(request)
+    )
+
+
 UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
 UsersWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE))]
 AdminReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ, superuser=True))]
 AdminWriter = Annotated[Principal, Depends(RequireScopes(Scope.USERS_WRITE, superuser=True))]
 LoginThrottleDep = Annotated[LoginThrottle, Depends(get_login_throttle)]
+LoginThrottleStateDep = Annotated[LoginThrottle, Depends(get_login_throttle_state)]

@@ -16,6 +16,7 @@ from app.auth import action_tokens
 from app.auth import service as auth_service
 from app.auth.deps import Principal
 from app.auth.proof import IdentityCheck, hold, require_session
+from app.auth.throttle import LoginThrottle
 from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
@@ -125,10 +126,19 @@ async def request_email_change(
     )
 
 
-async def confirm_email_change(*, session: AsyncSession, token: str) -> User:
-    """Move the account to the address the token was mailed to; it counts as verified."""
+async def confirm_email_change(
+    *, session: AsyncSession, throttle: LoginThrottle, token: str
+) -> User:
+    """Move the account to the address the token was mailed to; it counts as verified.
+
+    The login throttle forgets the old address: its known clients proved this account's
+    password, not that of whoever registers the address next.
+    """
     user, new_email = await action_tokens.spend_email_change_token(session=session, token=token)
+    old_email = user.email
     await users_service.update(session=session, user=user, changes={"email": new_email})
+    # Under the user's lock, which spending the token took (see `app.auth.throttle`).
+    await throttle.forget(old_email)
     user.email_verified_at = utcnow()
     # Tokens mailed before the change, to either address, must not act on the account any more.
     await action_tokens.void_every_action_token(session=session, user_id=user.id)
@@ -170,12 +180,15 @@ async def delete_account(
 ) -> list[uuid.UUID]:
     """Delete an account (the caller's, or any for a superuser), proven afresh; never by a key.
 
-    Its sessions, API keys, action tokens and items go with it. Returns the ids its items had,
-    for the caller to drop their cached copies.
+    Its sessions, API keys, action tokens and items go with it, and the login throttle forgets
+    its email. Returns the ids its items had, for the caller to drop their cached copies.
     """
     await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
+    email = user.email
     await users_service.delete(session=session, user=user)
+    # After the delete, which holds the account's row (see `app.auth.throttle`).
+    await identity.throttle.forget(email)
     return item_ids
 
 

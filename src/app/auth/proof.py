@@ -59,7 +59,10 @@ class IdentityCheck:
     fresh_for: timedelta
 
     async def check_password(self, principal: Principal, password: str) -> None:
-        """Raise `WrongPassword` unless `password` is the caller's; failures count like logins."""
+        """Raise `WrongPassword` unless `password` is the caller's; failures count like logins.
+
+        A success is not counted here: `confirm` forgets the failure once it holds the account.
+        """
         user = principal.user
         # Counted as failed before the check, in the step that checks the limit (see login).
         await self.throttle.reserve(user.email)
@@ -70,7 +73,6 @@ class IdentityCheck:
         if not valid:
             log.info("password_check_failed", user_id=str(user.id))
             raise WrongPassword("The current password is incorrect.")
-        await self.throttle.clear(user.email)
 
     async def confirm(
         self,
@@ -98,6 +100,10 @@ class IdentityCheck:
                     f"{int(window.total_seconds())} seconds."
                 )
         await hold(self.session, principal, superuser=superuser)
+        if current_password is not None:
+            # Under the account's lock, with its email as committed: a success never makes a
+            # client known to an address the account has left meanwhile (`app.auth.throttle`).
+            await self.throttle.clear(principal.user.email)
 
 
 async def hold(session: AsyncSession, principal: Principal, *, superuser: bool = False) -> None:

@@ -7,7 +7,7 @@ from fastapi.security import OAuth2PasswordRequestForm
 
 from app.auth import action_tokens, flows, jobs, notifications
 from app.auth import service as auth_service
-from app.auth.deps import LoginThrottleDep, UsersReader, UsersWriter
+from app.auth.deps import LoginThrottleDep, LoginThrottleStateDep, UsersReader, UsersWriter
 from app.auth.proof import session_only_responses
 from app.auth.schemas import (
     EmailVerification,
@@ -204,13 +204,17 @@ async def verify_email(
     responses=problem_responses(409, 422),
 )
 async def confirm_email_change(
-    body: EmailVerification, session: SessionDep, cache: CacheDep, background: BackgroundTasks
+    body: EmailVerification,
+    session: SessionDep,
+    throttle: LoginThrottleStateDep,
+    cache: CacheDep,
+    background: BackgroundTasks,
 ) -> None:
     """Move the account to its new email with the token mailed there (`POST /users/me/email`).
 
     Every other token mailed for the account, to either address, stops working.
     """
-    user = await flows.confirm_email_change(session=session, token=body.token)
+    user = await flows.confirm_email_change(session=session, throttle=throttle, token=body.token)
     await users_cache.forget(cache, background, user.id)
 
 

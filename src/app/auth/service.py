@@ -63,7 +63,7 @@ async def authenticate(
     if user is None or not valid or not user.is_active:
         log.info("login_failed")
         raise InvalidCredentials
-    if not await _still_valid(session, user, checked_hash):
+    if not await _still_valid(session, user, checked_hash, email):
         log.info("login_failed", reason="changed_meanwhile")
         raise InvalidCredentials
     if updated_hash is not None:  # e.g. a bcrypt hash from before: now Argon2id
@@ -72,14 +72,19 @@ async def authenticate(
     return user
 
 
-async def _still_valid(session: AsyncSession, user: User, checked_hash: str | None) -> bool:
-    """Take the user's credential lock; whether the password just checked still opens the account.
+async def _still_valid(
+    session: AsyncSession, user: User, checked_hash: str | None, email: str
+) -> bool:
+    """Take the user's credential lock; whether `email` and the password still open the account.
 
-    A password reset or a deactivation may have committed while the password was hashed,
-    unlocked: the session this login would start must not outlive it.
+    A password reset, a deactivation, a deletion or an email change may have committed while
+    the password was hashed, unlocked: the session this login would start must not outlive it,
+    nor may its success make this client known to an address the account has left.
     """
     locked = await users_service.lock(session=session, user_id=user.id)
-    return locked is not None and locked.is_active and locked.hashed_password == checked_hash
+    if locked is None or not locked.is_active:
+        return False
+    return locked.email == email and locked.hashed_password == checked_hash
 
 
 async def issue_tokens(

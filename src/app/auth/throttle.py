@@ -19,6 +19,14 @@ that decides whether it may be made at all (`reserve`); a success then forgets i
 client's other failures. Concurrent guesses therefore take turns at the limit: however many
 arrive at once, no more passwords are checked than the rules allow one at a time.
 
+An address that leaves its account (the account is deleted, or moves to another email) is
+forgotten (`forget`): every client's failures and every known client, in the database within
+the change's transaction, in Redis as well when it answers. Otherwise whoever registers the
+address next would inherit them: the old owner's clients would skip the new account's delay.
+It is forgotten while the change holds the account's row, which a success takes before it
+makes a client known (a login's `_still_valid`, a proof's `hold`): a success that waited
+finds the account gone, or under another email, and makes no client known to the address.
+
 The rules are `ThrottleRules.wait` (`throttle_rules`); the Redis store runs them in Lua
 (`throttle_redis`); the database store is here.
 """
@@ -120,6 +128,23 @@ class DatabaseLoginThrottle:
         if self._rules.known_client_seconds > 0:
             await self._remember(email)
 
+    async def forget(self, email: str) -> None:
+        """Forget every client's failures for `email`, and every client known to it.
+
+        In the request's session, so the rows go in the transaction of the change that took
+        the address from its account.
+        """
+        await self._session.execute(
+            delete(LoginFailure)
+            .where(LoginFailure.email == email)
+            .execution_options(synchronize_session=False)
+        )
+        await self._session.execute(
+            delete(LoginKnownClient)
+            .where(LoginKnownClient.email == email)
+            .execution_options(synchronize_session=False)
+        )
+
     async def _remember(self, email: str) -> None:
         # Update, else insert: under the email's lock no other success adds the row between.
         await lock_for_transaction(self._session, f"login-throttle:{email}")
@@ -157,6 +182,19 @@ class FallbackLoginThrottle:
     async def clear(self, email: str) -> None:
         """Forget this client's failures for `email`, and know it."""
         await self._call("clear", email)
+
+    async def forget(self, email: str) -> None:
+        """Forget `email`'s failures and known clients in both stores; Redis only if it answers.
+
+        The database always: it holds what was counted while Redis was down. A Redis that
+        fails leaves its keys, which expire (known clients after the period); the change that
+        took the address from its account goes ahead.
+        """
+        await self._fallback.forget(email)
+        try:
+            await self._primary.forget(email)
+        except (RedisError, OSError) as exc:
+            log.warning("login_throttle_forget_failed", error=type(exc).__name__)
 
 
 def create_login_throttle(

@@ -109,3 +109,20 @@ class RedisLoginThrottle:
                 pipe.zremrangebyscore(known_key, "-inf", now - period)
                 pipe.expire(known_key, math.ceil(period))
             await pipe.execute()
+
+    async def forget(self, email: str) -> None:
+        """Delete `email`'s keys: the account's failures, each client's, its known clients.
+
+        The clients with failures are read from the account's set (members begin with their
+        digest). A client's set whose entries already left the account's set holds failures
+        past the window, which `reserve` prunes before it counts. An attempt counted between
+        the read and the delete, at the address the account is leaving, may keep its client's
+        count: a failure made while the change runs, not one the old account earned.
+        """
+        account_key, _, known_key = self._keys(email)
+        members = await self._redis.zrange(account_key, 0, -1)
+        names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
+        clients = {name.split(":", 1)[0] for name in names}
+        await self._redis.delete(
+            account_key, known_key, *sorted(f"{account_key}:{client}" for client in clients)
+        )

@@ -23,6 +23,13 @@ class LoginThrottle(Protocol):
     async def clear(self, email: str) -> None:
         """Forget this client's failures for `email`, and know it: it proved the password."""
 
+    async def forget(self, email: str) -> None:
+        """Forget every client's failures for `email`, and every client known to it.
+
+        For an address that no longer names the account that earned them (the account was
+        deleted, or moved to another email): whoever registers it next starts afresh.
+        """
+
 
 @dataclass(frozen=True, slots=True)
 class ThrottleRules:
