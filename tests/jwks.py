@@ -21,6 +21,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from jwt.algorithms import ECAlgorithm, RSAAlgorithm
 
 from app.infra.oidc import OidcVerifier
+from tests.quiet_http import QuietHTTPServer
 
 ISSUER = "https://issuer.example.test/"
 AUDIENCE = "production-fastapi-backend"
@@ -37,10 +38,8 @@ def rsa_private_key() -> rsa.RSAPrivateKey:
     return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
-class JwksServer(ThreadingHTTPServer):
+class JwksServer(QuietHTTPServer):
     """Serves a mutable JWKS document (or a failure) and counts the requests it answers."""
-
-    daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), JwksHandler)

@@ -9,7 +9,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
 import httpx2
@@ -17,6 +17,7 @@ import httpx2
 from app.infra.http import HostBreakers, ResilientTransport
 from tests.harness import FakeClock
 from tests.jwks import serving
+from tests.quiet_http import QuietHTTPServer
 
 
 @dataclass
@@ -33,10 +34,8 @@ class Outcome:
     drip_body: bool = False
 
 
-class Upstream(ThreadingHTTPServer):
+class Upstream(QuietHTTPServer):
     """Answers from `script` (then `otherwise`) and records what it received."""
-
-    daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Handler)
