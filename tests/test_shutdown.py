@@ -3,12 +3,15 @@
 It relies on uvicorn's `Server.handle_exit` being the SIGTERM handler while the lifespan
 starts, and on `should_exit`, `force_exit`, `servers`, `shutdown` and
 `config.timeout_graceful_shutdown`: these tests break when an upgrade changes them.
-tests/e2e/test_shutdown.py sends real signals.
+tests/e2e/test_shutdown.py sends real signals. The forced exit (`exit_by`) ends a real process.
 """
 
 import asyncio
+import json
 import signal
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 
 import pytest
@@ -21,6 +24,16 @@ from app.core.lifecycle import Lifecycle
 from app.shutdown import GracefulShutdown, install_graceful_shutdown, uvicorn_server
 
 pytestmark = pytest.mark.anyio
+# A process whose interpreter would wait a minute at exit for a thread, as for a stuck job's.
+STUCK_AT_EXIT = """
+import threading, time
+from app.core.logging import configure_logging
+from app.core.settings_groups import LoggingSettings
+from app.shutdown import exit_by
+configure_logging(LoggingSettings(_env_file=None, LOG_FORMAT="json"))
+exit_by(0.2, "test_exit_forced")
+threading.Thread(target=time.sleep, args=(60,)).start()
+"""
 
 
 @pytest.fixture
@@ -122,3 +135,16 @@ async def test_a_request_that_reached_an_accepted_connection_is_answered_at_stop
         listener.close()
     assert answer.startswith(b"HTTP/1.1 200 OK\r\n")
     assert answer.endswith(b"\r\nhello\r\n0\r\n\r\n")  # the whole response
+
+
+def test_exit_by_ends_a_process_its_threads_would_keep_alive() -> None:
+    result = subprocess.run(  # noqa: S603 - fixed arguments
+        [sys.executable, "-c", STUCK_AT_EXIT],
+        capture_output=True,
+        text=True,
+        timeout=30,  # well under the thread's minute
+        check=False,
+    )
+    assert result.returncode == 1, result.stderr
+    [line] = [json.loads(text) for text in result.stdout.splitlines()]
+    assert (line["event"], line["level"], line["after"]) == ("test_exit_forced", "error", 0.2)

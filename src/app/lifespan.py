@@ -2,6 +2,7 @@
 
 import asyncio
 import contextlib
+import functools
 import gc
 from collections.abc import AsyncIterator, Coroutine
 from contextlib import asynccontextmanager
@@ -15,7 +16,7 @@ from app.core.errors import is_database_unavailable
 from app.db.session import safe_url
 from app.deps import resources_of
 from app.resources import Resources, close_resources
-from app.shutdown import install_graceful_shutdown
+from app.shutdown import EXIT_SECONDS, exit_by, install_graceful_shutdown, uvicorn_server
 from app.tasks import pump
 from app.users import service as users_service
 
@@ -102,19 +103,23 @@ async def _sampling_metrics(resources: Resources) -> AsyncIterator[None]:
 
 
 @asynccontextmanager
-async def _embedded_jobs(resources: Resources) -> AsyncIterator[None]:
+async def _embedded_jobs(resources: Resources, *, own_process: bool) -> AsyncIterator[None]:
     """Without a broker, this process sends and runs the jobs (and fires the schedules).
 
-    On the way out, running jobs get JOBS_SHUTDOWN_GRACE_SECONDS; the rest go back to the
-    queue. Eager mode (tests) runs each job inline after its request, with no pump.
+    On the way out, running jobs get JOBS_SHUTDOWN_GRACE_SECONDS; the rest are cancelled and
+    go back to the queue. A server process of its own (`own_process`) that had to cancel jobs
+    then exits within EXIT_SECONDS, whatever still runs (`web_exit_forced`); an app sharing
+    its process (a test's) is never ended. Eager mode (tests) runs each job inline after its
+    request, with no pump.
     """
     jobs = resources.settings.jobs
     loop = pump(resources).run() if resources.jobs.embedded and not jobs.eager else None
+    bound = functools.partial(exit_by, EXIT_SECONDS, "web_exit_forced") if own_process else None
     try:
         async with _running(loop):
             yield
     finally:
-        await resources.jobs.stop_running(jobs.shutdown_grace_seconds)
+        await resources.jobs.stop_running(jobs.shutdown_grace_seconds, on_cancel=bound)
 
 
 @asynccontextmanager
@@ -123,6 +128,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     resources = resources_of(app)
     settings = resources.settings
     server = settings.server
+    served_by_uvicorn = uvicorn_server() is not None  # asked before the hook replaces its handler
     restore_signals = install_graceful_shutdown(
         resources.lifecycle,
         drain_seconds=server.shutdown_drain_seconds,
@@ -143,7 +149,10 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
                 gc.collect()
                 gc.freeze()
             try:
-                async with _sampling_metrics(resources), _embedded_jobs(resources):
+                async with (
+                    _sampling_metrics(resources),
+                    _embedded_jobs(resources, own_process=served_by_uvicorn),
+                ):
                     yield
             finally:
                 if settings.app.gc_freeze_after_startup:

@@ -18,11 +18,17 @@ accepting and reads for `ARRIVED_REQUEST_SECONDS` what connections it accepted h
 before it closes those that sent nothing (`hear_out_accepted`).
 Under another server, or outside the main thread, nothing is installed and that server's own
 shutdown applies. `tests/test_shutdown.py` pins the uvicorn attributes this relies on.
+
+A process that had to cancel running jobs (the web process in embedded mode, `app worker`)
+also bounds its own end with `exit_by`: a job that ignores its cancellation would otherwise
+keep it alive for good.
 """
 
 import asyncio
+import os
 import signal
 import socket
+import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
@@ -32,6 +38,8 @@ import structlog
 from uvicorn.server import Server
 
 from app.core.lifecycle import Lifecycle
+from app.core.logging import flush_logs
+from app.jobs.runner import HAND_BACK_DELAY_SECONDS
 
 log = structlog.get_logger(__name__)
 
@@ -39,6 +47,11 @@ SIGNALS = (signal.SIGTERM, signal.SIGINT)
 # Long enough for the event loop to read what already reached the socket; a client slower to
 # send than this sees the close any keep-alive client can see, and sends again.
 ARRIVED_REQUEST_SECONDS = 0.1
+# Once running jobs were cancelled, the process exits within this long, whatever still runs: a
+# job handed back is not due before its process is gone (`HAND_BACK_DELAY_SECONDS`).
+EXIT_SECONDS = HAND_BACK_DELAY_SECONDS - 1.0
+# How long a forced exit waits for its log lines (its own last one among them) to be written.
+FORCED_EXIT_FLUSH_SECONDS = 0.5
 
 
 def uvicorn_server() -> Server | None:
@@ -130,3 +143,23 @@ def install_graceful_shutdown(
             signal.signal(sig, handler)
 
     return restore
+
+
+def exit_by(seconds: float, event: str) -> None:
+    """End the process in `seconds` (exit code 1, logging `event`) if it has not ended by then.
+
+    A job that ignores its cancellation (a call blocking in a thread, a swallowed
+    CancelledError) would otherwise keep the process alive: asyncio waits for its task and
+    for the threads of its executor, and the interpreter joins them at exit. Such a job still
+    holds its lease (or was handed back), so it runs again elsewhere once the lease lapses.
+    """
+
+    def force() -> None:
+        log.error(event, after=seconds)
+        flush_logs(FORCED_EXIT_FLUSH_SECONDS)  # the writer thread holds the lines, not stdout
+        sys.stderr.flush()
+        os._exit(1)
+
+    timer = threading.Timer(seconds, force)
+    timer.daemon = True  # a process that ends in time ends with it
+    timer.start()

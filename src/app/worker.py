@@ -12,10 +12,7 @@ back to the queue for another worker.
 
 import asyncio
 import contextlib
-import os
 import signal
-import sys
-import threading
 from collections.abc import AsyncIterator, Iterator
 from importlib.metadata import version
 
@@ -32,27 +29,21 @@ from taskiq.receiver import Receiver
 from app.core.backoff import Backoff
 from app.core.config import Settings
 from app.core.errors import NotFoundError
-from app.core.logging import configure_logging, flush_logs
+from app.core.logging import configure_logging
 from app.core.problems import ProblemRenderer
 from app.health.deps import require_metrics_reader
 from app.health.exceptions import MetricsAccessDenied
 from app.infra.jobs import CANCEL_WAIT_SECONDS, NeedsBroker
-from app.jobs.runner import HAND_BACK_DELAY_SECONDS
 from app.main import DISTRIBUTION
 from app.middleware.security_headers import SecurityHeadersMiddleware
 from app.observability.metrics import render
 from app.resources import Resources, build_resources, close_resources
+from app.shutdown import EXIT_SECONDS, exit_by
 from app.tasks import bind, pump
 
 __all__ = ["NeedsBroker", "run_scheduler", "run_worker"]
 
 log = structlog.get_logger(__name__)
-
-# Once running jobs were cancelled, the worker exits within this long, whatever still runs: a
-# job handed back is not due before its worker is gone (`HAND_BACK_DELAY_SECONDS`).
-EXIT_SECONDS = HAND_BACK_DELAY_SECONDS - 1.0
-# How long a forced exit waits for its log lines (its own last one among them) to be written.
-FORCED_EXIT_FLUSH_SECONDS = 0.5
 
 
 def _probe_app(resources: Resources) -> Starlette:
@@ -143,28 +134,8 @@ async def _work(settings: Settings, *, concurrency: int | None, host: str, port:
         queue = resources.jobs
         await _listen(resources, stop, concurrency)
         grace = settings.jobs.shutdown_grace_seconds
-        _exit_by(grace + EXIT_SECONDS)
+        exit_by(grace + EXIT_SECONDS, "worker_exit_forced")
         await queue.stop_running(grace, min(CANCEL_WAIT_SECONDS, EXIT_SECONDS / 2))
-
-
-def _exit_by(seconds: float) -> None:
-    """End the process in `seconds` if it has not ended by then.
-
-    A job that ignores its cancellation (a call blocking in a thread, a swallowed
-    CancelledError) would otherwise keep the process alive: asyncio waits for its task and
-    for the threads of its executor, and the interpreter joins them at exit. Such a job still
-    holds its lease, so another worker runs it once the lease lapses.
-    """
-
-    def force() -> None:
-        log.error("worker_exit_forced", after=seconds)
-        flush_logs(FORCED_EXIT_FLUSH_SECONDS)  # the writer thread holds the lines, not stdout
-        sys.stderr.flush()
-        os._exit(1)
-
-    timer = threading.Timer(seconds, force)
-    timer.daemon = True  # a process that ends in time ends with it
-    timer.start()
 
 
 async def _listen(

@@ -1,9 +1,13 @@
-"""`app worker` with a job that ignores its cancellation, for shutdown tests (run with -m).
+"""The `app` CLI with a job that ignores its cancellation, for shutdown tests (run with -m).
+
+`python -m tests.jobs.stubborn_worker worker` is `app worker`; `... serve` is `app serve`,
+whose single server runs in this process, so embedded jobs see the task too.
 
 Its `stubborn` task appends `<pid> <time>` to the file STUBBORN_LOG names at each attempt, then,
 while the file STUBBORN_BLOCK names exists, blocks for two minutes: in a thread
-(STUBBORN_MODE=thread, cancelling the await leaves the thread running) or in a loop that
-swallows every CancelledError (STUBBORN_MODE=swallow).
+(STUBBORN_MODE=thread, cancelling the await leaves the thread running), in a loop that
+swallows every CancelledError (STUBBORN_MODE=swallow), or, to compare, in a plain sleep that
+its cancellation ends (STUBBORN_MODE=heed).
 """
 
 import asyncio
@@ -34,13 +38,22 @@ async def stubborn(_: JobContext, __: Claim) -> Done:
     """Record the attempt, then block without heeding cancellation while told to."""
     if not await asyncio.to_thread(_record_attempt):
         return Done()
-    if os.environ["STUBBORN_MODE"] == "thread":
+    mode = os.environ["STUBBORN_MODE"]
+    if mode == "thread":
         await asyncio.to_thread(time.sleep, BLOCK_SECONDS)
+    elif mode == "heed":
+        await asyncio.sleep(BLOCK_SECONDS)
     else:
         for _tick in range(BLOCK_SECONDS * 10):
             with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(0.1)
     return Done()
+
+
+def attempts_of(log: Path) -> list[tuple[int, float]]:
+    """The attempts recorded in STUBBORN_LOG so far: (pid, time) each."""
+    lines = log.read_text().split() if log.exists() else []
+    return [(int(pid), float(at)) for pid, at in zip(lines[::2], lines[1::2], strict=True)]
 
 
 if __name__ == "__main__":

@@ -6,6 +6,7 @@ app's own process; the worker's listener runs in the test's, on a Redis of its o
 """
 
 import asyncio
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -142,6 +143,7 @@ async def test_at_exit_a_running_job_gets_jobs_shutdown_grace_seconds_then_goes_
             leaving = time.monotonic()
         took = time.monotonic() - leaving
     assert 0.5 <= took < 3.0
+    assert forced_exits_armed() == []  # an app in the test's process never ends that process
     engine = create_async_engine(live_database_url)
     try:
         async with engine.connect() as connection:
@@ -179,6 +181,16 @@ async def test_the_purge_deletes_jobs_finished_longer_than_jobs_result_ttl_secon
             left = set(await session.scalars(select(Job.id).where(Job.id.in_(ids.values()))))
     assert left == {ids["kept"]}
     assert result_files(results_dir) == [f"{ids['kept']}.json"]
+
+
+def forced_exits_armed() -> list[threading.Thread]:
+    """The timers `app.shutdown.exit_by` started that have not fired yet."""
+    return [
+        thread
+        for thread in threading.enumerate()
+        if isinstance(thread, threading.Timer)
+        and getattr(thread.function, "__qualname__", "") == "exit_by.<locals>.force"
+    ]
 
 
 def result_files(directory: Path) -> list[str]:

@@ -14,10 +14,10 @@ from fastapi import FastAPI
 
 from app.jobs import service as jobs_service
 from app.jobs.models import Job, JobStatus
-from app.worker import EXIT_SECONDS
+from app.shutdown import EXIT_SECONDS
 from tests.harness import factory
 from tests.jobs.processes import JobProcess, feeding_app, job_process, job_settings, poll
-from tests.jobs.stubborn_worker import TASK
+from tests.jobs.stubborn_worker import TASK, attempts_of
 from tests.processes import RedisServer
 
 pytestmark = pytest.mark.anyio
@@ -37,11 +37,6 @@ async def job_row(app: FastAPI, job_id: uuid.UUID) -> Job:
         job = await session.get(Job, job_id, populate_existing=True)
         assert job is not None
         return job
-
-
-def attempts_of(log: Path) -> list[tuple[int, float]]:
-    lines = log.read_text().split() if log.exists() else []
-    return [(int(pid), float(at)) for pid, at in zip(lines[::2], lines[1::2], strict=True)]
 
 
 @pytest.mark.parametrize("mode", ["thread", "swallow"])

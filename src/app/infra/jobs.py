@@ -119,15 +119,25 @@ class JobQueue:
             return False
         return True
 
-    async def stop_running(self, grace: float, cancel_wait: float = CANCEL_WAIT_SECONDS) -> int:
+    async def stop_running(
+        self,
+        grace: float,
+        cancel_wait: float = CANCEL_WAIT_SECONDS,
+        *,
+        on_cancel: Callable[[], None] | None = None,
+    ) -> int:
         """Let running jobs finish within `grace` seconds, then cancel the rest.
 
         A cancelled job hands itself back to the queue, so another worker runs it. Cancelled
         jobs get `cancel_wait` seconds to stop; return how many did not (they still hold
-        their lease, and run again elsewhere once it lapses).
+        their lease, and run again elsewhere once it lapses). `on_cancel` is called when
+        there are jobs to cancel, before they are: one that stops may still leave its handler's
+        thread running, which a count of tasks cannot show.
         """
         if await self.wait_idle(grace):
             return 0
+        if on_cancel is not None:
+            on_cancel()
         running = list(self._running)
         for task in running:
             task.cancel()

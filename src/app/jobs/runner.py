@@ -38,8 +38,9 @@ STEP_FIRST_WAIT_SECONDS = 0.2
 # A write refused for want of room: the disk (or the owner's quota, or the file size limit).
 DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EFBIG})
 # A job handed back at shutdown is due this much later: its handler may have left work behind
-# that outlives the cancellation (a thread), which lives until the worker's process exits, and
-# `app worker` exits within this much of the hand-back (`app.worker.EXIT_SECONDS`).
+# that outlives the cancellation (a thread), which lives until its process exits, and `app
+# worker` or the embedded web process exits within this much of the hand-back
+# (`app.shutdown.EXIT_SECONDS`).
 HAND_BACK_DELAY_SECONDS = 6.0
 
 
