@@ -310,25 +310,6 @@ class TestDatabaseLoginThrottle(KnownClientBehaviour):
         assert counts["login_known_clients"] == 2
 
 
-@pytest.fixture
-async def redis(redis_url_or_skip: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url_or_skip)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A key prefix no other test uses; its keys are deleted afterwards."""
-    prefix = f"test:login-failures:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis.scan_iter(match=prefix + "*")]
-    if keys:
-        await redis.delete(*keys)
-
-
 def redis_throttle(
     redis: Redis, prefix: str, clock: Clock, rules: ThrottleRules = RULES, client: str = CLIENT
 ) -> RedisLoginThrottle:

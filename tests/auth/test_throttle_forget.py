@@ -6,7 +6,6 @@ in Redis only while Redis answers.
 """
 
 import time
-import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Protocol
@@ -127,25 +126,6 @@ class TestDatabaseForget(ForgetBehaviour):
         await make(OWNER).forget(EMAIL)
         assert await rows(session, EMAIL) == (0, 0)
         assert await rows(session, OTHER) == (2, 1)
-
-
-@pytest.fixture
-async def redis(redis_url_or_skip: str) -> AsyncIterator[Redis]:
-    client = Redis.from_url(redis_url_or_skip)
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-@pytest.fixture
-async def prefix(redis: Redis) -> AsyncIterator[str]:
-    """A key prefix no other test uses; its keys are deleted afterwards."""
-    prefix = f"test:login-failures:{uuid.uuid4().hex}:"
-    yield prefix
-    keys = [key async for key in redis.scan_iter(match=prefix + "*")]
-    if keys:
-        await redis.delete(*keys)
 
 
 def redis_store(redis: Redis, prefix: str, client: str) -> RedisLoginThrottle:

@@ -1,6 +1,7 @@
 """Helpers of the attack tests: tokens from the console mailer, statement counts, a superuser."""
 
 import secrets
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,3 +56,11 @@ async def age_action_tokens(app: FastAPI) -> None:
         moment = datetime.now(UTC) - RESEND_INTERVAL
         await session.execute(update(ActionToken).values(created_at=moment))
         await session.commit()
+
+
+@dataclass(frozen=True)
+class Store:
+    """Where the app counts failures: the settings that choose it, and the Redis to clean."""
+
+    settings: dict[str, Any]
+    redis: str | None = None

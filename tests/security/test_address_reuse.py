@@ -12,7 +12,6 @@ import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -22,7 +21,7 @@ from redis.asyncio import Redis
 from app.auth import action_tokens
 from app.core.config import Settings
 from app.users.models import User
-from tests.harness import factory, free_port, started
+from tests.harness import factory, started
 from tests.identity import (
     DEFAULT_PASSWORD,
     bearer,
@@ -31,7 +30,7 @@ from tests.identity import (
     register,
     unique_email,
 )
-from tests.services import redis_url
+from tests.security.helpers import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -121,24 +120,6 @@ LEAVES: dict[str, Leave] = {
     "admin-deletion": deleted_by_a_superuser,
     "email-change": moved_to_another_email,
 }
-
-
-@dataclass(frozen=True)
-class Store:
-    """Where the app counts failures: the settings that choose it, and the Redis to clean."""
-
-    settings: dict[str, Any]
-    redis: str | None = None
-
-
-@pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis), "redis-down"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "redis":
-        url = redis_url()
-        return Store({"REDIS_URL": url}, redis=url)
-    if request.param == "redis-down":  # every Redis call fails: the database counts and forgets
-        return Store({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
-    return Store({})
 
 
 async def forget_keys(url: str, email: str) -> None:

@@ -26,9 +26,9 @@ from app.core.security import PasswordHasher
 from app.deps import attach_resources, resources_of
 from app.main import create_app
 from tests.auth.helpers import throttle_key
-from tests.harness import assert_problem, free_port, make_settings
+from tests.harness import assert_problem, make_settings
 from tests.identity import DEFAULT_PASSWORD, bearer, login, register, unique_email
-from tests.services import redis_url
+from tests.security.helpers import Store
 
 pytestmark = pytest.mark.anyio
 
@@ -109,26 +109,6 @@ FLOWS = {
 @pytest.fixture(params=list(FLOWS))
 def flow(request: pytest.FixtureRequest) -> Flow:
     return FLOWS[request.param]
-
-
-@dataclass(frozen=True)
-class Store:
-    """Where the app counts failures: the settings that choose it, and the Redis to clean."""
-
-    settings: dict[str, Any]
-    redis: str | None = None
-
-
-@pytest.fixture(params=["database", pytest.param("redis", marks=pytest.mark.redis), "redis-down"])
-def store(request: pytest.FixtureRequest) -> Store:
-    if request.param == "redis":
-        url = redis_url()
-        # Generous timeouts: a busy test machine must not send some guesses to the database.
-        timeouts = {"REDIS_SOCKET_TIMEOUT": 5, "REDIS_POOL_TIMEOUT": 5}
-        return Store({"REDIS_URL": url, **timeouts}, redis=url)
-    if request.param == "redis-down":  # every Redis call fails: the database counts
-        return Store({"REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"})
-    return Store({})
 
 
 @contextlib.asynccontextmanager
