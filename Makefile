@@ -65,7 +65,7 @@ TEST_WORKERS ?= auto
 # The coverage gate (90%) judges the whole suite only: a narrowed run reports without it.
 test: install browser ## Run the whole suite (SQLite, plus PostgreSQL and Redis when they answer locally)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \
-	$(RUN) pytest -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal \
+	$(RUN) pytest -n $(TEST_WORKERS) --maxprocesses=8 --dist worksteal --durations=15 \
 		--cov --cov-report=term-missing:skip-covered \
 		$(if $(strip $(PYTEST_ARGS)),--cov-fail-under=0) $(PYTEST_ARGS)
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import asyncpg
 
 from tests.harness import free_port
+from tests.processes import wait_until
 from tests.services import service_unavailable
 
 SERVER_SETTINGS = (
@@ -63,23 +64,25 @@ class PostgresServer:
         """Stop at once: sessions are ended (the server says so), new connections refused."""
         self._run("pg_ctl", "-D", str(self.data), "-m", "fast", "-w", "stop")
 
+    def _postmaster(self) -> int:
+        return int((self.data / "postmaster.pid").read_text().split()[0])
+
     def _processes(self) -> list[int]:
         """The postmaster and every process it forked (backends and background workers)."""
-        postmaster = int((self.data / "postmaster.pid").read_text().split()[0])
-        children = []
-        for stat in Path("/proc").glob("[0-9]*/stat"):
-            try:
-                fields = stat.read_text().rsplit(")", 1)[1].split()
-            except OSError:  # the process ended while the list was read
-                continue
-            if int(fields[1]) == postmaster:  # the field after the state is the parent's pid
-                children.append(int(stat.parent.name))
-        return [postmaster, *children]
+        postmaster = self._postmaster()
+        return [postmaster, *_children(postmaster)]
 
     def freeze(self) -> None:
         """Stop every process of the server without ending it (SIGSTOP): connections hang,
-        nothing answers, nothing is refused: a hung host or a network partition."""
-        for pid in self._processes():
+        nothing answers, nothing is refused: a hung host or a network partition.
+
+        The postmaster first, and its children only once it has stopped: a backend it forked
+        after the list was read would otherwise go on serving its connection.
+        """
+        postmaster = self._postmaster()
+        os.kill(postmaster, signal.SIGSTOP)
+        wait_until(lambda: _state(postmaster) == "T", "the postmaster to stop", seconds=10)
+        for pid in _children(postmaster):
             os.kill(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
@@ -137,3 +140,25 @@ class PostgresServer:
         finally:
             await connection.close()
         return int(ended)
+
+
+def _stat(pid: int) -> list[str]:
+    """The fields of `/proc/PID/stat` after the command name: state, parent, ..."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def _state(pid: int) -> str:
+    return _stat(pid)[0]
+
+
+def _children(parent: int) -> list[int]:
+    """The processes whose parent is `parent`."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = _stat(int(stat.parent.name))
+        except (OSError, IndexError):  # the process ended while the list was read
+            continue
+        if int(fields[1]) == parent:
+            found.append(int(stat.parent.name))
+    return found
