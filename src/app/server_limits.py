@@ -26,7 +26,7 @@ from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from app.core.errors import AppError, RequestHeaderTooLargeError, RequestTimeoutError
-from app.core.problems import PROBLEM_MEDIA_TYPE
+from app.core.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer
 
 log = structlog.get_logger(__name__)
 
@@ -52,7 +52,7 @@ class ServerConfig(Config):
         super().__init__(app, http=BoundedHttpToolsProtocol, **options)
         self.header_timeout = header_timeout
         self.max_header_bytes = max_header_bytes
-        self.problem_type_base_url = problem_type_base_url.rstrip("/") + "/"
+        self.problem_type_base_url = problem_type_base_url
 
 
 class BoundedHttpToolsProtocol(HttpToolsProtocol):
@@ -63,6 +63,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             raise TypeError("BoundedHttpToolsProtocol runs with a ServerConfig.")
         super().__init__(config, *args, **kwargs)
         self._limits = config
+        self._problems = ProblemRenderer(config.problem_type_base_url)  # for its `type` URIs
         self._head_timer: TimerHandle | None = None
         self._reading_head = True  # until the head of the request being read is complete
         self._head_bytes = 0  # bytes received since that request began
@@ -91,8 +92,8 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         # Parse only up to the limit: past it, what matters is whether the head ended there.
         super().data_received(data[:room])
-        if self.transport.is_closing() or self._discarding:
-            return  # the parser refused it (400), or the time ran out meanwhile
+        if self.transport.is_closing():
+            return  # the parser refused it (400)
         if not self._head_complete():
             limit = self._limits.max_header_bytes
             detail = f"The request line and headers are over {limit} bytes."
@@ -126,7 +127,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
 
     def _head_too_slow(self) -> None:
         self._head_timer = None
-        if self.transport.is_closing() or self._discarding:
+        if self.transport.is_closing():
             return
         if self.cycle is not None and not self.cycle.response_complete:
             # A pipelined head behind a response still being sent: it is read after that.
@@ -155,7 +156,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         """Answer `error` as a problem before any app saw the request; close the connection."""
         request_id, status, code = str(uuid.uuid4()), error.status_code, error.code
         problem = {
-            "type": self._limits.problem_type_base_url + code.replace("_", "-"),
+            "type": self._problems.type_uri(code),
             "title": error.title,
             "status": status,
             "detail": error.detail,

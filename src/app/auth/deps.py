@@ -190,9 +190,7 @@ async def get_login_throttle_state(
     Another dependency than `get_login_throttle`, which marks a route as one that checks a
     password (the rate limiter's auth quota is found from it).
     """
-    return create_login_throttle(
-        settings.auth, session=session, redis=redis, client=client_address(request)
-    )
+    return await get_login_throttle(request, settings, session, redis)
 
 
 UsersReader = Annotated[Principal, Depends(RequireScopes(Scope.USERS_READ))]
