@@ -77,7 +77,10 @@ def serving(
             if process.poll() is not None:
                 raise AssertionError(f"app serve exited:\n{log.read_text()}")
             try:
-                return httpx2.get(f"{url}/api/v1/health/live", timeout=1).status_code == 200
+                # A short timeout would leave requests queued behind a slow start; each one
+                # still counts towards --limit-max-requests, so a worker could be recycled by
+                # probes nobody waits for any more, again and again.
+                return httpx2.get(f"{url}/api/v1/health/live", timeout=30).status_code == 200
             except httpx2.HTTPError:
                 return False
 

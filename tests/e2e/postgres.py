@@ -4,6 +4,7 @@ PostgreSQL refuses to run as root: when the tests run as root (CI), `initdb` and
 as the `postgres` system user, in a temporary directory that user owns.
 """
 
+import contextlib
 import glob
 import os
 import shutil
@@ -67,11 +68,6 @@ class PostgresServer:
     def _postmaster(self) -> int:
         return int((self.data / "postmaster.pid").read_text().split()[0])
 
-    def _processes(self) -> list[int]:
-        """The postmaster and every process it forked (backends and background workers)."""
-        postmaster = self._postmaster()
-        return [postmaster, *_children(postmaster)]
-
     def freeze(self) -> None:
         """Stop every process of the server without ending it (SIGSTOP): connections hang,
         nothing answers, nothing is refused: a hung host or a network partition.
@@ -83,12 +79,18 @@ class PostgresServer:
         os.kill(postmaster, signal.SIGSTOP)
         wait_until(lambda: _state(postmaster) == "T", "the postmaster to stop", seconds=10)
         for pid in _children(postmaster):
-            os.kill(pid, signal.SIGSTOP)
+            _signal(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
-        """Let a frozen server run again (SIGCONT)."""
-        for pid in self._processes():
-            os.kill(pid, signal.SIGCONT)
+        """Let a frozen server run again (SIGCONT): its children first, then the postmaster.
+
+        A child that had exited is a zombie until the postmaster reaps it; continued first,
+        the postmaster could reap one before it is signalled.
+        """
+        postmaster = self._postmaster()
+        for pid in _children(postmaster):
+            _signal(pid, signal.SIGCONT)
+        os.kill(postmaster, signal.SIGCONT)
 
     def running(self) -> bool:
         command = [str(self.bin / "pg_ctl"), "-D", str(self.data), "status"]
@@ -149,6 +151,12 @@ def _stat(pid: int) -> list[str]:
 
 def _state(pid: int) -> str:
     return _stat(pid)[0]
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    """Send `signum` to a child of the postmaster, unless it has ended since it was listed."""
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signum)
 
 
 def _children(parent: int) -> list[int]:
