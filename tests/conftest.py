@@ -13,6 +13,7 @@ from sqlalchemy.engine import make_url
 from app.core.config import Settings
 from app.main import create_app
 from tests.harness import client_for, free_port, make_settings, running
+from tests.identity import signed_up, unique_email
 from tests.migrations import empty_tables, migrate, reset_postgres
 from tests.processes import RedisServer
 from tests.services import isolate_xdist_worker, postgres_url, redis_url
@@ -109,3 +110,23 @@ async def live_database_url(database_url: str, tmp_path: Path) -> AsyncIterator[
     url = f"sqlite+aiosqlite:///{tmp_path / 'live.db'}"
     await migrate(url, "head")
     yield url
+
+
+@pytest.fixture(scope="module")
+async def shared_client(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[AsyncClient]:
+    """One app on SQLite for a module's table of refusals, its cases run one after another.
+
+    A check made before any handler runs (paths, media types, repeated headers or members)
+    depends neither on the database nor on what it holds; an app and an account per case, on
+    both backends, made such tables some of the suite's slowest minutes.
+    """
+    url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('shared') / 'app.db'}"
+    await migrate(url, "head")
+    async with running(create_app(make_settings(DATABASE_URL=url))) as app, client_for(app) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+async def shared_caller(shared_client: AsyncClient) -> dict[str, str]:
+    """The bearer header of an account signed up once on `shared_client`."""
+    return await signed_up(shared_client, unique_email("caller"))

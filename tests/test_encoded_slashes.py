@@ -12,7 +12,6 @@ import pytest
 from httpx2 import AsyncClient
 
 from tests.harness import assert_problem
-from tests.identity import signed_up, unique_email
 
 pytestmark = pytest.mark.anyio
 
@@ -37,8 +36,7 @@ def _encoded(path: str, index: int) -> str:
     ("method", "path", "index"), CASES, ids=[f"{m} {p} {i}" for m, p, i in CASES]
 )
 async def test_a_path_with_an_encoded_slash_is_refused(
-    client: AsyncClient, method: str, path: str, index: int
+    shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str, index: int
 ) -> None:
-    headers = await signed_up(client, unique_email("slash"))
-    response = await client.request(method, _encoded(path, index), headers=headers)
+    response = await shared_client.request(method, _encoded(path, index), headers=shared_caller)
     assert_problem(response, 400, "invalid_characters")

@@ -16,7 +16,6 @@ from httpx2 import AsyncClient, Response
 
 from app.middleware.content_validation import DEFAULT_ALLOWED_MEDIA_TYPES
 from tests.harness import assert_problem
-from tests.identity import signed_up, unique_email
 
 pytestmark = pytest.mark.anyio
 
@@ -57,14 +56,13 @@ def test_every_operation_reads_a_type_of_the_allowlist() -> None:
 async def _send(
     client: AsyncClient, operation: str, sent: str, headers: dict[str, str]
 ) -> Response:
-    """Send `operation` (`"POST /path"`) a body of type `sent`, as a signed-up caller."""
-    caller = await signed_up(client, unique_email("media"))
+    """Send `operation` (`"POST /path"`) a body of type `sent`."""
     method, path = operation.split(" ")
     return await client.request(
         method,
         path.replace("{item_id}", AN_ID).replace("{user_id}", AN_ID),
         content=BODIES[sent],
-        headers={**caller, **headers},
+        headers=headers,
     )
 
 
@@ -72,9 +70,10 @@ async def _send(
     ("operation", "sent"), CASES, ids=[f"{operation} {sent}" for operation, sent in CASES]
 )
 async def test_a_body_of_another_type_is_refused(
-    client: AsyncClient, operation: str, sent: str
+    shared_client: AsyncClient, shared_caller: dict[str, str], operation: str, sent: str
 ) -> None:
-    response = await _send(client, operation, sent, {"Content-Type": sent})
+    headers = {**shared_caller, "Content-Type": sent}
+    response = await _send(shared_client, operation, sent, headers)
     problem = assert_problem(response, 415, "unsupported_media_type")
     assert problem["detail"] == f"The request body must be one of: {', '.join(READ[operation])}."
 
@@ -86,10 +85,10 @@ DOCUMENTED = sorted((operation, types[0]) for operation, types in READ.items())
     ("operation", "sent"), DOCUMENTED, ids=[operation for operation, _ in DOCUMENTED]
 )
 async def test_a_content_coded_body_is_refused(
-    client: AsyncClient, operation: str, sent: str
+    shared_client: AsyncClient, shared_caller: dict[str, str], operation: str, sent: str
 ) -> None:
     # Nothing decodes a request body: a gzip one would be parsed as if it were plain.
-    coded = {"Content-Type": sent, "Content-Encoding": "gzip"}
-    response = await _send(client, operation, sent, coded)
+    coded = {**shared_caller, "Content-Type": sent, "Content-Encoding": "gzip"}
+    response = await _send(shared_client, operation, sent, coded)
     assert_problem(response, 415, "unsupported_content_encoding")
     assert response.headers["accept-encoding"] == "identity"

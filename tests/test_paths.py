@@ -13,7 +13,6 @@ import pytest
 from httpx2 import AsyncClient
 
 from tests.harness import assert_problem
-from tests.identity import signed_up, unique_email
 
 pytestmark = pytest.mark.anyio
 
@@ -30,10 +29,10 @@ AN_ID = "0a1b2c3d-4e5f-4a6b-8c7d-8e9fabcdef01"
     ("method", "path"), OPERATIONS, ids=[f"{method} {path}" for method, path in OPERATIONS]
 )
 async def test_a_trailing_slash_is_not_found_and_never_redirected(
-    client: AsyncClient, method: str, path: str
+    shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str
 ) -> None:
-    headers = await signed_up(client, unique_email("slash"))
     target = re.sub(r"\{[^}]+\}", AN_ID, path) + "/"
-    response = await client.request(method, target, headers={**headers, "Host": "elsewhere.test"})
+    headers = {**shared_caller, "Host": "elsewhere.test"}
+    response = await shared_client.request(method, target, headers=headers)
     assert "location" not in response.headers
     assert_problem(response, 404)

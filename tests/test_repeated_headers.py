@@ -15,7 +15,6 @@ from httpx2 import AsyncClient
 
 from app.middleware.content_validation import REPEATED_HEADER, SINGLE_VALUE_HEADERS
 from tests.harness import assert_problem
-from tests.identity import signed_up, unique_email
 
 pytestmark = pytest.mark.anyio
 
@@ -59,21 +58,19 @@ SECURED = sorted(
 
 @pytest.mark.parametrize(("method", "path"), SECURED, ids=[f"{m} {p}" for m, p in SECURED])
 async def test_two_authorization_headers_are_refused(
-    client: AsyncClient, method: str, path: str
+    shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str
 ) -> None:
-    headers = await signed_up(client, unique_email("twice"))
-    sent = [("Authorization", headers["Authorization"]), ("Authorization", "Bearer other")]
-    problem = assert_problem(await client.request(method, path, headers=sent), 422)
+    sent = [("Authorization", shared_caller["Authorization"]), ("Authorization", "Bearer other")]
+    problem = assert_problem(await shared_client.request(method, path, headers=sent), 422)
     assert problem["errors"] == [{"header": "Authorization", "detail": REPEATED_HEADER}]
 
 
 @pytest.mark.parametrize("name", ["X-API-Key", "Idempotency-Key", "Content-Type"])
 async def test_each_single_valued_header_sent_twice_is_refused(
-    client: AsyncClient, name: str
+    shared_client: AsyncClient, shared_caller: dict[str, str], name: str
 ) -> None:
-    headers = await signed_up(client, unique_email("twice"))
     values = {"X-API-Key": "pfb_a", "Idempotency-Key": "k", "Content-Type": "application/json"}
-    sent = [*headers.items(), (name, values[name]), (name, values[name])]
-    response = await client.post("/api/v1/items", content=b"{}", headers=sent)
+    sent = [*shared_caller.items(), (name, values[name]), (name, values[name])]
+    response = await shared_client.post("/api/v1/items", content=b"{}", headers=sent)
     problem = assert_problem(response, 422, "validation_error")
     assert problem["errors"] == [{"header": name, "detail": REPEATED_HEADER}]

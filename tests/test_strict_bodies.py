@@ -74,17 +74,16 @@ def test_no_form_field_takes_a_list() -> None:
 )
 @pytest.mark.parametrize("nested", [False, True], ids=["top", "nested"])
 async def test_a_json_body_naming_a_member_twice_is_refused(
-    client: AsyncClient, method: str, path: str, nested: bool
+    shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str, nested: bool
 ) -> None:
-    headers = await signed_up(client, unique_email("members"))
     body = b'{"a": {"name": 1, "name": 2}}' if nested else b'{"name": "x", "name": "y"}'
     content_type = next(
         media
         for media in ("application/json", "application/merge-patch+json")
         if (method, path) in _with_body(media)
     )
-    response = await client.request(
-        method, path, content=body, headers={**headers, "Content-Type": content_type}
+    response = await shared_client.request(
+        method, path, content=body, headers={**shared_caller, "Content-Type": content_type}
     )
     problem = assert_problem(response, 422, "validation_error")
     assert problem["errors"] == [{"detail": f"{REPEATED_MEMBER} (`name`)"}]

@@ -222,17 +222,17 @@ EVERY_QUERY_PARAMETER = sorted(
 
 @pytest.mark.parametrize("case", EVERY_QUERY_PARAMETER)
 async def test_a_query_parameter_given_twice_is_refused_naming_it(
-    client: AsyncClient, case: str
+    shared_client: AsyncClient, case: str
 ) -> None:
     """One value would be dropped without a word, and a filter in front may read the other."""
     method, path, name = case.split(" ")
     other = "limit" if name != "limit" else "offset"
     params: list[tuple[str, str | int | float | bool | None]] = [(name, "5"), (other, "1")]
     params.append((name, "6"))
-    response = await client.request(method, path, params=params)
+    response = await shared_client.request(method, path, params=params)
     assert response.status_code == 422, response.text
     assert response.json()["errors"] == [{"parameter": name, "detail": REPEATED}]
-    assert (await client.head(path, params=params)).status_code == 422
+    assert (await shared_client.head(path, params=params)).status_code == 422
 
 
 def test_parameters_that_take_many_values_may_be_repeated() -> None:
