@@ -69,7 +69,7 @@ test: install browser ## Run the whole suite (SQLite, plus PostgreSQL and Redis 
 		--cov --cov-report=term-missing:skip-covered \
 		$(if $(strip $(PYTEST_ARGS)),--cov-fail-under=0) $(PYTEST_ARGS)
 
-fuzz: install ## The contract tests ten times longer (1000 examples per operation)
+fuzz: install ## The contract tests at 1000 examples per operation (make test: 50)
 	@eval "$$($(RUN) python scripts/test_services.py)"; \
 	CONTRACT_MAX_EXAMPLES=$${CONTRACT_MAX_EXAMPLES:-1000} $(RUN) pytest tests/contract $(PYTEST_ARGS)
 

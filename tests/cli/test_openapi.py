@@ -62,7 +62,7 @@ def test_the_committed_openapi_json_is_current() -> None:
 
 def test_the_document_is_the_same_whatever_the_hash_seed() -> None:
     """Nothing in it may follow the order of a set: string hashing changes it per process."""
-    for seed in ("1", "2", "3", "4"):
+    for seed in ("1", "2"):  # and this process's own, random, in the test above
         produced = subprocess.run(
             [sys.executable, "-m", "app.cli", "openapi", "--defaults"],
             env=os.environ | {"PYTHONHASHSEED": seed},

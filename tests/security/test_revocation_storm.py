@@ -29,7 +29,7 @@ from tests.security.races import (
 
 pytestmark = pytest.mark.anyio
 
-TRIALS = 10
+TRIALS = 6
 SESSIONS = 4
 # The revocation comes while the rotations are under way, at a moment that varies.
 LEAD_SECONDS = (0.01, 0.05)
