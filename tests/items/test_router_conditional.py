@@ -47,6 +47,31 @@ async def test_read_returns_the_etag_and_if_none_match_answers_304(client: Async
     assert modified.json() == item
 
 
+async def test_a_large_item_keeps_its_strong_etag_and_its_bytes(client: AsyncClient) -> None:
+    """Over the compression threshold an item is still sent uncompressed: its strong ETag names
+    those bytes, which `If-None-Match` and `If-Match` then compare against. A list (no ETag)
+    is compressed."""
+    headers = await signed_up(client, ALICE)
+    item = await create_item(client, headers, description="words " * 1000)
+    url = item_url(item["id"])
+    gzip = {**headers, "Accept-Encoding": "gzip"}
+    response = await client.get(url, headers=gzip)
+    assert "content-encoding" not in response.headers
+    assert response.headers["etag"] == '"1"'
+    assert int(response.headers["content-length"]) > 6000
+    assert response.json() == item
+    not_modified = await client.get(url, headers={**gzip, "If-None-Match": '"1"'})
+    assert (not_modified.status_code, not_modified.headers["etag"]) == (304, '"1"')
+    changed = await client.patch(
+        url,
+        json={"title": "Renamed"},
+        headers={**gzip, "If-Match": response.headers["etag"], **MERGE_PATCH},
+    )
+    assert changed.status_code == 200, changed.text
+    listed = await client.get("/api/v1/items", headers=gzip)
+    assert listed.headers["content-encoding"] == "gzip"
+
+
 async def test_unknown_item_is_a_404_problem(client: AsyncClient) -> None:
     headers = await signed_up(client, ALICE)
     missing = uuid.uuid4()

@@ -25,6 +25,10 @@ async def small(request: Request) -> Response:
     return PlainTextResponse("x" * (GZIP_MINIMUM_BYTES - 1))
 
 
+async def tagged(request: Request) -> Response:
+    return PlainTextResponse(BIG, headers={"ETag": request.query_params["tag"]})
+
+
 async def events(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         yield f"data: {BIG}\n\n".encode()
@@ -34,7 +38,12 @@ async def events(request: Request) -> Response:
 
 def client() -> AsyncClient:
     app = Starlette(
-        routes=[Route("/big", big), Route("/small", small), Route("/events", events)],
+        routes=[
+            Route("/big", big),
+            Route("/small", small),
+            Route("/tagged", tagged),
+            Route("/events", events),
+        ],
         middleware=[
             Middleware(
                 CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL
@@ -62,6 +71,24 @@ async def test_event_streams_are_never_compressed() -> None:
     response = await client().get("/events", headers={"Accept-Encoding": "gzip"})
     assert "content-encoding" not in response.headers
     assert response.text.startswith("data: x")
+
+
+async def test_a_strongly_tagged_response_goes_out_as_the_app_wrote_it() -> None:
+    """A strong ETag names exact bytes: the gzipped ones would need another tag."""
+    response = await client().get("/tagged?tag=%221%22", headers={"Accept-Encoding": "gzip"})
+    assert "content-encoding" not in response.headers
+    assert "vary" not in response.headers
+    assert response.headers["etag"] == '"1"'
+    assert response.headers["content-length"] == str(len(BIG))
+    assert response.text == BIG
+
+
+async def test_a_weakly_tagged_response_is_compressed() -> None:
+    """A weak validator promises equivalent content only: the coding does not change it."""
+    response = await client().get("/tagged?tag=W/%221%22", headers={"Accept-Encoding": "gzip"})
+    assert response.headers["content-encoding"] == "gzip"
+    assert response.headers["etag"] == 'W/"1"'
+    assert response.text == BIG
 
 
 def test_the_level_compresses() -> None:

@@ -1,9 +1,10 @@
-"""Compression: Starlette's GZip for clients that accept it, nothing at all for the others."""
+"""Compression: Starlette's gzip for clients that accept it, nothing at all for the others."""
 
-from starlette.middleware.gzip import GZipMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.middleware.gzip import GZipResponder
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 ACCEPT_ENCODING = b"accept-encoding"
+ETAG = b"etag"
 
 
 def accepts_gzip(scope: Scope) -> bool:
@@ -11,8 +12,20 @@ def accepts_gzip(scope: Scope) -> bool:
     return any(name == ACCEPT_ENCODING and b"gzip" in value for name, value in scope["headers"])
 
 
+def has_strong_etag(message: Message) -> bool:
+    """Whether a response start message carries a strong entity tag (not `W/"..."`)."""
+    return any(
+        name.lower() == ETAG and not value.lstrip().startswith(b"W/")
+        for name, value in message.get("headers", ())
+    )
+
+
 class CompressionMiddleware:
     """Gzip responses over `minimum_size` (never event streams) for clients that accept it.
+
+    A response with a strong ETag goes out as the app wrote it: a strong validator names
+    exact bytes (RFC 9110 section 8.8.1), so the gzipped bytes would need a tag of their own,
+    and every `If-Match` and `If-None-Match` check would have to know both.
 
     Starlette's GZipMiddleware inspects every response even when the client accepts no
     compression (measured: ~10 µs a request); here those requests go straight to the app.
@@ -24,10 +37,30 @@ class CompressionMiddleware:
         if minimum_size < 0 or not 1 <= compresslevel <= 9:  # noqa: PLR2004 - zlib's range
             raise ValueError("minimum_size must be >= 0 and compresslevel within 1..9.")
         self.app = app
-        self.gzip = GZipMiddleware(app, minimum_size=minimum_size, compresslevel=compresslevel)
+        self.minimum_size = minimum_size
+        self.compresslevel = compresslevel
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and accepts_gzip(scope):
-            await self.gzip(scope, receive, send)
+        if scope["type"] != "http" or not accepts_gzip(scope):
+            await self.app(scope, receive, send)
             return
-        await self.app(scope, receive, send)
+        app = _uncompressed_when_strongly_tagged(self.app, send)
+        responder = GZipResponder(app, self.minimum_size, compresslevel=self.compresslevel)
+        await responder(scope, receive, send)
+
+
+def _uncompressed_when_strongly_tagged(app: ASGIApp, send: Send) -> ASGIApp:
+    """`app` as the compressor calls it, whose strongly tagged responses bypass it to `send`."""
+
+    async def guarded(scope: Scope, receive: Receive, compress: Send) -> None:
+        target = compress
+
+        async def choose(message: Message) -> None:
+            nonlocal target
+            if message["type"] == "http.response.start" and has_strong_etag(message):
+                target = send
+            await target(message)
+
+        await app(scope, receive, choose)
+
+    return guarded
