@@ -28,8 +28,16 @@ SUBSET = "tests/health -k 'not postgresql'"
 def clean_environment() -> dict[str, str]:
     """The caller's environment without uv, virtual environments, test service settings or
     pytest's own (`PYTEST_ADDOPTS`, the xdist worker's name), which the outer run may set."""
-    dropped = ("VIRTUAL_ENV", "UV_", "PYTHON", "TEST_", "REQUIRE_SERVICES", "PYENV", "COV_")
-    dropped += ("PYTEST_",)
+    dropped = (
+        "VIRTUAL_ENV",
+        "UV_",
+        "PYTHON",
+        "TEST_",
+        "REQUIRE_SERVICES",
+        "PYENV",
+        "COV_",
+        "PYTEST_",
+    )
     env = {k: v for k, v in os.environ.items() if not k.startswith(dropped)}
     # Set but empty: `make test` leaves them alone, so the subset cannot reach the shared
     # PostgreSQL and Redis that the outer run is using.

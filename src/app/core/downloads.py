@@ -1,5 +1,6 @@
 """File downloads: the whole file, whatever `Range` the request carries."""
 
+import os
 from collections.abc import Mapping
 
 from starlette.responses import FileResponse
@@ -23,6 +24,17 @@ class WholeFileResponse(FileResponse):
         """The headers `FileResponse` sends, but advertising no range support."""
         super().init_headers(headers)
         self.headers["accept-ranges"] = "none"  # before FileResponse sets it to "bytes"
+
+    def set_stat_headers(self, stat_result: os.stat_result) -> None:
+        """Set Starlette's headers, with a weak `ETag`.
+
+        The tag is made of the file's time and size, not of the bytes sent, and the file may
+        go gzipped, which a strong tag would forbid.
+        """
+        super().set_stat_headers(stat_result)
+        etag = self.headers["etag"]
+        if not etag.startswith("W/"):
+            self.headers["etag"] = f"W/{etag}"
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Send the file as if the request had no `Range` (nor `If-Range`)."""
