@@ -73,6 +73,25 @@ async def test_event_streams_are_never_compressed() -> None:
     assert response.text.startswith("data: x")
 
 
+@pytest.mark.parametrize(
+    ("accepted", "gzipped"),
+    [
+        ("gzip", True),
+        ("br, GZIP;q=0.5", True),
+        ("deflate, gzip ; q=1.0", True),
+        ("gzip;q=0", False),
+        ("gzip; q=0.000, br", False),
+        ("gzip;q=nothing", False),
+        ("x-gzip-like, identity", False),
+        ("*", False),
+    ],
+)
+async def test_gzip_only_when_the_client_accepts_it(accepted: str, gzipped: bool) -> None:
+    response = await client().get("/big", headers={"Accept-Encoding": accepted})
+    assert (response.headers.get("content-encoding") == "gzip") is gzipped
+    assert response.text == BIG
+
+
 async def test_a_strongly_tagged_response_goes_out_as_the_app_wrote_it() -> None:
     """A strong ETag names exact bytes: the gzipped ones would need another tag."""
     response = await client().get("/tagged?tag=%221%22", headers={"Accept-Encoding": "gzip"})

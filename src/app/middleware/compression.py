@@ -8,8 +8,29 @@ ETAG = b"etag"
 
 
 def accepts_gzip(scope: Scope) -> bool:
-    """Whether the request's `Accept-Encoding` names gzip."""
-    return any(name == ACCEPT_ENCODING and b"gzip" in value for name, value in scope["headers"])
+    """Whether the request's `Accept-Encoding` names gzip with a weight above 0.
+
+    `gzip;q=0` says the client refuses gzip (RFC 9110 section 12.5.3); a substring test read
+    it as consent.
+    """
+    return any(
+        name == ACCEPT_ENCODING and any(_gzip_wanted(coding) for coding in value.split(b","))
+        for name, value in scope["headers"]
+    )
+
+
+def _gzip_wanted(coding: bytes) -> bool:
+    token, _, parameters = coding.partition(b";")
+    if token.strip().lower() != b"gzip":
+        return False
+    for parameter in parameters.split(b";"):
+        key, _, weight = parameter.partition(b"=")
+        if key.strip().lower() == b"q":
+            try:
+                return float(weight.strip()) > 0
+            except ValueError:
+                return False  # a weight that is no number: not a consent
+    return True
 
 
 def has_strong_etag(message: Message) -> bool:
