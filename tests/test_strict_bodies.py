@@ -133,3 +133,37 @@ async def test_a_form_field_the_form_does_not_declare_may_repeat(client: AsyncCl
     form = {"username": email, "password": DEFAULT_PASSWORD, "extra": ["1", "2"]}
     response = await client.post("/api/v1/auth/login", data=form)
     assert response.status_code == 200, response.text
+
+
+@pytest.mark.parametrize(
+    ("method", "path"), JSON_OPERATIONS, ids=[f"{m} {p}" for m, p in JSON_OPERATIONS]
+)
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-16-be", "utf-32", "latin-1"])
+async def test_a_json_body_in_another_encoding_than_utf_8_is_refused(
+    shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str, encoding: str
+) -> None:
+    """JSON between systems is UTF-8 (RFC 8259 section 8.1); the parser would read UTF-16 and
+    UTF-32 too, which a filter in front reading UTF-8 sees as something else."""
+    body = '{"title": "caf\u00e9", "name": "caf\u00e9"}'.encode(encoding)
+    content_type = next(
+        media
+        for media in ("application/json", "application/merge-patch+json")
+        if (method, path) in _with_body(media)
+    )
+    response = await shared_client.request(
+        method, path, content=body, headers={**shared_caller, "Content-Type": content_type}
+    )
+    assert_problem(response, 400, "malformed_body")
+
+
+async def test_a_utf_8_body_may_begin_with_a_byte_order_mark(client: AsyncClient) -> None:
+    """RFC 8259 section 8.1 lets a parser ignore it; the body is read as without it."""
+    headers = await signed_up(client, unique_email("bom"))
+    body = (
+        b"\xef\xbb\xbf" + json.dumps({"title": "Lamp", "price": "1.00", "currency": "EUR"}).encode()
+    )
+    response = await client.post(
+        "/api/v1/items", content=body, headers={**headers, "Content-Type": "application/json"}
+    )
+    assert response.status_code == 201, response.text
+    assert response.json()["title"] == "Lamp"

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
-from app.core.errors import ValidationFailedError
+from app.core.errors import MalformedBodyError, ValidationFailedError
 
 REPEATED_MEMBER = "This member takes one value; it was given more than once."
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
@@ -50,12 +50,21 @@ def _is_json(media_type: str) -> bool:
 
 
 async def _parse_json(request: Request) -> None:
-    """Parse the body once, refusing repeated names; FastAPI then reads the parsed value."""
+    """Parse the body once, refusing repeated names; FastAPI then reads the parsed value.
+
+    The body must be UTF-8 (RFC 8259 section 8.1; a leading byte order mark is ignored):
+    `json.loads` given bytes also reads UTF-16 and UTF-32, which a filter in front reading
+    UTF-8 would see as something else.
+    """
     body = await request.body()
     if not body:
         return
     try:
-        parsed = json.loads(body, object_pairs_hook=_unique_members)
+        text = body.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        raise MalformedBodyError("The body is not UTF-8.") from None
+    try:
+        parsed = json.loads(text, object_pairs_hook=_unique_members)
     except _RepeatedMember as repeated:
         issue = {"detail": f"{REPEATED_MEMBER} (`{repeated.name}`)"}
         raise ValidationFailedError(_INVALID, errors=[issue]) from None
