@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from fastapi.routing import APIRoute
-from httpx2 import AsyncClient
+from httpx2 import AsyncClient, Response
 
 from app.core.routing import FORM_MEDIA_TYPE, REPEATED_MEMBER, StrictBodyRoute
 from app.main import create_app
@@ -38,6 +38,22 @@ def _with_body(media_type: str) -> list[tuple[str, str]]:
 
 
 JSON_OPERATIONS = _with_body("application/json") + _with_body("application/merge-patch+json")
+
+
+async def _send_json(
+    client: AsyncClient, headers: dict[str, str], method: str, path: str, body: bytes
+) -> Response:
+    """Send `body` to a JSON operation in the media type it documents."""
+    content_type = next(
+        media
+        for media in ("application/json", "application/merge-patch+json")
+        if (method, path) in _with_body(media)
+    )
+    return await client.request(
+        method, path, content=body, headers={**headers, "Content-Type": content_type}
+    )
+
+
 FORM_OPERATIONS = _with_body(FORM_MEDIA_TYPE)
 
 
@@ -77,14 +93,7 @@ async def test_a_json_body_naming_a_member_twice_is_refused(
     shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str, nested: bool
 ) -> None:
     body = b'{"a": {"name": 1, "name": 2}}' if nested else b'{"name": "x", "name": "y"}'
-    content_type = next(
-        media
-        for media in ("application/json", "application/merge-patch+json")
-        if (method, path) in _with_body(media)
-    )
-    response = await shared_client.request(
-        method, path, content=body, headers={**shared_caller, "Content-Type": content_type}
-    )
+    response = await _send_json(shared_client, shared_caller, method, path, body)
     problem = assert_problem(response, 422, "validation_error")
     assert problem["errors"] == [{"detail": f"{REPEATED_MEMBER} (`name`)"}]
 
@@ -145,14 +154,7 @@ async def test_a_json_body_in_another_encoding_than_utf_8_is_refused(
     """JSON between systems is UTF-8 (RFC 8259 section 8.1); the parser would read UTF-16 and
     UTF-32 too, which a filter in front reading UTF-8 sees as something else."""
     body = '{"title": "caf\u00e9", "name": "caf\u00e9"}'.encode(encoding)
-    content_type = next(
-        media
-        for media in ("application/json", "application/merge-patch+json")
-        if (method, path) in _with_body(media)
-    )
-    response = await shared_client.request(
-        method, path, content=body, headers={**shared_caller, "Content-Type": content_type}
-    )
+    response = await _send_json(shared_client, shared_caller, method, path, body)
     assert_problem(response, 400, "malformed_body")
 
 
