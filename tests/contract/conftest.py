@@ -33,7 +33,7 @@ CONTRACT_DATABASE_URL = _own_database(TEST_DATABASE_URL)
 APP = create_app(make_settings(DATABASE_URL=CONTRACT_DATABASE_URL))
 # Examples per operation as a normal user (`make fuzz` raises it); the API key and the
 # superuser, which mostly take other branches of authorization, get a tenth as many.
-# 50 per operation in `make test`, where it is a fifth of the suite's time; `make fuzz`: 1000.
+# 50 per operation in `make test` (at 100 it took a tenth of the suite's time); `make fuzz`: 1000.
 MAX_EXAMPLES = int(os.environ.get("CONTRACT_MAX_EXAMPLES", "50"))
 OTHER_IDENTITY_EXAMPLES = max(MAX_EXAMPLES // 10, 10)
 # The scopes of the narrow key: it reads items, and may do nothing else.
