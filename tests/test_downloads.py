@@ -9,17 +9,6 @@ answers as the document says; tests/jobs/test_api.py sends the ranges to the one
 import ast
 from pathlib import Path
 
-import pytest
-from httpx2 import ASGITransport, AsyncClient
-from starlette.applications import Starlette
-from starlette.middleware import Middleware
-from starlette.requests import Request
-from starlette.routing import Route
-
-from app.core.downloads import WholeFileResponse
-from app.middleware.compression import CompressionMiddleware
-from app.pipeline import GZIP_LEVEL, GZIP_MINIMUM_BYTES
-
 PACKAGE = Path(__file__).resolve().parents[1] / "src" / "app"
 ALLOWED = PACKAGE / "core" / "downloads.py"
 PLAIN = "FileResponse"
@@ -42,25 +31,3 @@ def test_only_the_whole_file_response_uses_starlettes_file_response() -> None:
         if path != ALLOWED and _uses_plain_file_response(path)
     ]
     assert users == [], f"file responses that serve ranges: {users}"
-
-
-@pytest.mark.anyio
-async def test_a_file_goes_gzipped_under_a_weak_etag(tmp_path: Path) -> None:
-    """The tag is made of the file's time and size, so it is weak; and a weakly tagged
-    response may be compressed (a strong tag names the uncompressed bytes)."""
-    path = tmp_path / "result.json"
-    path.write_text('{"items": [' + ", ".join(["1"] * GZIP_MINIMUM_BYTES) + "]}")
-
-    async def download(request: Request) -> WholeFileResponse:
-        return WholeFileResponse(path, media_type="application/json")
-
-    middleware = [
-        Middleware(CompressionMiddleware, minimum_size=GZIP_MINIMUM_BYTES, compresslevel=GZIP_LEVEL)
-    ]
-    app = Starlette(routes=[Route("/result", download)], middleware=middleware)
-    transport = ASGITransport(app=app)
-    async with AsyncClient(transport=transport, base_url="http://testserver") as client:
-        response = await client.get("/result", headers={"Accept-Encoding": "gzip"})
-    assert response.headers["etag"].startswith('W/"')
-    assert response.headers["content-encoding"] == "gzip"
-    assert response.text == path.read_text()

@@ -1,5 +1,6 @@
 import gzip
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 from httpx2 import ASGITransport, AsyncClient
@@ -9,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
+from app.core.downloads import WholeFileResponse
 from app.middleware.compression import CompressionMiddleware
 from app.pipeline import GZIP_LEVEL, GZIP_MINIMUM_BYTES
 
@@ -29,6 +31,10 @@ async def tagged(request: Request) -> Response:
     return PlainTextResponse(BIG, headers={"ETag": request.query_params["tag"]})
 
 
+async def download(request: Request) -> Response:
+    return WholeFileResponse(request.query_params["path"], media_type="application/json")
+
+
 async def events(request: Request) -> Response:
     async def stream() -> AsyncIterator[bytes]:
         yield f"data: {BIG}\n\n".encode()
@@ -42,6 +48,7 @@ def client() -> AsyncClient:
             Route("/big", big),
             Route("/small", small),
             Route("/tagged", tagged),
+            Route("/download", download),
             Route("/events", events),
         ],
         middleware=[
@@ -107,6 +114,18 @@ async def test_a_weakly_tagged_response_is_compressed() -> None:
     response = await client().get("/tagged?tag=W/%221%22", headers={"Accept-Encoding": "gzip"})
     assert response.headers["content-encoding"] == "gzip"
     assert response.headers["etag"] == 'W/"1"'
+    assert response.text == BIG
+
+
+async def test_a_download_goes_gzipped_under_a_weak_etag(tmp_path: Path) -> None:
+    """A file's tag is made of its time and size, so it is weak (`core.downloads`), and a
+    large export is compressed like any weakly tagged response."""
+    path = tmp_path / "result.json"
+    path.write_text(BIG)
+    gzip_accepted = {"Accept-Encoding": "gzip"}
+    response = await client().get("/download", params={"path": str(path)}, headers=gzip_accepted)
+    assert response.headers["etag"].startswith('W/"')
+    assert response.headers["content-encoding"] == "gzip"
     assert response.text == BIG
 
 

@@ -33,7 +33,7 @@ def _gzip_wanted(coding: bytes) -> bool:
     return True
 
 
-def has_strong_etag(message: Message) -> bool:
+def _strongly_tagged(message: Message) -> bool:
     """Whether a response start message carries a strong entity tag (not `W/"..."`)."""
     return any(
         name.lower() == ETAG and not value.lstrip().startswith(b"W/")
@@ -78,7 +78,7 @@ def _uncompressed_when_strongly_tagged(app: ASGIApp, send: Send) -> ASGIApp:
 
         async def choose(message: Message) -> None:
             nonlocal target
-            if message["type"] == "http.response.start" and has_strong_etag(message):
+            if message["type"] == "http.response.start" and _strongly_tagged(message):
                 target = send
             await target(message)
 
