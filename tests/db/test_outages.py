@@ -40,6 +40,8 @@ def add_routes(app: FastAPI) -> None:
             "die": "SELECT pg_terminate_backend(pg_backend_pid())",
             "locked": "SET LOCAL lock_timeout = '100ms'; LOCK TABLE outage_lock IN SHARE MODE",
             "typo": "SELEC 1",
+            # What a standby (or a database set read-only) answers to a write: SQLSTATE 25006.
+            "read_only": "SET TRANSACTION READ ONLY; CREATE TABLE outage_read_only (id int)",
         }
         for part in statements[statement].split("; "):
             await session.execute(text(part))
@@ -110,6 +112,14 @@ async def test_a_connection_the_server_ended_is_a_503_and_the_next_request_works
         ended = await client.get("/sql/die")
         after = await client.get("/sql/one")
     assert_database_unavailable(ended)
+    assert after.json() == {"ran": "one"}
+
+
+async def test_a_write_a_read_only_server_refuses_is_a_503(pg_url: str) -> None:
+    async with live(pg_url) as (_, client):
+        response = await client.post("/sql/read_only")
+        after = await client.post("/sql/one")
+    assert_database_unavailable(response)
     assert after.json() == {"ran": "one"}
 
 

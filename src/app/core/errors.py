@@ -179,9 +179,10 @@ DATABASE_UNAVAILABLE_ERRORS = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.T
 # connection exceptions (08), insufficient resources such as too many connections (53),
 # operator intervention: shutdown, restart, statement timeout (57), lock_timeout (55P03), and
 # a transaction the server rolled back to break a deadlock (40P01) or a serialization conflict
-# (40001): each succeeds when tried again.
+# (40001), and a write refused by a read-only server (25006: a failover left the pool on what is
+# now a standby, or the database was set read-only for maintenance): each passes when tried again.
 _UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
-_UNAVAILABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001"})
+_UNAVAILABLE_SQLSTATES = frozenset({"55P03", "40P01", "40001", "25006"})
 # Redis failing where it is required (fail-closed paths): a connection error, timeout, or the
 # client's circuit breaker refusing while Redis rests (a `ConnectionError` too).
 REDIS_UNAVAILABLE_ERRORS = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
