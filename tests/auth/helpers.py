@@ -1,6 +1,7 @@
 """Shared by the local-auth tests: the paths, a running app, stored rows and token checks."""
 
 import hashlib
+import uuid
 from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -33,9 +34,14 @@ def started(
     return harness.started(settings, JWT_SECRET=JWT_SECRET, **overrides)
 
 
-def throttle_key(email: str) -> str:
-    """The Redis key under which the login throttle counts the failures of `email`."""
-    return "login-failures:" + hashlib.sha256(email.encode()).hexdigest()
+def throttle_scope(email: str, account: uuid.UUID | None) -> str:
+    """What the login throttle's Redis keys name: the address and its user (None: no user)."""
+    return hashlib.sha256(f"{account or 'none'}:{email}".encode()).hexdigest()
+
+
+def throttle_key(email: str, account: uuid.UUID | None) -> str:
+    """The Redis key under which the login throttle counts the failures of an account."""
+    return "login-failures:" + throttle_scope(email, account)
 
 
 def assert_unauthorized(response: Response, code: str = "invalid_token") -> dict[str, Any]:

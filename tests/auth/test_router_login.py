@@ -215,7 +215,7 @@ async def test_an_impossible_email_is_an_ordinary_login_failure(
             response = await login_response(client, username, "whatever it is")
         finally:
             if (redis := resources_of(app).redis) is not None:
-                await redis.delete(throttle_key(nobody), throttle_key(username))
+                await redis.delete(throttle_key(nobody, None), throttle_key(username, None))
     body = assert_unauthorized(response, "invalid_credentials")
     for answer in (body, expected):
         del answer["request_id"]

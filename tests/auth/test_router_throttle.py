@@ -11,13 +11,14 @@ from sqlalchemy import func, select
 from app.auth.models import LoginFailure
 from app.core.config import Settings
 from app.deps import resources_of
+from app.users.models import User
 from tests.auth.helpers import (
     LEGACY_LOGIN,
     LOGIN,
     assert_unauthorized,
     login_response,
     started,
-    throttle_key,
+    throttle_scope,
 )
 from tests.harness import assert_problem, factory
 from tests.identity import DEFAULT_PASSWORD, register, unique_email
@@ -50,6 +51,13 @@ async def failures_stored(app: FastAPI, email: str) -> int:
     async with factory(app)() as session:
         query = select(func.count()).select_from(LoginFailure).where(LoginFailure.email == email)
         return await session.scalar(query) or 0
+
+
+async def throttle_scope_of(app: FastAPI, email: str) -> str:
+    """What the throttle's Redis keys of `email` and the user registered with it name."""
+    async with factory(app)() as session:
+        user_id = await session.scalar(select(User.id).where(User.email == email))
+    return throttle_scope(email, user_id)
 
 
 def throttle_emails() -> dict[str, str]:
@@ -105,17 +113,24 @@ async def test_login_throttle_with_the_redis_store(
         redis = resources_of(app).redis
         assert redis is not None
         emails = throttle_emails()
-        keys = {name: throttle_key(email) for name, email in emails.items()}
         blocked = emails["blocked"]
         try:
             await check_throttle(app, client, emails)
+            scopes = {name: await throttle_scope_of(app, email) for name, email in emails.items()}
+            keys = {name: f"login-failures:{scope}" for name, scope in scopes.items()}
             limit = resources_of(app).settings.auth.login_max_attempts
             assert await redis.zcard(keys["blocked"]) == limit
             assert await redis.zcard(keys["ghost"]) == limit
             assert not await redis.exists(keys["cleared"])  # a success deleted its failures
             assert await failures_stored(app, blocked) == 0  # nothing went to the database
         finally:
-            await redis.delete(*keys.values())
+            left = []  # every client's failures, and the known clients
+            for email in emails.values():
+                scope = await throttle_scope_of(app, email)
+                for pattern in (f"login-failures:{scope}*", f"login-failures:known:{scope}"):
+                    left += [key async for key in redis.scan_iter(match=pattern)]
+            if left:
+                await redis.delete(*left)
 
 
 async def test_the_addresses_of_one_ipv6_network_are_one_client(app: FastAPI) -> None:

@@ -31,6 +31,7 @@ from app.auth.throttle import (
 from app.core.config import Settings
 from app.core.errors import RateLimitedError
 from app.deps import resources_of
+from tests.auth.helpers import throttle_key, throttle_scope
 from tests.harness import log_lines, make_settings
 
 pytestmark = pytest.mark.anyio
@@ -40,6 +41,7 @@ WINDOW = 60
 EMAIL = "alice@example.com"
 OTHER = "bob@example.com"
 CLIENT = "203.0.113.9"
+ACCOUNT = uuid.UUID(int=1)  # the user holding each address here
 RULES = ThrottleRules(max_attempts=MAX_ATTEMPTS, window_seconds=WINDOW, max_delay_seconds=1)
 # Clients that proved the password are known for an hour; the account's delay reaches 8 s.
 MEMORY = 3600
@@ -86,13 +88,13 @@ async def fail_at(
     """
     for second in seconds:
         clock.at(second)
-        await throttle.reserve(email)
+        await throttle.reserve(email, ACCOUNT)
 
 
 async def retry_after(throttle: LoginThrottle, email: str = EMAIL) -> int:
     """Assert that an attempt for `email` is refused now and return its Retry-After."""
     with pytest.raises(RateLimitedError) as info:
-        await throttle.reserve(email)
+        await throttle.reserve(email, ACCOUNT)
     assert info.value.status_code == 429
     return int(info.value.headers["Retry-After"])
 
@@ -129,8 +131,10 @@ class ThrottleBehaviour:
     async def test_other_emails_are_unaffected(self, throttle: LoginThrottle, clock: Clock) -> None:
         await fail_at(throttle, clock, 0, 1, 2)
         assert await retry_after(throttle) == 58
-        await throttle.reserve(OTHER)
-        await throttle.reserve(EMAIL.upper())  # emails come normalised; the key is taken as given
+        await throttle.reserve(OTHER, ACCOUNT)
+        await throttle.reserve(
+            EMAIL.upper(), ACCOUNT
+        )  # emails come normalised; the key is taken as given
 
     async def test_failures_older_than_the_window_stop_counting(
         self, throttle: LoginThrottle, clock: Clock
@@ -165,7 +169,7 @@ class ThrottleBehaviour:
     ) -> None:
         await fail_at(throttle, clock, 0, 1, 2)
         await fail_at(throttle, clock, 0, 1, 2, email=OTHER)
-        await throttle.clear(EMAIL)
+        await throttle.clear(EMAIL, ACCOUNT)
         assert await retry_after(throttle, OTHER) == 58
         # Counting starts afresh after a clear.
         await fail_at(throttle, clock, 2, 3, 4)
@@ -185,8 +189,8 @@ class ThrottleBehaviour:
 async def log_in(throttle: LoginThrottle, clock: Clock, second: float) -> None:
     """A login with the right password at `second`: allowed, then forgotten as a failure."""
     clock.at(second)
-    await throttle.reserve(EMAIL)
-    await throttle.clear(EMAIL)
+    await throttle.reserve(EMAIL, ACCOUNT)
+    await throttle.clear(EMAIL, ACCOUNT)
 
 
 async def strangers_keep_the_delay(make: Make, clock: Clock, rounds: int) -> list[float]:
@@ -242,7 +246,7 @@ class KnownClientBehaviour(ThrottleBehaviour):
         clock.start += MEMORY  # from here, offsets count from an hour after the first login
         for n in range(MAX_ATTEMPTS):
             await fail_at(make(REMEMBERING, f"192.0.2.{n}"), clock, 10)
-        await owner.reserve(EMAIL)  # known: its last login was 50 minutes 10 s ago
+        await owner.reserve(EMAIL, ACCOUNT)  # known: its last login was 50 minutes 10 s ago
         await fail_at(make(REMEMBERING, "192.0.2.5"), clock, 21)
         # An hour and 1 s after its last login, the owner waits like anyone.
         assert await retry_after(owner) == 4
@@ -328,17 +332,38 @@ class TestRedisLoginThrottle(KnownClientBehaviour):
         self, throttle: LoginThrottle, clock: Clock
     ) -> None:
         outcomes = await asyncio.gather(
-            *(throttle.reserve(EMAIL) for _ in range(4 * MAX_ATTEMPTS)), return_exceptions=True
+            *(throttle.reserve(EMAIL, ACCOUNT) for _ in range(4 * MAX_ATTEMPTS)),
+            return_exceptions=True,
         )
         assert outcomes.count(None) == MAX_ATTEMPTS
         assert all(isinstance(outcome, RateLimitedError) for outcome in outcomes if outcome)
+
+    async def test_the_next_user_of_an_address_inherits_nothing_without_forget(
+        self, make: Make, clock: Clock
+    ) -> None:
+        """The keys name the user: one who takes an address over after its user left it
+        (deleted, or moved to another email, while Redis missed `forget`) inherits neither
+        that user's failures nor its known clients."""
+        owner = make(REMEMBERING, OWNER)
+        await log_in(owner, clock, 0)
+        for n in range(MAX_ATTEMPTS):
+            await fail_at(make(REMEMBERING, f"192.0.2.{n}"), clock, 10)
+        assert await retry_after(make(REMEMBERING, NEWCOMER)) == 1  # the old user's delay
+        successor = uuid.UUID(int=2)  # registered at EMAIL once the old user left it
+        await make(REMEMBERING, NEWCOMER).reserve(EMAIL, successor)  # no failures, no delay
+        for n in range(MAX_ATTEMPTS - 1):
+            await make(REMEMBERING, f"192.0.2.{n}").reserve(EMAIL, successor)
+        # The successor's delay now holds the old owner's client like any stranger's.
+        with pytest.raises(RateLimitedError):
+            await owner.reserve(EMAIL, successor)
+        await owner.reserve(EMAIL, ACCOUNT)  # still known to the user it logged in to
 
     async def test_the_keys_are_digests_that_expire(
         self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
     ) -> None:
         await fail_at(throttle, clock, 0)
         keys = sorted([key async for key in redis.scan_iter(match=prefix + "*")])
-        account = prefix + hashlib.sha256(EMAIL.encode()).hexdigest()
+        account = prefix + throttle_scope(EMAIL, ACCOUNT)
         client = hashlib.sha256(CLIENT.encode()).hexdigest()
         assert keys == [account.encode(), f"{account}:{client}".encode()]
         for key in keys:
@@ -350,7 +375,7 @@ class TestRedisLoginThrottle(KnownClientBehaviour):
         self, redis: Redis, prefix: str, throttle: RedisLoginThrottle, clock: Clock
     ) -> None:
         await fail_at(throttle, clock, 0)
-        await throttle.clear(EMAIL)
+        await throttle.clear(EMAIL, ACCOUNT)
         assert [key async for key in redis.scan_iter(match=prefix + "*")] == []
 
     async def test_known_clients_are_one_expiring_key_of_digests(
@@ -358,7 +383,7 @@ class TestRedisLoginThrottle(KnownClientBehaviour):
     ) -> None:
         await log_in(make(REMEMBERING, NEWCOMER), clock, 0)
         await log_in(make(REMEMBERING, OWNER), clock, MEMORY)  # trims the newcomer's entry
-        key = f"{prefix}known:{hashlib.sha256(EMAIL.encode()).hexdigest()}"
+        key = f"{prefix}known:{throttle_scope(EMAIL, ACCOUNT)}"
         assert [key async for key in redis.scan_iter(match=prefix + "*")] == [key.encode()]
         owner = hashlib.sha256(OWNER.encode()).hexdigest().encode()
         assert await redis.zrange(key, 0, -1, withscores=True) == [(owner, clock.timestamp())]
@@ -389,8 +414,8 @@ async def test_create_login_throttle_uses_the_database_without_redis(
         client=CLIENT,
     )
     assert isinstance(throttle, DatabaseLoginThrottle)
-    await throttle.reserve(EMAIL)
-    await throttle.reserve(EMAIL)
+    await throttle.reserve(EMAIL, ACCOUNT)
+    await throttle.reserve(EMAIL, ACCOUNT)
     assert 29 <= await retry_after(throttle) <= 30  # the real clock: settings took effect
 
 
@@ -401,13 +426,13 @@ async def test_create_login_throttle_uses_redis_when_given(redis: Redis) -> None
     assert isinstance(throttle, FallbackLoginThrottle)
     email = f"{uuid.uuid4().hex}@example.com"  # the default prefix is shared: a unique key
     try:
-        await throttle.reserve(email)
-        await throttle.reserve(email)
+        await throttle.reserve(email, ACCOUNT)
+        await throttle.reserve(email, ACCOUNT)
         assert 29 <= await retry_after(throttle, email) <= 30
-        assert await redis.exists("login-failures:" + hashlib.sha256(email.encode()).hexdigest())
+        assert await redis.exists(throttle_key(email, ACCOUNT))
     finally:
-        await throttle.clear(email)
-        await redis.delete("login-failures:known:" + hashlib.sha256(email.encode()).hexdigest())
+        await throttle.clear(email, ACCOUNT)
+        await redis.delete("login-failures:known:" + throttle_scope(email, ACCOUNT))
 
 
 async def test_while_redis_is_down_the_database_keeps_counting(
@@ -422,12 +447,12 @@ async def test_while_redis_is_down_the_database_keeps_counting(
     )
     try:
         with log_lines() as logs:
-            await throttle.reserve(EMAIL)
-            await throttle.reserve(EMAIL)
+            await throttle.reserve(EMAIL, ACCOUNT)
+            await throttle.reserve(EMAIL, ACCOUNT)
             with pytest.raises(RateLimitedError):
-                await throttle.reserve(EMAIL)
-            await throttle.clear(EMAIL)
-            await throttle.reserve(EMAIL)
+                await throttle.reserve(EMAIL, ACCOUNT)
+            await throttle.clear(EMAIL, ACCOUNT)
+            await throttle.reserve(EMAIL, ACCOUNT)
         assert {line["operation"] for line in logs.events("login_throttle_fallback")} == {
             "reserve",
             "clear",

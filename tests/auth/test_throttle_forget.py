@@ -6,6 +6,7 @@ in Redis only while Redis answers.
 """
 
 import time
+import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Protocol
@@ -40,6 +41,7 @@ RULES = ThrottleRules(
 )
 # Every step at one instant: the account's delay never runs out while a test looks at it.
 NOW = float(int(time.time()))
+ACCOUNT = uuid.UUID(int=1)  # the user holding each address here
 
 
 class Make(Protocol):
@@ -51,17 +53,17 @@ class Make(Protocol):
 async def refused(throttle: LoginThrottle, email: str) -> int:
     """Assert that an attempt at `email` is refused now; return its Retry-After."""
     with pytest.raises(RateLimitedError) as info:
-        await throttle.reserve(email)
+        await throttle.reserve(email, ACCOUNT)
     return int(info.value.headers["Retry-After"])
 
 
 async def known_and_failed(make: Make, email: str) -> None:
     """The owner logged in, then failed; the stranger's failure put the account in its delay."""
     owner = make(OWNER)
-    await owner.reserve(email)
-    await owner.clear(email)
-    await owner.reserve(email)
-    await make(STRANGER).reserve(email)
+    await owner.reserve(email, ACCOUNT)
+    await owner.clear(email, ACCOUNT)
+    await owner.reserve(email, ACCOUNT)
+    await make(STRANGER).reserve(email, ACCOUNT)
     assert await refused(make(NEWCOMER), email) == 1
 
 
@@ -73,23 +75,23 @@ class ForgetBehaviour:
     ) -> None:
         for email in (EMAIL, OTHER):
             await known_and_failed(make, email)
-        await make(NEWCOMER).forget(EMAIL)  # the client of the throttle does not matter
+        await make(NEWCOMER).forget(EMAIL, ACCOUNT)  # the client of the throttle does not matter
 
         # The email starts afresh: no failure counts, and the owner is a stranger to it.
         for _ in range(RULES.max_attempts):
-            await make(STRANGER).reserve(EMAIL)  # the account's delay no longer holds it
+            await make(STRANGER).reserve(EMAIL, ACCOUNT)  # the account's delay no longer holds it
         assert await refused(make(OWNER), EMAIL) == 1  # the account's delay, like anyone
         assert await refused(make(STRANGER), EMAIL) == RULES.window_seconds
 
         # The other email keeps both: its delay holds the stranger, not the known owner.
         assert await refused(make(STRANGER), OTHER) == 1
-        await make(OWNER).reserve(OTHER)
+        await make(OWNER).reserve(OTHER, ACCOUNT)
 
     async def test_forgetting_an_address_with_no_state_does_nothing(self, make: Make) -> None:
         await known_and_failed(make, OTHER)
-        await make(OWNER).forget(EMAIL)
+        await make(OWNER).forget(EMAIL, ACCOUNT)
         assert await refused(make(NEWCOMER), OTHER) == 1  # its failures still count
-        await make(OWNER).reserve(OTHER)  # still known there
+        await make(OWNER).reserve(OTHER, ACCOUNT)  # still known there
 
 
 @pytest.fixture
@@ -123,7 +125,7 @@ class TestDatabaseForget(ForgetBehaviour):
         for email in (EMAIL, OTHER):
             await known_and_failed(make, email)
         assert await rows(session, EMAIL) == (2, 1)
-        await make(OWNER).forget(EMAIL)
+        await make(OWNER).forget(EMAIL, ACCOUNT)
         assert await rows(session, EMAIL) == (0, 0)
         assert await rows(session, OTHER) == (2, 1)
 
@@ -149,7 +151,7 @@ class TestRedisForget(ForgetBehaviour):
         await known_and_failed(make, EMAIL)
         # The account's failures, the owner's and the stranger's, the known clients.
         assert len(await keys_of(redis, prefix) - others) == 4
-        await make(OWNER).forget(EMAIL)
+        await make(OWNER).forget(EMAIL, ACCOUNT)
         assert await keys_of(redis, prefix) == others
 
 
@@ -165,7 +167,7 @@ class TestFallbackForget:
             redis_store(redis, prefix, OWNER), database_store(session, OWNER)
         )
         with log_lines() as logs:
-            await both.forget(EMAIL)
+            await both.forget(EMAIL, ACCOUNT)
         assert await rows(session, EMAIL) == (0, 0)
         assert await keys_of(redis, prefix) == set()
         assert logs.events("login_throttle_forget_failed") == []
@@ -180,7 +182,7 @@ class TestFallbackForget:
                 redis_store(dead, "unused:", OWNER), database_store(session, OWNER)
             )
             with log_lines() as logs:
-                await both.forget(EMAIL)
+                await both.forget(EMAIL, ACCOUNT)
         finally:
             await dead.aclose()
         assert await rows(session, EMAIL) == (0, 0)

@@ -113,7 +113,7 @@ async def test_every_user_of_the_client_shares_its_breaker(closed_port: int) -> 
         await lock.acquire()
     rules = ThrottleRules(max_attempts=3, window_seconds=60, max_delay_seconds=10)
     with pytest.raises(CircuitOpenError):
-        await RedisLoginThrottle(redis, client="203.0.113.9", rules=rules).reserve("a@b.test")
+        await RedisLoginThrottle(redis, client="203.0.113.9", rules=rules).reserve("a@b.test", None)
     storage = create_rate_limit_storage(redis, namespace="test")
     with pytest.raises(CircuitOpenError):
         await storage.hit("ip:203.0.113.9", [Quota("minute", 1, 60)])

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import math
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
@@ -126,7 +127,7 @@ async def attacked(
     app = create_app(make_settings(DATABASE_URL=live_database_url, **store.settings))
     email = unique_email("guessed")
     async with LifespanManager(app), from_address(app, "203.0.113.10") as owner:
-        await register(owner, email)
+        user_id = uuid.UUID((await register(owner, email))["id"])
         account = Account(email, bearer(await login(owner, email)))
         resources = resources_of(app)
         held = HeldHasher(resources.password_hasher)
@@ -136,13 +137,13 @@ async def attacked(
         finally:
             held.release.set()
             if store.redis is not None:
-                await forget_failures(store.redis, email)
+                await forget_failures(store.redis, email, user_id)
 
 
-async def forget_failures(url: str, email: str) -> None:
+async def forget_failures(url: str, email: str, user_id: uuid.UUID) -> None:
     redis = Redis.from_url(url)
     try:
-        keys = [key async for key in redis.scan_iter(match=throttle_key(email) + "*")]
+        keys = [key async for key in redis.scan_iter(match=throttle_key(email, user_id) + "*")]
         if keys:
             await redis.delete(*keys)
     finally:

@@ -1,7 +1,7 @@
 """Attack: lock the owner out by failing their logins. Strangers slow it, never lock it."""
 
-import hashlib
 import math
+import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime, timedelta
@@ -23,6 +23,7 @@ from app.auth.throttle import (
 from app.core.errors import RateLimitedError
 from app.deps import resources_of
 from app.main import create_app
+from tests.auth.helpers import throttle_scope
 from tests.harness import client_for, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, register
 
@@ -32,6 +33,7 @@ STRANGER = ("198.51.100.66", 4000)
 OWNER = ("203.0.113.10", 5000)
 NEWCOMER = ("203.0.113.77", 6000)
 RULES = ThrottleRules(max_attempts=3, window_seconds=900, max_delay_seconds=8)
+ACCOUNT = uuid.UUID(int=1)  # the user holding the address
 
 
 @asynccontextmanager
@@ -114,14 +116,14 @@ class Clock:
 async def refused_for(throttle: LoginThrottle, email: str) -> int:
     """Assert that an attempt is refused now; return its Retry-After (an attempt made counts)."""
     with pytest.raises(RateLimitedError) as info:
-        await throttle.reserve(email)
+        await throttle.reserve(email, ACCOUNT)
     return int(info.value.headers["Retry-After"])
 
 
 async def rule_cases(make: Any, clock: Clock, email: str) -> None:
     stranger, owner = make("198.51.100.66"), make("203.0.113.10")
     for _ in range(RULES.max_attempts):
-        await stranger.reserve(email)  # allowed, and counted as failed
+        await stranger.reserve(email, ACCOUNT)  # allowed, and counted as failed
     # The stranger's address waits out the window; the owner only the account's first delay.
     assert await refused_for(stranger, email) == RULES.window_seconds
     assert await refused_for(owner, email) == 1
@@ -129,13 +131,13 @@ async def rule_cases(make: Any, clock: Clock, email: str) -> None:
 
     # Spread over many addresses, each failure doubles the account's delay, up to its cap.
     for n in range(6):
-        await make(f"192.0.2.{n}").reserve(email)  # the delay before it has passed
+        await make(f"192.0.2.{n}").reserve(email, ACCOUNT)  # the delay before it has passed
         delay = min(2 ** (n + 1), RULES.max_delay_seconds)
         assert await refused_for(owner, email) == math.ceil(delay)
         clock.now += delay
-    await owner.reserve(email)
+    await owner.reserve(email, ACCOUNT)
     # The owner's success clears the owner's failures only: the stranger stays blocked.
-    await owner.clear(email)
+    await owner.clear(email, ACCOUNT)
     assert await refused_for(stranger, email) > 0
 
 
@@ -165,8 +167,8 @@ async def test_the_rules_on_redis(redis_url_or_skip: str) -> None:
     try:
         await rule_cases(make, clock, email)
     finally:
-        digest = hashlib.sha256(email.encode()).hexdigest()
-        keys = [key async for key in redis.scan_iter(match=f"{prefix}*{digest}*")]
+        scope = throttle_scope(email, ACCOUNT)
+        keys = [key async for key in redis.scan_iter(match=f"{prefix}*{scope}*")]
         if keys:
             await redis.delete(*keys)
         await redis.aclose()

@@ -138,7 +138,7 @@ async def confirm_email_change(
     old_email = user.email
     await users_service.update(session=session, user=user, changes={"email": new_email})
     # Under the user's lock, which spending the token took (see `app.auth.throttle`).
-    await throttle.forget(old_email)
+    await throttle.forget(old_email, user.id)
     user.email_verified_at = utcnow()
     # Tokens mailed before the change, to either address, must not act on the account any more.
     await action_tokens.void_every_action_token(session=session, user_id=user.id)
@@ -185,10 +185,10 @@ async def delete_account(
     """
     await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
-    email = user.email
+    email, account = user.email, user.id
     await users_service.delete(session=session, user=user)
     # After the delete, which holds the account's row (see `app.auth.throttle`).
-    await identity.throttle.forget(email)
+    await identity.throttle.forget(email, account)
     return item_ids
 
 

@@ -65,7 +65,7 @@ class IdentityCheck:
         """
         user = principal.user
         # Counted as failed before the check, in the step that checks the limit (see login).
-        await self.throttle.reserve(user.email)
+        await self.throttle.reserve(user.email, user.id)
         # Published before hashing, and kept although the error rolls the request back; no
         # connection, nor on SQLite the write lock, is held while the password is checked.
         await self.session.commit()
@@ -103,7 +103,7 @@ class IdentityCheck:
         if current_password is not None:
             # Under the account's lock, with its email as committed: a success never makes a
             # client known to an address the account has left meanwhile (`app.auth.throttle`).
-            await self.throttle.clear(principal.user.email)
+            await self.throttle.clear(principal.user.email, principal.user.id)
 
 
 async def hold(session: AsyncSession, principal: Principal, *, superuser: bool = False) -> None:

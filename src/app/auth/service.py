@@ -51,10 +51,10 @@ async def authenticate(
         # No account can have it: never send it to the database, fail like any unknown email.
         await hasher.verify(password, None)
         raise InvalidCredentials from None
+    user = await users_service.get_by_email(session=session, email=email)
     # Counted as failed before the password is checked, in the step that checks the limit:
     # concurrent guesses cannot all pass the limit before any of them is counted.
-    await throttle.reserve(email)
-    user = await users_service.get_by_email(session=session, email=email)
+    await throttle.reserve(email, user.id if user else None)
     # Before hashing (~100 ms): the count is published (and stays although the answer is 401),
     # and no connection, nor on SQLite the write lock, is held while the password is checked.
     await session.commit()
@@ -68,7 +68,7 @@ async def authenticate(
         raise InvalidCredentials
     if updated_hash is not None:  # e.g. a bcrypt hash from before: now Argon2id
         user.hashed_password = updated_hash
-    await throttle.clear(email)
+    await throttle.clear(email, user.id)
     return user
 
 

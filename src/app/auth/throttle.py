@@ -19,18 +19,21 @@ that decides whether it may be made at all (`reserve`); a success then forgets i
 client's other failures. Concurrent guesses therefore take turns at the limit: however many
 arrive at once, no more passwords are checked than the rules allow one at a time.
 
-An address that leaves its account (the account is deleted, or moves to another email) is
-forgotten (`forget`): every client's failures and every known client, in the database within
-the change's transaction, in Redis as well when it answers. Otherwise whoever registers the
-address next would inherit them: the old owner's clients would skip the new account's delay.
-It is forgotten while the change holds the account's row, which a success takes before it
-makes a client known (a login's `_still_valid`, a proof's `hold`): a success that waited
-finds the account gone, or under another email, and makes no client known to the address.
+Whoever registers an address after its account left it (the account was deleted, or moved
+to another email) must not inherit its state: the old owner's clients would skip the new
+account's delay. The database store forgets the address (`forget`) within the change's
+transaction, while the change holds the account's row, which a success takes before it makes
+a client known (a login's `_still_valid`, a proof's `hold`): a success that waited finds the
+account gone, or under another email, and makes no client known to the address. The Redis
+store, which may be down just then, keys by the address and the user holding it (none for an
+address with no account): a new user never reads the old one's keys, and `forget` only tidies
+them away when Redis answers.
 
 The rules are `ThrottleRules.wait` (`throttle_rules`); the Redis store runs them in Lua
 (`throttle_redis`); the database store is here.
 """
 
+import uuid
 from collections.abc import Callable
 from datetime import datetime, timedelta
 
@@ -98,17 +101,18 @@ class DatabaseLoginThrottle:
         )
         return self._rules.is_known(now.timestamp(), last.timestamp() if last else None)
 
-    async def reserve(self, email: str) -> None:
+    async def reserve(self, email: str, account: uuid.UUID | None) -> None:
         """Count this attempt as failed unless this client, or the account, must wait."""
+        # By address alone: `forget` runs in the transaction of every change of its user.
         # Attempts at one email take turns from here to the caller's commit, so each one reads
         # every failure counted before it: read-then-insert without it lets a burst all pass.
         await lock_for_transaction(self._session, f"login-throttle:{email}")
         now, rules = self._now(), self._rules
         since = now - timedelta(seconds=rules.window_seconds)
         client = await self._times(email, since, rules.max_attempts, client=True)
-        account = await self._times(email, since, rules.account_failures_needed, client=False)
+        everyone = await self._times(email, since, rules.account_failures_needed, client=False)
         known = await self._known(email, now)
-        rules.check(now.timestamp(), client, account, known=known)
+        rules.check(now.timestamp(), client, everyone, known=known)
         self._session.add(LoginFailure(email=email, client=self._client, created_at=now))
         # Pruning on every count keeps the table bounded by recent failures only.
         await self._session.execute(
@@ -118,7 +122,7 @@ class DatabaseLoginThrottle:
         )
         await self._session.flush()
 
-    async def clear(self, email: str) -> None:
+    async def clear(self, email: str, account: uuid.UUID) -> None:
         """Forget this client's failures for `email` and know it (from now, for the period)."""
         await self._session.execute(
             delete(LoginFailure).where(
@@ -128,7 +132,7 @@ class DatabaseLoginThrottle:
         if self._rules.known_client_seconds > 0:
             await self._remember(email)
 
-    async def forget(self, email: str) -> None:
+    async def forget(self, email: str, account: uuid.UUID) -> None:
         """Forget every client's failures for `email`, and every client known to it.
 
         In the request's session, so the rows go in the transaction of the change that took
@@ -168,31 +172,31 @@ class FallbackLoginThrottle:
         self._primary = primary
         self._fallback = fallback
 
-    async def _call(self, method: str, email: str) -> None:
+    async def _call(self, method: str, email: str, account: uuid.UUID | None) -> None:
         try:
-            await getattr(self._primary, method)(email)
+            await getattr(self._primary, method)(email, account)
         except (RedisError, OSError) as exc:
             log.warning("login_throttle_fallback", operation=method, error=type(exc).__name__)
-            await getattr(self._fallback, method)(email)
+            await getattr(self._fallback, method)(email, account)
 
-    async def reserve(self, email: str) -> None:
+    async def reserve(self, email: str, account: uuid.UUID | None) -> None:
         """Count this attempt as failed unless this client, or the account, must wait."""
-        await self._call("reserve", email)
+        await self._call("reserve", email, account)
 
-    async def clear(self, email: str) -> None:
-        """Forget this client's failures for `email`, and know it."""
-        await self._call("clear", email)
+    async def clear(self, email: str, account: uuid.UUID) -> None:
+        """Forget this client's failures for the account, and know it."""
+        await self._call("clear", email, account)
 
-    async def forget(self, email: str) -> None:
-        """Forget `email`'s failures and known clients in both stores; Redis only if it answers.
+    async def forget(self, email: str, account: uuid.UUID) -> None:
+        """Forget the account's failures and known clients in both stores; Redis if it answers.
 
-        The database always: it holds what was counted while Redis was down. A Redis that
-        fails leaves its keys, which expire (known clients after the period); the change that
-        took the address from its account goes ahead.
+        The database always: it holds what was counted while Redis was down, by address. A
+        Redis that fails keeps its keys until they expire, where nobody reads them: they name
+        the user who left the address. The change that took the address goes ahead.
         """
-        await self._fallback.forget(email)
+        await self._fallback.forget(email, account)
         try:
-            await self._primary.forget(email)
+            await self._primary.forget(email, account)
         except (RedisError, OSError) as exc:
             log.warning("login_throttle_forget_failed", error=type(exc).__name__)
 

@@ -67,12 +67,14 @@ class RedisLoginThrottle:
         self._prefix = prefix
         self._reserve = redis.register_script(RESERVE)
 
-    def _keys(self, email: str) -> tuple[str, str, str]:
-        account = digest(email)
-        failures = self._prefix + account
-        return failures, f"{failures}:{self._client}", f"{self._prefix}known:{account}"
+    def _keys(self, email: str, account: uuid.UUID | None) -> tuple[str, str, str]:
+        # The user in the key: a user who takes an address over never sees the keys of one who
+        # left it, whether or not `forget` reached Redis when that one left.
+        scope = digest(f"{account or 'none'}:{email}")
+        failures = self._prefix + scope
+        return failures, f"{failures}:{self._client}", f"{self._prefix}known:{scope}"
 
-    async def reserve(self, email: str) -> None:
+    async def reserve(self, email: str, account: uuid.UUID | None) -> None:
         """Count this attempt as failed unless this client, or the account, must wait.
 
         One script call: it reads the failures and whether this client is known, and adds
@@ -86,16 +88,17 @@ class RedisLoginThrottle:
         args: list[str | int] = [repr(now), repr(now - rules.window_seconds), rules.max_attempts]
         args += [repr(rules.window_seconds), repr(rules.max_delay_seconds)]
         args += [math.ceil(rules.window_seconds), member, self._client, known_since]
-        answer: list[Any] = await self._reserve(keys=list(self._keys(email)), args=args)
+        keys = list(self._keys(email, account))
+        answer: list[Any] = await self._reserve(keys=keys, args=args)
         if answer[0] != 1:
             raise refusal(float(answer[1]))
 
-    async def clear(self, email: str) -> None:
-        """Forget this client's failures for `email` and know it (from now, for the period).
+    async def clear(self, email: str, account: uuid.UUID) -> None:
+        """Forget this client's failures for the account and know it (from now, for the period).
 
         An account holds a few dozen failures at most, and known clients of the period only.
         """
-        account_key, client_key, known_key = self._keys(email)
+        account_key, client_key, known_key = self._keys(email, account)
         members = await self._redis.zrange(account_key, 0, -1)
         mine = [m for m in members if isinstance(m, bytes) and m.startswith(self._client.encode())]
         period = self._rules.known_client_seconds
@@ -110,8 +113,10 @@ class RedisLoginThrottle:
                 pipe.expire(known_key, math.ceil(period))
             await pipe.execute()
 
-    async def forget(self, email: str) -> None:
-        """Delete `email`'s keys: the account's failures, each client's, its known clients.
+    async def forget(self, email: str, account: uuid.UUID) -> None:
+        """Delete the account's keys: its failures, each client's, its known clients.
+
+        A tidy-up: the keys name the user, whom nobody else becomes, and would only expire.
 
         The clients with failures are read from the account's set (members begin with their
         digest). A client's set whose entries already left the account's set holds failures
@@ -119,7 +124,7 @@ class RedisLoginThrottle:
         the read and the delete, at the address the account is leaving, may keep its client's
         count: a failure made while the change runs, not one the old account earned.
         """
-        account_key, _, known_key = self._keys(email)
+        account_key, _, known_key = self._keys(email, account)
         members = await self._redis.zrange(account_key, 0, -1)
         names = [m.decode() if isinstance(m, bytes) else str(m) for m in members]
         clients = {name.split(":", 1)[0] for name in names}

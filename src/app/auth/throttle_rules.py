@@ -2,6 +2,7 @@
 
 import hashlib
 import math
+import uuid
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -11,20 +12,26 @@ BLOCKED_DETAIL = "Too many failed logins for this account; try again later."
 
 
 class LoginThrottle(Protocol):
-    """Counts the failed password checks of one client for an account, and of the account."""
+    """Counts the failed password checks of one client for an account, and of the account.
 
-    async def reserve(self, email: str) -> None:
+    An account is its address and the user holding it (`account`: None while no user does).
+    The database store keys by address only and forgets within the change's transaction; the
+    Redis store keys by both, so what one user earned never applies to the next at that
+    address, even when Redis missed the change that took the address away.
+    """
+
+    async def reserve(self, email: str, account: uuid.UUID | None) -> None:
         """Count an attempt at `email`'s password as failed, before it is checked.
 
         Raises:
             RateLimitedError: This client, or the account, must wait; nothing was counted.
         """
 
-    async def clear(self, email: str) -> None:
-        """Forget this client's failures for `email`, and know it: it proved the password."""
+    async def clear(self, email: str, account: uuid.UUID) -> None:
+        """Forget this client's failures for the account, and know it: it proved the password."""
 
-    async def forget(self, email: str) -> None:
-        """Forget every client's failures for `email`, and every client known to it.
+    async def forget(self, email: str, account: uuid.UUID) -> None:
+        """Forget every client's failures for the account, and every client known to it.
 
         For an address that no longer names the account that earned them (the account was
         deleted, or moved to another email): whoever registers it next starts afresh.
