@@ -89,10 +89,11 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
     """Yield one session per request: commit when the handler succeeds, roll back otherwise.
 
     GET and HEAD requests get a session without a transaction (see
-    `db.session.create_read_session_factory`).
+    `db.session.create_read_session_factory`), unless an OIDC caller's first request, GET or
+    not, creates their account (with a savepoint).
     """
     resources = resources_of(request.app)
-    if request.method in READ_ONLY_METHODS:
+    if request.method in READ_ONLY_METHODS and resources.settings.auth.provider != "oidc":
         factory = resources.read_session_factory
     else:
         factory = resources.session_factory

@@ -135,12 +135,7 @@ def build_resources(settings: Settings, *, version: str) -> Resources:
         version=version,
         engine=engine,
         session_factory=create_session_factory(engine),
-        # An OIDC caller's first request creates their account (with a savepoint), GET or not.
-        read_session_factory=(
-            create_session_factory(engine)
-            if settings.auth.provider == "oidc"
-            else create_read_session_factory(engine)
-        ),
+        read_session_factory=create_read_session_factory(engine),
         redis=redis,
         cache=cache,
         rate_limit_storage=create_rate_limit_storage(

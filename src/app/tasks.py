@@ -76,6 +76,7 @@ def job_context(resources: Resources) -> JobContext:
     return JobContext(
         settings=resources.settings,
         session_factory=resources.session_factory,
+        read_session_factory=resources.read_session_factory,
         mailer=resources.mailer,
         tracer=provider.get_tracer("app.jobs") if provider is not None else None,
         on_outcome=resources.events.job_outcome,

@@ -4,13 +4,16 @@ import json
 import stat
 from pathlib import Path
 
+import anyio
 import pytest
 from fastapi import FastAPI
 from httpx2 import AsyncClient
 
+from app.core.downloads import OpenedFile, open_download
 from app.deps import resources_of
+from app.jobs import router as jobs_router
 from tests.harness import assert_problem
-from tests.identity import make_superuser, signed_up
+from tests.identity import DEFAULT_PASSWORD, make_superuser, signed_up
 from tests.items.helpers import create_item
 
 EXPORT = "/api/v1/users/me/export"
@@ -68,6 +71,11 @@ async def test_the_list_links_to_its_next_page(jobs_app: tuple[FastAPI, AsyncCli
     assert first.headers["link"].endswith('rel="next"')
     assert "offset=1" in first.headers["link"]
     assert "link" not in last.headers
+
+
+def stems(directory: Path) -> list[str]:
+    """The names of the files in `directory`, without their suffix."""
+    return sorted(path.stem for path in directory.iterdir())
 
 
 def modes(directory: Path) -> tuple[int, list[int]]:
@@ -175,3 +183,88 @@ async def test_a_result_file_downloads_whole_whatever_range_is_asked(
     assert "content-range" not in download.headers
     assert download.content == whole.content
     assert json.loads(download.content)["profile"]["email"] == ALICE
+
+
+async def _exported(client: AsyncClient, headers: dict[str, str], items: int = 0) -> dict[str, str]:
+    """The succeeded job of a new export of `items` items."""
+    for n in range(items):
+        await create_item(client, headers, title=f"Item {n}")
+    job = (await client.get((await export(client, headers))["location"], headers=headers)).json()
+    assert job["status"] == "succeeded", job
+    return dict(job)
+
+
+async def test_a_result_held_is_not_sent_again(jobs_app: tuple[FastAPI, AsyncClient]) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    job = await _exported(client, alice)
+    first = await client.get(job["result_url"], headers=alice)
+    conditions = {
+        "If-None-Match": first.headers["etag"],
+        "If-Modified-Since": first.headers["last-modified"],
+    }
+    for name, value in conditions.items():
+        again = await client.get(job["result_url"], headers={**alice, name: value})
+        assert again.status_code == 304, name
+        assert again.content == b""
+        assert again.headers["etag"] == first.headers["etag"]
+
+
+async def test_the_head_of_a_result_answers_like_its_get(
+    jobs_app: tuple[FastAPI, AsyncClient],
+) -> None:
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    job = await _exported(client, alice, items=30)  # over 1 KiB: the GET goes gzipped
+    asked = {**alice, "Accept-Encoding": "gzip"}
+    get = await client.get(job["result_url"], headers=asked)
+    head = await client.head(job["result_url"], headers=asked)
+    assert (get.status_code, head.status_code) == (200, 200)
+    assert get.headers["content-encoding"] == "gzip"
+    for name in ("content-encoding", "vary", "content-length", "etag", "content-disposition"):
+        assert head.headers.get(name) == get.headers.get(name), name
+
+
+async def test_a_result_removed_while_it_is_served_still_downloads_whole(
+    jobs_app: tuple[FastAPI, AsyncClient], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A newer export's success, or the purge, may remove the file once the route found it."""
+    _, client = jobs_app
+    alice = await signed_up(client, ALICE)
+    job = await _exported(client, alice, items=2)
+    found = open_download
+
+    async def found_then_removed(path: Path) -> OpenedFile | None:
+        opened = await found(path)
+        await anyio.Path(path).unlink(missing_ok=True)
+        return opened
+
+    monkeypatch.setattr(jobs_router, "open_download", found_then_removed)
+    response = await client.get(job["result_url"], headers=alice)
+    assert response.status_code == 200, response.text
+    assert len(json.loads(response.content)["items"]) == 2
+    gone = await client.get(job["result_url"], headers=alice)
+    assert_problem(gone, 404, "job_result_not_found")
+
+
+@pytest.mark.parametrize("by", ["owner", "superuser"])
+async def test_deleting_an_account_deletes_its_result_files(
+    jobs_app: tuple[FastAPI, AsyncClient], results_dir: Path, by: str
+) -> None:
+    """An export holds the account's profile and items: it goes with the account."""
+    app, client = jobs_app
+    alice, bob = await signed_up(client, ALICE), await signed_up(client, BOB)
+    kept = await _exported(client, bob)
+    await _exported(client, alice, items=2)
+    assert len(stems(results_dir)) == 2
+    proof = {"current_password": DEFAULT_PASSWORD}
+    if by == "owner":
+        deleted = await client.request("DELETE", "/api/v1/users/me", json=proof, headers=alice)
+    else:
+        admin = await signed_up(client, ADMIN)
+        await make_superuser(app, ADMIN)
+        me = (await client.get("/api/v1/users/me", headers=alice)).json()
+        path = f"/api/v1/users/{me['id']}"
+        deleted = await client.request("DELETE", path, json=proof, headers=admin)
+    assert deleted.status_code == 204, deleted.text
+    assert stems(results_dir) == [kept["id"]]

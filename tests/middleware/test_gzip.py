@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 
-from app.core.downloads import WholeFileResponse
+from app.core.downloads import WholeFileResponse, open_download
 from app.middleware.compression import CompressionMiddleware
 from app.pipeline import GZIP_LEVEL, GZIP_MINIMUM_BYTES
 
@@ -32,7 +32,9 @@ async def tagged(request: Request) -> Response:
 
 
 async def download(request: Request) -> Response:
-    return WholeFileResponse(request.query_params["path"], media_type="application/json")
+    opened = await open_download(Path(request.query_params["path"]))
+    assert opened is not None
+    return WholeFileResponse(opened, media_type="application/json", filename="result.json")
 
 
 async def events(request: Request) -> Response:
@@ -127,6 +129,24 @@ async def test_a_download_goes_gzipped_under_a_weak_etag(tmp_path: Path) -> None
     assert response.headers["etag"].startswith('W/"')
     assert response.headers["content-encoding"] == "gzip"
     assert response.text == BIG
+
+
+@pytest.mark.parametrize("accepted", ["gzip", "identity"])
+async def test_the_head_of_a_download_has_the_headers_of_its_get(
+    tmp_path: Path, accepted: str
+) -> None:
+    """Compression decides on the body it sees: a HEAD sent without one went uncompressed."""
+    path = tmp_path / "result.json"
+    path.write_text(BIG)
+    asked = {"params": {"path": str(path)}, "headers": {"Accept-Encoding": accepted}}
+    get = await client().get("/download", **asked)  # type: ignore[arg-type]
+    head = await client().head("/download", **asked)  # type: ignore[arg-type]
+    assert (get.status_code, head.status_code) == (200, 200)
+    names = ("content-encoding", "vary", "content-length", "content-type", "etag")
+    assert {name: head.headers.get(name) for name in names} == {
+        name: get.headers.get(name) for name in names
+    }
+    assert ("content-encoding" in get.headers) is (accepted == "gzip")
 
 
 def test_the_level_compresses() -> None:

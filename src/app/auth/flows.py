@@ -6,7 +6,7 @@ Each flow is a service-level function (keyword-only, session first, flushes, nev
 
 import uuid
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NamedTuple
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,6 +21,7 @@ from app.core.security import PasswordHasher
 from app.core.settings_groups import AuthSettings
 from app.db.base import utcnow
 from app.items import service as items_service
+from app.jobs import service as jobs_service
 from app.users import service as users_service
 from app.users.exceptions import EmailTaken, EmailUnchanged
 from app.users.models import User
@@ -170,6 +171,13 @@ async def update_user_as_admin(
     return updated
 
 
+class DeletedAccount(NamedTuple):
+    """What an account left behind for its deleter to clear once the deletion commits."""
+
+    item_ids: list[uuid.UUID]  # their cached copies
+    result_files: list[uuid.UUID]  # the jobs whose result files hold its data
+
+
 async def delete_account(
     *,
     session: AsyncSession,
@@ -177,19 +185,21 @@ async def delete_account(
     principal: Principal,
     user: User,
     current_password: str | None,
-) -> list[uuid.UUID]:
+) -> DeletedAccount:
     """Delete an account (the caller's, or any for a superuser), proven afresh; never by a key.
 
-    Its sessions, API keys, action tokens and items go with it, and the login throttle forgets
-    its email. Returns the ids its items had, for the caller to drop their cached copies.
+    Its sessions, API keys, action tokens, items and jobs go with it, and the login throttle
+    forgets its email. Returns what lies outside the database: the ids its items had, for their
+    cached copies, and its jobs' result files, to delete once this commits.
     """
     await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
+    result_files = await jobs_service.owned_ids_with_files(session=session, owner_id=user.id)
     email, account = user.email, user.id
     await users_service.delete(session=session, user=user)
     # After the delete, which holds the account's row (see `app.auth.throttle`).
     await identity.throttle.forget(email, account)
-    return item_ids
+    return DeletedAccount(item_ids, result_files)
 
 
 async def create_api_key(

@@ -99,7 +99,9 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Reset",
 )
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
-_BODYLESS_STATUSES = frozenset({"202", "204", "304"})
+# 204 and 304 never have content (RFC 9110 15.3.5, 15.4.5). A 202 has what its route sends: the
+# export's queued job, nothing where the route answers with a bare `Response`.
+_BODYLESS_STATUSES = frozenset({"204", "304"})
 
 
 def response_headers(*names: str, required: bool = True) -> dict[str, Any]:

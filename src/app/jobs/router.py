@@ -3,12 +3,11 @@
 from pathlib import Path
 from typing import Annotated, Any
 
-import anyio
 import structlog
-from fastapi import APIRouter, Query, Request, Response
+from fastapi import APIRouter, Header, Query, Request, Response
 
 from app.auth.exceptions import InsufficientScope
-from app.core.downloads import WholeFileResponse
+from app.core.downloads import WholeFileResponse, open_download
 from app.core.openapi import problem_responses, response_headers
 from app.core.routing import StrictBodyRoute
 from app.deps import SessionDep, SettingsDep
@@ -23,13 +22,46 @@ from app.jobs.views import job_view
 log = structlog.get_logger(__name__)
 router = APIRouter(prefix="/jobs", tags=["jobs"], route_class=StrictBodyRoute)
 
+_VALIDATORS = {
+    "ETag": {
+        "description": "A weak tag of this version of the file: send it in If-None-Match.",
+        "schema": {"type": "string"},
+    },
+    "Last-Modified": {
+        "description": "When the file was written: send it in If-Modified-Since.",
+        "schema": {"type": "string"},
+    },
+}
 _FILE_RESPONSE: dict[int | str, dict[str, Any]] = {
     200: {
         "description": "The whole result file as a JSON attachment (a `Range` header is ignored).",
         "content": {"application/json": {"schema": {"type": "object"}}},
-        "headers": {"Content-Disposition": {"schema": {"type": "string"}}},
-    }
+        "headers": {
+            "Content-Disposition": {"schema": {"type": "string"}},
+            "Accept-Ranges": {"description": "`none`.", "schema": {"type": "string"}},
+            **_VALIDATORS,
+        },
+    },
+    304: {
+        "description": "Not Modified: the version you hold is the file's.",
+        "headers": _VALIDATORS,
+    },
 }
+IfNoneMatch = Annotated[
+    str | None,
+    Header(
+        alias="If-None-Match",
+        description="An ETag you hold: 304 without a body while the file is still that version.",
+    ),
+]
+IfModifiedSince = Annotated[
+    str | None,
+    Header(
+        alias="If-Modified-Since",
+        description="An HTTP date: 304 unless the file was written after it (ignored with "
+        "If-None-Match).",
+    ),
+]
 
 
 @router.get(
@@ -75,15 +107,21 @@ async def read_job(visible: VisibleJobDep, request: Request) -> JobRead:
 
 @router.get(
     "/{job_id}/result",
+    status_code=200,  # FastAPI reads it off the response class's constructor, which has none
     response_class=WholeFileResponse,
     responses=_FILE_RESPONSE | problem_responses(401, 403, 404, 409),
 )
-async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> WholeFileResponse:
+async def download_job_result(
+    visible: VisibleJobDep,
+    settings: SettingsDep,
+    if_none_match: IfNoneMatch = None,
+    if_modified_since: IfModifiedSince = None,
+) -> WholeFileResponse:
     """Download the job's result file, streamed in chunks.
 
     403 for credentials without the scopes the result needs (an export's: `users:read` and
     `items:read`); 409 while the job has not succeeded; 404 when it has no file, or the file
-    has expired.
+    has expired; 304 to a client that holds this version (`If-None-Match`).
     """
     job = visible.job
     if not visible.result_readable:
@@ -91,14 +129,18 @@ async def download_job_result(visible: VisibleJobDep, settings: SettingsDep) -> 
         raise InsufficientScope(f"Reading this job's result takes the scope(s): {missing}.")
     if job.status != JobStatus.SUCCEEDED:
         raise JobResultNotReady(f"Job {job.id} is {job.status.value}; it has no result yet.")
-    path = results.path_of(Path(settings.jobs.results_dir), job.id)
-    if not job.has_file or not await anyio.Path(path).is_file():
-        if job.has_file:  # every node must share JOBS_RESULTS_DIR: docs/jobs.md
+    # Opened here, once: a file removed from now on (a newer export, the purge) is still read.
+    opened = None
+    if job.has_file:
+        opened = await open_download(results.path_of(Path(settings.jobs.results_dir), job.id))
+        if opened is None:  # every node must share JOBS_RESULTS_DIR: docs/jobs.md
             log.warning("job_result_file_missing", job_id=str(job.id))
+    if opened is None:
         raise JobResultNotFound(f"Job {job.id} has no result file (it may have expired).")
     return WholeFileResponse(
-        path,
+        opened,
         media_type="application/json",
         filename=f"{job.task}-{job.id}.json",
-        content_disposition_type="attachment",
+        if_none_match=if_none_match,
+        if_modified_since=if_modified_since,
     )

@@ -58,6 +58,9 @@ class JobContext:
 
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
+    # Sessions with no transaction (each statement commits alone), for long reads: on SQLite a
+    # transaction holds the one write lock from its first statement to its end.
+    read_session_factory: async_sessionmaker[AsyncSession]
     mailer: Mailer
     tracer: Tracer | None
     on_outcome: Callable[[str, str], None]  # (task, outcome): the jobs_total metric

@@ -10,6 +10,7 @@ from sqlalchemy import delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from app.db.locks import lock_for_transaction
 from app.jobs.models import Job, JobStatus
 from app.observability.tracing import current_traceparent
 
@@ -91,6 +92,16 @@ async def active(*, session: AsyncSession, owner_id: uuid.UUID, task: str) -> Jo
     )
 
 
+async def hold_active(*, session: AsyncSession, owner_id: uuid.UUID, task: str) -> Job | None:
+    """Take the owner's turn at `task` for this transaction; return its queued or running job.
+
+    For a job the owner has one of at a time: requests that would each start one when none is
+    active take turns, and the later ones find the first's job (else each made its own).
+    """
+    await lock_for_transaction(session, f"jobs:{task}:{owner_id}")
+    return await active(session=session, owner_id=owner_id, task=task)
+
+
 async def list_jobs(
     *,
     session: AsyncSession,
@@ -122,6 +133,12 @@ async def purge_finished(
     ids = list(with_files)
     await session.execute(delete(Job).where(expired).execution_options(synchronize_session=False))
     return ids
+
+
+async def owned_ids_with_files(*, session: AsyncSession, owner_id: uuid.UUID) -> list[uuid.UUID]:
+    """Return the ids of the owner's jobs that have a result file."""
+    query = select(Job.id).where(Job.owner_id == owner_id, Job.has_file.is_(True))
+    return list(await session.scalars(query))
 
 
 async def ids_with_files(*, session: AsyncSession) -> set[uuid.UUID]:

@@ -18,6 +18,7 @@ from app.jobs.schemas import JobRead
 from app.jobs.views import job_location, job_view
 from app.users import cache as users_cache
 from app.users import service as users_service
+from app.users.deletion import AccountDeletionDep
 from app.users.deps import EXPORT_SCOPES, AdminTargetDep, ExportReader, ReadableUserDep
 from app.users.export import EXPORT_USER_DATA
 from app.users.schemas import (
@@ -178,7 +179,7 @@ async def export_me(
     new one. Once it succeeded, its `result_url` downloads the file.
     """
     user_id = principal.user.id
-    job = await jobs_service.active(session=session, owner_id=user_id, task=EXPORT_USER_DATA)
+    job = await jobs_service.hold_active(session=session, owner_id=user_id, task=EXPORT_USER_DATA)
     if job is None:
         job = await jobs_sender.enqueue(
             session, task=EXPORT_USER_DATA, args={}, owner_id=user_id, read_scopes=EXPORT_SCOPES
@@ -192,21 +193,10 @@ async def delete_me(
     *,
     body: DeletionProof = NO_PROOF,
     principal: UsersWriter,
-    session: SessionDep,
-    identity: IdentityCheckDep,
-    cache: CacheDep,
-    background: BackgroundTasks,
+    delete: AccountDeletionDep,
 ) -> None:
     """Delete the caller's account, with its tokens and keys; a fresh proof, never an API key."""
-    user_id = principal.user.id
-    item_ids = await flows.delete_account(
-        session=session,
-        identity=identity,
-        principal=principal,
-        user=principal.user,
-        current_password=body.current_password,
-    )
-    await users_cache.forget_account(cache, background, user_id, item_ids)
+    await delete(principal, principal.user, body.current_password)
 
 
 @router.get(
@@ -283,18 +273,7 @@ async def delete_user(
     body: DeletionProof = NO_PROOF,
     user: AdminTargetDep,
     principal: AdminWriter,
-    session: SessionDep,
-    identity: IdentityCheckDep,
-    cache: CacheDep,
-    background: BackgroundTasks,
+    delete: AccountDeletionDep,
 ) -> None:
     """Delete an account (superusers only); the superuser's fresh proof, never an API key."""
-    user_id = user.id
-    item_ids = await flows.delete_account(
-        session=session,
-        identity=identity,
-        principal=principal,
-        user=user,
-        current_password=body.current_password,
-    )
-    await users_cache.forget_account(cache, background, user_id, item_ids)
+    await delete(principal, user, body.current_password)
