@@ -14,6 +14,7 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient
 
 from app.deps import resources_of
+from app.users.schemas import normalize_email
 from tests.harness import assert_problem, log_lines
 from tests.identity import DEFAULT_PASSWORD, bearer, mailed_token, register
 
@@ -145,6 +146,7 @@ LOOKALIKES = {
     "cyrillic-in-latin-local": "\u0430lice@example.com",
     "greek-in-latin-local": "alic\u03b5@example.com",
     "cyrillic-in-latin-domain": "alice@ex\u0430mple.com",
+    "armenian-in-latin-local": "j\u0585hn@example.com",
 }
 
 
@@ -171,3 +173,31 @@ async def test_an_address_in_one_script_per_part_is_taken(
 ) -> None:
     user = await register(client, address)
     assert await login_as(client, LOGINS[0], address, DEFAULT_PASSWORD) == user["id"]
+
+
+# UTS #39's "highly restrictive" profile, script by script: refused unless one script, or
+# Latin with those written together in Japanese, Chinese or Korean (digits and marks: none).
+SCRIPT_MIXES = {
+    "armenian-oh-in-latin": ("j\u0585hn@example.com", False),
+    "armenian-in-a-domain-label": ("user@g\u0585\u0585gle.com", False),
+    "cherokee-in-latin": ("\u13a0bc@example.com", False),
+    "georgian-in-latin": ("\u10d0bc@example.com", False),
+    "hebrew-in-latin": ("\u05d0bc@example.com", False),
+    "greek-in-cyrillic": ("\u0438\u03b1@example.com", False),
+    "hangul-with-hiragana": ("\uac00\u3042@example.com", False),
+    "armenian-alone-with-digits": ("\u0570\u0561\u0575123@example.com", True),
+    "kanji-with-latin": ("\u6771\u4eactokyo@example.com", True),
+    "kanji-with-iteration-mark": ("\u6642\u3005@example.com", True),
+    "hangul-with-latin": ("\uc11c\uc6b8seoul@example.com", True),
+    "han-with-bopomofo": ("\u4e2d\u6587\u3105@example.com", True),
+    "latin-with-accents": ("jos\u00e9@example.com", True),
+}
+
+
+@pytest.mark.parametrize(("address", "kept"), list(SCRIPT_MIXES.values()), ids=list(SCRIPT_MIXES))
+def test_scripts_mix_only_as_they_are_written_together(address: str, kept: bool) -> None:
+    if kept:
+        normalize_email(address)
+    else:
+        with pytest.raises(ValueError, match="look-alike scripts"):
+            normalize_email(address)

@@ -23,7 +23,7 @@ def normalize_email(email: str) -> str:
     `xn--caf-dma.com` is `café.com`), and the whole is lower-cased. Only an address is one:
     `Eve <eve@example.com>` is a header's mailbox with a display name, not an address (pydantic's
     `validate_email` would read it as `eve@example.com`). Nor is one written to pass for
-    another (`_refuse_lookalike`): a fullwidth or Cyrillic `a` among Latin letters.
+    another (`_refuse_lookalike`): a fullwidth, Cyrillic or Armenian letter among Latin ones.
 
     Raises:
         ValueError: `email` is not an address (a pydantic error, so a schema reports it).
@@ -40,8 +40,20 @@ def normalize_email(email: str) -> str:
     return address.normalized.lower()
 
 
-# Scripts whose letters pass for one another's (Cyrillic U+0430 for `a`, Greek U+03B5 for `e`).
-_CONFUSABLE_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "GREEK"})
+# Unicode's "highly restrictive" profile (UTS #39, 5.2): a part is in one script, or in Latin
+# with the scripts written together in Japanese, Chinese or Korean. Any other mix is a letter
+# that passes for another's: Cyrillic U+0430 or Armenian U+0585 among Latin ones.
+_WRITTEN_TOGETHER = tuple(
+    frozenset({"LATIN", "CJK", "IDEOGRAPHIC", *scripts})
+    for scripts in (("HIRAGANA", "KATAKANA", "KATAKANA-HIRAGANA"), ("BOPOMOFO",), ("HANGUL",))
+)
+
+
+def _script(char: str) -> str:
+    # Unicode names a letter by its script first (`ARMENIAN SMALL LETTER OH`); the letters
+    # whose names say otherwise (fullwidth, mathematical, modifier) are compatibility
+    # characters, refused before this is asked.
+    return unicodedata.name(char, "").partition(" ")[0]
 
 
 def _refuse_lookalike(part: str) -> None:
@@ -50,16 +62,16 @@ def _refuse_lookalike(part: str) -> None:
     The domain went through IDNA, which maps fullwidth letters to ASCII; a local part is
     compared as written, so `alice` with a fullwidth `a` (U+FF41) or a Cyrillic one (U+0430)
     would be an account of its own that shows as `alice`'s. A compatibility character (one
-    NFKC changes: fullwidth, ligatures) is refused, as is a part mixing Latin, Cyrillic or
-    Greek letters. A part in one script, or in scripts that do not pass for each other (kana
-    and kanji), is kept.
+    NFKC changes: fullwidth, ligatures) is refused, as is a part whose letters mix scripts
+    beyond what `_WRITTEN_TOGETHER` allows (digits and marks belong to none). A part in one
+    script is kept, as are kanji with kana, or with Latin letters.
     """
     if unicodedata.normalize("NFKC", part) != part:
         raise ValueError("value is not a valid email address: it holds a compatibility character")
     if part.isascii():  # the common case: one script, nothing to look up
         return
-    scripts = {unicodedata.name(char, "").partition(" ")[0] for char in part if char.isalpha()}
-    if len(scripts & _CONFUSABLE_SCRIPTS) > 1:
+    scripts = {_script(char) for char in part if char.isalpha()}
+    if len(scripts) > 1 and not any(scripts <= allowed for allowed in _WRITTEN_TOGETHER):
         raise ValueError("value is not a valid email address: it mixes look-alike scripts")
 
 
