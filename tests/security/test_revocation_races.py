@@ -7,11 +7,14 @@ run one at a time, so the race cannot happen there; the tests pass all the same.
 """
 
 from dataclasses import dataclass
+from datetime import timedelta
 
 import pytest
 
 from app.api_keys import service as api_keys_service
 from app.auth import service as auth_service
+from app.users import service as users_service
+from tests.harness import assert_problem
 from tests.identity import DEFAULT_PASSWORD
 from tests.security.races import (
     DEACTIVATION,
@@ -19,6 +22,7 @@ from tests.security.races import (
     KEYS,
     LOGOUT,
     LOGOUT_ALL,
+    ME,
     PASSWORD_CHANGE,
     PASSWORD_RESET,
     REFRESH,
@@ -149,3 +153,32 @@ async def test_a_request_that_comes_during_a_revocation_is_refused(
         assert issued.status_code == 401, issued.text
         await revocation.after(scene)
         assert await still_working(scene, issued) == []
+
+
+@pytest.mark.parametrize("use", ["first-use", "reused"])
+async def test_a_key_used_while_its_account_is_deleted_is_refused(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch, use: str
+) -> None:
+    """A key's use writes `last_used_at` under its owner's lock: what committed while it waited
+    (the account and its keys deleted) decides, a 401 like any key gone, not a 409 conflict."""
+    async with live_app(live_database_url) as (app, client):
+        scene = await new_scene(app, client)
+        body = {"name": "ci", "current_password": DEFAULT_PASSWORD}
+        created = await client.post(KEYS, json=body, headers=scene.owner)
+        assert created.status_code == 201, created.text
+        key = {"X-API-Key": created.json()["key"]}
+        if use == "reused":  # used long enough ago that this use writes again
+            assert (await client.get(ME, headers=key)).status_code == 200
+            monkeypatch.setattr(api_keys_service, "LAST_USED_RESOLUTION", timedelta(0))
+        proof = {"current_password": DEFAULT_PASSWORD}
+
+        deleted, used = await run_held(
+            monkeypatch,
+            scene,
+            (users_service, "delete"),
+            lambda s: s.client.request("DELETE", ME, json=proof, headers=s.owner),
+            lambda s: s.client.get(ME, headers=key),
+        )
+
+    assert deleted.status_code == 204, deleted.text
+    assert_problem(used, 401, "invalid_token")

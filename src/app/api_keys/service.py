@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from app.api_keys.exceptions import ApiKeyNotFound, ExpiryInThePast, ExpiryTooLate
 from app.api_keys.models import ApiKey
@@ -182,6 +183,12 @@ async def revoke_all(*, session: AsyncSession, user_id: uuid.UUID) -> None:
     )
 
 
+def _usable(api_key: ApiKey, user: User | None, now: datetime) -> bool:
+    if user is None or not user.is_active or api_key.revoked_at is not None:
+        return False
+    return api_key.expires_at is None or api_key.expires_at > now
+
+
 async def authenticate(*, session: AsyncSession, key: str) -> tuple[ApiKey, User] | None:
     """Return a valid key and its owner, or None (unknown, revoked or expired)."""
     now = utcnow()
@@ -192,18 +199,24 @@ async def authenticate(*, session: AsyncSession, key: str) -> tuple[ApiKey, User
             .where(ApiKey.key_hash == digest(key))
         )
     ).one_or_none()
-    if row is None:
+    if row is None or not _usable(*row, now):
         return None
     api_key, user = row
-    if api_key.revoked_at is not None or not user.is_active:
-        return None
-    if api_key.expires_at is not None and api_key.expires_at <= now:
-        return None
     if api_key.last_used_at is None or now - api_key.last_used_at >= LAST_USED_RESOLUTION:
         # The owner's lock before the key's row, the order every credential write keeps: a
         # request that writes the key then waits for the lock (to create a key, say) would
         # otherwise deadlock with a revocation that holds the lock and waits for the key.
-        await users_service.lock(session=session, user_id=user.id)
-        api_key.last_used_at = now
-        await session.flush()
+        locked = await users_service.lock(session=session, user_id=user.id)
+        # What committed while this waited decides: a key revoked or gone with its account
+        # meanwhile (the update finds no row) is refused like any other, not a conflict.
+        used = await session.execute(
+            update(ApiKey)
+            .where(ApiKey.id == api_key.id, ApiKey.revoked_at.is_(None))
+            .values(last_used_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if locked is None or not locked.is_active or not used.rowcount:  # type: ignore[attr-defined]
+            return None
+        set_committed_value(api_key, "last_used_at", now)
+        return api_key, locked
     return api_key, user
