@@ -4,11 +4,11 @@ import uuid
 from datetime import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 
 from app.auth.scopes import Scope
 from app.core.security import PASSWORD_MAX_LENGTH
-from app.core.types import Text, UTCInstant
+from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, trim_blanks
 from app.db.pagination import Page
 
 
@@ -20,7 +20,11 @@ class ApiKeyCreate(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    name: Annotated[Text, Field(min_length=1, max_length=100)]
+    name: Annotated[
+        str,
+        StringConstraints(pattern=NOT_BLANK_PATTERN, min_length=1, max_length=100),
+        AfterValidator(trim_blanks),
+    ]
     scopes: list[Scope] | None = Field(default=None, min_length=1, max_length=len(Scope))
     expires_at: UTCInstant | None = Field(
         default=None,

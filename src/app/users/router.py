@@ -250,7 +250,7 @@ async def update_user(
     few minutes; never an API key. Deactivating ends every session, revokes every API key and
     voids every mailed token of the account; reactivating brings none of them back.
     """
-    changes = body.model_dump(exclude_unset=True, exclude_none=True, exclude={"current_password"})
+    changes = body.model_dump(exclude_unset=True, exclude={"current_password"})
     updated = await flows.update_user_as_admin(
         session=session,
         identity=identity,

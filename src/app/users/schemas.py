@@ -3,13 +3,21 @@
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 import email_validator
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+    field_validator,
+)
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from app.core.types import Bool, Text
+from app.core.types import NOT_BLANK_PATTERN, Bool, Text, trim_blanks
 from app.db.pagination import Page
 
 
@@ -88,7 +96,12 @@ Email = Annotated[
     str, AfterValidator(normalize_email), WithJsonSchema(_EMAIL_SCHEMA, mode="validation")
 ]
 Password = Annotated[Text, Field(min_length=PASSWORD_MIN_LENGTH, max_length=PASSWORD_MAX_LENGTH)]
-FullName = Annotated[Text, Field(min_length=1, max_length=200)]
+# More than whitespace, stored trimmed (as an item's title).
+FullName = Annotated[
+    str,
+    StringConstraints(pattern=NOT_BLANK_PATTERN, min_length=1, max_length=200),
+    AfterValidator(trim_blanks),
+]
 CurrentPassword = Annotated[Text, Field(max_length=PASSWORD_MAX_LENGTH)]
 
 
@@ -133,6 +146,16 @@ class EmailChange(BaseModel):
     current_password: CurrentPassword | None = None
 
 
+_FLAGS = ("is_active", "is_superuser")
+
+
+def _flags_not_nullable(schema: dict[str, Any]) -> None:
+    """Show the flags as optional but not nullable, as `UserAdminUpdate` enforces."""
+    for name in _FLAGS:
+        member = schema["properties"][name]
+        member.update(next(o for o in member.pop("anyOf") if o.get("type") != "null"))
+
+
 class UserAdminUpdate(BaseModel):
     """Changes a superuser may make to any account.
 
@@ -140,12 +163,20 @@ class UserAdminUpdate(BaseModel):
     of the last FRESH_LOGIN_SECONDS; never an API key. A new name alone needs neither.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", json_schema_extra=_flags_not_nullable)
 
-    full_name: FullName | None = None
+    full_name: FullName | None = None  # null clears it
     is_active: Bool | None = None
     is_superuser: Bool | None = None
     current_password: CurrentPassword | None = None
+
+    @field_validator(*_FLAGS, mode="before")
+    @classmethod
+    def _true_or_false(cls, value: object) -> object:
+        """Refuse `null` for a flag: omitted, it stays as it is; sent, it is true or false."""
+        if value is None:
+            raise ValueError("Input should be true or false, not null")
+        return value
 
 
 class AccountDeletion(BaseModel):
