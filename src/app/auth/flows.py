@@ -159,10 +159,14 @@ async def update_user_as_admin(
     """Apply a superuser's changes; deactivating an account ends its access for good.
 
     Granting or taking away access (`ACCESS_CHANGES`) needs the superuser's fresh proof, never
-    an API key. The sessions, API keys and action tokens of a deactivated account are revoked,
-    not merely refused while inactive: reactivating the account brings none of them back.
+    an API key, and never takes the last active superuser away (409 `last_superuser`). The
+    sessions, API keys and action tokens of a deactivated account are revoked, not merely
+    refused while inactive: reactivating the account brings none of them back.
     """
     if ACCESS_CHANGES & changes.keys():
+        require_session(principal)  # a key is refused before anything is locked
+        if user.is_superuser and False in (changes.get("is_superuser"), changes.get("is_active")):
+            await users_service.keep_a_superuser(session=session, leaving=user.id)
         await identity.confirm(principal, current_password, superuser=True)
     deactivating = changes.get("is_active") is False and user.is_active
     updated = await users_service.update(session=session, user=user, changes=changes)
@@ -188,10 +192,14 @@ async def delete_account(
 ) -> DeletedAccount:
     """Delete an account (the caller's, or any for a superuser), proven afresh; never by a key.
 
-    Its sessions, API keys, action tokens, items and jobs go with it, and the login throttle
-    forgets its email. Returns what lies outside the database: the ids its items had, for their
-    cached copies, and its jobs' result files, to delete once this commits.
+    Never the last active superuser's (409 `last_superuser`). Its sessions, API keys, action
+    tokens, items and jobs go with it, and the login throttle forgets its email. Returns what
+    lies outside the database: the ids its items had, for their cached copies, and its jobs'
+    result files, to delete once this commits.
     """
+    require_session(principal)  # a key is refused before anything is locked
+    if user.is_superuser:
+        await users_service.keep_a_superuser(session=session, leaving=user.id)
     await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
     result_files = await jobs_service.owned_ids_with_files(session=session, owner_id=user.id)

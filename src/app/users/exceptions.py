@@ -33,3 +33,10 @@ class EmailUnchanged(ConflictError):
 
     code = "email_unchanged"
     title = "Email Unchanged"
+
+
+class LastSuperuser(ConflictError):
+    """The change would leave no active superuser: nobody could administer the service."""
+
+    code = "last_superuser"
+    title = "Last Superuser"

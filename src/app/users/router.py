@@ -188,7 +188,7 @@ async def export_me(
     return job_view(request, job, result_readable=may_read_result(principal, job))
 
 
-@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=proof_responses())
+@router.delete("/me", status_code=status.HTTP_204_NO_CONTENT, responses=proof_responses(409))
 async def delete_me(
     *,
     body: DeletionProof = NO_PROOF,
@@ -233,7 +233,7 @@ async def read_user(user: ReadableUserDep) -> UserRead:
     return user
 
 
-@router.patch("/{user_id}", responses=proof_responses(404, superuser=True))
+@router.patch("/{user_id}", responses=proof_responses(404, 409, superuser=True))
 async def update_user(
     *,
     body: UserAdminUpdate,
@@ -266,7 +266,7 @@ async def update_user(
 @router.delete(
     "/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
-    responses=proof_responses(404, superuser=True),
+    responses=proof_responses(404, 409, superuser=True),
 )
 async def delete_user(
     *,

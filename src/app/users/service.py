@@ -9,7 +9,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.security import PasswordHasher
-from app.users.exceptions import EmailTaken
+from app.db.locks import lock_for_transaction
+from app.users.exceptions import EmailTaken, LastSuperuser
 from app.users.models import User
 from app.users.schemas import normalize_email
 
@@ -126,6 +127,24 @@ async def delete(*, session: AsyncSession, user: User) -> None:
     """Delete the account; its tokens and keys go with it (ON DELETE CASCADE)."""
     await session.delete(user)
     await session.flush()
+
+
+async def keep_a_superuser(*, session: AsyncSession, leaving: uuid.UUID) -> None:
+    """Raise `LastSuperuser` if `leaving` is the only active superuser (it is to be removed).
+
+    Call it before the change takes any other lock: changes that may remove a superuser take
+    turns here (until their transactions end), so two superusers demoting each other at once
+    cannot both pass, and each sees the other's change committed.
+    """
+    await lock_for_transaction(session, "superusers")
+    active = await session.scalars(
+        select(User.id).where(User.is_superuser, User.is_active).limit(2)
+    )
+    if list(active) == [leaving]:
+        raise LastSuperuser(
+            "This is the only active superuser; make another one first, or nobody could "
+            "administer the service."
+        )
 
 
 async def ensure_superuser(
