@@ -83,6 +83,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         scoped=_scoped_operations(app),
         country_blocked=functools.partial(_country_blocked, settings),
         password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
+        upstream_identity=settings.auth.provider == "oidc",
     )
     if settings.docs_enabled:
         install_docs(app)

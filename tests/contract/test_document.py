@@ -27,7 +27,7 @@ def test_every_operation_documents_the_pipeline_errors(
     method: str, path: str, operation: dict[str, Any]
 ) -> None:
     responses = operation["responses"]
-    expected = {"400", "413", "500", "503"} | (
+    expected = {"400", "413", "422", "500", "503"} | (
         {"415"} if method in ("post", "put", "patch") else set()
     )
     assert expected <= responses.keys()

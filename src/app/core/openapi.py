@@ -126,6 +126,13 @@ _SLOW_BODY = _problem(
     "Request Timeout: the headers or the body did not arrive in full in time "
     "(`request_timeout`); the connection is closed."
 )
+_UPSTREAM_ERROR = _problem(
+    "Bad Gateway: the identity provider failed to give the keys that check the token "
+    "(`external_service_error`)."
+)
+_UPSTREAM_TIMEOUT = _problem(
+    "Gateway Timeout: the identity provider did not answer in time (`upstream_timeout`)."
+)
 _HEAD_TOO_LARGE = _problem(
     "Request Header Fields Too Large: the request line and headers are over the server's limit "
     "(`request_header_too_large`); the connection is closed."
@@ -160,7 +167,13 @@ def _rate_limited_problem() -> dict[str, Any]:
 
 
 def _with_problem_responses(
-    operation: dict[str, Any], method: str, *, limited: bool, scoped: bool, blocked: bool
+    operation: dict[str, Any],
+    method: str,
+    *,
+    limited: bool,
+    scoped: bool,
+    blocked: bool,
+    upstream: bool,
 ) -> None:
     responses = operation.setdefault("responses", {})
     if scoped:
@@ -173,11 +186,16 @@ def _with_problem_responses(
             else f"Forbidden: {_COUNTRY_BLOCKED}."
         )
         responses["403"] = _problem(description)
-    if "422" in responses:
-        responses["422"] = {
-            "description": "Validation Error",
-            "content": problem_content("ValidationProblem"),
-        }
+    # Every operation: a header that takes one value sent twice is refused before any route.
+    responses["422"] = {
+        "description": "Validation Error: a parameter or member is invalid, or a header that "
+        "takes one value (`Authorization`, `X-API-Key`, `Idempotency-Key`, `Content-Type`, "
+        "`Host`) was sent more than once.",
+        "content": problem_content("ValidationProblem"),
+    }
+    if upstream:
+        responses.setdefault("502", _UPSTREAM_ERROR)
+        responses.setdefault("504", _UPSTREAM_TIMEOUT)
     responses.setdefault("400", _MALFORMED)
     responses.setdefault("408", _SLOW_BODY)
     responses.setdefault("413", _TOO_LARGE)
@@ -217,13 +235,16 @@ def build_openapi(
     scoped: Callable[[str, str], bool] = lambda _path, _method: False,
     country_blocked: Callable[[str], bool] = lambda _path: False,
     password_token_url: str | None = None,
+    upstream_identity: bool = False,
 ) -> dict[str, Any]:
     """Return the schema with every answer documented: our problems and the pipeline's.
 
     `rate_limited(path)` says whether the rate limiter counts requests to `path`;
     `scoped(path, method)` whether the operation checks the caller's scopes (a 403);
     `country_blocked(path)` whether country blocking may refuse requests to `path` (a 403);
-    `password_token_url` is the login form's path, when this service owns passwords.
+    `password_token_url` is the login form's path, when this service owns passwords;
+    `upstream_identity` whether a caller's token may be checked with an issuer's keys fetched
+    on the way (OIDC): 502 and 504 on every operation that authenticates.
     """
     if app.openapi_schema:
         return app.openapi_schema
@@ -247,6 +268,7 @@ def build_openapi(
                 limited=rate_limited(path),
                 scoped=scoped(path, method),
                 blocked=country_blocked(path),
+                upstream=upstream_identity and "security" in operation,
             )
     with_links(schema.get("paths", {}))
     if password_token_url is not None:

@@ -186,3 +186,16 @@ async def test_fetching_the_keys_does_not_block_the_event_loop(
     assert responses["health"].status_code == 200
     assert responses["me"].status_code == 200, responses["me"].text
     assert responses["me"].json()["email"] == "ada@example.com"
+
+
+async def test_the_document_lists_the_issuers_failures_where_a_token_is_checked(
+    app: FastAPI,
+) -> None:
+    """The 502 and 504 above can answer every operation that authenticates, and only those."""
+    for path, item in app.openapi()["paths"].items():
+        for method, operation in item.items():
+            listed = {"502", "504"} & operation["responses"].keys()
+            assert listed == ({"502", "504"} if "security" in operation else set()), (method, path)
+    local = create_app(make_settings())
+    for item in local.openapi()["paths"].values():
+        assert all("502" not in operation["responses"] for operation in item.values())
