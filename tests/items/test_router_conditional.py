@@ -238,3 +238,44 @@ async def test_two_writers_with_the_same_etag_one_wins_and_the_other_gets_412(
                 await connection.execute(
                     delete(User).where(User.email.like(f"{LIVE_EMAIL_PREFIX}%"))
                 )
+
+
+async def test_two_restores_at_once_both_succeed(live_database_url: str) -> None:
+    """A restore sends no precondition: the one that comes second waits for the first, then
+    finds the item live ("changes nothing"), instead of failing the version check with 412."""
+    app_name = f"items-race-{uuid.uuid4().hex[:8]}"
+    app = create_app(make_settings(DATABASE_URL=live_database_url, APP_NAME=app_name))
+    postgres = make_url(live_database_url).get_backend_name() == "postgresql"
+    async with LifespanManager(app), client_for(app) as client:
+        engine: AsyncEngine = resources_of(app).engine
+        try:
+            headers = await signed_up(client, f"{LIVE_EMAIL_PREFIX}{uuid.uuid4().hex}@example.com")
+            item = await create_item(client, headers)
+            assert (await client.delete(item_url(item["id"]), headers=headers)).status_code == 204
+            responses: list[Response] = []
+
+            async def restore() -> None:
+                url = f"{item_url(item['id'])}/restore"
+                responses.append(await client.post(url, headers=headers))
+
+            with anyio.fail_after(30):
+                async with engine.connect() as locker:
+                    await locker.begin()
+                    row = select(Item.id).where(Item.id == uuid.UUID(item["id"]))
+                    await locker.execute(row.with_for_update())
+                    async with anyio.create_task_group() as group:
+                        group.start_soon(restore)
+                        group.start_soon(restore)
+                        if postgres:
+                            await wait_until_blocked(engine, app_name, 2)
+                        else:
+                            await anyio.sleep(0.3)
+                        await locker.rollback()
+
+            assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+            assert {r.json()["version"] for r in responses} == {3}  # created, deleted, restored
+        finally:
+            async with engine.begin() as connection:
+                await connection.execute(
+                    delete(User).where(User.email.like(f"{LIVE_EMAIL_PREFIX}%"))
+                )

@@ -54,6 +54,9 @@ async def test_a_patched_price_keeps_its_decimals(client: AsyncClient) -> None:
         "19.90001",  # five decimals
         "1.50000",  # five decimals, even if the last ones are zeros
         "0.000000",
+        "007.50",  # a leading zero would not come back as sent ("7.50")
+        "00",
+        "01.5",
         "-1",
         "-0.01",
         19.9,  # a JSON float

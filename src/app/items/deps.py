@@ -59,8 +59,14 @@ async def get_owned_item(item_id: Uuid, session: SessionDep, principal: ItemsWri
 async def get_deleted_or_live_item(
     item_id: Uuid, session: SessionDep, principal: ItemsWriter
 ) -> Item:
-    """Load an item to restore, soft-deleted or not; another user's item is 404."""
-    item = await items_service.get(session=session, item_id=item_id, include_deleted=True)
+    """Load an item to restore, soft-deleted or not; another user's item is 404.
+
+    Locked: a restore decided on a deleted item while another restore commits would fail the
+    version check (a 412 the request asked for nothing to cause); it waits, then finds it live.
+    """
+    item = await items_service.get(
+        session=session, item_id=item_id, include_deleted=True, lock=True
+    )
     if item is None or not may_see(principal, item.owner_id):
         raise ItemNotFound(item_id)
     return item

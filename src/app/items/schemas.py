@@ -87,8 +87,11 @@ Tags = Annotated[
     AfterValidator(_once_each),
 ]
 # Strings only on input ("19.90"): a JSON float would already have lost the exact value.
-# A plain decimal string, checked by the same pattern the schema shows (ASCII digits only).
-PRICE_PATTERN = rf"^[0-9]{{1,{PRICE_DIGITS - PRICE_SCALE}}}(\.[0-9]{{1,{PRICE_SCALE}}})?$"
+# A plain decimal string, checked by the same pattern the schema shows (ASCII digits only),
+# with no leading zero (`"007.50"` would come back `"7.50"`, not as sent).
+PRICE_PATTERN = (
+    rf"^(0|[1-9][0-9]{{0,{PRICE_DIGITS - PRICE_SCALE - 1}}})(\.[0-9]{{1,{PRICE_SCALE}}})?$"
+)
 Price = Annotated[
     Decimal,
     BeforeValidator(_decimal_string),

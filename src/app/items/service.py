@@ -4,7 +4,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import Select, and_, func, or_, select
+from sqlalchemy import Select, and_, func, literal, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
@@ -32,12 +32,18 @@ def _set_tags(item: Item, tags: Sequence[str]) -> None:
 
 
 async def get(
-    *, session: AsyncSession, item_id: uuid.UUID, include_deleted: bool = False
+    *, session: AsyncSession, item_id: uuid.UUID, include_deleted: bool = False, lock: bool = False
 ) -> Item | None:
-    """Return the item with its tags, or None (also for soft-deleted ones unless asked)."""
+    """Return the item with its tags, or None (also for soft-deleted ones unless asked).
+
+    `lock`: hold the item's row until the transaction ends, for a change decided on what it
+    reads (PostgreSQL; SQLite's writers run one at a time anyway).
+    """
     statement = _with_tags(select(Item).where(Item.id == item_id))
     if not include_deleted:
         statement = statement.where(Item.deleted_at.is_(None))
+    if lock:  # the item's row only: its tags come through an outer join
+        statement = statement.with_for_update(of=Item, key_share=True)
     return (await session.scalars(statement)).unique().one_or_none()
 
 
@@ -125,8 +131,11 @@ def _filtered(query: ItemQuery, owner_id: uuid.UUID | None) -> Select[Item]:
         tagged = select(ItemTag.item_id).where(ItemTag.tag == query.tag)
         statement = statement.where(Item.id.in_(tagged))
     if query.q is not None:
+        # Both sides lowered by the database: Python lowers some letters otherwise than
+        # PostgreSQL (a final Σ, İ), and a title must find itself.
+        pattern = "%" + query.q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
         statement = statement.where(
-            func.lower(Item.title).contains(query.q.lower(), autoescape=True)
+            func.lower(Item.title).like(func.lower(literal(pattern)), escape="/")
         )
     if query.created_after is not None:
         statement = statement.where(Item.created_at > query.created_after)
@@ -161,8 +170,9 @@ async def list_items(
 ) -> tuple[Sequence[Item], int | None, str | None]:
     """Return one page, the total (offset paging only) and the next cursor (if any).
 
-    With `cursor`, pages are keyset on (created_at, id): no duplicates and no gaps while rows
-    are inserted. Cursors exist for the created_at sorts only.
+    With `cursor`, pages are keyset on (created_at, id): no duplicates, and every row that
+    existed when the walk began is met (one whose insert commits after the walk passed its
+    `created_at` is not: docs/items.md). Cursors exist for the created_at sorts only.
     """
     keyset = query.sort.removeprefix("-") == "created_at"
     if query.cursor is not None and not keyset:
