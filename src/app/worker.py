@@ -36,7 +36,7 @@ from app.health.exceptions import MetricsAccessDenied
 from app.infra.jobs import CANCEL_WAIT_SECONDS, NeedsBroker
 from app.main import DISTRIBUTION
 from app.middleware.security_headers import SecurityHeadersMiddleware
-from app.observability.metrics import render
+from app.observability.metrics import VARY_ACCEPT, render
 from app.resources import Resources, build_resources, close_resources
 from app.shutdown import EXIT_SECONDS, exit_by
 from app.tasks import bind, pump
@@ -66,7 +66,7 @@ def _probe_app(resources: Resources) -> Starlette:
             return renderer.from_exception(request.scope, NotFoundError("Metrics are off."))
         accept = request.headers.get("accept")
         body, media_type = await anyio.to_thread.run_sync(render, resources.metrics, accept)
-        return Response(body, media_type=media_type)
+        return Response(body, media_type=media_type, headers=VARY_ACCEPT)
 
     http = settings.http
     hardening = Middleware(

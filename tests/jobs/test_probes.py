@@ -40,6 +40,7 @@ async def test_metrics_are_read_as_the_web_app_lets_them_be(resources: Resources
     assert refused.headers["content-type"] == PROBLEM
     assert refused.json()["code"] == "metrics_forbidden"
     assert with_token.status_code == 200
+    assert with_token.headers["vary"] == "Accept"  # the format follows Accept
     assert live.status_code == 200
     async with probe_client(resources, "127.0.0.1") as c:  # METRICS_ALLOWED_IPS
         assert (await c.get("/metrics")).status_code == 200

@@ -203,6 +203,10 @@ async def test_openmetrics_when_the_scraper_asks(client: AsyncClient) -> None:
     assert response.headers["content-type"].startswith("application/openmetrics-text")
     assert response.text.endswith("# EOF\n")
     assert "# TYPE http_requests counter" in response.text
+    plain = await client.get("/metrics")
+    assert plain.headers["content-type"].startswith("text/plain")
+    for answer in (response, plain):  # the format follows Accept: a cache must know it
+        assert "accept" in answer.headers["vary"].lower().replace(" ", "").split(",")
 
 
 async def test_metrics_enabled_false_mounts_nothing(settings: Settings) -> None:

@@ -17,6 +17,7 @@ from app.deps import (
 from app.health import service as health_service
 from app.health.deps import require_metrics_reader
 from app.health.schemas import Liveness, Meta, Readiness
+from app.observability.metrics import VARY_ACCEPT
 
 # `/health` lives outside the versioned API: load balancers and probes hard-code it.
 root_router = APIRouter(tags=["health"], route_class=StrictBodyRoute)
@@ -89,7 +90,16 @@ async def meta(request: Request) -> Meta:
 @metrics_router.get(
     METRICS_PATH,
     dependencies=[Depends(require_metrics_reader)],
-    responses=problem_responses(403),
+    responses={
+        200: {
+            "description": "The metrics, in the format `Accept` asks for (`Vary: Accept`).",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/openmetrics-text": {"schema": {"type": "string"}},
+            },
+        },
+        **problem_responses(403),
+    },
     response_class=Response,
 )
 async def metrics(request: Request, resources: ResourcesDep) -> Response:
@@ -99,4 +109,4 @@ async def metrics(request: Request, resources: ResourcesDep) -> Response:
     body, media_type = await health_service.metrics_exposition(
         resources.metrics, resources.metrics_sampler, accept=request.headers.get("accept")
     )
-    return Response(body, media_type=media_type)
+    return Response(body, media_type=media_type, headers=VARY_ACCEPT)

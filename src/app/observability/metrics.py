@@ -144,6 +144,11 @@ def _define(registry: CollectorRegistry, directory: str | None) -> Metrics:
     return metrics
 
 
+# The format follows `Accept` (`render`): a cache in front must not hand one client's format
+# to another.
+VARY_ACCEPT = {"Vary": "Accept"}
+
+
 def render(metrics: Metrics, accept: str | None) -> tuple[bytes, str]:
     """Return the exposition of every metric and its media type (OpenMetrics when asked).
 
