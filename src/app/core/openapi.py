@@ -99,6 +99,7 @@ RATE_LIMIT_HEADERS = (
     "X-RateLimit-Reset",
 )
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
+WRITE_METHODS = METHODS_WITH_CONTENT | {"delete"}
 # 204 and 304 never have content (RFC 9110 15.3.5, 15.4.5). A 202 has what its route sends: the
 # export's queued job, nothing where the route answers with a bare `Response`.
 _BODYLESS_STATUSES = frozenset({"204", "304"})
@@ -125,6 +126,10 @@ _MALFORMED = _problem(
 _SLOW_BODY = _problem(
     "Request Timeout: the headers or the body did not arrive in full in time "
     "(`request_timeout`); the connection is closed."
+)
+_WRITE_CONFLICT = _problem(
+    "Conflict: the change lost a race with another one made meanwhile (`conflict`); read "
+    "again and retry."
 )
 _UPSTREAM_ERROR = _problem(
     "Bad Gateway: the identity provider failed to give the keys that check the token "
@@ -193,6 +198,9 @@ def _with_problem_responses(
         "`Host`) was sent more than once.",
         "content": problem_content("ValidationProblem"),
     }
+    if method in WRITE_METHODS:
+        # A write that lost a race (a row changed or deleted meanwhile) is a 409 on any route.
+        responses.setdefault("409", _WRITE_CONFLICT)
     if upstream:
         responses.setdefault("502", _UPSTREAM_ERROR)
         responses.setdefault("504", _UPSTREAM_TIMEOUT)
