@@ -195,7 +195,7 @@ def _with_problem_responses(
     responses["422"] = {
         "description": "Validation Error: a parameter or member is invalid, or a header that "
         "takes one value (`Authorization`, `X-API-Key`, `Idempotency-Key`, `Content-Type`, "
-        "`Host`) was sent more than once.",
+        "`If-Modified-Since`, `Host`) was sent more than once.",
         "content": problem_content("ValidationProblem"),
     }
     if method in WRITE_METHODS:
