@@ -2,12 +2,13 @@
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
 from asgi_lifespan import LifespanManager
 
+from app.items import service as items_service
 from app.main import create_app
-from app.users import export
 from tests.harness import client_for, make_settings
 from tests.identity import signed_up
 
@@ -22,13 +23,13 @@ async def test_exports_asked_for_at_once_share_one_job(
     """Each request read "no export is active" before any of them wrote one: each made its own
     job, and each finished job kept its file (the disk a user fills was no longer bounded)."""
     running = asyncio.Event()
-    listing = export.items_service.list_items
+    listing = items_service.list_items
 
-    async def held(**kwargs: object) -> object:  # the export runs until the burst is answered
+    async def held(**kwargs: Any) -> Any:  # the export runs until the burst is answered
         await running.wait()
-        return await listing(**kwargs)  # type: ignore[arg-type]
+        return await listing(**kwargs)
 
-    monkeypatch.setattr(export.items_service, "list_items", held)
+    monkeypatch.setattr(items_service, "list_items", held)  # as the export calls it
     results = tmp_path / "results"
     settings = make_settings(
         DATABASE_URL=live_database_url, JOBS_RESULTS_DIR=str(results), JOBS_EAGER=False
