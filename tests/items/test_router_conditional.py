@@ -3,6 +3,10 @@ reads, If-Match (optional or required) on writes, and two writers racing with th
 """
 
 import uuid
+from collections.abc import AsyncIterator, Callable, Coroutine
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 import anyio
 import pytest
@@ -185,53 +189,47 @@ async def wait_until_blocked(engine: AsyncEngine, app_name: str, count: int) -> 
             await anyio.sleep(0.01)
 
 
-async def test_two_writers_with_the_same_etag_one_wins_and_the_other_gets_412(
-    live_database_url: str,
-) -> None:
-    # The shared harness runs every request on one connection: this race needs the app as in
-    # production. Both PATCHes read version 1 and pass If-Match before either writes.
+@dataclass(frozen=True)
+class Race:
+    """The app as in production (the shared harness runs every request on one connection)."""
+
+    client: AsyncClient
+    engine: AsyncEngine
+    app_name: str
+    postgres: bool
+    headers: dict[str, str]  # an account's, whose rows go after the test
+
+    async def held_at(self, item_id: str, *sends: Callable[[], Coroutine[Any, Any, None]]) -> None:
+        """Run `sends` at once while the item's row is locked, until each waits; then free it.
+
+        PostgreSQL: the row lock holds each request back; SQLite: the write lock (BEGIN
+        IMMEDIATE) does.
+        """
+        with anyio.fail_after(30):
+            async with self.engine.connect() as locker:
+                await locker.begin()
+                row = select(Item.id).where(Item.id == uuid.UUID(item_id))
+                await locker.execute(row.with_for_update())
+                async with anyio.create_task_group() as group:
+                    for send in sends:
+                        group.start_soon(send)
+                    if self.postgres:
+                        await wait_until_blocked(self.engine, self.app_name, len(sends))
+                    else:
+                        await anyio.sleep(0.3)
+                    await locker.rollback()
+
+
+@asynccontextmanager
+async def racing(live_database_url: str) -> AsyncIterator[Race]:
     app_name = f"items-race-{uuid.uuid4().hex[:8]}"
     app = create_app(make_settings(DATABASE_URL=live_database_url, APP_NAME=app_name))
     postgres = make_url(live_database_url).get_backend_name() == "postgresql"
     async with LifespanManager(app), client_for(app) as client:
         engine: AsyncEngine = resources_of(app).engine
         try:
-            headers = await signed_up(client, f"{LIVE_EMAIL_PREFIX}{uuid.uuid4().hex}@example.com")
-            item = await create_item(client, headers)
-            responses: dict[str, Response] = {}
-
-            async def patch(title: str) -> None:
-                responses[title] = await client.patch(
-                    item_url(item["id"]),
-                    json={"title": title},
-                    headers={**headers, "If-Match": '"1"'},
-                )
-
-            with anyio.fail_after(30):
-                async with engine.connect() as locker:
-                    # PostgreSQL: a row lock holds both UPDATEs back after their reads.
-                    # SQLite: the write lock holds both requests back (BEGIN IMMEDIATE).
-                    await locker.begin()
-                    row = select(Item.id).where(Item.id == uuid.UUID(item["id"]))
-                    await locker.execute(row.with_for_update())
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(patch, "A")
-                        group.start_soon(patch, "B")
-                        if postgres:
-                            await wait_until_blocked(engine, app_name, 2)
-                        else:
-                            await anyio.sleep(0.3)
-                        await locker.rollback()
-
-            statuses = {title: response.status_code for title, response in responses.items()}
-            assert sorted(statuses.values()) == [200, 412], {
-                t: r.text for t, r in responses.items()
-            }
-            winner = next(title for title, status in statuses.items() if status == 200)
-            loser = next(title for title, status in statuses.items() if status != 200)
-            problem(responses[loser], 412, "precondition_failed")
-            stored = await read_item(client, headers, item["id"])
-            assert (stored["title"], stored["version"]) == (winner, 2)
+            email = f"{LIVE_EMAIL_PREFIX}{uuid.uuid4().hex}@example.com"
+            yield Race(client, engine, app_name, postgres, await signed_up(client, email))
         finally:
             async with engine.begin() as connection:
                 # Items, tokens and keys go with their users (ON DELETE CASCADE).
@@ -240,42 +238,43 @@ async def test_two_writers_with_the_same_etag_one_wins_and_the_other_gets_412(
                 )
 
 
+async def test_two_writers_with_the_same_etag_one_wins_and_the_other_gets_412(
+    live_database_url: str,
+) -> None:
+    # Both PATCHes read version 1 and pass If-Match before either writes.
+    async with racing(live_database_url) as race:
+        client, headers = race.client, race.headers
+        item = await create_item(client, headers)
+        responses: dict[str, Response] = {}
+
+        async def patch(title: str) -> None:
+            responses[title] = await client.patch(
+                item_url(item["id"]), json={"title": title}, headers={**headers, "If-Match": '"1"'}
+            )
+
+        await race.held_at(item["id"], lambda: patch("A"), lambda: patch("B"))
+        statuses = {title: response.status_code for title, response in responses.items()}
+        assert sorted(statuses.values()) == [200, 412], {t: r.text for t, r in responses.items()}
+        winner = next(title for title, status in statuses.items() if status == 200)
+        loser = next(title for title, status in statuses.items() if status != 200)
+        problem(responses[loser], 412, "precondition_failed")
+        stored = await read_item(client, headers, item["id"])
+        assert (stored["title"], stored["version"]) == (winner, 2)
+
+
 async def test_two_restores_at_once_both_succeed(live_database_url: str) -> None:
     """A restore sends no precondition: the one that comes second waits for the first, then
     finds the item live ("changes nothing"), instead of failing the version check with 412."""
-    app_name = f"items-race-{uuid.uuid4().hex[:8]}"
-    app = create_app(make_settings(DATABASE_URL=live_database_url, APP_NAME=app_name))
-    postgres = make_url(live_database_url).get_backend_name() == "postgresql"
-    async with LifespanManager(app), client_for(app) as client:
-        engine: AsyncEngine = resources_of(app).engine
-        try:
-            headers = await signed_up(client, f"{LIVE_EMAIL_PREFIX}{uuid.uuid4().hex}@example.com")
-            item = await create_item(client, headers)
-            assert (await client.delete(item_url(item["id"]), headers=headers)).status_code == 204
-            responses: list[Response] = []
+    async with racing(live_database_url) as race:
+        client, headers = race.client, race.headers
+        item = await create_item(client, headers)
+        assert (await client.delete(item_url(item["id"]), headers=headers)).status_code == 204
+        responses: list[Response] = []
 
-            async def restore() -> None:
-                url = f"{item_url(item['id'])}/restore"
-                responses.append(await client.post(url, headers=headers))
+        async def restore() -> None:
+            url = f"{item_url(item['id'])}/restore"
+            responses.append(await client.post(url, headers=headers))
 
-            with anyio.fail_after(30):
-                async with engine.connect() as locker:
-                    await locker.begin()
-                    row = select(Item.id).where(Item.id == uuid.UUID(item["id"]))
-                    await locker.execute(row.with_for_update())
-                    async with anyio.create_task_group() as group:
-                        group.start_soon(restore)
-                        group.start_soon(restore)
-                        if postgres:
-                            await wait_until_blocked(engine, app_name, 2)
-                        else:
-                            await anyio.sleep(0.3)
-                        await locker.rollback()
-
-            assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
-            assert {r.json()["version"] for r in responses} == {3}  # created, deleted, restored
-        finally:
-            async with engine.begin() as connection:
-                await connection.execute(
-                    delete(User).where(User.email.like(f"{LIVE_EMAIL_PREFIX}%"))
-                )
+        await race.held_at(item["id"], restore, restore)
+        assert [r.status_code for r in responses] == [200, 200], [r.text for r in responses]
+        assert {r.json()["version"] for r in responses} == {3}  # created, deleted, restored
