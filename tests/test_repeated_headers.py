@@ -13,7 +13,8 @@ from typing import Any
 import pytest
 from httpx2 import AsyncClient
 
-from app.middleware.content_validation import REPEATED_HEADER, SINGLE_VALUE_HEADERS
+from app.core.routing import SINGLE_VALUE_HEADERS
+from app.middleware.content_validation import REPEATED_HEADER
 from tests.harness import assert_problem
 
 pytestmark = pytest.mark.anyio

@@ -10,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from app.core.openapi_links import with_links, with_password_flow
 from app.core.problems import PROBLEM_MEDIA_TYPE
+from app.core.routing import SINGLE_VALUE_HEADERS
 
 
 class Problem(BaseModel):
@@ -100,6 +101,7 @@ RATE_LIMIT_HEADERS = (
 )
 METHODS_WITH_CONTENT = frozenset({"post", "put", "patch"})
 WRITE_METHODS = METHODS_WITH_CONTENT | {"delete"}
+_SINGLE_VALUE_HEADERS = ", ".join(f"`{name}`" for name in SINGLE_VALUE_HEADERS)
 # 204 and 304 never have content (RFC 9110 15.3.5, 15.4.5). A 202 has what its route sends: the
 # export's queued job, nothing where the route answers with a bare `Response`.
 _BODYLESS_STATUSES = frozenset({"204", "304"})
@@ -194,8 +196,7 @@ def _with_problem_responses(
     # Every operation: a header that takes one value sent twice is refused before any route.
     responses["422"] = {
         "description": "Validation Error: a parameter or member is invalid, or a header that "
-        "takes one value (`Authorization`, `X-API-Key`, `Idempotency-Key`, `Content-Type`, "
-        "`If-Modified-Since`, `Host`) was sent more than once.",
+        f"takes one value ({_SINGLE_VALUE_HEADERS}) was sent more than once.",
         "content": problem_content("ValidationProblem"),
     }
     if method in WRITE_METHODS:

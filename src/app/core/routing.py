@@ -95,6 +95,20 @@ async def _check_form(request: Request, declared: frozenset[str]) -> None:
         raise ValidationFailedError(_INVALID, errors=errors)
 
 
+# The request headers the API reads one value of (RFC 9110 section 5.3: none is a list): the
+# credentials, the idempotency key, the body's type, a download's date condition, and the host
+# (RFC 9112 section 3.2: a
+# request with two is a 400 at the server; ours passes them on, and the first would build
+# `Location` while a proxy routed by the other). tests/test_repeated_headers.py checks the
+# document's security schemes and header parameters against it.
+SINGLE_VALUE_HEADERS = (
+    "Authorization",
+    "X-API-Key",
+    "Idempotency-Key",
+    "Content-Type",
+    "If-Modified-Since",
+    "Host",
+)
 NO_CONTENT = 204
 
 

@@ -2,8 +2,9 @@
 
 import re
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Annotated
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, StrictBool, StringConstraints
 
@@ -94,3 +95,18 @@ def _uuid_text(value: object) -> object:
 
 Uuid = Annotated[uuid.UUID, BeforeValidator(_uuid_text)]
 """A UUID as hex digits in groups of 8-4-4-4-12 joined by hyphens (the schema's `uuid`)."""
+
+
+def not_nullable(*names: str) -> Callable[[dict[str, Any]], None]:
+    """A model's `json_schema_extra` showing the members `names` as optional but not nullable.
+
+    For a change where leaving a member out keeps it and `null` is refused (by the model or its
+    service): pydantic documents an `X | None = None` member as nullable.
+    """
+
+    def drop_null(schema: dict[str, Any]) -> None:
+        for name in names:
+            member = schema["properties"][name]
+            member.update(next(o for o in member.pop("anyOf") if o.get("type") != "null"))
+
+    return drop_null

@@ -4,7 +4,7 @@ import re
 import uuid
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, Literal
+from typing import Annotated, Literal
 
 from pydantic import (
     AfterValidator,
@@ -17,7 +17,7 @@ from pydantic import (
     WithJsonSchema,
 )
 
-from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, Uuid, trim_blanks
+from app.core.types import NOT_BLANK_PATTERN, Text, UTCInstant, Uuid, not_nullable, trim_blanks
 from app.db.pagination import MAX_OFFSET, Page, PageQuery
 from app.items.currencies import ISO_4217
 from app.items.models import PRICE_DIGITS, PRICE_SCALE, Item, ItemStatus, price_scale
@@ -126,18 +126,10 @@ class ItemCreate(BaseModel):
 REQUIRED_MEMBERS = ("title", "status", "price", "currency")
 
 
-def _not_removable(schema: dict[str, Any]) -> None:
-    """Show `REQUIRED_MEMBERS` as optional but not nullable, as the service enforces."""
-    for name in REQUIRED_MEMBERS:
-        member = schema["properties"][name]
-        kept = [option for option in member.pop("anyOf") if option.get("type") != "null"]
-        member.update(kept[0])
-
-
 class ItemUpdate(BaseModel):
     """A JSON merge patch (RFC 7396): only the members sent change; `null` removes one."""
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_not_removable)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_nullable(*REQUIRED_MEMBERS))
 
     title: Title | None = None
     description: Description | None = None

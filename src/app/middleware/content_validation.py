@@ -19,7 +19,7 @@ from app.core.errors import (
     ValidationFailedError,
 )
 from app.core.problems import ProblemRenderer
-from app.core.routing import bare_media_type
+from app.core.routing import SINGLE_VALUE_HEADERS, bare_media_type
 from app.middleware.scope import route_path
 
 # Exact types only: a `+json` suffix is not enough. FastAPI would parse any `application/*+json`
@@ -34,20 +34,6 @@ DEFAULT_ALLOWED_MEDIA_TYPES = (
 METHODS_WITH_CONTENT = frozenset({"POST", "PUT", "PATCH"})
 REPEATED = "This parameter takes one value; it was given more than once."
 REPEATED_HEADER = "This header takes one value; it was sent more than once."
-# The request headers the API reads one value of (RFC 9110 section 5.3: none is a list): the
-# credentials, the idempotency key, the body's type, a download's date condition, and the host
-# (RFC 9112 section 3.2: a
-# request with two is a 400 at the server; ours passes them on, and the first would build
-# `Location` while a proxy routed by the other). tests/test_repeated_headers.py checks the
-# document's security schemes and header parameters against it.
-SINGLE_VALUE_HEADERS = (
-    "Authorization",
-    "X-API-Key",
-    "Idempotency-Key",
-    "Content-Type",
-    "If-Modified-Since",
-    "Host",
-)
 ENFORCE_BARE_MEDIA_TYPE = "Allowed media types must be like 'application/json', without parameters."
 IDENTITY = "identity"
 # Nothing decodes a request body: a coded one would be read as if plain (RFC 9110 section 8.4).

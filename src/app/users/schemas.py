@@ -3,7 +3,7 @@
 import unicodedata
 import uuid
 from datetime import datetime
-from typing import Annotated, Any
+from typing import Annotated
 
 import email_validator
 from pydantic import (
@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from app.core.security import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
-from app.core.types import NOT_BLANK_PATTERN, Bool, Text, trim_blanks
+from app.core.types import NOT_BLANK_PATTERN, Bool, Text, not_nullable, trim_blanks
 from app.db.pagination import Page
 
 
@@ -149,13 +149,6 @@ class EmailChange(BaseModel):
 _FLAGS = ("is_active", "is_superuser")
 
 
-def _flags_not_nullable(schema: dict[str, Any]) -> None:
-    """Show the flags as optional but not nullable, as `UserAdminUpdate` enforces."""
-    for name in _FLAGS:
-        member = schema["properties"][name]
-        member.update(next(o for o in member.pop("anyOf") if o.get("type") != "null"))
-
-
 class UserAdminUpdate(BaseModel):
     """Changes a superuser may make to any account.
 
@@ -163,7 +156,7 @@ class UserAdminUpdate(BaseModel):
     of the last FRESH_LOGIN_SECONDS; never an API key. A new name alone needs neither.
     """
 
-    model_config = ConfigDict(extra="forbid", json_schema_extra=_flags_not_nullable)
+    model_config = ConfigDict(extra="forbid", json_schema_extra=not_nullable(*_FLAGS))
 
     full_name: FullName | None = None  # null clears it
     is_active: Bool | None = None
