@@ -54,6 +54,11 @@ def make_settings(**overrides: Any) -> Settings:
         "GC_FREEZE_AFTER_STARTUP": False,
         # Each job runs inline once its request answered, inside the test's transaction.
         "JOBS_EAGER": True,
+        # A busy test host can stall a worker for longer than the 0.25 s production default:
+        # a test that is not about Redis timeouts must not turn that stall into a 503. Tests of
+        # timeouts set their own.
+        "REDIS_SOCKET_TIMEOUT": 5,
+        "REDIS_POOL_TIMEOUT": 5,
     }
     values.update(overrides)
     return build_settings(env_file=None, **values)
