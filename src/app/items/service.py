@@ -2,29 +2,21 @@
 
 import uuid
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, and_, func, literal, or_, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.orm import joinedload
 from sqlalchemy.orm.exc import StaleDataError
 
 from app.core.conditional import PreconditionFailed
 from app.core.errors import ValidationFailedError
 from app.db.base import utcnow
 from app.db.pagination import CursorError, decode_cursor, encode_cursor
+from app.items import queries
 from app.items.exceptions import InvalidCursor
 from app.items.models import Item, ItemTag
 from app.items.schemas import REQUIRED_MEMBERS, ItemCreate, ItemQuery
-
-_SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price_units}
-
-
-def _with_tags(statement: Select[Item]) -> Select[Item]:
-    # Joined, not a second SELECT: one round trip fewer, measured cheaper for a page of 50 too.
-    # SQLAlchemy moves a LIMIT/OFFSET into a subquery, so it counts items, not joined rows.
-    # The results hold an item once per tag: read them through `.unique()`.
-    return statement.options(joinedload(Item.tag_rows))
 
 
 def _set_tags(item: Item, tags: Sequence[str]) -> None:
@@ -39,12 +31,8 @@ async def get(
     `lock`: hold the item's row until the transaction ends, for a change decided on what it
     reads (PostgreSQL; SQLite's writers run one at a time anyway).
     """
-    statement = _with_tags(select(Item).where(Item.id == item_id))
-    if not include_deleted:
-        statement = statement.where(Item.deleted_at.is_(None))
-    if lock:  # the item's row only: its tags come through an outer join
-        statement = statement.with_for_update(of=Item, key_share=True)
-    return (await session.scalars(statement)).unique().one_or_none()
+    statement = queries.get_statement(include_deleted=include_deleted, lock=lock)
+    return (await session.scalars(statement, {"item_id": item_id})).unique().one_or_none()
 
 
 async def owned_ids(*, session: AsyncSession, owner_id: uuid.UUID) -> list[uuid.UUID]:
@@ -121,48 +109,11 @@ async def restore(*, session: AsyncSession, item: Item) -> Item:
     return item
 
 
-def _filtered(query: ItemQuery, owner_id: uuid.UUID | None) -> Select[Item]:
-    statement = select(Item).where(Item.deleted_at.is_(None))
-    if owner_id is not None:
-        statement = statement.where(Item.owner_id == owner_id)
-    if query.status is not None:
-        statement = statement.where(Item.status == query.status)
-    if query.tag is not None:
-        tagged = select(ItemTag.item_id).where(ItemTag.tag == query.tag)
-        statement = statement.where(Item.id.in_(tagged))
-    if query.q is not None:
-        # Both sides lowered by the database: Python lowers some letters otherwise than
-        # PostgreSQL (a final Σ, İ), and a title must find itself.
-        pattern = "%" + query.q.replace("/", "//").replace("%", "/%").replace("_", "/_") + "%"
-        statement = statement.where(
-            func.lower(Item.title).like(func.lower(literal(pattern)), escape="/")
-        )
-    if query.created_after is not None:
-        statement = statement.where(Item.created_at > query.created_after)
-    if query.created_before is not None:
-        statement = statement.where(Item.created_at < query.created_before)
-    return statement
-
-
-def _ordered(statement: Select[Item], sort: str) -> Select[Item]:
-    column = _SORT_COLUMNS[sort.removeprefix("-")]
-    if sort.startswith("-"):
-        return statement.order_by(column.desc(), Item.id.desc())
-    return statement.order_by(column.asc(), Item.id.asc())
-
-
-def _after(statement: Select[Item], cursor: str, descending: bool) -> Select[Item]:
+def _cursor_position(cursor: str) -> tuple[datetime, uuid.UUID]:
     try:
-        created_at, row_id = decode_cursor(cursor)
+        return decode_cursor(cursor)
     except CursorError as exc:
         raise InvalidCursor("The cursor is not one this API issued.") from exc
-    if descending:
-        return statement.where(
-            or_(Item.created_at < created_at, and_(Item.created_at == created_at, Item.id < row_id))
-        )
-    return statement.where(
-        or_(Item.created_at > created_at, and_(Item.created_at == created_at, Item.id > row_id))
-    )
 
 
 async def list_items(
@@ -177,24 +128,20 @@ async def list_items(
     keyset = query.sort.removeprefix("-") == "created_at"
     if query.cursor is not None and not keyset:
         raise InvalidCursor("Cursors page by creation time: use sort=created_at or -created_at.")
-    statement = _filtered(query, owner_id)
-    page_query = _ordered(statement, query.sort)
-    if query.cursor is None:
-        page_query = page_query.offset(query.offset)
-    else:
-        page_query = _after(page_query, query.cursor, descending=query.sort.startswith("-"))
-    page_query = _with_tags(page_query).limit(query.limit + 1)
-    rows = (await session.scalars(page_query)).unique().all()
+    after = None if query.cursor is None else _cursor_position(query.cursor)
+    values = queries.list_values(query, owner_id, after)
+    page_query = queries.page_statement(values, query.sort)
+    rows = (await session.scalars(page_query, values)).unique().all()
     page, more = rows[: query.limit], len(rows) > query.limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and keyset else None
     total = None
     if query.cursor is None:
-        total = await _total(session, statement, query.offset, page, more=more)
+        total = await _total(session, values, query.offset, page, more=more)
     return page, total, next_cursor
 
 
 async def _total(
-    session: AsyncSession, statement: Select[Item], offset: int, page: Sequence[Item], *, more: bool
+    session: AsyncSession, values: dict[str, Any], offset: int, page: Sequence[Item], *, more: bool
 ) -> int | None:
     """The number of matching rows; counted only when the page does not tell it.
 
@@ -203,4 +150,4 @@ async def _total(
     """
     if not more and (page or offset == 0):
         return offset + len(page)
-    return await session.scalar(select(func.count()).select_from(statement.subquery()))
+    return await session.scalar(queries.count_statement(values), values)
