@@ -18,10 +18,11 @@ from app.users.router import router as users_router
 NODES = [
     (health_router, "live", 0),
     (health_router, "meta", 0),
-    (users_router, "read_me", 5),  # scopes, principal, session, bearer, API key
-    (items_router, "read_item", 7),  # + the item's loader, and the session again
-    (items_router, "list_items", 7),  # + the listing, and the session again
-    (items_router, "create_item", 13),  # + the idempotency key, which needs the principal
+    # Scopes, principal, session: the principal calls the two security schemes itself.
+    (users_router, "read_me", 3),
+    (items_router, "read_item", 5),  # + the item's loader, and the session again
+    (items_router, "list_items", 5),  # + the listing, and the session again
+    (items_router, "create_item", 9),  # + the idempotency key, which needs the principal
 ]
 
 

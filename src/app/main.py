@@ -7,11 +7,12 @@ from importlib.metadata import version
 from typing import Any, TypeAlias, TypeVar
 
 from fastapi import FastAPI
+from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
 from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
-from app.auth.deps import checks_scopes
+from app.auth.deps import SECURITY_SCHEMES, authenticates, checks_scopes
 from app.core.config import Settings, get_settings
 from app.core.docs_ui import install_docs
 from app.core.logging import configure_logging
@@ -80,7 +81,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.openapi = lambda: build_openapi(  # type: ignore[method-assign]
         app,
         rate_limited=functools.partial(_rate_limited, settings),
-        scoped=_scoped_operations(app),
+        # Checks the caller's scopes: it may answer 403.
+        scoped=_operations(app, checks_scopes),
+        authenticated=_operations(app, authenticates),
+        security_schemes=SECURITY_SCHEMES,
         country_blocked=functools.partial(_country_blocked, settings),
         password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
         upstream_identity=settings.auth.provider == "oidc",
@@ -90,12 +94,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     return app
 
 
-def _scoped_operations(app: FastAPI) -> Callable[[str, str], bool]:
-    """Whether the operation (path, method) checks the caller's scopes: it may answer 403."""
+def _operations(
+    app: FastAPI, depends_on: Callable[[Dependant], bool]
+) -> Callable[[str, str], bool]:
+    """Whether operation (path, method) has a dependency tree `depends_on` says yes to."""
     found: set[tuple[str, str]] = set()
     for context in iter_route_contexts(app.routes):
         route = context.original_route
-        if isinstance(route, APIRoute) and checks_scopes(context.dependant):
+        if isinstance(route, APIRoute) and depends_on(context.dependant):
             path = context.path_format or route.path_format
             found.update((path, method.lower()) for method in context.methods or ())
     return lambda path, method: (path, method) in found

@@ -1,11 +1,13 @@
 """OpenAPI: problem schemas, headers and links on every operation (the pages: `docs_ui`)."""
 
 import warnings
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
+from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
+from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, Field
 
 from app.core.openapi_links import with_links, with_password_flow
@@ -237,12 +239,26 @@ def _with_status_headers(response: dict[str, Any], status: str, *, limited: bool
             headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
 
 
+def _with_security(
+    schema: dict[str, Any], operation: dict[str, Any], schemes: Sequence[SecurityBase]
+) -> None:
+    """List `schemes` as the operation's alternatives, described as FastAPI describes them."""
+    described = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    for scheme in schemes:
+        described[scheme.scheme_name] = jsonable_encoder(
+            scheme.model, by_alias=True, exclude_none=True
+        )
+        operation.setdefault("security", []).append({scheme.scheme_name: []})
+
+
 def build_openapi(
     app: FastAPI,
     *,
     rate_limited: Callable[[str], bool] = lambda _path: False,
     scoped: Callable[[str, str], bool] = lambda _path, _method: False,
     country_blocked: Callable[[str], bool] = lambda _path: False,
+    authenticated: Callable[[str, str], bool] = lambda _path, _method: False,
+    security_schemes: Sequence[SecurityBase] = (),
     password_token_url: str | None = None,
     upstream_identity: bool = False,
 ) -> dict[str, Any]:
@@ -251,6 +267,8 @@ def build_openapi(
     `rate_limited(path)` says whether the rate limiter counts requests to `path`;
     `scoped(path, method)` whether the operation checks the caller's scopes (a 403);
     `country_blocked(path)` whether country blocking may refuse requests to `path` (a 403);
+    `authenticated(path, method)` whether the operation accepts `security_schemes` (any one),
+    which it reads itself rather than as dependencies (FastAPI documents only those);
     `password_token_url` is the login form's path, when this service owns passwords;
     `upstream_identity` whether a caller's token may be checked with an issuer's keys fetched
     on the way (OIDC): 502 and 504 on every operation that authenticates.
@@ -271,6 +289,8 @@ def build_openapi(
         if "get" in path_item:
             path_item.pop("head", None)
         for method, operation in path_item.items():
+            if authenticated(path, method):
+                _with_security(schema, operation, security_schemes)
             _with_problem_responses(
                 operation,
                 method,
