@@ -25,7 +25,12 @@ import structlog
 from uvicorn.config import Config
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from app.core.errors import AppError, RequestHeaderTooLargeError, RequestTimeoutError
+from app.core.errors import (
+    AppError,
+    BadRequestError,
+    RequestHeaderTooLargeError,
+    RequestTimeoutError,
+)
 from app.core.problems import PROBLEM_MEDIA_TYPE, ProblemRenderer
 
 log = structlog.get_logger(__name__)
@@ -49,7 +54,9 @@ class ServerConfig(Config):
         problem_type_base_url: str,
         **options: Any,
     ) -> None:
-        super().__init__(app, http=BoundedHttpToolsProtocol, **options)
+        # No WebSocket handling: the API has no WebSocket route, and uvicorn's would answer an
+        # upgrade with a bare 403 and log its path with the query string (tokens and all).
+        super().__init__(app, http=BoundedHttpToolsProtocol, ws="none", **options)
         self.header_timeout = header_timeout
         self.max_header_bytes = max_header_bytes
         self.problem_type_base_url = problem_type_base_url
@@ -92,7 +99,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             return
         # Parse only up to the limit: past it, what matters is whether the head ended there.
         super().data_received(data[:room])
-        if self.transport.is_closing():
+        if self._discarding or self.transport.is_closing():
             return  # the parser refused it (400)
         if not self._head_complete():
             limit = self._limits.max_header_bytes
@@ -100,6 +107,16 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             self._refuse(RequestHeaderTooLargeError(detail))
             return
         super().data_received(data[room:])
+
+    def send_400_response(self, msg: str) -> None:
+        """Answer what the HTTP parser refused as a problem, like every other error."""
+        del msg  # uvicorn's text ("Invalid HTTP request received."): the detail says it
+        self._refuse(BadRequestError("The request is not valid HTTP/1.1."))
+
+    def _unsupported_upgrade_warning(self) -> None:
+        # An offered upgrade (h2c, websocket) is declined by answering over HTTP/1.1, which RFC
+        # 9110 allows; uvicorn's two warnings a request said nothing an operator can act on.
+        return
 
     def on_headers_complete(self) -> None:  # noqa: D102 - uvicorn's
         self._reading_head = False

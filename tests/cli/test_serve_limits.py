@@ -171,3 +171,52 @@ def test_refusals_are_logged(served: Served) -> None:
         "warning",
     )
     assert uuid.UUID(str(line["request_id"]))
+
+
+MALFORMED = [
+    b"GARBAGE\r\n\r\n",
+    b"get /api/v1/health/live HTTP/1.1\r\nHost: x\r\n\r\n",
+    b"GET /api/v1/health/live HTTP/1.1\r\nHost: x\r\nX-A: a\r\n b\r\n\r\n",  # obs-fold
+    (
+        b"POST /api/v1/auth/login HTTP/1.1\r\nHost: x\r\n"
+        b"Content-Length: 5\r\nContent-Length: 6\r\n\r\n"
+    ),
+]
+
+
+def test_every_request_the_parser_refuses_gets_a_400_problem(served: Served) -> None:
+    """Each one, also within the interval its repeated warning is left out of the log in."""
+    for _ in range(2):
+        for request in MALFORMED:
+            with connect(served) as connection:
+                connection.sendall(request)
+                assert_problem(read_all(connection), 400, "bad_request")
+
+
+def test_an_offered_upgrade_is_declined_by_answering_every_time(served: Served) -> None:
+    """What `curl --http2 http://...` sends: answered over HTTP/1.1, however often."""
+    offer = LIVE + b"Connection: Upgrade, HTTP2-Settings, close\r\nUpgrade: h2c\r\n"
+    offer += b"HTTP2-Settings: AAMAAABkAARAAAAAAAIAAAAA\r\n\r\n"
+    for _ in range(3):
+        with connect(served) as connection:
+            connection.sendall(offer)
+            assert split(read_all(connection))[0] == 200
+
+
+def test_a_websocket_upgrade_is_not_taken_nor_its_query_logged(served: Served) -> None:
+    """The API has no WebSocket route; the request is an ordinary GET, logged by its path."""
+    with connect(served) as connection:
+        connection.sendall(
+            b"GET /api/v1/health/live?token=ResetTok3nInQuery HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+            b"Connection: Upgrade, close\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+            b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        )
+        status, _, _ = split(read_all(connection))
+    assert status == 200  # the HTTP route answered
+
+    def answered() -> bool:
+        lines = log_file_lines(served.log)
+        return any(line.get("path") == "/api/v1/health/live" for line in lines)
+
+    wait_until(answered, "the access line", 10)
+    assert "ResetTok3nInQuery" not in served.log.read_text(errors="replace")

@@ -1,5 +1,6 @@
 """Repeated warnings: the first is written, then one per interval with the count dropped."""
 
+import logging
 from typing import Any
 
 import pytest
@@ -68,3 +69,23 @@ def test_the_app_log_collapses_a_flood_of_warnings() -> None:
 def test_a_negative_interval_is_refused() -> None:
     with pytest.raises(ValueError, match="interval"):
         CollapseRepeats(-1)
+
+
+@pytest.mark.parametrize("logger", ["uvicorn.error", "sqlalchemy.pool", "asyncio", "httpx2"])
+def test_a_repeated_standard_library_warning_is_left_out_not_raised(logger: str) -> None:
+    """Collapsing drops the line; the code that logged it (uvicorn's parser, SQLAlchemy's
+    pool) must carry on: structlog's DropEvent is a BaseException."""
+    with log_lines() as lines:
+        for _ in range(3):
+            logging.getLogger(logger).warning("Invalid HTTP request received.")
+    assert len(lines.events("Invalid HTTP request received.")) == 1
+
+
+def test_repeated_pool_clean_up_failures_do_not_raise_into_the_pool() -> None:
+    pool = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
+    with log_lines():
+        for _ in range(3):
+            try:
+                raise ConnectionResetError("server closed the connection")
+            except ConnectionResetError:
+                pool.error("Exception terminating connection %r", object(), exc_info=True)

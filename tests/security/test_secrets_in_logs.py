@@ -11,7 +11,7 @@ from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
 from app.core.config import Settings
-from app.db.session import create_engine
+from app.db.session import create_engine, safe_url
 from app.main import create_app
 from tests.harness import client_for, log_lines, make_settings, running
 from tests.identity import DEFAULT_PASSWORD, bearer, login, register
@@ -95,6 +95,10 @@ async def test_database_errors_never_carry_bound_parameters(settings: Settings) 
     ("fields", "secret"),
     [
         ({"url": "postgresql://app:s3cr3t-db-pass@db/app"}, "s3cr3t-db-pass"),
+        # A password holding `@`: every part of it, as urllib and redis-py read it.
+        ({"url": "redis://:S3cret@Tail9x@cache:6379/0"}, "Tail9x"),
+        ({"error": "amqp://user:S3cret@Tail9x@broker/ refused"}, "Tail9x"),
+        ({"database": safe_url("postgresql+asyncpg://app:S3cret@Tail9x@db:5432/app")}, "Tail9x"),
         ({"headers": {"Authorization": "Bearer abcdefghijklmnopqrstu"}}, "abcdefghijklmnopqrstu"),
         ({"nested": [{"client_secret": "shh-very-secret"}]}, "shh-very-secret"),
         ({"detail": "sent " + API_KEY_SHAPE}, API_KEY_SHAPE),

@@ -21,7 +21,9 @@ def _is_sensitive(key: str) -> bool:
 # Secrets by their shape, wherever they appear in a string (messages, tracebacks, reprs): the
 # password of a URL, a bearer credential, a JWT, one of our API keys.
 _SECRET_SHAPES = (
-    (re.compile(r"(?<=://)[^/\s:@]*:[^/\s@]*@"), REDACTED + "@"),
+    # Up to the last `@` of the authority: a password may hold `@` (urllib and redis-py read
+    # it so; SQLAlchemy stops at the first and takes the rest for the host).
+    (re.compile(r"(?<=://)[^/\s:@]*:[^/\s]*@"), REDACTED + "@"),
     (re.compile(r"(?i)\b(bearer|basic)\s+[A-Za-z0-9._~+/=-]{8,}"), r"\1 " + REDACTED),
     (re.compile(r"\beyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]*"), REDACTED),
     (re.compile(r"\bpfb_[0-9a-f]{8}_[A-Za-z0-9_-]{16,}"), REDACTED),

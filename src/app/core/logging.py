@@ -130,6 +130,11 @@ class _SinkHandler(logging.Handler):
     def emit(self, record: logging.LogRecord) -> None:
         try:
             line = self.format(record)
+        except structlog.DropEvent:
+            # A processor left the line out (a repeated warning). structlog's own loggers catch
+            # this; the standard library's do not, and it is a BaseException: uncaught, it
+            # escaped `logger.warning()` into uvicorn's parser or SQLAlchemy's pool.
+            return
         except Exception:  # noqa: BLE001 - the standard library's contract for a bad record
             self.handleError(record)
             return

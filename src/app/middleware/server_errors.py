@@ -1,11 +1,14 @@
 """Last line of defence: an unexpected exception becomes a logged 500 problem, not a trace."""
 
 import structlog
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.problems import ProblemRenderer
 
 log = structlog.get_logger(__name__)
+
+CLIENT_CLOSED_REQUEST = 499
 
 
 class ServerErrorMiddleware:
@@ -35,6 +38,12 @@ class ServerErrorMiddleware:
 
         try:
             await self.app(scope, receive, send_tracking_start)
+        except ClientDisconnect:
+            # The client left before its body arrived: no server fault, and no one to answer.
+            # 499 (nginx's "client closed request") tells the access log and the metrics so.
+            if not response_started:
+                await send({"type": "http.response.start", "status": CLIENT_CLOSED_REQUEST})
+                await send({"type": "http.response.body", "body": b""})
         except Exception as exc:
             if response_started:
                 # Too late for a problem body: the server must drop the connection.
