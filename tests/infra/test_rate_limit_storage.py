@@ -157,6 +157,25 @@ async def test_a_refusal_records_nothing_in_any_window(clock: Clock) -> None:
         assert (await store.hit("ip:a", quotas[:1])).remaining == 3
 
 
+async def test_a_refusal_reports_the_quota_that_frees_last_whatever_its_window(
+    clock: Clock,
+) -> None:
+    # The hour quota refuses too, but its oldest request leaves first: the minute's wait counts.
+    store = MemoryQuotaStore()
+    quotas = [Quota("hour", 3, 3600), Quota("minute", 2, 60)]
+    await hit(store, quotas, "ip:a")
+    clock.now += 3590
+    await hit(store, quotas, "ip:a")
+    clock.now += 5
+    await hit(store, quotas, "ip:a")
+    clock.now += 1
+    refused = await store.hit("ip:a", quotas)
+    assert (refused.allowed, refused.quota.name) == (False, "minute")
+    assert refused.reset_after == pytest.approx(54)  # the hour's slot frees in 4 s
+    clock.now += 54
+    assert (await store.hit("ip:a", quotas)).allowed
+
+
 # --- Redis ----------------------------------------------------------------------------------
 
 
@@ -202,13 +221,16 @@ async def test_redis_store_enforces_the_limit(strategy: Any, namespace: RedisNam
 
 @pytest.mark.redis
 @pytest.mark.parametrize("strategy", ["moving-window", "sliding-window-counter"])
-async def test_redis_and_memory_decide_alike(strategy: Any, namespace: RedisNamespace) -> None:
+@pytest.mark.parametrize("per_minute", [4, 3], ids=["hour-refuses", "both-refuse"])
+async def test_redis_and_memory_decide_alike(
+    strategy: Any, per_minute: int, namespace: RedisNamespace
+) -> None:
     redis = AsyncRedis.from_url(namespace.url)
     stores = [
         create_rate_limit_storage(redis, namespace=namespace.app_name, strategy=strategy),
         MemoryQuotaStore(strategy),
     ]
-    quotas = [Quota("minute", 4, 60), Quota("hour", 3, 3600)]
+    quotas = [Quota("minute", per_minute, 60), Quota("hour", 3, 3600)]
     try:
         runs = [[await store.hit("ip:a", quotas) for _ in range(5)] for store in stores]
     finally:
@@ -216,5 +238,7 @@ async def test_redis_and_memory_decide_alike(strategy: Any, namespace: RedisName
     on_redis, in_memory = ([(d.allowed, d.quota, d.remaining) for d in run] for run in runs)
     assert on_redis == in_memory
     assert [d.allowed for d in runs[0]] == [True, True, True, False, False]
+    # The hour's wait, the longer (in a fixed hour's last minute sliding counts tie: either).
+    assert all(d.quota.name == "hour" or d.reset_after <= 60 for d in runs[0][3:])
     for redis_decision, memory_decision in zip(*runs, strict=True):
         assert redis_decision.reset_after == pytest.approx(memory_decision.reset_after, abs=1)

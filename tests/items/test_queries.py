@@ -4,12 +4,13 @@ import uuid
 from datetime import UTC, datetime
 
 from app.items import queries
+from app.items.models import ItemStatus
 from app.items.schemas import ItemQuery
 
 
 def test_one_statement_serves_every_value_of_a_shape() -> None:
-    first = ItemQuery(status="active", tag="red", q="lamp", offset=0, limit=10)
-    second = ItemQuery(status="draft", tag="blue", q="50%_off", offset=40, limit=3)
+    first = ItemQuery(status=ItemStatus.ACTIVE, tag="red", q="lamp", offset=0, limit=10)
+    second = ItemQuery(status=ItemStatus.DRAFT, tag="blue", q="50%_off", offset=40, limit=3)
     a = queries.list_values(first, uuid.uuid4(), None)
     b = queries.list_values(second, uuid.uuid4(), None)
     assert queries.page_statement(a, "-created_at") is queries.page_statement(b, "-created_at")

@@ -4,6 +4,7 @@ keys that expire, NOSCRIPT survived, and a Redis that is down (fail open or clos
 """
 
 import re
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
@@ -99,6 +100,39 @@ async def test_the_tightest_quota_is_reported_and_refuses(store: QuotaStore) -> 
     assert second.headers["x-ratelimit-remaining"] == "0"
     assert refused.status_code == 429
     assert refused.headers["ratelimit"].startswith('"hour";r=0;')
+
+
+def hour_wait(strategy: str) -> float:
+    """How long two requests just counted keep an hour quota of two full: an hour in a moving
+    window; in a sliding window counter until this fixed hour ends, when they weigh less.
+    """
+    return 3600 if strategy == "moving-window" else 3600 - time.time() % 3600
+
+
+async def test_retry_after_waits_for_every_quota_that_refuses(
+    store: QuotaStore, strategy: Any
+) -> None:
+    # Both quotas full: the minute's wait would see the retry refused by the hour's.
+    limited = middleware(per_minute=2, per_hour=2, store=store)
+    *_, refused = await get_many(limited, "/api/v1/items", 3)
+    assert refused.status_code == 429
+    retry_after = int(refused.headers["retry-after"])
+    assert retry_after == pytest.approx(hour_wait(strategy), abs=2), refused.headers
+    assert retry_after == int(refused.headers["x-ratelimit-reset"])
+    assert re.fullmatch(rf'"(hour|minute)";r=0;t={retry_after}', refused.headers["ratelimit"])
+
+
+@pytest.mark.parametrize("order", [1, -1], ids=["minute-first", "hour-first"])
+async def test_the_refusal_reports_the_quota_that_frees_last(
+    store: QuotaStore, strategy: Any, order: int
+) -> None:
+    quotas = [Quota("minute", 2, 60), Quota("hour", 2, 3600)][::order]
+    assert [(await store.hit(KEY, quotas)).allowed for _ in range(2)] == [True, True]
+    refused = await store.hit(KEY, quotas)
+    assert (refused.allowed, refused.remaining) == (False, 0)
+    assert refused.reset_after == pytest.approx(hour_wait(strategy), abs=2)
+    # In a fixed hour's last minute both sliding counts free as it ends: the first is named.
+    assert refused.quota.name == "hour" or refused.reset_after <= 60
 
 
 async def test_a_refusal_by_the_second_window_uses_no_slot_of_the_first(

@@ -29,10 +29,11 @@ class Quota:
 class Decision:
     """The outcome of one request against its quotas.
 
-    `quota` is the one that refused the request, or, when every quota allowed it, the one
-    with the fewest requests left (the first of equals). `remaining` is what that quota
-    still allows after this request; `reset_after` is how many seconds pass before one of
-    its slots frees.
+    `quota` is, of the quotas that refused the request, the one whose slot frees last (its
+    wait covers every other refusing quota's), or, when every quota allowed it, the one
+    with the fewest requests left; the first of equals either way. `remaining` is what
+    that quota still allows after this request; `reset_after` is how many seconds pass
+    before one of its slots frees.
     """
 
     allowed: bool
@@ -52,7 +53,8 @@ class QuotaStore(Protocol):
             quotas: At least one quota, with distinct names.
 
         Returns:
-            The refusing quota's decision, or the tightest quota's when all allowed it.
+            The decision of the refusing quota that frees last, or the tightest quota's when
+            all allowed it.
 
         Raises:
             redis.exceptions.RedisError: A Redis store could not be reached or failed.

@@ -1,10 +1,11 @@
 """The rate limiter's counts in Redis: every quota of a request checked in one script call.
 
 One `EVALSHA` per request, whatever the number of quotas: the script reads every window,
-and records the request in all of them only if each allows it. redis-py's registered script
-sends the script itself again (`SCRIPT LOAD`) when Redis answers NOSCRIPT, after a restart or a
-`SCRIPT FLUSH`. Every key has a PEXPIRE as long as the counts in it matter, so keys of clients
-that went away disappear on their own.
+and records the request in all of them only if each allows it; when some refuse, it answers
+for the one that frees a slot last. redis-py's registered script sends the script itself
+again (`SCRIPT LOAD`) when Redis answers NOSCRIPT, after a restart or a `SCRIPT FLUSH`. Every
+key has a PEXPIRE as long as the counts in it matter, so keys of clients that went away
+disappear on their own.
 
 The scripts read the time with Redis's `TIME`, not the caller's clock: every worker and node
 then measures windows on one clock, however far their own clocks drift apart, and the script
@@ -22,15 +23,16 @@ from app.core.quotas import STRATEGIES, Decision, Quota, Strategy
 
 # Both scripts take KEYS[i] for quota i, and its limit and seconds at ARGV[2i] and ARGV[2i+1];
 # ARGV[1] is a member unique to this request, which only the moving window needs. They answer
-# {allowed (1 or 0), i, remaining, reset after (µs)} for the refusing quota or, when all
-# allowed the request, for the one with the fewest requests left (the first of equals).
+# {allowed (1 or 0), i, remaining, reset after (µs)} for the refusing quota whose slot frees
+# last (every quota is checked, so Retry-After covers them all) or, when all allowed the
+# request, for the one with the fewest requests left; the first of equals either way.
 
 # KEYS[i]: a sorted set of the requests quota i accepted, each a unique member (two requests
 # may share a microsecond) scored by its time in µs.
 MOVING_WINDOW = """
 local clock = redis.call('TIME')
 local now = tonumber(clock[1]) * 1000000 + tonumber(clock[2])
-local counts = {}
+local counts, refused, wait = {}, 0, 0
 for i, key in ipairs(KEYS) do
   local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]) * 1000000
   redis.call('ZREMRANGEBYSCORE', key, '-inf', now - window)
@@ -39,9 +41,11 @@ for i, key in ipairs(KEYS) do
     -- A slot frees when the count drops below the limit: as this request leaves the window
     -- (the oldest one, unless the limit was lowered since the set filled).
     local frees = redis.call('ZRANGE', key, counts[i] - limit, counts[i] - limit, 'WITHSCORES')
-    return {0, i, 0, tonumber(frees[2]) + window - now}
+    local reset = tonumber(frees[2]) + window - now
+    if refused == 0 or reset > wait then refused, wait = i, reset end
   end
 end
+if refused > 0 then return {0, refused, 0, wait} end
 local best, fewest, reset = 0, 0, 0
 for i, key in ipairs(KEYS) do
   local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1]) * 1000000
@@ -67,7 +71,7 @@ local function reset_after(window, previous, current, left)
   if current > 0 and (reset == nil or left % window < reset) then reset = left % window end
   return math.floor((reset or 0) * 1000000)
 end
-local seen = {}
+local seen, refused, wait = {}, 0, 0
 for i, key in ipairs(KEYS) do
   local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])
   local index = math.floor(now / window)
@@ -80,10 +84,12 @@ for i, key in ipairs(KEYS) do
   end
   local left = (index + 1) * window - now
   if math.floor(previous * left / window + current) + 1 > limit then
-    return {0, i, 0, reset_after(window, previous, current, left)}
+    local reset = reset_after(window, previous, current, left)
+    if refused == 0 or reset > wait then refused, wait = i, reset end
   end
   seen[i] = {index, previous, current, left}
 end
+if refused > 0 then return {0, refused, 0, wait} end
 local best, fewest, reset = 0, 0, 0
 for i, key in ipairs(KEYS) do
   local limit, window = tonumber(ARGV[2 * i]), tonumber(ARGV[2 * i + 1])

@@ -2,7 +2,8 @@
 
 Both stores implement `core.quotas.QuotaStore` with the same two strategies and the same
 all-or-nothing rule: a request is counted in every quota only if each allows it, so one
-refused by a later (longer) window leaves the earlier ones untouched.
+refused by a later (longer) window leaves the earlier ones untouched. Every quota is checked
+even after one refuses: the refusal reported is the one whose slot frees last.
 
 - moving-window: exact. One timestamp per accepted request; a quota allows a request while
   fewer than `limit` of them are newer than `seconds` ago. In memory a hit costs the same
@@ -65,6 +66,7 @@ class MemoryQuotaStore:
 
     def _hit_moving(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
         checked = []
+        refusal: Decision | None = None
         for quota in quotas:
             name = _key(key, quota)
             events = self.events.get(name) or deque()
@@ -73,8 +75,10 @@ class MemoryQuotaStore:
             if in_window >= quota.limit:
                 # A slot frees as the limit-th newest hit leaves the window.
                 reset = events[in_window - quota.limit] + quota.seconds - now
-                return Decision(False, quota, 0, reset)
+                refusal = _longer_wait(refusal, quota, reset)
             checked.append((quota, name, events, in_window))
+        if refusal is not None:
+            return refusal
         decision: Decision | None = None
         for quota, name, events, in_window in checked:
             events.append(now)
@@ -88,6 +92,7 @@ class MemoryQuotaStore:
 
     def _hit_sliding(self, key: str, quotas: Sequence[Quota], now: float) -> Decision:
         found = []
+        refusal: Decision | None = None
         for quota in quotas:
             index = math.floor(now / quota.seconds)
             counts = self.counts.get(_key(key, quota))
@@ -95,8 +100,10 @@ class MemoryQuotaStore:
             left = (index + 1) * quota.seconds - now  # of this fixed window
             if math.floor(previous * left / quota.seconds + current) + 1 > quota.limit:
                 reset = _sliding_reset(quota.seconds, previous, current, left)
-                return Decision(False, quota, 0, reset)
+                refusal = _longer_wait(refusal, quota, reset)
             found.append((quota, index, previous, current, left))
+        if refusal is not None:
+            return refusal
         decision: Decision | None = None
         for quota, index, previous, current, left in found:
             self.counts[_key(key, quota)] = _Counts(quota.seconds, index, current + 1, previous)
@@ -130,6 +137,17 @@ class MemoryQuotaStore:
         for key in stale:
             del self.counts[key]
         return len(empty) + len(stale)
+
+
+def _longer_wait(refusal: Decision | None, quota: Quota, reset: float) -> Decision:
+    """The refusal to report so far: `quota`'s, unless `refusal` waits as long or longer.
+
+    Retry-After must cover every quota that refuses, or a client that waits as told is refused
+    again by another one; of equal waits the first quota is kept. The Redis scripts choose alike.
+    """
+    if refusal is None or reset > refusal.reset_after:
+        return Decision(False, quota, 0, reset)
+    return refusal
 
 
 def _key(key: str, quota: Quota) -> str:
