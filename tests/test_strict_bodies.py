@@ -7,6 +7,7 @@ operation added later is covered without a change here.
 """
 
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -169,3 +170,29 @@ async def test_a_utf_8_body_may_begin_with_a_byte_order_mark(client: AsyncClient
     )
     assert response.status_code == 201, response.text
     assert response.json()["title"] == "Lamp"
+
+
+def _without_body() -> list[tuple[str, str]]:
+    """Every POST, PUT and PATCH of the document that documents no request body."""
+    return sorted(
+        (method.upper(), re.sub(r"\{\w+\}", AN_ID, path))
+        for path, operations in DOCUMENT["paths"].items()
+        for method, operation in operations.items()
+        if method in {"post", "put", "patch"} and "requestBody" not in operation
+    )
+
+
+@pytest.mark.parametrize(("method", "path"), _without_body())
+@pytest.mark.parametrize("body", [b'{"unexpected": 1}', b'{"truncated'], ids=["json", "broken"])
+async def test_a_body_sent_to_an_operation_that_takes_none_is_refused(
+    shared_client: AsyncClient, method: str, path: str, body: bytes
+) -> None:
+    """Else the body is ignored while the operation runs (an export queued, sessions ended)."""
+    headers = {"Content-Type": "application/json", "Authorization": "Bearer not-checked"}
+    response = await shared_client.request(method, path, content=body, headers=headers)
+    problem = assert_problem(response, 415, "unsupported_media_type")
+    assert problem["detail"] == "This operation takes no request body."
+
+
+def test_some_operation_takes_no_body() -> None:
+    assert ("POST", "/api/v1/users/me/export") in _without_body()

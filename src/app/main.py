@@ -2,7 +2,7 @@
 
 import functools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from importlib.metadata import version
 from typing import Any, TypeAlias, TypeVar
 
@@ -12,7 +12,7 @@ from fastapi.routing import APIRoute, iter_route_contexts
 from starlette.routing import compile_path
 
 from app.api import LOGIN_PATH, ROUTE_PATHS, include_routers
-from app.auth.deps import SECURITY_SCHEMES, authenticates, checks_scopes
+from app.auth.deps import authenticates, checks_scopes, security_schemes
 from app.core.config import Settings, get_settings
 from app.core.docs_ui import install_docs
 from app.core.logging import configure_logging
@@ -20,6 +20,7 @@ from app.core.openapi import build_openapi
 from app.core.problems import ProblemRenderer, register_exception_handlers
 from app.deps import attach_resources
 from app.lifespan import lifespan
+from app.middleware.content_validation import METHODS_WITH_CONTENT
 from app.observability.tracing import FASTAPI_TELEMETRY_OFF
 from app.pipeline import install_middleware
 from app.resources import build_resources
@@ -84,7 +85,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         # Checks the caller's scopes: it may answer 403.
         scoped=_operations(app, checks_scopes),
         authenticated=_operations(app, authenticates),
-        security_schemes=SECURITY_SCHEMES,
+        security_schemes=security_schemes(settings.auth.provider),
         country_blocked=functools.partial(_country_blocked, settings),
         password_token_url=LOGIN_PATH if settings.auth.provider == "local" else None,
         upstream_identity=settings.auth.provider == "oidc",
@@ -108,11 +109,12 @@ def _operations(
 
 
 def _body_media_types(app: FastAPI) -> Callable[[str, str], frozenset[str] | None]:
-    """The media types operation (method, path) documents for its body; None: it takes none.
+    """The media types operation (method, path) documents for its body; None: not known here.
 
     Read from the routes as FastAPI documents them (the body's media type, and those a route
     adds in `openapi_extra`), on the first request with a body: the routes are included after
-    the middleware are installed.
+    the middleware are installed. A POST, PUT or PATCH that documents no body accepts none
+    (an empty set): a body sent there would be ignored while its operation ran.
     """
 
     @functools.cache
@@ -120,12 +122,19 @@ def _body_media_types(app: FastAPI) -> Callable[[str, str], frozenset[str] | Non
         found: list[Operation[frozenset[str]]] = []
         for context in iter_route_contexts(app.routes):
             route = context.original_route
-            if not isinstance(route, APIRoute) or route.body_field is None:
+            if not isinstance(route, APIRoute):
                 continue
-            extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
-            types = frozenset({getattr(route.body_field.field_info, "media_type", JSON), *extra})
+            methods: Collection[str] = context.methods or ()
+            types: frozenset[str] = frozenset()
+            if route.body_field is None:
+                methods = [method for method in methods if method in METHODS_WITH_CONTENT]
+            else:
+                extra = (route.openapi_extra or {}).get("requestBody", {}).get("content", {})
+                types = frozenset(
+                    {getattr(route.body_field.field_info, "media_type", JSON), *extra}
+                )
             pattern, _, _ = compile_path(context.path_format or route.path_format)
-            found += [(method, pattern, types) for method in context.methods or ()]
+            found += [(method, pattern, types) for method in methods]
         return tuple(found)
 
     return _per_operation(operations, None)

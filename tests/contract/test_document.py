@@ -1,5 +1,6 @@
 """Rules every operation of the OpenAPI document follows, checked over the whole document."""
 
+import re
 from typing import Any
 
 import pytest
@@ -107,3 +108,35 @@ def test_idempotent_operations_document_replays_and_keys_in_progress(
 
 def test_some_operation_takes_an_idempotency_key() -> None:
     assert [f"{m.upper()} {p}" for m, p, _ in IDEMPOTENT] == ["POST /api/v1/items"]
+
+
+OIDC = {
+    "AUTH_PROVIDER": "oidc",
+    "OIDC_ISSUER": "https://idp.example.com/",
+    "OIDC_AUDIENCE": "api",
+    "OIDC_JWKS_URL": "https://idp.example.com/jwks",
+}
+
+
+@pytest.mark.parametrize("provider", [{}, OIDC], ids=["local", "oidc"])
+def test_descriptions_name_only_paths_the_document_has(provider: dict[str, str]) -> None:
+    """Text naming a route mounted in one mode only (the login) must not reach the other."""
+    settings = make_settings(DATABASE_URL="sqlite+aiosqlite:///:memory:", **provider)
+    document = create_app(settings).openapi()
+    prefix = document.get("servers", [{}])[0].get("url", "")
+    paths = {path.removeprefix(prefix) for path in document["paths"]}
+    paths |= {path.removeprefix("/api/v1") for path in paths}
+    texts = [
+        scheme.get("description", "")
+        for scheme in document["components"]["securitySchemes"].values()
+    ]
+    texts += [
+        operation.get("description", "")
+        for path_item in document["paths"].values()
+        for operation in path_item.values()
+    ]
+    texts += [
+        schema.get("description", "") for schema in document["components"]["schemas"].values()
+    ]
+    named = {path for text in texts for path in re.findall(r"(?<![\w.])(/[a-z][\w\-/{}]*)", text)}
+    assert named <= paths, named - paths

@@ -28,8 +28,13 @@ from app.users.models import User
 
 bearer_scheme = HTTPBearer(auto_error=False, description="An access token from /auth/login.")
 api_key_scheme = APIKeyHeader(name="X-API-Key", auto_error=False, description="An API key.")
-# What `get_principal` accepts, in the order the document lists them (`authenticates`).
-SECURITY_SCHEMES: tuple[SecurityBase, ...] = (bearer_scheme, api_key_scheme)
+# The same header described for AUTH_PROVIDER=oidc, where this service has no login route.
+_issuer_bearer = HTTPBearer(auto_error=False, description="An access token from the OIDC issuer.")
+
+
+def security_schemes(provider: str) -> tuple[SecurityBase, ...]:
+    """What `get_principal` accepts, as the document lists them (`authenticates`), in order."""
+    return (bearer_scheme if provider == "local" else _issuer_bearer, api_key_scheme)
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +105,7 @@ async def get_principal(request: Request, *, session: SessionDep) -> Principal:
     schemes, decoder, verifier and hasher are called or read here, not taken as dependencies:
     FastAPI resolves every dependency node on every authenticated request (the two schemes
     cost ~170 Python calls a request). The document still lists the schemes on every
-    operation that authenticates (`authenticates`, `SECURITY_SCHEMES`).
+    operation that authenticates (`authenticates`, `security_schemes`).
     """
     bearer = await bearer_scheme(request)
     api_key = await api_key_scheme(request)

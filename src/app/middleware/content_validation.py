@@ -220,6 +220,8 @@ class ContentValidationMiddleware:
         accepted = self._accepted(scope)
         if accepted is None:
             return None  # no body is read: neither its type nor its coding matters
+        if not accepted:
+            return UnsupportedMediaType("This operation takes no request body.")
         if _media_type(headers) not in accepted:
             return UnsupportedMediaType(
                 f"The request body must be one of: {', '.join(sorted(accepted))}."

@@ -80,7 +80,7 @@ async def update_me(
     cache: CacheDep,
     background: BackgroundTasks,
 ) -> UserRead:
-    """Change the caller's name (the email changes through `POST /users/me/email`)."""
+    """Change the caller's name (not the email: that change is confirmed by mail)."""
     user = await users_service.update(
         session=session, user=principal.user, changes=body.model_dump(exclude_unset=True)
     )

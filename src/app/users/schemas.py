@@ -130,7 +130,7 @@ class UserRead(BaseModel):
 
 
 class UserUpdateMe(BaseModel):
-    """Changes a user may make to their own account (the email changes by `/users/me/email`)."""
+    """Changes a user may make to their own account (not the email: that is confirmed by mail)."""
 
     model_config = ConfigDict(extra="forbid")
 
