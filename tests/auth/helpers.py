@@ -12,6 +12,7 @@ from httpx2 import AsyncClient, Response
 from sqlalchemy import select, update
 
 from app.auth.models import RefreshToken
+from app.auth.purge import purge_expired
 from app.core.config import Settings
 from app.users.models import User
 from tests import harness
@@ -93,6 +94,19 @@ async def expire(app: FastAPI, token: str) -> None:
             .values(expires_at=datetime.now(UTC) - timedelta(seconds=1))
         )
         await session.commit()
+
+
+async def purge(app: FastAPI) -> dict[str, int]:
+    """Run what the hourly `purge_expired` job runs for the auth tables, now."""
+    async with factory(app)() as session:
+        counts = await purge_expired(
+            session=session,
+            now=datetime.now(UTC),
+            login_window_seconds=900,
+            login_known_client_days=30,
+        )
+        await session.commit()
+    return counts
 
 
 def claims_of(token: str, settings: Settings) -> dict[str, Any]:

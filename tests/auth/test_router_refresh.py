@@ -17,11 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from app.core.config import Settings
 from app.deps import resources_of
 from tests.auth.helpers import (
+    LOGOUT,
     ME,
     REFRESH,
     assert_unauthorized,
     claims_of,
     expire,
+    purge,
     set_user,
     started,
     stored_refresh_token,
@@ -170,6 +172,57 @@ async def test_replaying_a_rotated_token_revokes_the_family_even_once_it_expired
         assert_unauthorized(await client.post(REFRESH, json={"refresh_token": stolen}))
         assert (await stored_refresh_token(app, thiefs_token)).revoked_at is not None
         assert_unauthorized(await client.post(REFRESH, json={"refresh_token": thiefs_token}))
+
+
+async def test_the_hourly_purge_keeps_the_evidence_of_a_replayed_refresh_token(
+    settings: Settings,
+) -> None:
+    """The purge ran between the stolen token's expiry and its replay: the replay still ends
+    the session, since the family's rows stay while any of its tokens may be used.
+    """
+    async with started(settings, REFRESH_TOKEN_TTL_SECONDS=60) as (app, client):
+        email = unique_email()
+        await register(client, email)
+        stolen = (await login(client, email))["refresh_token"]
+        rotated = await client.post(REFRESH, json={"refresh_token": stolen})
+        assert rotated.status_code == 200, rotated.text
+        thiefs_token = rotated.json()["refresh_token"]
+        await expire(app, stolen)
+        await purge(app)
+
+        assert_unauthorized(await client.post(REFRESH, json={"refresh_token": stolen}))
+        assert (await stored_refresh_token(app, thiefs_token)).revoked_at is not None
+        assert_unauthorized(await client.post(REFRESH, json={"refresh_token": thiefs_token}))
+
+
+async def test_the_hourly_purge_deletes_a_family_once_every_token_of_it_expired(
+    settings: Settings,
+) -> None:
+    """Nothing of such a family can be used any more: its rows go, revoked or not."""
+    async with started(settings, REFRESH_TOKEN_TTL_SECONDS=60) as (app, client):
+        email = unique_email()
+        await register(client, email)
+        first = (await login(client, email))["refresh_token"]
+        rotated = await client.post(REFRESH, json={"refresh_token": first})
+        assert rotated.status_code == 200, rotated.text
+        newest = rotated.json()["refresh_token"]
+        revoked = (await login(client, email))["refresh_token"]
+        assert (await client.post(LOGOUT, json={"refresh_token": revoked})).status_code == 204
+        live = (await login(client, email))["refresh_token"]
+        for token in (first, newest, revoked):
+            await expire(app, token)
+        families = {
+            (await stored_refresh_token(app, token)).family_id for token in (first, revoked)
+        }
+
+        counts = await purge(app)
+
+        left = {row.family_id for row in await stored_refresh_tokens(app)}
+        assert not families & left
+        assert counts["refresh_tokens"] >= 3
+        assert (await stored_refresh_token(app, live)).revoked_at is None
+        refreshed = await client.post(REFRESH, json={"refresh_token": live})
+        assert refreshed.status_code == 200, refreshed.text
 
 
 async def test_a_deactivated_user_cannot_refresh(app: FastAPI, client: AsyncClient) -> None:
