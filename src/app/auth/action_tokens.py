@@ -102,7 +102,9 @@ async def start_email_verification(
 async def _mailed_recently(session: AsyncSession, user: User, purpose: str) -> bool:
     """Whether an unspent token of `purpose` went to the account's email in `RESEND_INTERVAL`.
 
-    The caller holds the user's lock, so concurrent requests see each other's token.
+    The caller holds the user's lock, so concurrent requests see each other's token, its mail
+    still on its way included. A token whose mail failed is withdrawn (`withdraw_action_token`)
+    and so no longer counts: the job's retry mails a new one.
     """
     since = utcnow() - RESEND_INTERVAL
     recent = await session.scalar(
@@ -117,6 +119,15 @@ async def _mailed_recently(session: AsyncSession, user: User, purpose: str) -> b
         .limit(1)
     )
     return recent is not None
+
+
+async def withdraw_action_token(*, session: AsyncSession, token: str) -> None:
+    """Spend a token that was issued but whose mail failed: nobody got it, nobody may use it."""
+    await session.execute(
+        update(ActionToken)
+        .where(ActionToken.token_hash == digest(token), ActionToken.used_at.is_(None))
+        .values(used_at=utcnow())
+    )
 
 
 async def use_action_token(*, session: AsyncSession, token: str, purpose: str) -> User:
