@@ -43,7 +43,7 @@ FROM ${PYTHON_IMAGE} AS runtime
 ARG APP_UID=10001
 RUN groupadd --system --gid ${APP_UID} app \
     && useradd --system --uid ${APP_UID} --gid app --home-dir /app --no-create-home app \
-    && install -d -o app -g app -m 0700 /run/prometheus
+    && install -d -o app -g app -m 0700 /run/prometheus /data/job-results
 WORKDIR /app
 COPY --from=build /app/.venv /app/.venv
 COPY alembic.ini ./
@@ -51,10 +51,13 @@ COPY migrations ./migrations
 # PROMETHEUS_MULTIPROC_DIR: the workers share their metrics through files there (stale files
 # of a previous run are cleared at start-up); prometheus-client reads it when imported, so it
 # is set here, in the process environment. WEB_CONCURRENCY: uvicorn's worker processes.
+# JOBS_RESULTS_DIR: export files, written by workers and served by the web processes; mount
+# one volume there for all of them (created here owned by the app, so a new volume is too).
 ENV PATH=/app/.venv/bin:$PATH \
     PYTHONUNBUFFERED=1 \
     PYTHONDONTWRITEBYTECODE=1 \
     PROMETHEUS_MULTIPROC_DIR=/run/prometheus \
+    JOBS_RESULTS_DIR=/data/job-results \
     WEB_CONCURRENCY=2
 # A numeric user: Kubernetes can then verify runAsNonRoot without a name lookup.
 USER 10001:10001

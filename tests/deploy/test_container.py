@@ -158,7 +158,7 @@ def test_compose_health_checks_and_named_volumes() -> None:
         for mount in service.get("volumes", [])
         if not mount.startswith(".")
     }
-    assert used == declared == {"postgres-data", "redis-data"}
+    assert used == declared == {"postgres-data", "redis-data", "job-results"}
 
 
 def test_worker_and_scheduler_health_checks_use_their_probe_ports() -> None:
