@@ -93,10 +93,22 @@ def test_no_form_field_takes_a_list() -> None:
 async def test_a_json_body_naming_a_member_twice_is_refused(
     shared_client: AsyncClient, shared_caller: dict[str, str], method: str, path: str, nested: bool
 ) -> None:
-    body = b'{"a": {"name": 1, "name": 2}}' if nested else b'{"name": "x", "name": "y"}'
+    body = b'{"a": [0, {"x/y": 1, "x/y": 2}]}' if nested else b'{"name": "x", "name": "y"}'
     response = await _send_json(shared_client, shared_caller, method, path, body)
     problem = assert_problem(response, 422, "validation_error")
-    assert problem["errors"] == [{"detail": f"{REPEATED_MEMBER} (`name`)"}]
+    pointer = "#/a/1/x~1y" if nested else "#/name"  # located like every body error
+    assert problem["errors"] == [{"pointer": pointer, "detail": REPEATED_MEMBER}]
+
+
+async def test_repeated_members_deep_in_a_body_are_each_located(
+    shared_client: AsyncClient, shared_caller: dict[str, str]
+) -> None:
+    depth = 400
+    body = b'{"b": 1, "b": 2, "c": ' + b"[" * depth + b'{"d": 1, "d": 2}' + b"]" * depth + b"}"
+    method, path = JSON_OPERATIONS[0]
+    response = await _send_json(shared_client, shared_caller, method, path, body)
+    problem = assert_problem(response, 422, "validation_error")
+    assert [error["pointer"] for error in problem["errors"]] == ["#/b", "#/c" + "/0" * depth + "/d"]
 
 
 @pytest.mark.parametrize(

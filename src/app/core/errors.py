@@ -3,7 +3,7 @@
 `app.core.problems` renders these (and every other error) as RFC 9457 problem details.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any, ClassVar
 
@@ -289,3 +289,11 @@ def is_redis_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, redis.exceptions.ResponseError) and str(exc).startswith(
         _REDIS_REFUSING_PREFIXES
     )
+
+
+def json_pointer(path: Iterable[object]) -> str:
+    """The pointer to a member of a request body, as `errors` give it: `#/tags/0`.
+
+    RFC 6901 in its URI fragment form; `~` and `/` in a name are escaped as `~0` and `~1`.
+    """
+    return "#" + "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)

@@ -26,6 +26,7 @@ from app.core.errors import (
     ValidationFailedError,
     is_database_unavailable,
     is_redis_unavailable,
+    json_pointer,
 )
 from app.core.log_redact import scrub
 from app.core.upstream import upstream_problem
@@ -260,16 +261,12 @@ def _validation_item(error: Mapping[str, Any]) -> dict[str, str]:
     item = {"detail": str(error.get("msg", "Invalid value."))}
     source, path = (location[0], location[1:]) if location else ("body", ())
     if source == "body":
-        item["pointer"] = "#" + "".join("/" + _escape_pointer(str(part)) for part in path)
+        item["pointer"] = json_pointer(path)
     elif source in ("header", "cookie"):
         item[str(source)] = str(path[0]) if path else ""
     else:
         item["parameter"] = ".".join(str(part) for part in path)
     return item
-
-
-def _escape_pointer(token: str) -> str:
-    return token.replace("~", "~0").replace("/", "~1")
 
 
 def register_exception_handlers(app: FastAPI, renderer: ProblemRenderer) -> None:

@@ -16,26 +16,40 @@ from fastapi import Request, Response
 from fastapi.datastructures import DefaultPlaceholder
 from fastapi.routing import APIRoute
 
-from app.core.errors import MalformedBodyError, ValidationFailedError
+from app.core.errors import MalformedBodyError, ValidationFailedError, json_pointer
 
 REPEATED_MEMBER = "This member takes one value; it was given more than once."
 FORM_MEDIA_TYPE = "application/x-www-form-urlencoded"
 _INVALID = "The request is not valid; see `errors` for each problem."
 
 
-class _RepeatedMember(Exception):
-    def __init__(self, name: str) -> None:
-        super().__init__(name)
-        self.name = name
+class _Repeats(dict[str, Any]):
+    """A JSON object whose names repeat: the names are kept, to locate them once parsed."""
 
-
-def _unique_members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """One JSON object, refused when a name repeats (the C-built dict does the common case)."""
-    members = dict(pairs)
-    if len(members) != len(pairs):
+    def __init__(self, pairs: list[tuple[str, Any]]) -> None:
+        super().__init__(pairs)
         counts = Counter(name for name, _ in pairs)
-        raise _RepeatedMember(next(name for name, count in counts.items() if count > 1))
-    return members
+        self.repeated = [name for name, count in counts.items() if count > 1]
+
+
+def _repeated_pointers(document: Any) -> list[str]:
+    """The pointer to every repeated member of a parsed document, in document order."""
+    found: list[str] = []
+    # A stack, not recursion: the parser accepted this depth, a recursive walk might not.
+    stack: list[tuple[tuple[object, ...], Any]] = [((), document)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, _Repeats):
+            found += [json_pointer((*path, name)) for name in value.repeated]
+        children: list[tuple[object, Any]]
+        if isinstance(value, dict):
+            children = list(value.items())
+        elif isinstance(value, list):
+            children = list(enumerate(value))
+        else:
+            continue
+        stack += [((*path, key), child) for key, child in reversed(children)]
+    return found
 
 
 def bare_media_type(content_type: str) -> str:
@@ -64,14 +78,27 @@ async def _parse_json(request: Request) -> None:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise MalformedBodyError("The body is not UTF-8.") from None
+    repeats = False
+
+    def members(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal repeats
+        found = dict(pairs)  # the C-built dict does the common case
+        if len(found) == len(pairs):
+            return found
+        repeats = True
+        return _Repeats(pairs)
+
     try:
-        parsed = json.loads(text, object_pairs_hook=_unique_members)
-    except _RepeatedMember as repeated:
-        issue = {"detail": f"{REPEATED_MEMBER} (`{repeated.name}`)"}
-        raise ValidationFailedError(_INVALID, errors=[issue]) from None
+        parsed = json.loads(text, object_pairs_hook=members)
     except (ValueError, RecursionError):
         # Not JSON, or nested too deep: FastAPI's own parse answers it, as any malformed body.
         return
+    if repeats:
+        issues = [
+            {"pointer": pointer, "detail": REPEATED_MEMBER}
+            for pointer in _repeated_pointers(parsed)
+        ]
+        raise ValidationFailedError(_INVALID, errors=issues)
     request._json = parsed  # Starlette's cache: `request.json()` returns it, unparsed again
 
 
