@@ -5,12 +5,11 @@ from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from fastapi import FastAPI
-from fastapi.encoders import jsonable_encoder
 from fastapi.openapi.utils import get_openapi
 from fastapi.security.base import SecurityBase
 from pydantic import BaseModel, Field
 
-from app.core.openapi_links import with_links, with_password_flow
+from app.core.openapi_links import with_links, with_password_flow, with_security
 from app.core.problems import PROBLEM_MEDIA_TYPE
 from app.core.routing import SINGLE_VALUE_HEADERS
 
@@ -239,18 +238,6 @@ def _with_status_headers(response: dict[str, Any], status: str, *, limited: bool
             headers.setdefault(name, {**RESPONSE_HEADERS[name], "required": False})
 
 
-def _with_security(
-    schema: dict[str, Any], operation: dict[str, Any], schemes: Sequence[SecurityBase]
-) -> None:
-    """List `schemes` as the operation's alternatives, described as FastAPI describes them."""
-    described = schema.setdefault("components", {}).setdefault("securitySchemes", {})
-    for scheme in schemes:
-        described[scheme.scheme_name] = jsonable_encoder(
-            scheme.model, by_alias=True, exclude_none=True
-        )
-        operation.setdefault("security", []).append({scheme.scheme_name: []})
-
-
 def build_openapi(
     app: FastAPI,
     *,
@@ -290,7 +277,7 @@ def build_openapi(
             path_item.pop("head", None)
         for method, operation in path_item.items():
             if authenticated(path, method):
-                _with_security(schema, operation, security_schemes)
+                with_security(schema, operation, security_schemes)
             _with_problem_responses(
                 operation,
                 method,

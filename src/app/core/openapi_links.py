@@ -1,7 +1,11 @@
-"""OpenAPI: links from each create to what acts on its result, and the password flow."""
+"""OpenAPI: links from each create to what acts on its result; security schemes; password flow."""
 
 import re
+from collections.abc import Sequence
 from typing import Any
+
+from fastapi.encoders import jsonable_encoder
+from fastapi.security.base import SecurityBase
 
 BEARER_SCHEME = "HTTPBearer"  # FastAPI's name for an `HTTPBearer` security scheme
 PASSWORD_FLOW = "OAuth2PasswordBearer"  # noqa: S105 - a scheme name  # nosec B105
@@ -50,3 +54,15 @@ def with_password_flow(schema: dict[str, Any], token_url: str) -> None:
             security = operation.get("security", [])
             if any(BEARER_SCHEME in requirement for requirement in security):
                 security.insert(0, {PASSWORD_FLOW: []})
+
+
+def with_security(
+    schema: dict[str, Any], operation: dict[str, Any], schemes: Sequence[SecurityBase]
+) -> None:
+    """List `schemes` as the operation's alternatives, described as FastAPI describes them."""
+    described = schema.setdefault("components", {}).setdefault("securitySchemes", {})
+    for scheme in schemes:
+        described[scheme.scheme_name] = jsonable_encoder(
+            scheme.model, by_alias=True, exclude_none=True
+        )
+        operation.setdefault("security", []).append({scheme.scheme_name: []})
