@@ -4,6 +4,7 @@ The database is changed directly to store hashes the API never writes (bcrypt, p
 outdated Argon2 parameters).
 """
 
+import asyncio
 import json
 
 import anyio
@@ -16,6 +17,7 @@ from pwdlib.hashers.argon2 import Argon2Hasher
 from app.core.config import Settings
 from app.deps import resources_of
 from tests.auth.helpers import (
+    LOGIN,
     LOGOUT,
     REFRESH,
     assert_unauthorized,
@@ -26,6 +28,7 @@ from tests.auth.helpers import (
 )
 from tests.harness import log_lines
 from tests.identity import DEFAULT_PASSWORD, login, register, unique_email
+from tests.security.races import WAIT_SECONDS, Gate, live_app
 
 pytestmark = pytest.mark.anyio
 
@@ -106,6 +109,38 @@ async def test_an_argon2_hash_with_outdated_parameters_is_upgraded(settings: Set
     assert upgraded is not None
     assert upgraded.startswith("$argon2id$")
     assert ",t=2," in upgraded
+
+
+async def test_two_logins_at_once_both_succeed_while_one_upgrades_the_hash(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-hash of the same password is no password change: the login it overtook succeeds.
+
+    A script starting several sessions at once after a deploy (a bcrypt hash, or new
+    PASSWORD_HASH_* settings) must not see 401s for the right password.
+    """
+    async with live_app(live_database_url) as (app, client):
+        email = unique_email()
+        await register(client, email)
+        legacy = bcrypt.hashpw(DEFAULT_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        await set_user(app, email, hashed_password=legacy)
+        gate = Gate()
+        gate.install(monkeypatch, resources_of(app).password_hasher, "verify")
+        gate.armed = True
+        form = {"username": email, "password": DEFAULT_PASSWORD}
+        first = asyncio.create_task(client.post(LOGIN, data=form))
+        await asyncio.wait_for(gate.reached.wait(), WAIT_SECONDS)  # its password checked
+        second = await client.post(LOGIN, data=form)  # re-hashes to Argon2id, commits
+        assert second.status_code == 200, second.text
+        upgraded = (await stored_user(app, email)).hashed_password
+        gate.opened.set()
+
+        response = await first
+        assert response.status_code == 200, response.text
+        assert upgraded is not None
+        assert upgraded.startswith("$argon2id$")
+        # The first login found the hash current: it wrote no hash of its own over it.
+        assert (await stored_user(app, email)).hashed_password == upgraded
 
 
 async def test_passwords_and_tokens_never_reach_the_logs(client: AsyncClient) -> None:

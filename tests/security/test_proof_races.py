@@ -7,24 +7,30 @@ proof was good when it was checked; the change must still not survive what commi
 On a database with real commits (on SQLite writers run one at a time: the tests pass there too).
 """
 
+import asyncio
 import uuid
 from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
+import bcrypt
 import pytest
+from fastapi import FastAPI
 from httpx2 import Response
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from app.auth.action_tokens import EMAIL_CHANGE
 from app.auth.models import ActionToken
 from app.deps import resources_of
 from app.users import service as users_service
+from app.users.models import User
 from tests.identity import DEFAULT_PASSWORD, bearer, login, login_status, make_superuser, register
 from tests.security.races import (
     ME,
     NEW_PASSWORD,
     PASSWORD_RESET,
+    WAIT_SECONDS,
+    Gate,
     Scene,
     intruder_session,
     live_app,
@@ -129,3 +135,38 @@ async def test_a_superuser_demoted_meanwhile_promotes_nobody(
         assert promotion.json()["code"] == "superuser_required"
         read = await client.get(f"/api/v1/users/{accomplice['id']}", headers=scene.admin)
         assert read.json()["is_superuser"] is False
+
+
+def hold_the_next_password_check(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> Gate:
+    """Hold the next password check, once made, until the gate opens: the proof's, which
+    committed its throttle count before it (its transaction holds no lock meanwhile)."""
+    gate = Gate()
+    gate.install(monkeypatch, resources_of(app).password_hasher, "verify")
+    gate.armed = True
+    return gate
+
+
+async def test_a_change_proven_beside_a_login_that_rehashes_the_password_goes_ahead(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The password proven is still the account's when a login re-hashed it meanwhile (a
+    bcrypt hash upgraded to Argon2id): a new string, the same password."""
+    async with live_app(live_database_url) as (app, client):
+        scene = await new_scene(app, client)
+        legacy = bcrypt.hashpw(DEFAULT_PASSWORD.encode(), bcrypt.gensalt(rounds=4)).decode()
+        async with resources_of(app).session_factory() as session:
+            await session.execute(
+                update(User).where(User.email == scene.email).values(hashed_password=legacy)
+            )
+            await session.commit()
+        gate = hold_the_next_password_check(app, monkeypatch)
+        body = {"email": INTRUDERS_EMAIL, "current_password": DEFAULT_PASSWORD}
+        change = asyncio.create_task(client.post(f"{ME}/email", json=body, headers=scene.owner))
+        await asyncio.wait_for(gate.reached.wait(), WAIT_SECONDS)
+        # Re-hashes the password to Argon2id, and commits, while the change is proven.
+        assert await login_status(client, scene.email) == 200
+        gate.opened.set()
+
+        changed = await change
+        assert changed.status_code == 202, changed.text
+        assert await live_email_changes(scene) == 1

@@ -33,6 +33,7 @@ from app.db.base import utcnow
 from app.deps import PasswordHasherDep, SessionDep, SettingsDep
 from app.users import service as users_service
 from app.users.exceptions import WrongPassword
+from app.users.models import User
 
 log = structlog.get_logger(__name__)
 
@@ -99,14 +100,21 @@ class IdentityCheck:
                     "Confirm with current_password, or log in again and retry within "
                     f"{int(window.total_seconds())} seconds."
                 )
-        await hold(self.session, principal, superuser=superuser)
+        proven = None if current_password is None else (self.hasher, current_password)
+        await hold(self.session, principal, superuser=superuser, proven=proven)
         if current_password is not None:
             # Under the account's lock, with its email as committed: a success never makes a
             # client known to an address the account has left meanwhile (`app.auth.throttle`).
             await self.throttle.clear(principal.user.email, principal.user.id)
 
 
-async def hold(session: AsyncSession, principal: Principal, *, superuser: bool = False) -> None:
+async def hold(
+    session: AsyncSession,
+    principal: Principal,
+    *,
+    superuser: bool = False,
+    proven: tuple[PasswordHasher, str] | None = None,
+) -> None:
     """Take the caller's credential lock, then check again what the request began with.
 
     The caller was authenticated, and proved itself, when the request began, unlocked; a
@@ -115,7 +123,8 @@ async def hold(session: AsyncSession, principal: Principal, *, superuser: bool =
     or email set after the owner recovered the account), so what the caller relies on is read
     again once the lock is held, which later revocations wait for: 401 if its session or key
     ended, the account was deactivated or its password changed; 403 if `superuser` and it no
-    longer is one.
+    longer is one. `proven`: the hasher and the password the caller proved itself with, which
+    tell a login's re-hash of the same password from a change (`auth_service.same_password`).
     """
     user = principal.user
     checked_hash = user.hashed_password  # the lock below reloads `user` as committed
@@ -133,10 +142,23 @@ async def hold(session: AsyncSession, principal: Principal, *, superuser: bool =
         live = True
     if locked is None or not locked.is_active or not live:
         raise InvalidToken("The credentials were revoked while the request ran.")
-    if locked.hashed_password != checked_hash:
+    if locked.hashed_password != checked_hash and not await _same_password(locked, proven):
         raise InvalidToken("The account's password changed while the request ran.")
     if superuser and not locked.is_superuser:
         raise SuperuserRequired("Only superusers may do this.")
+
+
+async def _same_password(locked: User, proven: tuple[PasswordHasher, str] | None) -> bool:
+    """Whether the password proven is still the account's, whose hash changed meanwhile.
+
+    Without a password (a recent login, a key) nothing tells a re-hash from a change: refused,
+    and a retry finds the hash unchanged.
+    """
+    if proven is None:
+        return False
+    hasher, password = proven
+    valid, _ = await auth_service.same_password(hasher, password, locked.hashed_password)
+    return valid
 
 
 async def get_identity_check(

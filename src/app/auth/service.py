@@ -63,7 +63,15 @@ async def authenticate(
     if user is None or not valid or not user.is_active:
         log.info("login_failed")
         raise InvalidCredentials
-    if not await _still_valid(session, user, checked_hash, email):
+    valid, updated_hash = await _still_valid(
+        session,
+        user,
+        hasher=hasher,
+        email=email,
+        password=password,
+        checked=(checked_hash, updated_hash),
+    )
+    if not valid:
         log.info("login_failed", reason="changed_meanwhile")
         raise InvalidCredentials
     if updated_hash is not None:  # e.g. a bcrypt hash from before: now Argon2id
@@ -73,18 +81,44 @@ async def authenticate(
 
 
 async def _still_valid(
-    session: AsyncSession, user: User, checked_hash: str | None, email: str
-) -> bool:
+    session: AsyncSession,
+    user: User,
+    *,
+    hasher: PasswordHasher,
+    email: str,
+    password: str,
+    checked: tuple[str | None, str | None],
+) -> tuple[bool, str | None]:
     """Take the user's credential lock; whether `email` and the password still open the account.
 
     A password reset, a deactivation, a deletion or an email change may have committed while
     the password was hashed, unlocked: the session this login would start must not outlive it,
-    nor may its success make this client known to an address the account has left.
+    nor may its success make this client known to an address the account has left. `checked`
+    is the hash the password was verified against and the upgrade it called for; returned is
+    the upgrade still to store (see `same_password`).
     """
+    checked_hash, updated_hash = checked
     locked = await users_service.lock(session=session, user_id=user.id)
-    if locked is None or not locked.is_active:
-        return False
-    return locked.email == email and locked.hashed_password == checked_hash
+    if locked is None or not locked.is_active or locked.email != email:
+        return False, None
+    if locked.hashed_password == checked_hash:
+        return True, updated_hash
+    return await same_password(hasher, password, locked.hashed_password)
+
+
+async def same_password(
+    hasher: PasswordHasher, password: str, current_hash: str | None
+) -> tuple[bool, str | None]:
+    """Whether `password`, proven against an earlier hash, is still the account's.
+
+    For a hash that changed after `password` was verified against it: a login upgrading an
+    outdated hash (bcrypt, other PASSWORD_HASH_* settings) writes a new string for the same
+    password, so the strings tell nothing; verifying again against `current_hash` does (a real
+    change fails). Returns it with the upgrade `current_hash` calls for, like `verify`. The
+    caller holds the user's lock, so nothing changes the hash meanwhile; rare, since a
+    password changes or is upgraded seldom, and in a worker thread like any hashing.
+    """
+    return await hasher.verify(password, current_hash)
 
 
 async def issue_tokens(
