@@ -4,6 +4,9 @@ An intruder with a stolen session who knows the password starts a change that ne
 proof (a new password, a new email, deleting the account) just before the owner's password
 reset commits; a superuser starts promoting an account just before another demotes them. The
 proof was good when it was checked; the change must still not survive what committed first.
+And the other way round: a proof by password commits before the change, so what the change
+decides from is read after it (a deactivation is not lost to a reactivation meanwhile), and a
+login that merely re-hashed the same password meanwhile is no password change.
 On a database with real commits (on SQLite writers run one at a time: the tests pass there too).
 """
 
@@ -170,3 +173,35 @@ async def test_a_change_proven_beside_a_login_that_rehashes_the_password_goes_ah
         changed = await change
         assert changed.status_code == 202, changed.text
         assert await live_email_changes(scene) == 1
+
+
+async def test_a_deactivation_proven_by_password_is_not_lost_to_a_reactivation_meanwhile(
+    live_database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The proof commits (its throttle count) before the change: what the change relies on (is
+    the account active?) is read again after it, under the account's lock. Another superuser
+    reactivates the account and its owner signs in meanwhile: the deactivation still ends it."""
+    async with live_app(live_database_url) as (app, client):
+        scene = await new_scene(app, client)
+        await with_admin(scene)  # deactivates with a password
+        other = f"other-admin-{scene.user_id[:8]}@example.com"
+        await register(client, other)
+        await make_superuser(app, other)
+        reactivator = bearer(await login(client, other))
+        path = f"/api/v1/users/{scene.user_id}"
+        off = await client.patch(path, json={"is_active": False}, headers=reactivator)
+        assert off.status_code == 200, off.text
+        gate = hold_the_next_password_check(app, monkeypatch)
+        body = {"is_active": False, "current_password": DEFAULT_PASSWORD}
+        deactivation = asyncio.create_task(client.patch(path, json=body, headers=scene.admin))
+        await asyncio.wait_for(gate.reached.wait(), WAIT_SECONDS)
+        on = await client.patch(path, json={"is_active": True}, headers=reactivator)
+        assert on.status_code == 200, on.text
+        owner = bearer(await login(client, scene.email))  # a session of the active account
+        gate.opened.set()
+
+        answered = await deactivation
+        assert answered.status_code == 200, answered.text
+        assert answered.json()["is_active"] is False
+        assert (await client.get(ME, headers=owner)).status_code == 401
+        assert (await client.get(path, headers=reactivator)).json()["is_active"] is False

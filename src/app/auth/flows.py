@@ -1,7 +1,9 @@
 """Account flows that span users, sessions and keys: one named home for each, called by routers.
 
 Each flow is a service-level function (keyword-only, session first, flushes, never commits;
-`IdentityCheck` commits the count of a password check before checking, as a login does).
+`IdentityCheck` commits the count of a password check before checking, as a login does). That
+commit ends the request's transaction and releases its locks: a flow that proves the caller's
+identity takes its locks, and reads what it decides from, only after `identity.confirm`.
 """
 
 import uuid
@@ -164,10 +166,14 @@ async def update_user_as_admin(
     refused while inactive: reactivating the account brings none of them back.
     """
     if ACCESS_CHANGES & changes.keys():
-        require_session(principal)  # a key is refused before anything is locked
-        if user.is_superuser and False in (changes.get("is_superuser"), changes.get("is_active")):
+        # Every change of access takes the superusers' turn: those that may remove one must,
+        # and taking it first, whatever the change, orders their row locks (no deadlock).
+        turn = users_service.SUPERUSERS_TURN
+        await identity.confirm(principal, current_password, superuser=True, turn=turn)
+        user = await users_service.lock_target(session=session, user=user)
+        removing = False in (changes.get("is_superuser"), changes.get("is_active"))
+        if removing and user.is_superuser:
             await users_service.keep_a_superuser(session=session, leaving=user.id)
-        await identity.confirm(principal, current_password, superuser=True)
     deactivating = changes.get("is_active") is False and user.is_active
     updated = await users_service.update(session=session, user=user, changes=changes)
     if deactivating:
@@ -197,10 +203,17 @@ async def delete_account(
     lies outside the database: the ids its items had, for their cached copies, and its jobs'
     result files, to delete once this commits.
     """
-    require_session(principal)  # a key is refused before anything is locked
+    # Any account may have become a superuser since the request began: every deletion takes
+    # the superusers' turn, and checks the account as it is once locked.
+    await identity.confirm(
+        principal,
+        current_password,
+        superuser=user.id != principal.user.id,
+        turn=users_service.SUPERUSERS_TURN,
+    )
+    user = await users_service.lock_target(session=session, user=user)
     if user.is_superuser:
         await users_service.keep_a_superuser(session=session, leaving=user.id)
-    await identity.confirm(principal, current_password, superuser=user.id != principal.user.id)
     item_ids = await items_service.owned_ids(session=session, owner_id=user.id)
     result_files = await jobs_service.owned_ids_with_files(session=session, owner_id=user.id)
     email, account = user.email, user.id

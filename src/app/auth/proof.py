@@ -30,6 +30,7 @@ from app.auth.throttle import LoginThrottle
 from app.core.openapi import described_problems
 from app.core.security import PasswordHasher
 from app.db.base import utcnow
+from app.db.locks import lock_for_transaction
 from app.deps import PasswordHasherDep, SessionDep, SettingsDep
 from app.users import service as users_service
 from app.users.exceptions import WrongPassword
@@ -82,12 +83,15 @@ class IdentityCheck:
         *,
         fresh_for: timedelta | None = None,
         superuser: bool = False,
+        turn: str | None = None,
     ) -> None:
         """Raise unless the caller just proved who they are (see the module); never API keys.
 
         `fresh_for` overrides the configured window (`timedelta(0)`: the password only). Once
         proven, the caller's credential lock is held for the change (`hold`); `superuser`: the
-        caller must still be one then.
+        caller must still be one then; `turn`: a lock (`db.locks`) taken before that one.
+        A proof by password commits (`check_password`), which ends the transaction and its
+        locks: every lock the change holds, and every check it relies on, comes after this.
         """
         require_session(principal)
         if current_password is not None:
@@ -100,6 +104,8 @@ class IdentityCheck:
                     "Confirm with current_password, or log in again and retry within "
                     f"{int(window.total_seconds())} seconds."
                 )
+        if turn is not None:
+            await lock_for_transaction(self.session, turn)
         proven = None if current_password is None else (self.hasher, current_password)
         await hold(self.session, principal, superuser=superuser, proven=proven)
         if current_password is not None:

@@ -9,8 +9,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from app.core.security import PasswordHasher
-from app.db.locks import lock_for_transaction
-from app.users.exceptions import EmailTaken, LastSuperuser
+from app.users.exceptions import EmailTaken, LastSuperuser, UserNotFound
 from app.users.models import User
 from app.users.schemas import normalize_email
 
@@ -129,14 +128,18 @@ async def delete(*, session: AsyncSession, user: User) -> None:
     await session.flush()
 
 
+# The lock (`db.locks`) that changes which may take a superuser away hold while they check and
+# make it: two superusers demoting each other at once cannot both pass, and each sees the
+# other's change committed.
+SUPERUSERS_TURN = "superusers"
+
+
 async def keep_a_superuser(*, session: AsyncSession, leaving: uuid.UUID) -> None:
     """Raise `LastSuperuser` if `leaving` is the only active superuser (it is to be removed).
 
-    Call it before the change takes any other lock: changes that may remove a superuser take
-    turns here (until their transactions end), so two superusers demoting each other at once
-    cannot both pass, and each sees the other's change committed.
+    The caller holds `SUPERUSERS_TURN` for the rest of its transaction, taken before any row
+    lock (`IdentityCheck.confirm`, after the proof's commit, which would release it).
     """
-    await lock_for_transaction(session, "superusers")
     active = await session.scalars(
         select(User.id).where(User.is_superuser, User.is_active).limit(2)
     )
@@ -145,6 +148,18 @@ async def keep_a_superuser(*, session: AsyncSession, leaving: uuid.UUID) -> None
             "This is the only active superuser; make another one first, or nobody could "
             "administer the service."
         )
+
+
+async def lock_target(*, session: AsyncSession, user: User) -> User:
+    """Lock the account a change acts on and reload it as committed; `UserNotFound` if gone.
+
+    What the change decides from (is it active, a superuser?) is read here, after the proof,
+    which commits: the account as loaded when the request began may have changed since.
+    """
+    locked = await lock(session=session, user_id=user.id)
+    if locked is None:
+        raise UserNotFound(f"User {user.id} was not found.")
+    return locked
 
 
 async def ensure_superuser(
