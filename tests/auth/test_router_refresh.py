@@ -152,6 +152,15 @@ async def test_an_expired_refresh_token_is_refused(settings: Settings) -> None:
         assert ok.status_code == 200, ok.text
 
 
+async def rotated_once(client: AsyncClient, email: str) -> tuple[str, str]:
+    """Register `email`, log in, refresh once: the rotated (retired) token and its successor."""
+    await register(client, email)
+    first = (await login(client, email))["refresh_token"]
+    rotated = await client.post(REFRESH, json={"refresh_token": first})
+    assert rotated.status_code == 200, rotated.text
+    return first, rotated.json()["refresh_token"]
+
+
 @pytest.mark.parametrize("purged", [False, True], ids=["kept", "after-the-hourly-purge"])
 async def test_replaying_a_rotated_token_revokes_the_family_even_once_it_expired(
     settings: Settings, purged: bool
@@ -164,12 +173,7 @@ async def test_replaying_a_rotated_token_revokes_the_family_even_once_it_expired
     used.
     """
     async with started(settings, REFRESH_TOKEN_TTL_SECONDS=60) as (app, client):
-        email = unique_email()
-        await register(client, email)
-        stolen = (await login(client, email))["refresh_token"]
-        response = await client.post(REFRESH, json={"refresh_token": stolen})
-        assert response.status_code == 200, response.text
-        thiefs_token = response.json()["refresh_token"]
+        stolen, thiefs_token = await rotated_once(client, unique_email())
         await expire(app, stolen)
         if purged:
             await purge(app)
@@ -185,11 +189,7 @@ async def test_the_hourly_purge_deletes_a_family_once_every_token_of_it_expired(
     """Nothing of such a family can be used any more: its rows go, revoked or not."""
     async with started(settings, REFRESH_TOKEN_TTL_SECONDS=60) as (app, client):
         email = unique_email()
-        await register(client, email)
-        first = (await login(client, email))["refresh_token"]
-        rotated = await client.post(REFRESH, json={"refresh_token": first})
-        assert rotated.status_code == 200, rotated.text
-        newest = rotated.json()["refresh_token"]
+        first, newest = await rotated_once(client, email)
         revoked = (await login(client, email))["refresh_token"]
         assert (await client.post(LOGOUT, json={"refresh_token": revoked})).status_code == 204
         live = (await login(client, email))["refresh_token"]
