@@ -13,14 +13,8 @@ from fastapi import FastAPI
 from httpx2 import AsyncClient, Response
 from sqlalchemy import select, update
 
-from app.auth.jobs import SEND_PASSWORD_RESET, send_password_reset
 from app.auth.models import ActionToken
 from app.core.config import Settings
-from app.core.errors import ExternalServiceError
-from app.deps import resources_of
-from app.infra.mail import MailMessage
-from app.jobs.claims import Claim
-from app.jobs.runner import JobContext
 from app.main import create_app
 from app.users.models import User
 from tests.harness import client_for, factory, free_port, log_lines, running
@@ -333,81 +327,6 @@ async def test_smtp_server_down_does_not_change_the_answer(settings: Settings) -
     assert not_sent["task"] == "send_password_reset"
     assert not_sent["error"] == "ExternalServiceError"
     assert not_sent["retry"] is True
-
-
-class FlakyMailer:
-    """A mail server that refuses the first `refusals` mails (an outage), then delivers."""
-
-    def __init__(self, refusals: int = 0) -> None:
-        self.sent: list[MailMessage] = []
-        self.refusals = refusals
-
-    async def send(self, message: MailMessage) -> None:
-        if self.refusals:
-            self.refusals -= 1
-            raise ExternalServiceError("The mail server is unavailable.")
-        self.sent.append(message)
-
-
-def reset_job(app: FastAPI, mailer: FlakyMailer) -> JobContext:
-    """What the worker runs `send_password_reset` with, mailing through `mailer`."""
-    return JobContext(
-        settings=resources_of(app).settings,
-        session_factory=factory(app),
-        read_session_factory=factory(app),
-        mailer=mailer,
-        tracer=None,
-        on_outcome=lambda *_: None,
-    )
-
-
-def reset_claim(email: str, attempt: int = 1) -> Claim:
-    return Claim(
-        job_id=uuid.uuid4(),
-        token=uuid.uuid4(),
-        task=SEND_PASSWORD_RESET,
-        args={"email": email},
-        owner_id=None,
-        attempt=attempt,
-        max_attempts=4,
-        request_id=None,
-        traceparent=None,
-    )
-
-
-async def test_a_reset_mail_that_failed_goes_out_on_the_jobs_retry(
-    app: FastAPI, client: AsyncClient
-) -> None:
-    """The retry comes within the resend interval; the failed attempt's token, never mailed,
-    must not count as the mail of that interval (else the job succeeds, mailing nothing).
-    """
-    user = await register(client, ALICE)
-    mailer = FlakyMailer(refusals=1)
-    context = reset_job(app, mailer)
-    with pytest.raises(ExternalServiceError):  # SMTP down: the runner retries the job
-        await send_password_reset(context, reset_claim(ALICE, attempt=1))
-
-    await send_password_reset(context, reset_claim(ALICE, attempt=2))
-
-    [mail] = mailer.sent
-    assert mail.to == ALICE
-    # The failed attempt's token was withdrawn: only the mailed one works.
-    rows = await action_token_rows(app, user["id"])
-    [token] = TOKEN_LINE.findall(mail.text)
-    assert [row["token_hash"] for row in rows if row["used_at"] is None] == [sha256(token)]
-
-
-async def test_a_reset_asked_again_within_the_interval_after_a_mail_went_out_mails_nothing(
-    app: FastAPI, client: AsyncClient
-) -> None:
-    await register(client, ALICE)
-    mailer = FlakyMailer()
-    context = reset_job(app, mailer)
-
-    await send_password_reset(context, reset_claim(ALICE))
-    await send_password_reset(context, reset_claim(ALICE))
-
-    assert [mail.to for mail in mailer.sent] == [ALICE]
 
 
 async def test_console_mailer_logs_the_token_outside_production(
