@@ -130,7 +130,7 @@ async def hold(
     again once the lock is held, which later revocations wait for: 401 if its session or key
     ended, the account was deactivated or its password changed; 403 if `superuser` and it no
     longer is one. `proven`: the hasher and the password the caller proved itself with, which
-    tell a login's re-hash of the same password from a change (`auth_service.same_password`).
+    tell a login's re-hash of the same password from a change (verified again).
     """
     user = principal.user
     checked_hash = user.hashed_password  # the lock below reloads `user` as committed
@@ -163,7 +163,7 @@ async def _same_password(locked: User, proven: tuple[PasswordHasher, str] | None
     if proven is None:
         return False
     hasher, password = proven
-    valid, _ = await auth_service.same_password(hasher, password, locked.hashed_password)
+    valid, _ = await hasher.verify(password, locked.hashed_password)
     return valid
 
 

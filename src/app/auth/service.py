@@ -95,7 +95,7 @@ async def _still_valid(
     the password was hashed, unlocked: the session this login would start must not outlive it,
     nor may its success make this client known to an address the account has left. `checked`
     is the hash the password was verified against and the upgrade it called for; returned is
-    the upgrade still to store (see `same_password`).
+    the upgrade still to store.
     """
     checked_hash, updated_hash = checked
     locked = await users_service.lock(session=session, user_id=user.id)
@@ -103,22 +103,10 @@ async def _still_valid(
         return False, None
     if locked.hashed_password == checked_hash:
         return True, updated_hash
-    return await same_password(hasher, password, locked.hashed_password)
-
-
-async def same_password(
-    hasher: PasswordHasher, password: str, current_hash: str | None
-) -> tuple[bool, str | None]:
-    """Whether `password`, proven against an earlier hash, is still the account's.
-
-    For a hash that changed after `password` was verified against it: a login upgrading an
-    outdated hash (bcrypt, other PASSWORD_HASH_* settings) writes a new string for the same
-    password, so the strings tell nothing; verifying again against `current_hash` does (a real
-    change fails). Returns it with the upgrade `current_hash` calls for, like `verify`. The
-    caller holds the user's lock, so nothing changes the hash meanwhile; rare, since a
-    password changes or is upgraded seldom, and in a worker thread like any hashing.
-    """
-    return await hasher.verify(password, current_hash)
+    # The hash changed while the password was checked. A login upgrading an outdated hash
+    # writes a new string for the same password, so the strings tell nothing: verifying again
+    # (in a worker thread, under the lock; rare) tells a re-hash from a real change.
+    return await hasher.verify(password, locked.hashed_password)
 
 
 async def issue_tokens(
