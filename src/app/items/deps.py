@@ -37,8 +37,7 @@ async def get_readable_item(
     cache = resources_of(request.app).cache
 
     async def load() -> ItemRead | None:
-        item = await items_service.get(session=session, item_id=item_id)
-        return None if item is None else ItemRead.of(item)
+        return await items_service.read(session=session, item_id=item_id)
 
     found = await items_cache.read(
         cache, item_id, load, visible=lambda item: may_see(principal, item.owner_id)

@@ -31,6 +31,11 @@ def price_scale(price: Decimal) -> int:
     return max(0, -exponent) if isinstance(exponent, int) else 0
 
 
+def price_of(units: int, scale: int) -> Decimal:
+    """The price stored as `units` 1/10 000ths with `scale` decimals ("19.90": 199000, 2)."""
+    return (Decimal(units) * PRICE_UNIT).quantize(Decimal(1).scaleb(-scale))
+
+
 class ItemStatus(StrEnum):
     """Where an item is in its life."""
 
@@ -75,8 +80,7 @@ class Item(UUIDPrimaryKeyMixin, TimestampMixin, SoftDeleteMixin, Base):
     @property
     def price(self) -> Decimal:
         """The price, with the decimals it was given ("19.90" stays "19.90")."""
-        exact = Decimal(self.price_units) * PRICE_UNIT
-        return exact.quantize(Decimal(1).scaleb(-self.price_scale))
+        return price_of(self.price_units, self.price_scale)
 
     @price.setter
     def price(self, value: Decimal) -> None:

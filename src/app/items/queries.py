@@ -4,6 +4,11 @@ Building a statement and its cache key cost more Python than running it: an item
 ~7% of its Python calls there, a list page ~4%. A list's shape (which filters it has, its sort,
 offset or cursor paging) has a few hundred forms at most, so each is built on first use and
 kept; the values of a request travel as parameters (`list_values`).
+
+Reads (`read_statement`, `page_statement`) select columns, not entities: an item as shown needs
+no unit of work, and loading a page of 50 items and their tags as ORM objects had cost ~40%
+of a list request's CPU (`docs/benchmarks.md`). Each row is an item's columns and one of its tags
+(outer-joined, so an item without tags has one row with `tag` None), in the page's order.
 """
 
 import functools
@@ -11,31 +16,66 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import BindParameter, Select, String, and_, bindparam, func, or_, select
+from sqlalchemy import (
+    BindParameter,
+    ColumnElement,
+    Select,
+    String,
+    Subquery,
+    and_,
+    bindparam,
+    func,
+    or_,
+    select,
+)
 from sqlalchemy.orm import joinedload
 
 from app.items.models import Item, ItemTag
 from app.items.schemas import ItemQuery
 
-_SORT_COLUMNS = {"created_at": Item.created_at, "title": Item.title, "price": Item.price_units}
+# A statement of columns (any number, any types).
+Columns = Select[*tuple[Any, ...]]
 
-
-def _with_tags(statement: Select[Item]) -> Select[Item]:
-    # Joined, not a second SELECT: one round trip fewer, measured cheaper for a page of 50 too.
-    # SQLAlchemy moves a LIMIT/OFFSET into a subquery, so it counts items, not joined rows.
-    # The results hold an item once per tag: read them through `.unique()`.
-    return statement.options(joinedload(Item.tag_rows))
+# What a reader sees of an item (its price as stored: `models.price_of` makes it a Decimal).
+SHOWN_COLUMNS = (
+    Item.id,
+    Item.owner_id,
+    Item.title,
+    Item.description,
+    Item.status,
+    Item.price_units,
+    Item.price_scale,
+    Item.currency,
+    Item.version,
+    Item.created_at,
+    Item.updated_at,
+)
+# The columns a sort orders by, by name (`Item`'s attribute, or the page subquery's column).
+_SORT_COLUMNS = {"created_at": "created_at", "title": "title", "price": "price_units"}
 
 
 @functools.cache
 def get_statement(*, include_deleted: bool, lock: bool) -> Select[Item]:
-    """One item by `item_id`, with its tags (and its row locked, with `lock`)."""
-    statement = _with_tags(select(Item).where(Item.id == bindparam("item_id")))
+    """One item to change by `item_id`, with its tags (and its row locked, with `lock`).
+
+    Joined, not a second SELECT: one round trip fewer. The results hold the item once per tag:
+    read them through `.unique()`.
+    """
+    statement = select(Item).options(joinedload(Item.tag_rows))
+    statement = statement.where(Item.id == bindparam("item_id"))
     if not include_deleted:
         statement = statement.where(Item.deleted_at.is_(None))
     if lock:  # the item's row only: its tags come through an outer join
         statement = statement.with_for_update(of=Item, key_share=True)
     return statement
+
+
+@functools.cache
+def read_statement() -> Columns:
+    """One live item to show by `item_id`: its columns and tags, a row per tag."""
+    statement = select(*SHOWN_COLUMNS, ItemTag.tag).outerjoin(Item.tag_rows)
+    statement = statement.where(Item.id == bindparam("item_id"), Item.deleted_at.is_(None))
+    return statement.order_by(ItemTag.position)
 
 
 # The list's optional filters, by the name of their parameter.
@@ -67,9 +107,9 @@ def list_values(
 
 
 @functools.cache
-def _filtered(filters: tuple[bool, ...]) -> Select[Item]:
+def _filtered(filters: tuple[bool, ...]) -> Columns:
     owner, status, tag, pattern, after, before = filters
-    statement = select(Item).where(Item.deleted_at.is_(None))
+    statement = select(*SHOWN_COLUMNS).where(Item.deleted_at.is_(None))
     if owner:
         statement = statement.where(Item.owner_id == bindparam("owner_id"))
     if status:
@@ -89,14 +129,15 @@ def _filtered(filters: tuple[bool, ...]) -> Select[Item]:
     return statement
 
 
-def _ordered(statement: Select[Item], sort: str) -> Select[Item]:
-    column = _SORT_COLUMNS[sort.removeprefix("-")]
+def _order(sort: str, source: Any) -> tuple[ColumnElement[Any], ColumnElement[Any]]:
+    # `source`: `Item`, or the page subquery's columns (`.c`), which carry the same names.
+    column, row_id = getattr(source, _SORT_COLUMNS[sort.removeprefix("-")]), source.id
     if sort.startswith("-"):
-        return statement.order_by(column.desc(), Item.id.desc())
-    return statement.order_by(column.asc(), Item.id.asc())
+        return column.desc(), row_id.desc()
+    return column.asc(), row_id.asc()
 
 
-def _after_cursor(statement: Select[Item], descending: bool) -> Select[Item]:
+def _after_cursor(statement: Columns, descending: bool) -> Columns:
     at: BindParameter[datetime] = bindparam("cursor_at")
     row_id: BindParameter[uuid.UUID] = bindparam("cursor_id")
     if descending:
@@ -107,13 +148,16 @@ def _after_cursor(statement: Select[Item], descending: bool) -> Select[Item]:
 
 
 @functools.cache
-def _page(filters: tuple[bool, ...], sort: str, by_cursor: bool) -> Select[Item]:
-    statement = _ordered(_filtered(filters), sort)
+def _page(filters: tuple[bool, ...], sort: str, by_cursor: bool) -> Columns:
+    statement = _filtered(filters).order_by(*_order(sort, Item))
     if by_cursor:
         statement = _after_cursor(statement, descending=sort.startswith("-"))
     else:
         statement = statement.offset(bindparam("offset"))
-    return _with_tags(statement).limit(bindparam("limit"))
+    # The LIMIT counts items, so it stays inside; the join's rows come out in the page's order.
+    page: Subquery = statement.limit(bindparam("limit")).subquery()
+    joined = select(page, ItemTag.tag).outerjoin(ItemTag, ItemTag.item_id == page.c.id)
+    return joined.order_by(*_order(sort, page.c), ItemTag.position)
 
 
 @functools.cache
@@ -126,8 +170,8 @@ def cached_statements() -> int:
     return _filtered.cache_info().currsize + _page.cache_info().currsize
 
 
-def page_statement(values: dict[str, Any], sort: str) -> Select[Item]:
-    """The page's items for `list_values`' parameters (one more than asked for)."""
+def page_statement(values: dict[str, Any], sort: str) -> Columns:
+    """The page's items and tags for `list_values`' parameters (one item more than asked for)."""
     return _page(tuple(name in values for name in _FILTERS), sort, "cursor_at" in values)
 
 

@@ -87,7 +87,7 @@ async def list_items(
         session=session, query=query, owner_id=listing.owner_id
     )
     page = ItemPage(
-        items=[ItemRead.of(item) for item in items],
+        items=items,
         limit=query.limit,
         offset=None if query.cursor else query.offset,
         total=total,

@@ -5,7 +5,8 @@ from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from pydantic import TypeAdapter
+from sqlalchemy import Row, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm.exc import StaleDataError
 
@@ -15,8 +16,10 @@ from app.db.base import utcnow
 from app.db.pagination import CursorError, decode_cursor, encode_cursor
 from app.items import queries
 from app.items.exceptions import InvalidCursor
-from app.items.models import Item, ItemTag
-from app.items.schemas import REQUIRED_MEMBERS, ItemCreate, ItemQuery
+from app.items.models import Item, ItemTag, price_of
+from app.items.schemas import REQUIRED_MEMBERS, ItemCreate, ItemQuery, ItemRead
+
+_SHOWN = TypeAdapter(list[ItemRead])
 
 
 def _set_tags(item: Item, tags: Sequence[str]) -> None:
@@ -33,6 +36,25 @@ async def get(
     """
     statement = queries.get_statement(include_deleted=include_deleted, lock=lock)
     return (await session.scalars(statement, {"item_id": item_id})).unique().one_or_none()
+
+
+def _shown(rows: Sequence[Row[Any]]) -> list[ItemRead]:
+    """Items as shown, from rows of an item's columns and one of its tags, in their order."""
+    found: dict[uuid.UUID, dict[str, Any]] = {}
+    for row in rows:
+        if (item := found.get(row.id)) is None:
+            price = price_of(row.price_units, row.price_scale)
+            item = found[row.id] = {**row._asdict(), "price": price, "tags": []}
+        if row.tag is not None:
+            item["tags"].append(row.tag)
+    # One validation for the lot (in Rust); the stored columns it does not show are ignored.
+    return _SHOWN.validate_python(list(found.values()))
+
+
+async def read(*, session: AsyncSession, item_id: uuid.UUID) -> ItemRead | None:
+    """Return a live item as shown, or None: for reading only (`get` loads one to change)."""
+    rows = (await session.execute(queries.read_statement(), {"item_id": item_id})).all()
+    return _shown(rows)[0] if rows else None
 
 
 async def owned_ids(*, session: AsyncSession, owner_id: uuid.UUID) -> list[uuid.UUID]:
@@ -118,8 +140,8 @@ def _cursor_position(cursor: str) -> tuple[datetime, uuid.UUID]:
 
 async def list_items(
     *, session: AsyncSession, query: ItemQuery, owner_id: uuid.UUID | None
-) -> tuple[Sequence[Item], int | None, str | None]:
-    """Return one page, the total (offset paging only) and the next cursor (if any).
+) -> tuple[list[ItemRead], int | None, str | None]:
+    """Return one page as shown, the total (offset paging only) and the next cursor (if any).
 
     With `cursor`, pages are keyset on (created_at, id): no duplicates, and every row that
     existed when the walk began is met (one whose insert commits after the walk passed its
@@ -131,8 +153,8 @@ async def list_items(
     after = None if query.cursor is None else _cursor_position(query.cursor)
     values = queries.list_values(query, owner_id, after)
     page_query = queries.page_statement(values, query.sort)
-    rows = (await session.scalars(page_query, values)).unique().all()
-    page, more = rows[: query.limit], len(rows) > query.limit
+    found = _shown((await session.execute(page_query, values)).all())
+    page, more = found[: query.limit], len(found) > query.limit
     next_cursor = encode_cursor(page[-1].created_at, page[-1].id) if more and keyset else None
     total = None
     if query.cursor is None:
@@ -141,7 +163,7 @@ async def list_items(
 
 
 async def _total(
-    session: AsyncSession, values: dict[str, Any], offset: int, page: Sequence[Item], *, more: bool
+    session: AsyncSession, values: dict[str, Any], offset: int, page: list[ItemRead], *, more: bool
 ) -> int | None:
     """The number of matching rows; counted only when the page does not tell it.
 

@@ -10,7 +10,7 @@ import anyio.to_thread
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from app.items import service as items_service
-from app.items.schemas import ItemQuery, ItemRead
+from app.items.schemas import ItemQuery
 from app.jobs import results
 from app.jobs import service as jobs_service
 from app.jobs.claims import Claim
@@ -56,7 +56,7 @@ async def _write(session: AsyncSession, directory: Path, held: Claim, user: User
             page, _, cursor = await items_service.list_items(
                 session=session, query=query, owner_id=user.id
             )
-            rows = [ItemRead.of(item).model_dump_json().encode() for item in page]
+            rows = [item.model_dump_json().encode() for item in page]
             if rows:
                 await file.write((b"," if count else b"") + b",".join(rows))
             count += len(rows)
