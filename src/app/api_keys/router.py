@@ -13,6 +13,7 @@ from app.auth.scopes import Scope
 from app.core.openapi import problem_responses, response_headers
 from app.core.routing import StrictBodyRoute
 from app.core.types import Uuid
+from app.core.urls import url_for
 from app.db.pagination import PageQuery
 from app.deps import SessionDep, SettingsDep
 
@@ -55,7 +56,7 @@ async def create_api_key(
         current_password=body.current_password,
         auth=settings.auth,
     )
-    response.headers["Location"] = str(request.url_for("read_api_key", key_id=api_key.id))
+    response.headers["Location"] = url_for(request, "read_api_key", key_id=api_key.id)
     return ApiKeyCreated(**ApiKeyRead.model_validate(api_key).model_dump(), key=key)
 
 

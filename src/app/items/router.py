@@ -6,6 +6,7 @@ from fastapi import APIRouter, BackgroundTasks, Header, Request, Response, statu
 
 from app.core.conditional import check_if_match, is_not_modified
 from app.core.openapi import problem_responses, response_headers
+from app.core.urls import url_for
 from app.deps import CacheDep, SessionDep, SettingsDep
 from app.idempotency.deps import Idempotent, IdempotentRoute
 from app.items import cache as items_cache
@@ -70,7 +71,7 @@ async def create_item(
 ) -> ItemRead:
     """Create an item owned by the caller."""
     item = await items_service.create(session=session, owner_id=principal.user.id, data=body)
-    response.headers["Location"] = str(request.url_for("read_item", item_id=item.id))
+    response.headers["Location"] = url_for(request, "read_item", item_id=item.id)
     return _show(response, ItemRead.of(item))
 
 

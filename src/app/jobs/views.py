@@ -2,6 +2,7 @@
 
 from fastapi import Request
 
+from app.core.urls import url_for
 from app.jobs.models import Job
 from app.jobs.schemas import JobRead
 
@@ -14,10 +15,10 @@ def job_view(request: Request, job: Job, *, result_readable: bool) -> JobRead:
     """
     if not result_readable:
         return JobRead.of(job, result_url=None).model_copy(update={"result": None})
-    url = str(request.url_for("download_job_result", job_id=job.id))
+    url = url_for(request, "download_job_result", job_id=job.id)
     return JobRead.of(job, result_url=url)
 
 
 def job_location(request: Request, job: Job) -> str:
     """The URL of the job's status resource (a 202's `Location`)."""
-    return str(request.url_for("read_job", job_id=job.id))
+    return url_for(request, "read_job", job_id=job.id)

@@ -9,6 +9,7 @@ from app.auth.deps import AdminReader, AdminWriter, UsersReader, UsersWriter
 from app.auth.proof import IdentityCheckDep, proof_responses
 from app.core.openapi import problem_responses, response_headers
 from app.core.routing import StrictBodyRoute
+from app.core.urls import url_for
 from app.db.pagination import PageQuery
 from app.deps import CacheDep, PasswordHasherDep, SessionDep, SettingsDep
 from app.jobs import mail as job_mail
@@ -62,7 +63,7 @@ async def register(
         password=body.password,
         full_name=body.full_name,
     )
-    response.headers["Location"] = str(request.url_for("read_user", user_id=user.id))
+    response.headers["Location"] = url_for(request, "read_user", user_id=user.id)
     return UserRead.model_validate(user)
 
 
