@@ -28,9 +28,13 @@ class Received:
 
 @dataclass
 class Inbox:
-    """An aiosmtpd handler that keeps every message the server accepts."""
+    """An aiosmtpd handler that keeps every message the server accepts.
+
+    It refuses the first `refusals` messages with a temporary failure (a server in trouble).
+    """
 
     received: list[Received] = field(default_factory=list)
+    refusals: int = 0
 
     @property
     def messages(self) -> list[EmailMessage]:
@@ -40,6 +44,9 @@ class Inbox:
         self, server: SMTP, session: Session, envelope: Envelope
     ) -> str:
         assert envelope.original_content is not None
+        if self.refusals:
+            self.refusals -= 1
+            return "451 4.3.0 Try again later"
         message = message_from_bytes(envelope.original_content, policy=policy.default)
         assert isinstance(message, EmailMessage)
         login = session.auth_data.login if isinstance(session.auth_data, LoginPassword) else None
@@ -62,9 +69,9 @@ class SmtpServer:
 
 
 @contextmanager
-def smtp_server(**smtp_options: Any) -> Iterator[SmtpServer]:
-    """Run an SMTP server on loopback for the duration of the block."""
-    inbox = Inbox()
+def smtp_server(*, refusals: int = 0, **smtp_options: Any) -> Iterator[SmtpServer]:
+    """Run an SMTP server on loopback for the duration of the block (see `Inbox`)."""
+    inbox = Inbox(refusals=refusals)
     port = free_port()
     controller = Controller(inbox, hostname="127.0.0.1", port=port, **smtp_options)
     controller.start()

@@ -1,5 +1,6 @@
 """A reset mail that failed goes out on the job's retry: the resend limit counts mails sent."""
 
+import dataclasses
 import uuid
 
 import pytest
@@ -9,40 +10,21 @@ from httpx2 import AsyncClient
 from app.auth.jobs import SEND_PASSWORD_RESET, send_password_reset
 from app.core.errors import ExternalServiceError
 from app.deps import resources_of
-from app.infra.mail import MailMessage
+from app.infra.mail import SmtpMailer
 from app.jobs.claims import Claim
 from app.jobs.runner import JobContext
+from app.tasks import job_context
 from tests.auth.test_reset_and_verification import ALICE, TOKEN_LINE, action_token_rows, sha256
-from tests.harness import factory
 from tests.identity import register
+from tests.smtp import SmtpServer, smtp_server, smtp_settings
 
 pytestmark = pytest.mark.anyio
 
 
-class FlakyMailer:
-    """A mail server that refuses the first `refusals` mails (an outage), then delivers."""
-
-    def __init__(self, refusals: int = 0) -> None:
-        self.sent: list[MailMessage] = []
-        self.refusals = refusals
-
-    async def send(self, message: MailMessage) -> None:
-        if self.refusals:
-            self.refusals -= 1
-            raise ExternalServiceError("The mail server is unavailable.")
-        self.sent.append(message)
-
-
-def reset_job(app: FastAPI, mailer: FlakyMailer) -> JobContext:
-    """What the worker runs `send_password_reset` with, mailing through `mailer`."""
-    return JobContext(
-        settings=resources_of(app).settings,
-        session_factory=factory(app),
-        read_session_factory=factory(app),
-        mailer=mailer,
-        tracer=None,
-        on_outcome=lambda *_: None,
-    )
+def reset_job(app: FastAPI, server: SmtpServer) -> JobContext:
+    """What the worker runs `send_password_reset` with, mailing through `server`."""
+    mailer = SmtpMailer(smtp_settings(server.port).mail)
+    return dataclasses.replace(job_context(resources_of(app)), mailer=mailer)
 
 
 def reset_claim(email: str, attempt: int = 1) -> Claim:
@@ -66,18 +48,18 @@ async def test_a_reset_mail_that_failed_goes_out_on_the_jobs_retry(
     must not count as the mail of that interval (else the job succeeds, mailing nothing).
     """
     user = await register(client, ALICE)
-    mailer = FlakyMailer(refusals=1)
-    context = reset_job(app, mailer)
-    with pytest.raises(ExternalServiceError):  # SMTP down: the runner retries the job
-        await send_password_reset(context, reset_claim(ALICE, attempt=1))
+    with smtp_server(refusals=1) as server:
+        context = reset_job(app, server)
+        with pytest.raises(ExternalServiceError):  # SMTP refused: the runner retries the job
+            await send_password_reset(context, reset_claim(ALICE, attempt=1))
 
-    await send_password_reset(context, reset_claim(ALICE, attempt=2))
+        await send_password_reset(context, reset_claim(ALICE, attempt=2))
 
-    [mail] = mailer.sent
-    assert mail.to == ALICE
+    [mail] = server.inbox.messages
+    assert mail["To"] == ALICE
     # The failed attempt's token was withdrawn: only the mailed one works.
     rows = await action_token_rows(app, user["id"])
-    [token] = TOKEN_LINE.findall(mail.text)
+    [token] = TOKEN_LINE.findall(mail.get_content())
     assert [row["token_hash"] for row in rows if row["used_at"] is None] == [sha256(token)]
 
 
@@ -85,10 +67,9 @@ async def test_a_reset_asked_again_within_the_interval_after_a_mail_went_out_mai
     app: FastAPI, client: AsyncClient
 ) -> None:
     await register(client, ALICE)
-    mailer = FlakyMailer()
-    context = reset_job(app, mailer)
+    with smtp_server() as server:
+        context = reset_job(app, server)
+        await send_password_reset(context, reset_claim(ALICE))
+        await send_password_reset(context, reset_claim(ALICE))
 
-    await send_password_reset(context, reset_claim(ALICE))
-    await send_password_reset(context, reset_claim(ALICE))
-
-    assert [mail.to for mail in mailer.sent] == [ALICE]
+    assert [mail["To"] for mail in server.inbox.messages] == [ALICE]
