@@ -81,11 +81,13 @@ def test_a_repeated_standard_library_warning_is_left_out_not_raised(logger: str)
     assert len(lines.events("Invalid HTTP request received.")) == 1
 
 
-def test_repeated_pool_clean_up_failures_do_not_raise_into_the_pool() -> None:
+def test_a_repeated_warning_with_its_traceback_is_left_out_not_raised() -> None:
+    """As a pool logs a connection it failed to close: the same warning, the same traceback."""
     pool = logging.getLogger("sqlalchemy.pool.impl.AsyncAdaptedQueuePool")
-    with log_lines():
+    with log_lines() as lines:
         for _ in range(3):
             try:
                 raise ConnectionResetError("server closed the connection")
             except ConnectionResetError:
-                pool.error("Exception terminating connection %r", object(), exc_info=True)
+                pool.warning("Exception terminating connection", exc_info=True)
+    assert len(lines.events("Exception terminating connection")) == 1
