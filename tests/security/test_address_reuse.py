@@ -19,7 +19,10 @@ from httpx2 import ASGITransport, AsyncClient
 from redis.asyncio import Redis
 
 from app.auth import action_tokens
+from app.auth.throttle import DatabaseLoginThrottle
+from app.auth.throttle_redis import RedisLoginThrottle
 from app.core.config import Settings
+from app.db.base import utcnow
 from app.users.models import User
 from tests.harness import factory, started
 from tests.identity import (
@@ -38,6 +41,23 @@ USERS = "/api/v1/users"
 LIMIT = 2  # LOGIN_MAX_ATTEMPTS: two strangers' failures put the account in its delay
 OLD_OWNER = "203.0.113.10"
 NEWCOMER = "203.0.113.77"
+
+
+@pytest.fixture(autouse=True)
+def throttle_clock_stands_still(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Both throttle stores read one fixed instant: the account's delay (1 s after the newest
+    failure) never runs out, however long a busy host stalls between a failure and the next
+    login, so a 429 expected during it cannot turn into a 200.
+    """
+    moment = utcnow()
+    clocks = ((DatabaseLoginThrottle, lambda: moment), (RedisLoginThrottle, moment.timestamp))
+    for throttle, clock in clocks:
+        defaults = throttle.__init__.__kwdefaults__
+        assert defaults is not None
+        assert "now" in defaults
+        monkeypatch.setitem(defaults, "now", clock)
+
+
 NEW_PASSWORD = "the new owner's passphrase"
 
 
